@@ -1,0 +1,376 @@
+//! `keelson bench`: load over the etcd v3 API, so the same code measures
+//! Keelson and etcd.
+//!
+//! - `bench kv --endpoints ...`: sequential put latency, put throughput at
+//!   64 and 256 in flight, linearizable and serializable range throughput.
+//! - `bench compare`: starts a 3-replica Keelson cluster and a 3-member etcd
+//!   cluster on loopback, runs `kv` against each, prints both and the ratio.
+//! - `bench failover`: SIGKILLs the leader repeatedly and times how long
+//!   until a write succeeds again; optionally watches an idle cluster for
+//!   leader changes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use keelson::cluster::{channel, Kind, ProcCluster};
+use keelson_proto::etcdserverpb::kv_client::KvClient;
+use keelson_proto::etcdserverpb::{PutRequest, RangeRequest};
+use tonic::transport::Channel;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Run the KV phases against running endpoints.
+    Kv(KvArgs),
+    /// Start Keelson and etcd clusters side by side and compare them.
+    Compare(CompareArgs),
+    /// Kill the leader repeatedly; time until writes succeed again.
+    Failover(FailoverArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct LoadArgs {
+    /// Seconds per throughput phase.
+    #[arg(long, default_value_t = 10)]
+    pub phase_secs: u64,
+    /// Puts in the sequential-latency phase.
+    #[arg(long, default_value_t = 500)]
+    pub sequential_puts: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// Distinct keys written and read.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: usize,
+}
+
+#[derive(Args)]
+pub struct KvArgs {
+    /// Client URLs, comma separated.
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    pub endpoints: String,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// The etcd binary to compare against (Debian's etcd-server).
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    pub etcd: PathBuf,
+    /// Members per cluster.
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+#[derive(Args)]
+pub struct FailoverArgs {
+    /// Leader kills to measure.
+    #[arg(long, default_value_t = 10)]
+    pub kills: usize,
+    /// Also watch the idle cluster this many seconds for leader changes.
+    #[arg(long, default_value_t = 0)]
+    pub idle_secs: u64,
+    /// Measure etcd (this binary) instead of Keelson.
+    #[arg(long)]
+    pub etcd: Option<PathBuf>,
+    /// Extra flags for every `keelson server`.
+    #[arg(long, allow_hyphen_values = true, num_args = 0..)]
+    pub server_args: Vec<String>,
+}
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Kv(a) => {
+            let endpoints: Vec<String> = a.endpoints.split(',').map(|s| s.trim().to_string()).collect();
+            let results = run_kv(&endpoints, &a.load).await?;
+            print_results("target", &results);
+            Ok(())
+        }
+        BenchCommand::Compare(a) => compare(a).await,
+        BenchCommand::Failover(a) => failover(a).await,
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PhaseResult {
+    pub name: &'static str,
+    pub ops: usize,
+    pub errors: usize,
+    pub ops_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+fn percentile(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted_us.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted_us[idx]) / 1000.0
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Put,
+    Get { serializable: bool },
+}
+
+struct Load {
+    clients: Vec<KvClient<Channel>>,
+    value: Vec<u8>,
+    keys: usize,
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("bench/{i:08}").into_bytes()
+}
+
+impl Load {
+    async fn one(&self, worker: usize, n: usize, op: Op) -> Result<(), tonic::Status> {
+        let mut c = self.clients[worker % self.clients.len()].clone();
+        let k = key((worker * 7919 + n * 104_729) % self.keys);
+        match op {
+            Op::Put => c
+                .put(PutRequest {
+                    key: k,
+                    value: self.value.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+            Op::Get { serializable } => c
+                .range(RangeRequest {
+                    key: k,
+                    serializable,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// `in_flight` workers issue `op` back to back for `secs` seconds (or
+    /// until `max_ops` in total).
+    async fn phase(self: &Arc<Self>, name: &'static str, op: Op, in_flight: usize, secs: u64, max_ops: usize) -> PhaseResult {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(secs);
+        let per_worker = max_ops.div_ceil(in_flight);
+        let mut tasks = Vec::new();
+        for w in 0..in_flight {
+            let load = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0usize;
+                for n in 0..per_worker {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let t = Instant::now();
+                    match load.one(w, n, op).await {
+                        Ok(()) => lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            if let Ok((lat, e)) = t.await {
+                all.extend(lat);
+                errors += e;
+            }
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        all.sort_unstable();
+        PhaseResult {
+            name,
+            ops: all.len(),
+            errors,
+            ops_per_sec: all.len() as f64 / elapsed,
+            p50_ms: percentile(&all, 0.50),
+            p99_ms: percentile(&all, 0.99),
+        }
+    }
+}
+
+pub async fn run_kv(endpoints: &[String], a: &LoadArgs) -> anyhow::Result<Vec<PhaseResult>> {
+    // Two connections per endpoint; workers spread over them round-robin.
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        for e in endpoints {
+            clients.push(KvClient::new(channel(e)?));
+        }
+    }
+    let load = Arc::new(Load {
+        clients,
+        value: vec![b'x'; a.value_size],
+        keys: a.keys.max(1),
+    });
+    // Preload every key so reads hit data.
+    let preload = load.phase("preload", Op::Put, 64, 120, a.keys).await;
+    if preload.errors > 0 {
+        anyhow::bail!("preload failed: {} errors", preload.errors);
+    }
+    let s = a.phase_secs;
+    Ok(vec![
+        load.phase("put, 1 in flight", Op::Put, 1, s, a.sequential_puts).await,
+        load.phase("put, 64 in flight", Op::Put, 64, s, usize::MAX / 2).await,
+        load.phase("put, 256 in flight", Op::Put, 256, s, usize::MAX / 2).await,
+        load.phase("get linearizable, 256 in flight", Op::Get { serializable: false }, 256, s, usize::MAX / 2)
+            .await,
+        load.phase("get serializable, 256 in flight", Op::Get { serializable: true }, 256, s, usize::MAX / 2)
+            .await,
+    ])
+}
+
+fn print_results(label: &str, results: &[PhaseResult]) {
+    println!("{label}:");
+    println!("  {:<34} {:>9} {:>7} {:>11} {:>9} {:>9}", "phase", "ops", "errors", "ops/s", "p50 ms", "p99 ms");
+    for r in results {
+        println!(
+            "  {:<34} {:>9} {:>7} {:>11.0} {:>9.2} {:>9.2}",
+            r.name, r.ops, r.errors, r.ops_per_sec, r.p50_ms, r.p99_ms
+        );
+    }
+}
+
+async fn compare(a: CompareArgs) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("find the keelson binary")?;
+    let dir = tempfile::tempdir()?;
+    println!("machine: {} cores; {} members per cluster; fsync on for both", num_cpus(), a.members);
+
+    let keelson = {
+        let c = ProcCluster::start(
+            Kind::Keelson {
+                bin: me.clone(),
+                extra_args: vec![],
+            },
+            a.members,
+            &dir.path().join("keelson"),
+        )?;
+        c.wait_healthy(Duration::from_secs(30)).await?;
+        let r = run_kv(&c.endpoints(), &a.load).await?;
+        drop(c);
+        r
+    };
+    print_results("keelson", &keelson);
+    let etcd = {
+        let c = ProcCluster::start(Kind::Etcd { bin: a.etcd.clone() }, a.members, &dir.path().join("etcd"))?;
+        c.wait_healthy(Duration::from_secs(30)).await?;
+        let r = run_kv(&c.endpoints(), &a.load).await?;
+        drop(c);
+        r
+    };
+    print_results("etcd", &etcd);
+    println!();
+    println!("| phase | keelson ops/s | etcd ops/s | ratio | keelson p50/p99 ms | etcd p50/p99 ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (k, e) in keelson.iter().zip(etcd.iter()) {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} | {:.2} / {:.2} |",
+            k.name,
+            k.ops_per_sec,
+            e.ops_per_sec,
+            k.ops_per_sec / e.ops_per_sec.max(1e-9),
+            k.p50_ms,
+            k.p99_ms,
+            e.p50_ms,
+            e.p99_ms
+        );
+    }
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let kind = match &a.etcd {
+        Some(bin) => Kind::Etcd { bin: bin.clone() },
+        None => Kind::Keelson {
+            bin: std::env::current_exe()?,
+            extra_args: a.server_args.clone(),
+        },
+    };
+    let mut c = ProcCluster::start(kind, 3, dir.path())?;
+    c.wait_healthy(Duration::from_secs(30)).await?;
+
+    if a.idle_secs > 0 {
+        let leader = c.leader().await.context("no leader")?;
+        let (_, _, term) = c.status(leader).await?;
+        println!("idle: watching for {} s (leader m{}, term {term})", a.idle_secs, leader + 1);
+        let end = Instant::now() + Duration::from_secs(a.idle_secs);
+        let mut changes = 0;
+        let mut last_term = term;
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok((_, _, t)) = c.status(leader).await {
+                if t != last_term {
+                    changes += 1;
+                    last_term = t;
+                }
+            }
+        }
+        println!("idle: term changes in {} s: {changes}", a.idle_secs);
+    }
+
+    let mut samples = Vec::new();
+    for round in 0..a.kills {
+        let leader = loop {
+            if let Some(l) = c.leader().await {
+                break l;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let others: Vec<usize> = (0..c.members.len()).filter(|i| *i != leader).collect();
+        let clients: Vec<KvClient<Channel>> = others
+            .iter()
+            .map(|i| channel(&c.members[*i].endpoint()).map(KvClient::new))
+            .collect::<anyhow::Result<_>>()?;
+        let killed_at = Instant::now();
+        c.kill(leader);
+        // Write through the survivors until one write succeeds.
+        let mut n = 0u64;
+        let recovered = loop {
+            let mut client = clients[(n as usize) % clients.len()].clone();
+            n += 1;
+            let mut req = tonic::Request::new(PutRequest {
+                key: format!("failover/{round}").into_bytes(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            });
+            req.set_timeout(Duration::from_millis(200));
+            if client.put(req).await.is_ok() {
+                break killed_at.elapsed();
+            }
+            if killed_at.elapsed() > Duration::from_secs(30) {
+                anyhow::bail!("no write succeeded within 30 s after killing the leader");
+            }
+        };
+        println!("kill {}: leader m{} killed, writes back after {:.0} ms", round + 1, leader + 1, recovered.as_secs_f64() * 1000.0);
+        samples.push(recovered);
+        c.restart(leader)?;
+        c.wait_healthy(Duration::from_secs(30)).await?;
+    }
+    if !samples.is_empty() {
+        samples.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "failover over {} kills: median {:.0} ms, min {:.0} ms, max {:.0} ms",
+            samples.len(),
+            ms(samples[samples.len() / 2]),
+            ms(samples[0]),
+            ms(samples[samples.len() - 1])
+        );
+    }
+    Ok(())
+}

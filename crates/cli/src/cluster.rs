@@ -1,0 +1,270 @@
+//! Local clusters of real processes on loopback (Keelson replicas or etcd
+//! members), for benchmarks and integration tests: free ports picked at run
+//! time, SIGKILL/SIGSTOP/SIGCONT/restart of any member, and every process
+//! killed when the cluster is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use keelson_proto::etcdserverpb::kv_client::KvClient;
+use keelson_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use keelson_proto::etcdserverpb::{RangeRequest, StatusRequest};
+use tonic::transport::{Channel, Endpoint};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// `keelson server`, with extra flags for every replica.
+    Keelson { bin: PathBuf, extra_args: Vec<String> },
+    /// etcd (the anchor), fsync on as by default.
+    Etcd { bin: PathBuf },
+}
+
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+pub struct ProcCluster {
+    pub kind: Kind,
+    pub members: Vec<Member>,
+    initial_cluster: String,
+}
+
+/// A port that was free a moment ago (the OS picks it).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A channel to one endpoint that connects lazily with short timeouts.
+pub fn channel(endpoint: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(endpoint.to_string())?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+impl ProcCluster {
+    /// Start `n` members with data under `dir`.
+    pub fn start(kind: Kind, n: usize, dir: &Path) -> anyhow::Result<ProcCluster> {
+        let mut members = Vec::new();
+        for i in 0..n {
+            let name = format!("m{}", i + 1);
+            let data_dir = dir.join(&name);
+            std::fs::create_dir_all(&data_dir)?;
+            members.push(Member {
+                log_path: dir.join(format!("{name}.log")),
+                name,
+                client_port: free_port()?,
+                peer_port: free_port()?,
+                data_dir,
+                child: None,
+            });
+        }
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = ProcCluster {
+            kind,
+            members,
+            initial_cluster,
+        };
+        for i in 0..n {
+            c.spawn(i, "new")?;
+        }
+        Ok(c)
+    }
+
+    fn command(&self, i: usize, state: &str) -> Command {
+        let m = &self.members[i];
+        match &self.kind {
+            Kind::Keelson { bin, extra_args } => {
+                let mut cmd = Command::new(bin);
+                cmd.arg("server")
+                    .arg("--name")
+                    .arg(&m.name)
+                    .arg("--data-dir")
+                    .arg(&m.data_dir)
+                    .arg("--listen-client")
+                    .arg(format!("127.0.0.1:{}", m.client_port))
+                    .arg("--listen-peer")
+                    .arg(format!("127.0.0.1:{}", m.peer_port))
+                    .arg("--initial-cluster")
+                    .arg(&self.initial_cluster)
+                    .arg("--initial-cluster-state")
+                    .arg(state)
+                    .args(extra_args);
+                cmd
+            }
+            Kind::Etcd { bin } => {
+                let client = format!("http://127.0.0.1:{}", m.client_port);
+                let peer = format!("http://127.0.0.1:{}", m.peer_port);
+                let mut cmd = Command::new(bin);
+                cmd.arg("--name")
+                    .arg(&m.name)
+                    .arg("--data-dir")
+                    .arg(&m.data_dir)
+                    .arg("--listen-client-urls")
+                    .arg(&client)
+                    .arg("--advertise-client-urls")
+                    .arg(&client)
+                    .arg("--listen-peer-urls")
+                    .arg(&peer)
+                    .arg("--initial-advertise-peer-urls")
+                    .arg(&peer)
+                    .arg("--initial-cluster")
+                    .arg(&self.initial_cluster)
+                    .arg("--initial-cluster-state")
+                    .arg(state)
+                    .arg("--initial-cluster-token")
+                    .arg("keelson-bench");
+                cmd
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize, state: &str) -> anyhow::Result<()> {
+        let mut cmd = self.command(i, state);
+        let m = &self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log_path)
+            .with_context(|| format!("open {}", m.log_path.display()))?;
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        let child = cmd.spawn().with_context(|| format!("start member {}", m.name))?;
+        self.members[i].child = Some(child);
+        Ok(())
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint()).collect()
+    }
+
+    /// SIGKILL member `i` and reap it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM member `i` and wait for it to exit (SIGKILL after 10 s).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            signal(c.id(), libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP (pause) or SIGCONT (resume) member `i`.
+    pub fn pause(&self, i: usize, paused: bool) {
+        if let Some(pid) = self.members[i].pid() {
+            signal(pid, if paused { libc::SIGSTOP } else { libc::SIGCONT });
+        }
+    }
+
+    /// Start member `i` again with its data.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.members[i].is_running() {
+            bail!("member {} is still running", self.members[i].name);
+        }
+        self.spawn(i, "existing")
+    }
+
+    /// Member status over Maintenance.Status: (leader id, member id, raft term).
+    pub async fn status(&self, i: usize) -> anyhow::Result<(u64, u64, u64)> {
+        let mut c = MaintenanceClient::new(channel(&self.members[i].endpoint())?);
+        let mut req = tonic::Request::new(StatusRequest {});
+        req.set_timeout(Duration::from_millis(500));
+        let s = c.status(req).await?.into_inner();
+        let h = s.header.unwrap_or_default();
+        Ok((s.leader, h.member_id, s.raft_term))
+    }
+
+    /// The index of the member that leads, as the running members agree.
+    pub async fn leader(&self) -> Option<usize> {
+        for (i, m) in self.members.iter().enumerate() {
+            if !m.is_running() {
+                continue;
+            }
+            if let Ok((leader, me, _)) = self.status(i).await {
+                if leader != 0 && leader == me {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Wait until every running member answers a linearizable read.
+    pub async fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        for m in self.members.iter().filter(|m| m.is_running()) {
+            let mut kv = KvClient::new(channel(&m.endpoint())?);
+            loop {
+                let mut req = tonic::Request::new(RangeRequest {
+                    key: b"health".to_vec(),
+                    ..Default::default()
+                });
+                req.set_timeout(Duration::from_secs(1));
+                match kv.range(req).await {
+                    Ok(_) => break,
+                    Err(e) if Instant::now() > deadline => {
+                        bail!("member {} not healthy after {timeout:?}: {e} (log: {})", m.name, m.log_path.display())
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            // A paused process must be resumed to die promptly on SIGKILL's
+            // reaping path; SIGKILL works on stopped processes, but be sure.
+            self.pause(i, false);
+            self.kill(i);
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we spawned and own; no memory is involved.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}

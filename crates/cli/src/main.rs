@@ -1,0 +1,41 @@
+//! The `keelson` binary: `keelson server` runs a control-plane replica,
+//! `keelson bench` measures it (and etcd) over the etcd v3 API.
+
+mod bench;
+mod server_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "keelson", version, about = "Keelson: a highly available, Kubernetes-style control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one control-plane replica (with no flags: a single-replica cluster on 127.0.0.1:2379).
+    Server(server_cmd::ServerArgs),
+    /// Benchmarks over the etcd v3 API (Keelson and etcd alike).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server_cmd::run(args).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    })
+}

@@ -1,0 +1,134 @@
+//! `keelson server`: flags (etcd's names where etcd has one) -> Config ->
+//! run until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use keelson_store::{ClusterState, Config, Server};
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// This replica's name; must match its entry in --initial-cluster.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Where the replica keeps its data (default: ./<name>.keelson).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the etcd-compatible client port.
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    pub listen_client: String,
+    /// Client URL announced to the cluster (default: http://<listen-client>).
+    #[arg(long)]
+    pub advertise_client: Option<String>,
+    /// Address of the peer (Raft) port.
+    #[arg(long, default_value = "127.0.0.1:2380")]
+    pub listen_peer: String,
+    /// Initial members as name=peer-url,... (default: this replica alone).
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// `new` to form a cluster, `existing` to join one after `member add`.
+    #[arg(long, default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Cluster token; members of one cluster share it.
+    #[arg(long, default_value = "keelson-cluster")]
+    pub initial_cluster_token: String,
+    /// Largest request accepted, in bytes (etcd's default 1.5 MiB).
+    #[arg(long, default_value_t = 1536 * 1024)]
+    pub max_request_bytes: usize,
+    /// Database quota in bytes; writes past it fail with "database space exceeded".
+    #[arg(long, default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub quota_backend_bytes: u64,
+    /// Raft entries between snapshots.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_count: u64,
+    /// Entries kept behind a snapshot for slow followers.
+    #[arg(long, default_value_t = 5_000)]
+    pub snapshot_catchup_entries: u64,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_interval: u64,
+    /// Election timeout in milliseconds; timeouts are drawn from [t, 2t).
+    #[arg(long, default_value_t = 150)]
+    pub election_timeout: u64,
+    /// Seconds between progress notifications to idle watchers that asked for them.
+    #[arg(long, default_value_t = 600)]
+    pub watch_progress_notify_interval: u64,
+}
+
+/// Accept `host:port` or `http://host:port`.
+pub fn parse_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    let trimmed = s.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+    trimmed.parse().with_context(|| format!("not an address (host:port): {s}"))
+}
+
+pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
+    let listen_client = parse_addr(&a.listen_client)?;
+    let listen_peer = parse_addr(&a.listen_peer)?;
+    let initial_cluster: Vec<(String, String)> = match &a.initial_cluster {
+        None => vec![(a.name.clone(), format!("http://{listen_peer}"))],
+        Some(s) => s
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|pair| {
+                let (name, url) = pair
+                    .split_once('=')
+                    .with_context(|| format!("--initial-cluster entry {pair:?} is not name=peer-url"))?;
+                let url = url.trim().trim_end_matches('/').to_string();
+                if !url.starts_with("http://") {
+                    bail!("--initial-cluster peer URL {url:?} must start with http://");
+                }
+                parse_addr(&url)?;
+                Ok((name.trim().to_string(), url))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let advertise_peer = initial_cluster
+        .iter()
+        .find(|(n, _)| *n == a.name)
+        .map(|(_, u)| u.clone())
+        .with_context(|| format!("--initial-cluster has no entry for --name {}", a.name))?;
+    let initial_cluster_state = match a.initial_cluster_state.as_str() {
+        "new" => ClusterState::New,
+        "existing" => ClusterState::Existing,
+        other => bail!("--initial-cluster-state must be new or existing, not {other:?}"),
+    };
+    if a.heartbeat_interval == 0 || a.election_timeout <= a.heartbeat_interval {
+        bail!("--election-timeout must be larger than --heartbeat-interval, and both positive");
+    }
+    if a.max_request_bytes == 0 {
+        bail!("--max-request-bytes must be positive");
+    }
+    let mut c = Config::single(&a.name, a.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.keelson", a.name))));
+    c.listen_client = listen_client;
+    c.advertise_client = a.advertise_client.clone().unwrap_or_else(|| format!("http://{listen_client}"));
+    c.listen_peer = listen_peer;
+    c.advertise_peer = advertise_peer;
+    c.initial_cluster = initial_cluster;
+    c.initial_cluster_state = initial_cluster_state;
+    c.cluster_token = a.initial_cluster_token.clone();
+    c.max_request_bytes = a.max_request_bytes;
+    c.quota_bytes = a.quota_backend_bytes;
+    c.snapshot_count = a.snapshot_count.max(1);
+    c.snapshot_catchup_entries = a.snapshot_catchup_entries;
+    c.heartbeat_ms = a.heartbeat_interval;
+    c.election_min_ms = a.election_timeout;
+    c.election_max_ms = a.election_timeout * 2;
+    c.watch_progress_interval = Duration::from_secs(a.watch_progress_notify_interval.max(1));
+    Ok(c)
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = config_from_args(&args)?;
+    let server = Server::start(config).await.map_err(anyhow::Error::msg)?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! Raft RPCs over gRPC on the peer port. openraft's messages travel as
+//! versioned bincode inside `RaftMessage.payload`; each request names the
+//! node id it is meant for, and a replica refuses one addressed to another
+//! id (so a reused address never receives a stranger's Raft traffic).
+//!
+//! [`PeerPool`] keeps one lazily connected channel per peer address, shared
+//! by Raft replication and by request forwarding.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keelson_proto::raft::raft_peer_client::RaftPeerClient;
+use keelson_proto::raft::RaftMessage;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{codec, NodeId, TypeConfig};
+
+/// Largest gRPC message between peers: AppendEntries batches and snapshot
+/// chunks (openraft splits snapshots into `snapshot_max_chunk_size` pieces).
+pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// How long a connection attempt to a peer may take before it counts as
+/// unreachable.
+const PEER_CONNECT_TIMEOUT_MS: u64 = 300;
+
+/// One channel per peer URL, created lazily and reused.
+#[derive(Clone, Default)]
+pub struct PeerPool {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerPool {
+    pub fn client(&self, url: &str) -> Result<RaftPeerClient<Channel>, String> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match map.get(url) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Endpoint::from_shared(url.to_string())
+                    .map_err(|e| format!("bad peer URL {url}: {e}"))?
+                    .connect_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(1))
+                    .keep_alive_timeout(Duration::from_millis(500))
+                    .keep_alive_while_idle(true)
+                    .connect_lazy();
+                map.insert(url.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(RaftPeerClient::new(channel)
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX))
+    }
+}
+
+pub struct NetworkFactory {
+    pub pool: PeerPool,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
+        PeerConnection {
+            target,
+            client: self.pool.client(&node.addr),
+        }
+    }
+}
+
+pub struct PeerConnection {
+    target: NodeId,
+    client: Result<RaftPeerClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Msg(String);
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: RpcKind,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&Msg(e.clone())))),
+        };
+        let payload = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
+        let mut request = tonic::Request::new(RaftMessage {
+            target: self.target,
+            payload,
+        });
+        request.set_timeout(option.hard_ttl());
+        let reply = match kind {
+            RpcKind::Append => client.append_entries(request).await,
+            RpcKind::Vote => client.vote(request).await,
+            RpcKind::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = match reply {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                let err = Msg(format!("{kind:?} to node {}: {status}", self.target));
+                // Unreachable makes openraft back off instead of retrying at once.
+                return Err(match status.code() {
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                        RPCError::Unreachable(Unreachable::new(&err))
+                    }
+                    _ => RPCError::Network(NetworkError::new(&err)),
+                });
+            }
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            codec::decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RpcKind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(RpcKind::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.call(RpcKind::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(RpcKind::Vote, &rpc, &option).await
+    }
+}

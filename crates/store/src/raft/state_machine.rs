@@ -1,0 +1,285 @@
+//! The replicated state machine: [`Mvcc`] in memory, made durable by the
+//! Raft log plus snapshots written to `snapshot.bin` (fsynced, then renamed
+//! into place). On start the newest snapshot is loaded and openraft replays
+//! the log after it.
+//!
+//! Readers share the state through [`SmHandle`]; only openraft's apply and
+//! snapshot installation write it.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{codec, LogId, NodeId, Response, StorageError, TypeConfig};
+use crate::mvcc::Mvcc;
+
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+/// What a snapshot holds, and what `snapshot.bin` stores.
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    /// The snapshot body as sent to peers: a versioned [`SnapshotBody`].
+    data: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    last_applied: Option<LogId>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    mvcc: Mvcc,
+}
+
+struct SmState {
+    mvcc: Mvcc,
+    last_applied: Option<LogId>,
+    membership: StoredMembership<NodeId, BasicNode>,
+}
+
+struct Shared {
+    state: RwLock<SmState>,
+    /// The store revision after the last apply; watchers wait on it.
+    revision: watch::Sender<i64>,
+    dir: PathBuf,
+}
+
+/// A cheap, cloneable read handle on the state machine.
+#[derive(Clone)]
+pub struct SmHandle {
+    shared: Arc<Shared>,
+}
+
+/// Read access to the state (a read lock held while it lives).
+pub struct SmRead<'a>(RwLockReadGuard<'a, SmState>);
+
+impl std::ops::Deref for SmRead<'_> {
+    type Target = Mvcc;
+    fn deref(&self) -> &Mvcc {
+        &self.0.mvcc
+    }
+}
+
+impl SmRead<'_> {
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.0.last_applied
+    }
+}
+
+impl SmHandle {
+    pub fn read(&self) -> SmRead<'_> {
+        // A poisoned lock means a panic during apply; the state is still the
+        // last consistent one (apply does not panic part way by design).
+        SmRead(self.shared.state.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Subscribe to revision changes.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.shared.revision.subscribe()
+    }
+}
+
+/// The openraft state machine.
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::error(e.to_string())).into()
+}
+
+impl StateMachine {
+    /// Open the state machine in `dir`, loading the newest snapshot.
+    pub fn open(dir: &Path) -> Result<(StateMachine, SmHandle), String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let mut state = SmState {
+            mvcc: Mvcc::default(),
+            last_applied: None,
+            membership: StoredMembership::default(),
+        };
+        if let Some(file) = read_snapshot_file(dir)? {
+            let body: SnapshotBody = codec::decode(&file.data).map_err(|e| format!("decode snapshot: {e}"))?;
+            state = SmState {
+                mvcc: body.mvcc,
+                last_applied: body.last_applied,
+                membership: body.membership,
+            };
+        }
+        let (revision, _) = watch::channel(state.mvcc.revision());
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            revision,
+            dir: dir.to_path_buf(),
+        });
+        Ok((
+            StateMachine { shared: shared.clone() },
+            SmHandle { shared },
+        ))
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, SmState> {
+        self.shared.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, String> {
+    let path = dir.join(SNAPSHOT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => codec::decode(&bytes).map(Some).map_err(|e| format!("decode {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("read {}: {e}", path.display())),
+    }
+}
+
+/// Write the snapshot durably: temp file, fsync, rename, fsync the dir.
+fn write_snapshot_file(dir: &Path, file: &SnapshotFile) -> Result<(), String> {
+    let bytes = codec::encode(file)?;
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    f.write_all(&bytes).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    f.sync_all().map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).map_err(|e| format!("rename snapshot: {e}"))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("fsync {}: {e}", dir.display()))?;
+    Ok(())
+}
+
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (data, last_applied, membership) = {
+            let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+            let body = SnapshotBody {
+                last_applied: st.last_applied,
+                membership: st.membership.clone(),
+                mvcc: st.mvcc.clone(),
+            };
+            (body, st.last_applied, st.membership.clone())
+        };
+        let shared = self.shared.clone();
+        // Encoding and the fsync run off the async threads.
+        let file = tokio::task::spawn_blocking(move || -> Result<SnapshotFile, String> {
+            let bytes = codec::encode(&data)?;
+            let snapshot_id = match last_applied {
+                Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
+                None => "empty".to_string(),
+            };
+            let file = SnapshotFile {
+                meta: SnapshotMeta {
+                    last_log_id: last_applied,
+                    last_membership: membership,
+                    snapshot_id,
+                },
+                data: bytes,
+            };
+            write_snapshot_file(&shared.dir, &file)?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        Ok(Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(file.data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
+        let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+        Ok((st.last_applied, st.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        let revision = {
+            let mut st = self.write_state();
+            for entry in entries {
+                st.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => out.push(Response::default()),
+                    EntryPayload::Normal(req) => {
+                        let results = req.0.commands.iter().map(|c| st.mvcc.apply(c)).collect();
+                        out.push(Response(results));
+                    }
+                    EntryPayload::Membership(m) => {
+                        st.membership = StoredMembership::new(Some(entry.log_id), m);
+                        out.push(Response::default());
+                    }
+                }
+            }
+            st.mvcc.revision()
+        };
+        self.shared.revision.send_replace(revision);
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let body: SnapshotBody = codec::decode(&data).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data,
+        };
+        let dir = self.shared.dir.clone();
+        let file = tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &file).map(|()| file))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        drop(file);
+        let revision = {
+            let mut st = self.write_state();
+            st.mvcc = body.mvcc;
+            st.last_applied = meta.last_log_id;
+            st.membership = meta.last_membership.clone();
+            st.mvcc.revision()
+        };
+        self.shared.revision.send_replace(revision);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let dir = self.shared.dir.clone();
+        let file = tokio::task::spawn_blocking(move || read_snapshot_file(&dir))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(file.map(|f| Snapshot {
+            meta: f.meta,
+            snapshot: Box::new(Cursor::new(f.data)),
+        }))
+    }
+}

@@ -1,0 +1,521 @@
+//! The client port: etcd's v3 gRPC API (KV, Watch, Lease, Cluster,
+//! Maintenance) over the replica.
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use keelson_proto::etcdserverpb as pb;
+use keelson_proto::etcdserverpb::cluster_server::{Cluster, ClusterServer};
+use keelson_proto::etcdserverpb::kv_server::{Kv, KvServer};
+use keelson_proto::etcdserverpb::lease_server::{Lease, LeaseServer};
+use keelson_proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
+use keelson_proto::etcdserverpb::watch_server::WatchServer;
+use keelson_proto::raft::{command, command_result, Command, LeaseGrant, LeaseRevoke};
+use openraft::{BasicNode, ChangeMembers};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{member_id, Replica, Route, GRPC_OVERHEAD_BYTES, REQUEST_TIMEOUT_MS};
+use crate::error::{Error, Result};
+
+/// The version Maintenance.Status reports: the etcd API level served.
+pub const API_VERSION: &str = "3.4.0";
+/// Keep-alive responses queued per stream before the reader waits.
+const KEEPALIVE_QUEUE_MAX: usize = 64;
+
+pub async fn serve(
+    replica: Arc<Replica>,
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::result::Result<(), tonic::transport::Error> {
+    let limit = replica.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let api = EtcdApi {
+        replica: replica.clone(),
+    };
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<KvServer<EtcdApi>>().await;
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(KvServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(WatchServer::new(super::watch::WatchService::new(replica.clone())).max_decoding_message_size(limit))
+        .add_service(LeaseServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(ClusterServer::new(api.clone()).max_decoding_message_size(limit))
+        .add_service(MaintenanceServer::new(api).max_decoding_message_size(limit))
+        .add_service(health)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+#[derive(Clone)]
+pub struct EtcdApi {
+    replica: Arc<Replica>,
+}
+
+impl EtcdApi {
+    fn check_size<M: Message>(&self, req: &M) -> Result<()> {
+        if req.encoded_len() > self.replica.config.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        Ok(())
+    }
+
+    /// etcd's quota: writes that add data fail once the store is full;
+    /// deletes and compaction still work so space can be reclaimed.
+    fn check_quota(&self, added_bytes: usize) -> Result<()> {
+        let used = self.replica.sm.read().size_bytes();
+        if used + added_bytes as u64 > self.replica.config.quota_bytes {
+            return Err(Error::NoSpace);
+        }
+        Ok(())
+    }
+}
+
+fn txn_has_put(t: &pb::TxnRequest) -> bool {
+    use pb::request_op::Request as R;
+    t.success.iter().chain(t.failure.iter()).any(|op| match &op.request {
+        Some(R::RequestPut(_)) => true,
+        Some(R::RequestTxn(inner)) => txn_has_put(inner),
+        _ => false,
+    })
+}
+
+fn unexpected(kind: &command_result::Kind) -> Status {
+    Status::internal(format!("unexpected command result {kind:?}"))
+}
+
+#[tonic::async_trait]
+impl Kv for EtcdApi {
+    async fn range(&self, req: Request<pb::RangeRequest>) -> std::result::Result<Response<pb::RangeResponse>, Status> {
+        let req = req.into_inner();
+        self.check_size(&req)?;
+        if req.key.is_empty() {
+            return Err(Error::EmptyKey.into());
+        }
+        if !req.serializable {
+            self.replica.read_barrier().await?;
+        }
+        let sm = self.replica.sm.read();
+        let mut resp = sm.range(&req)?;
+        resp.header = Some(self.replica.header(sm.revision()));
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, req: Request<pb::PutRequest>) -> std::result::Result<Response<pb::PutResponse>, Status> {
+        let req = req.into_inner();
+        self.check_size(&req)?;
+        self.check_quota(req.key.len() + req.value.len())?;
+        let (rev, kind) = self
+            .replica
+            .propose_ok(Command {
+                kind: Some(command::Kind::Put(req)),
+            })
+            .await?;
+        match kind {
+            command_result::Kind::Put(mut r) => {
+                r.header = Some(self.replica.header(rev));
+                Ok(Response::new(r))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<pb::DeleteRangeRequest>,
+    ) -> std::result::Result<Response<pb::DeleteRangeResponse>, Status> {
+        let req = req.into_inner();
+        self.check_size(&req)?;
+        let (rev, kind) = self
+            .replica
+            .propose_ok(Command {
+                kind: Some(command::Kind::DeleteRange(req)),
+            })
+            .await?;
+        match kind {
+            command_result::Kind::DeleteRange(mut r) => {
+                r.header = Some(self.replica.header(rev));
+                Ok(Response::new(r))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn txn(&self, req: Request<pb::TxnRequest>) -> std::result::Result<Response<pb::TxnResponse>, Status> {
+        let req = req.into_inner();
+        self.check_size(&req)?;
+        if txn_has_put(&req) {
+            self.check_quota(req.encoded_len())?;
+        }
+        let (rev, kind) = self
+            .replica
+            .propose_ok(Command {
+                kind: Some(command::Kind::Txn(req)),
+            })
+            .await?;
+        match kind {
+            command_result::Kind::Txn(mut r) => {
+                r.header = Some(self.replica.header(rev));
+                Ok(Response::new(r))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        req: Request<pb::CompactionRequest>,
+    ) -> std::result::Result<Response<pb::CompactionResponse>, Status> {
+        let req = req.into_inner();
+        let (rev, _) = self
+            .replica
+            .propose_ok(Command {
+                kind: Some(command::Kind::Compact(req)),
+            })
+            .await?;
+        Ok(Response::new(pb::CompactionResponse {
+            header: Some(self.replica.header(rev)),
+        }))
+    }
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = std::result::Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
+
+impl Replica {
+    /// Renew a lease on the leader, wherever this replica stands.
+    async fn keep_alive(&self, id: i64) -> Result<pb::LeaseKeepAliveResponse> {
+        match self.route().await? {
+            Route::Local => {
+                let ttl = match self.keep_alive_local(id) {
+                    Ok(ttl) => ttl,
+                    // etcd answers TTL 0 for a lease it does not know.
+                    Err(Error::LeaseNotFound) => 0,
+                    Err(e) => return Err(e),
+                };
+                Ok(pb::LeaseKeepAliveResponse {
+                    header: Some(self.header(self.sm.read().revision())),
+                    id,
+                    ttl,
+                })
+            }
+            Route::Remote(mut client) => {
+                let mut req = Request::new(pb::LeaseKeepAliveRequest { id });
+                req.set_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
+                match client.lease_keep_alive(req).await {
+                    Ok(r) => Ok(r.into_inner()),
+                    Err(s) if s.message() == Error::LeaseNotFound.to_string() => Ok(pb::LeaseKeepAliveResponse {
+                        header: Some(self.header(self.sm.read().revision())),
+                        id,
+                        ttl: 0,
+                    }),
+                    Err(s) if s.code() == tonic::Code::Unavailable => Err(Error::LeaderChanged),
+                    Err(s) => Err(s.into()),
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn member_add_local(&self, req: pb::MemberAddRequest) -> Result<pb::MemberAddResponse> {
+        let url = match req.peer_ur_ls.as_slice() {
+            [u] if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_string(),
+            _ => return Err(Error::MemberBadUrls),
+        };
+        if self.members().iter().any(|m| m.peer_ur_ls.iter().any(|p| p.trim_end_matches('/') == url)) {
+            return Err(Error::PeerUrlExists);
+        }
+        let id = member_id(&url);
+        let node = BasicNode { addr: url.clone() };
+        self.raft
+            .add_learner(id, node, false)
+            .await
+            .map_err(|e| Error::Internal(format!("add learner: {e}")))?;
+        if !req.is_learner {
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| Error::Internal(format!("add voter: {e}")))?;
+        }
+        let revision = self.sm.read().revision();
+        Ok(pb::MemberAddResponse {
+            header: Some(self.header(revision)),
+            member: Some(pb::Member {
+                id,
+                name: String::new(),
+                peer_ur_ls: vec![url],
+                client_ur_ls: Vec::new(),
+                is_learner: req.is_learner,
+            }),
+            members: self.members(),
+        })
+    }
+
+    pub(crate) async fn member_remove_local(&self, req: pb::MemberRemoveRequest) -> Result<pb::MemberRemoveResponse> {
+        let members = self.members();
+        let Some(member) = members.iter().find(|m| m.id == req.id) else {
+            return Err(Error::MemberNotFound);
+        };
+        if !member.is_learner {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([req.id])), false)
+                .await
+                .map_err(|e| Error::Internal(format!("remove voter: {e}")))?;
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([req.id])), false)
+            .await
+            .map_err(|e| Error::Internal(format!("remove member: {e}")))?;
+        // Forget its published attributes (best effort: the membership
+        // change above is what matters).
+        if self.is_leader() {
+            let _ = self
+                .propose_local(Command {
+                    kind: Some(command::Kind::MemberForget(req.id)),
+                })
+                .await;
+        }
+        let revision = self.sm.read().revision();
+        Ok(pb::MemberRemoveResponse {
+            header: Some(self.header(revision)),
+            members: self.members(),
+        })
+    }
+
+    pub(crate) async fn member_promote_local(&self, req: pb::MemberPromoteRequest) -> Result<pb::MemberPromoteResponse> {
+        let members = self.members();
+        match members.iter().find(|m| m.id == req.id) {
+            None => return Err(Error::MemberNotFound),
+            Some(m) if !m.is_learner => {
+                return Err(Error::Remote {
+                    code: tonic::Code::FailedPrecondition as i32,
+                    message: "etcdserver: can only promote a learner member".into(),
+                })
+            }
+            Some(_) => {}
+        }
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
+            .await
+            .map_err(|e| Error::Internal(format!("promote member: {e}")))?;
+        let revision = self.sm.read().revision();
+        Ok(pb::MemberPromoteResponse {
+            header: Some(self.header(revision)),
+            members: self.members(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for EtcdApi {
+    async fn lease_grant(
+        &self,
+        req: Request<pb::LeaseGrantRequest>,
+    ) -> std::result::Result<Response<pb::LeaseGrantResponse>, Status> {
+        let req = req.into_inner();
+        if req.ttl > crate::mvcc::LEASE_TTL_MAX_SECS {
+            return Err(Error::LeaseTtlTooLarge.into());
+        }
+        if req.id < 0 {
+            return Err(Error::InvalidArgument("etcdserver: lease ID must be positive".into()).into());
+        }
+        // A server-chosen id is random and positive; a collision (vanishingly
+        // rare) is retried with a new one.
+        for _ in 0..3 {
+            let id = if req.id == 0 {
+                (rand::random::<u64>() >> 1).max(1) as i64
+            } else {
+                req.id
+            };
+            let res = self
+                .replica
+                .propose_ok(Command {
+                    kind: Some(command::Kind::LeaseGrant(LeaseGrant { id, ttl: req.ttl })),
+                })
+                .await;
+            match res {
+                Ok((rev, command_result::Kind::LeaseGrant(mut r))) => {
+                    r.header = Some(self.replica.header(rev));
+                    return Ok(Response::new(r));
+                }
+                Ok((_, other)) => return Err(unexpected(&other)),
+                Err(Error::LeaseExists) if req.id == 0 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::LeaseExists.into())
+    }
+
+    async fn lease_revoke(
+        &self,
+        req: Request<pb::LeaseRevokeRequest>,
+    ) -> std::result::Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let id = req.into_inner().id;
+        let (rev, _) = self
+            .replica
+            .propose_ok(Command {
+                kind: Some(command::Kind::LeaseRevoke(LeaseRevoke { id })),
+            })
+            .await?;
+        Ok(Response::new(pb::LeaseRevokeResponse {
+            header: Some(self.replica.header(rev)),
+        }))
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<pb::LeaseKeepAliveRequest>>,
+    ) -> std::result::Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(KEEPALIVE_QUEUE_MAX);
+        let replica = self.replica.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = match inbound.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) | Err(_) => return,
+                };
+                let reply = replica.keep_alive(msg.id).await.map_err(Status::from);
+                if tx.send(reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> std::result::Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let req = req.into_inner();
+        match self.replica.route().await? {
+            Route::Local => Ok(Response::new(self.replica.time_to_live_local(&req)?)),
+            Route::Remote(mut client) => {
+                let mut fwd = Request::new(req);
+                fwd.set_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
+                Ok(Response::new(client.lease_time_to_live(fwd).await?.into_inner()))
+            }
+        }
+    }
+
+    async fn lease_leases(
+        &self,
+        _req: Request<pb::LeaseLeasesRequest>,
+    ) -> std::result::Result<Response<pb::LeaseLeasesResponse>, Status> {
+        self.replica.read_barrier().await?;
+        let sm = self.replica.sm.read();
+        Ok(Response::new(pb::LeaseLeasesResponse {
+            header: Some(self.replica.header(sm.revision())),
+            leases: sm.leases().keys().map(|id| pb::LeaseStatus { id: *id }).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for EtcdApi {
+    async fn member_add(
+        &self,
+        req: Request<pb::MemberAddRequest>,
+    ) -> std::result::Result<Response<pb::MemberAddResponse>, Status> {
+        let req = req.into_inner();
+        match self.replica.route().await? {
+            Route::Local => Ok(Response::new(self.replica.member_add_local(req).await?)),
+            Route::Remote(mut c) => Ok(Response::new(c.member_add(req).await?.into_inner())),
+        }
+    }
+
+    async fn member_remove(
+        &self,
+        req: Request<pb::MemberRemoveRequest>,
+    ) -> std::result::Result<Response<pb::MemberRemoveResponse>, Status> {
+        let req = req.into_inner();
+        match self.replica.route().await? {
+            Route::Local => Ok(Response::new(self.replica.member_remove_local(req).await?)),
+            Route::Remote(mut c) => Ok(Response::new(c.member_remove(req).await?.into_inner())),
+        }
+    }
+
+    async fn member_update(
+        &self,
+        _req: Request<pb::MemberUpdateRequest>,
+    ) -> std::result::Result<Response<pb::MemberUpdateResponse>, Status> {
+        Err(Status::unimplemented(
+            "keelson: member update is not supported (a member's id is derived from its peer URL); remove the member and add it with the new URL",
+        ))
+    }
+
+    async fn member_list(
+        &self,
+        _req: Request<pb::MemberListRequest>,
+    ) -> std::result::Result<Response<pb::MemberListResponse>, Status> {
+        let revision = self.replica.sm.read().revision();
+        Ok(Response::new(pb::MemberListResponse {
+            header: Some(self.replica.header(revision)),
+            members: self.replica.members(),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<pb::MemberPromoteRequest>,
+    ) -> std::result::Result<Response<pb::MemberPromoteResponse>, Status> {
+        let req = req.into_inner();
+        match self.replica.route().await? {
+            Route::Local => Ok(Response::new(self.replica.member_promote_local(req).await?)),
+            Route::Remote(mut c) => Ok(Response::new(c.member_promote(req).await?.into_inner())),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for EtcdApi {
+    async fn alarm(&self, req: Request<pb::AlarmRequest>) -> std::result::Result<Response<pb::AlarmResponse>, Status> {
+        let _ = req.into_inner();
+        // The only alarm is NOSPACE, raised while the store is over quota and
+        // cleared by compaction; it is derived, so activate/deactivate only
+        // report it.
+        let sm = self.replica.sm.read();
+        let mut alarms = Vec::new();
+        if sm.size_bytes() >= self.replica.config.quota_bytes {
+            alarms.push(pb::AlarmMember {
+                member_id: self.replica.id,
+                alarm: pb::AlarmType::Nospace as i32,
+            });
+        }
+        Ok(Response::new(pb::AlarmResponse {
+            header: Some(self.replica.header(sm.revision())),
+            alarms,
+        }))
+    }
+
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> std::result::Result<Response<pb::StatusResponse>, Status> {
+        let m = self.replica.metrics();
+        let sm = self.replica.sm.read();
+        let is_learner = !m.membership_config.membership().voter_ids().any(|v| v == self.replica.id);
+        let mut errors = Vec::new();
+        if m.current_leader.is_none() {
+            errors.push(Error::NoLeader.to_string());
+        }
+        Ok(Response::new(pb::StatusResponse {
+            header: Some(self.replica.header(sm.revision())),
+            version: API_VERSION.to_string(),
+            db_size: sm.size_bytes() as i64,
+            leader: m.current_leader.unwrap_or(0),
+            raft_index: m.last_log_index.unwrap_or(0),
+            raft_term: m.current_term,
+            raft_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            errors,
+            db_size_in_use: sm.size_bytes() as i64,
+            is_learner,
+        }))
+    }
+}

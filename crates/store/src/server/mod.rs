@@ -1,0 +1,437 @@
+//! One control-plane replica: Raft node, storage, the peer port and the
+//! etcd-compatible client port.
+//!
+//! Request path: a client write reaches any replica's etcd API, is validated,
+//! and goes to the leader's proposer (forwarded over the peer port when this
+//! replica follows). The proposer packs every queued command into one Raft
+//! entry, so one fsync per replica covers many writes. Linearizable reads
+//! get a read index from the leader (batched the same way), wait until the
+//! local state machine has applied it, then read locally.
+
+mod etcd;
+mod leases;
+mod peer;
+mod propose;
+mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keelson_proto::etcdserverpb as pb;
+use keelson_proto::raft::raft_peer_client::RaftPeerClient;
+use keelson_proto::raft::{command, command_result, Command, CommandResult, MemberAttributes};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use crate::error::{Error, Result};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{NetworkFactory, PeerPool};
+use crate::raft::state_machine::{SmHandle, StateMachine};
+use crate::raft::{NodeId, Raft};
+
+pub use propose::PROPOSAL_COMMANDS_MAX;
+
+/// How long a request waits for a leader to be elected before it fails with
+/// "no leader" (a little over a few election rounds).
+const LEADER_WAIT_MS: u64 = 3000;
+/// How long a forwarded request or a read may take before "request timed out".
+const REQUEST_TIMEOUT_MS: u64 = 7000;
+/// gRPC overhead allowed on top of the request limit (etcd allows 512 KiB),
+/// so an over-size request reaches the handler and gets etcd's error.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Form a new cluster from `initial_cluster`.
+    New,
+    /// Join an existing cluster (after `member add`): wait to be contacted.
+    Existing,
+}
+
+/// A replica's configuration. The binary builds it from flags; tests build
+/// it directly.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client: SocketAddr,
+    /// The client URL peers and clients are told about.
+    pub advertise_client: String,
+    pub listen_peer: SocketAddr,
+    /// This replica's peer URL, as written in `initial_cluster`.
+    pub advertise_peer: String,
+    /// name -> peer URL of every initial member.
+    pub initial_cluster: Vec<(String, String)>,
+    pub initial_cluster_state: ClusterState,
+    pub cluster_token: String,
+    pub max_request_bytes: usize,
+    pub quota_bytes: u64,
+    /// Raft entries between snapshots (etcd's --snapshot-count).
+    pub snapshot_count: u64,
+    /// Entries kept in the log behind a snapshot, for lagging followers.
+    pub snapshot_catchup_entries: u64,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// How often an idle watcher with progress_notify gets a progress reply.
+    pub watch_progress_interval: Duration,
+}
+
+impl Config {
+    /// A single-member default like etcd's: ports 2379/2380 on localhost.
+    pub fn single(name: &str, data_dir: PathBuf) -> Config {
+        let client: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 2379));
+        let peer: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 2380));
+        Config {
+            name: name.to_string(),
+            data_dir,
+            listen_client: client,
+            advertise_client: format!("http://{client}"),
+            listen_peer: peer,
+            advertise_peer: format!("http://{peer}"),
+            initial_cluster: vec![(name.to_string(), format!("http://{peer}"))],
+            initial_cluster_state: ClusterState::New,
+            cluster_token: "keelson-cluster".into(),
+            max_request_bytes: 1536 * 1024,
+            quota_bytes: 2 * 1024 * 1024 * 1024,
+            snapshot_count: 10_000,
+            snapshot_catchup_entries: 5_000,
+            heartbeat_ms: 50,
+            election_min_ms: 150,
+            election_max_ms: 300,
+            watch_progress_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A member id is derived from its peer URL, so every replica computes the
+/// same ids from `--initial-cluster`, and `member add` can name a new
+/// member's id before it starts.
+pub fn member_id(peer_url: &str) -> NodeId {
+    let id = fnv1a(peer_url.trim_end_matches('/').as_bytes());
+    if id == 0 {
+        1
+    } else {
+        id
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Shared state of a running replica; every service holds an `Arc` of it.
+pub struct Replica {
+    pub id: NodeId,
+    pub name: String,
+    pub cluster_id: u64,
+    pub config: Config,
+    raft: Raft,
+    sm: SmHandle,
+    pool: PeerPool,
+    proposals: mpsc::Sender<propose::Pending>,
+    read_waiters: mpsc::Sender<oneshot::Sender<Result<u64>>>,
+    leases: leases::LeaseKeeper,
+}
+
+/// Where a request that must run on the leader goes.
+enum Route {
+    Local,
+    Remote(RaftPeerClient<Channel>),
+}
+
+impl Replica {
+    fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    pub fn sm(&self) -> &SmHandle {
+        &self.sm
+    }
+
+    fn header(&self, revision: i64) -> pb::ResponseHeader {
+        pb::ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            revision,
+            raft_term: self.raft.metrics().borrow().current_term,
+        }
+    }
+
+    /// Find the leader, waiting for an election if there is none.
+    async fn route(&self) -> Result<Route> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
+        let mut rx = self.raft.metrics();
+        loop {
+            let target = {
+                let m = rx.borrow_and_update();
+                match m.current_leader {
+                    Some(l) if l == self.id => {
+                        if m.state == ServerState::Leader {
+                            return Ok(Route::Local);
+                        }
+                        None
+                    }
+                    Some(l) => m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()),
+                    None => None,
+                }
+            };
+            if let Some(url) = target {
+                return self.pool.client(&url).map(Route::Remote).map_err(Error::Internal);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) => return Err(Error::NoLeader),
+            }
+        }
+    }
+
+    /// Replicate one command and return its result (errors included).
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResult> {
+        crate::mvcc::validate(&cmd)?;
+        match self.route().await? {
+            Route::Local => self.propose_local(cmd).await,
+            Route::Remote(mut client) => {
+                let mut req = tonic::Request::new(cmd);
+                req.set_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
+                match client.propose(req).await {
+                    Ok(r) => Ok(r.into_inner()),
+                    // The leader may or may not have the write: say so, as etcd does.
+                    Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown => {
+                        Err(Error::LeaderChanged)
+                    }
+                    Err(s) if s.code() == tonic::Code::DeadlineExceeded => Err(Error::Timeout),
+                    Err(s) => Err(s.into()),
+                }
+            }
+        }
+    }
+
+    /// Propose on this replica, which must be the leader.
+    async fn propose_local(&self, cmd: Command) -> Result<CommandResult> {
+        let (tx, rx) = oneshot::channel();
+        self.proposals
+            .send(propose::Pending { cmd, reply: tx })
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Propose and turn an error result into an error.
+    async fn propose_ok(&self, cmd: Command) -> Result<(i64, command_result::Kind)> {
+        let res = self.propose(cmd).await?;
+        match res.kind {
+            Some(command_result::Kind::Error(e)) => Err(Error::from_parts(e.code, &e.message)),
+            Some(k) => Ok((res.revision, k)),
+            None => Err(Error::Internal("empty command result".into())),
+        }
+    }
+
+    /// Wait until this replica's state reflects every write acknowledged
+    /// before the call (ReadIndex), so a local read is linearizable.
+    pub async fn read_barrier(&self) -> Result<()> {
+        let index = match self.route().await? {
+            Route::Local => self.read_index_local().await?,
+            Route::Remote(mut client) => {
+                let mut req = tonic::Request::new(keelson_proto::raft::ReadIndexRequest {});
+                req.set_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
+                match client.read_index(req).await {
+                    Ok(r) => r.into_inner().index,
+                    Err(s) if s.code() == tonic::Code::DeadlineExceeded => return Err(Error::Timeout),
+                    Err(s) if s.code() == tonic::Code::Unavailable => return Err(Error::LeaderChanged),
+                    Err(s) => return Err(s.into()),
+                }
+            }
+        };
+        self.raft
+            .wait(Some(Duration::from_millis(REQUEST_TIMEOUT_MS)))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map_err(|e| match e {
+                openraft::metrics::WaitError::Timeout(..) => Error::Timeout,
+                openraft::metrics::WaitError::ShuttingDown => Error::Stopped,
+            })?;
+        Ok(())
+    }
+
+    async fn read_index_local(&self) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        self.read_waiters.send(tx).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// The members as etcd reports them: Raft membership plus the names and
+    /// client URLs members published through the log.
+    pub fn members(&self) -> Vec<pb::Member> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let sm = self.sm.read();
+        let attrs = sm.members();
+        membership
+            .nodes()
+            .map(|(id, node)| {
+                let a = attrs.get(id);
+                pb::Member {
+                    id: *id,
+                    name: a.map(|a| a.name.clone()).unwrap_or_default(),
+                    peer_ur_ls: vec![node.addr.clone()],
+                    client_ur_ls: a.map(|a| a.client_urls.clone()).unwrap_or_default(),
+                    is_learner: !voters.contains(id),
+                }
+            })
+            .collect()
+    }
+
+    /// Publish this replica's name and client URL through Raft until the
+    /// state machine has them (etcd's "publish" step).
+    async fn publish_attributes(self: Arc<Self>) {
+        let want = crate::mvcc::MemberAttrs {
+            name: self.name.clone(),
+            client_urls: vec![self.config.advertise_client.clone()],
+        };
+        loop {
+            if self.sm.read().members().get(&self.id) == Some(&want) {
+                return;
+            }
+            let cmd = Command {
+                kind: Some(command::Kind::MemberAttributes(MemberAttributes {
+                    id: self.id,
+                    name: want.name.clone(),
+                    client_urls: want.client_urls.clone(),
+                })),
+            };
+            if let Err(e) = self.propose(cmd).await {
+                tracing::debug!(error = %e, "publish member attributes; will retry");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// A running replica. Dropping it does not stop it: call [`Server::shutdown`].
+pub struct Server {
+    pub replica: Arc<Replica>,
+    tasks: Vec<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    servers: Vec<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
+}
+
+impl Server {
+    /// Open storage, start Raft and both ports, and form or join the cluster.
+    pub async fn start(config: Config) -> std::result::Result<Server, String> {
+        let id = member_id(&config.advertise_peer);
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("create {}: {e}", config.data_dir.display()))?;
+        let log = LogStore::open(&config.data_dir.join("raft-log"))?;
+        let (sm, sm_handle) = StateMachine::open(&config.data_dir.join("state"))?;
+        let pristine = log.is_pristine().map_err(|e| e.to_string())?;
+
+        let raft_config = openraft::Config {
+            cluster_name: config.cluster_token.clone(),
+            heartbeat_interval: config.heartbeat_ms,
+            election_timeout_min: config.election_min_ms,
+            election_timeout_max: config.election_max_ms,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
+            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            purge_batch_size: 256,
+            ..Default::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().map_err(|e| format!("raft config: {e}"))?);
+        let pool = PeerPool::default();
+        let raft = Raft::new(id, raft_config, NetworkFactory { pool: pool.clone() }, log, sm)
+            .await
+            .map_err(|e| format!("start raft: {e}"))?;
+
+        let (proposals_tx, proposals_rx) = mpsc::channel(propose::PROPOSAL_QUEUE_MAX);
+        let (reads_tx, reads_rx) = mpsc::channel(propose::READ_QUEUE_MAX);
+        let replica = Arc::new(Replica {
+            id,
+            name: config.name.clone(),
+            cluster_id: fnv1a(config.cluster_token.as_bytes()),
+            config: config.clone(),
+            raft: raft.clone(),
+            sm: sm_handle,
+            pool,
+            proposals: proposals_tx,
+            read_waiters: reads_tx,
+            leases: leases::LeaseKeeper::default(),
+        });
+
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut servers = Vec::new();
+        let peer_listener = tokio::net::TcpListener::bind(config.listen_peer)
+            .await
+            .map_err(|e| format!("bind peer address {}: {e}", config.listen_peer))?;
+        let client_listener = tokio::net::TcpListener::bind(config.listen_client)
+            .await
+            .map_err(|e| format!("bind client address {}: {e}", config.listen_client))?;
+        servers.push(tokio::spawn(peer::serve(replica.clone(), peer_listener, stop_rx.clone())));
+        servers.push(tokio::spawn(etcd::serve(replica.clone(), client_listener, stop_rx.clone())));
+
+        if pristine && config.initial_cluster_state == ClusterState::New {
+            let members: BTreeMap<NodeId, BasicNode> = config
+                .initial_cluster
+                .iter()
+                .map(|(_, url)| (member_id(url), BasicNode { addr: url.clone() }))
+                .collect();
+            if !members.contains_key(&id) {
+                return Err(format!(
+                    "--initial-cluster does not list this replica's peer URL {}",
+                    config.advertise_peer
+                ));
+            }
+            // Every initial member initializes with the same membership; openraft
+            // documents this as safe, and it needs no designated bootstrapper.
+            if let Err(e) = raft.initialize(members).await {
+                tracing::debug!(error = %e, "initialize (already initialized)");
+            }
+        }
+
+        let tasks = vec![
+            tokio::spawn(propose::run_proposer(raft.clone(), proposals_rx)),
+            tokio::spawn(propose::run_read_index(raft.clone(), reads_rx)),
+            tokio::spawn(leases::run(replica.clone(), stop_rx.clone())),
+            tokio::spawn(replica.clone().publish_attributes()),
+        ];
+        tracing::info!(name = %config.name, id = format!("{id:x}"), client = %config.listen_client, peer = %config.listen_peer, "replica started");
+        Ok(Server {
+            replica,
+            tasks,
+            stop,
+            servers,
+        })
+    }
+
+    /// Stop serving and shut Raft down.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.replica.raft.shutdown().await {
+            tracing::warn!(error = %e, "shut down raft");
+        }
+        for s in self.servers {
+            let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+        }
+    }
+}

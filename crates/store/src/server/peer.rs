@@ -1,0 +1,164 @@
+//! The peer port: Raft RPCs, and the requests followers forward to the
+//! leader (writes, read indexes, lease keep-alives, membership changes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keelson_proto::etcdserverpb as pb;
+use keelson_proto::raft::raft_peer_server::{RaftPeer, RaftPeerServer};
+use keelson_proto::raft::{command_result, Command, CommandError, CommandResult, RaftMessage, ReadIndexRequest, ReadIndexResponse};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use super::Replica;
+use crate::error::Error;
+use crate::raft::codec;
+use crate::raft::network::PEER_MESSAGE_BYTES_MAX;
+
+pub async fn serve(
+    replica: Arc<Replica>,
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let svc = RaftPeerServer::new(PeerService { replica })
+        .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(500)))
+        .add_service(svc)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+struct PeerService {
+    replica: Arc<Replica>,
+}
+
+fn decode<T: DeserializeOwned>(msg: &RaftMessage) -> Result<T, Status> {
+    codec::decode(&msg.payload).map_err(|e| Status::invalid_argument(format!("decode raft message: {e}")))
+}
+
+fn encode<T: Serialize>(target: u64, value: &T) -> Result<Response<RaftMessage>, Status> {
+    let payload = codec::encode(value).map_err(|e| Status::internal(format!("encode raft message: {e}")))?;
+    Ok(Response::new(RaftMessage { target, payload }))
+}
+
+impl PeerService {
+    fn check_target(&self, msg: &RaftMessage) -> Result<(), Status> {
+        if msg.target != self.replica.id {
+            return Err(Status::failed_precondition(format!(
+                "this replica is member {:x}, not {:x}",
+                self.replica.id, msg.target
+            )));
+        }
+        Ok(())
+    }
+
+    fn require_leader(&self) -> Result<(), Status> {
+        if self.replica.is_leader() {
+            Ok(())
+        } else {
+            Err(Status::failed_precondition("etcdserver: not leader"))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check_target(&msg)?;
+        let res = self.replica.raft.append_entries(decode(&msg)?).await;
+        encode(msg.target, &res)
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check_target(&msg)?;
+        let res = self.replica.raft.vote(decode(&msg)?).await;
+        encode(msg.target, &res)
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check_target(&msg)?;
+        let res = self.replica.raft.install_snapshot(decode(&msg)?).await;
+        encode(msg.target, &res)
+    }
+
+    async fn propose(&self, req: Request<Command>) -> Result<Response<CommandResult>, Status> {
+        self.require_leader()?;
+        let cmd = req.into_inner();
+        crate::mvcc::validate(&cmd)?;
+        let res = match self.replica.propose_local(cmd).await {
+            Ok(r) => r,
+            // Raft-level failures travel as statuses; command errors inside
+            // the result are the state machine's answer and pass through.
+            Err(Error::LeaderChanged) => return Err(Error::LeaderChanged.into()),
+            Err(e) => CommandResult {
+                revision: 0,
+                kind: Some(command_result::Kind::Error(CommandError {
+                    code: e.code() as i32,
+                    message: e.to_string(),
+                })),
+            },
+        };
+        Ok(Response::new(res))
+    }
+
+    async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        self.require_leader()?;
+        let index = self.replica.read_index_local().await?;
+        Ok(Response::new(ReadIndexResponse { index }))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<pb::LeaseKeepAliveRequest>,
+    ) -> Result<Response<pb::LeaseKeepAliveResponse>, Status> {
+        self.require_leader()?;
+        let id = req.into_inner().id;
+        let ttl = self.replica.keep_alive_local(id)?;
+        Ok(Response::new(pb::LeaseKeepAliveResponse {
+            header: Some(self.replica.header(self.replica.sm.read().revision())),
+            id,
+            ttl,
+        }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        self.require_leader()?;
+        Ok(Response::new(self.replica.time_to_live_local(&req.into_inner())?))
+    }
+
+    async fn member_add(&self, req: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+        self.require_leader()?;
+        Ok(Response::new(self.replica.member_add_local(req.into_inner()).await?))
+    }
+
+    async fn member_remove(
+        &self,
+        req: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        self.require_leader()?;
+        Ok(Response::new(self.replica.member_remove_local(req.into_inner()).await?))
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        self.require_leader()?;
+        Ok(Response::new(self.replica.member_promote_local(req.into_inner()).await?))
+    }
+}
