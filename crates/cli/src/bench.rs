@@ -86,7 +86,11 @@ pub struct FailoverArgs {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Kv(a) => {
-            let endpoints: Vec<String> = a.endpoints.split(',').map(|s| s.trim().to_string()).collect();
+            let endpoints: Vec<String> = a
+                .endpoints
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect();
             let results = run_kv(&endpoints, &a.load).await?;
             print_results("target", &results);
             Ok(())
@@ -156,7 +160,14 @@ impl Load {
 
     /// `in_flight` workers issue `op` back to back for `secs` seconds (or
     /// until `max_ops` in total).
-    async fn phase(self: &Arc<Self>, name: &'static str, op: Op, in_flight: usize, secs: u64, max_ops: usize) -> PhaseResult {
+    async fn phase(
+        self: &Arc<Self>,
+        name: &'static str,
+        op: Op,
+        in_flight: usize,
+        secs: u64,
+        max_ops: usize,
+    ) -> PhaseResult {
         let start = Instant::now();
         let deadline = start + Duration::from_secs(secs);
         let per_worker = max_ops.div_ceil(in_flight);
@@ -172,7 +183,9 @@ impl Load {
                     }
                     let t = Instant::now();
                     match load.one(w, n, op).await {
-                        Ok(()) => lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                        Ok(()) => {
+                            lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32)
+                        }
                         Err(_) => errors += 1,
                     }
                 }
@@ -220,19 +233,39 @@ pub async fn run_kv(endpoints: &[String], a: &LoadArgs) -> anyhow::Result<Vec<Ph
     }
     let s = a.phase_secs;
     Ok(vec![
-        load.phase("put, 1 in flight", Op::Put, 1, s, a.sequential_puts).await,
-        load.phase("put, 64 in flight", Op::Put, 64, s, usize::MAX / 2).await,
-        load.phase("put, 256 in flight", Op::Put, 256, s, usize::MAX / 2).await,
-        load.phase("get linearizable, 256 in flight", Op::Get { serializable: false }, 256, s, usize::MAX / 2)
+        load.phase("put, 1 in flight", Op::Put, 1, s, a.sequential_puts)
             .await,
-        load.phase("get serializable, 256 in flight", Op::Get { serializable: true }, 256, s, usize::MAX / 2)
+        load.phase("put, 64 in flight", Op::Put, 64, s, usize::MAX / 2)
             .await,
+        load.phase("put, 256 in flight", Op::Put, 256, s, usize::MAX / 2)
+            .await,
+        load.phase(
+            "get linearizable, 256 in flight",
+            Op::Get {
+                serializable: false,
+            },
+            256,
+            s,
+            usize::MAX / 2,
+        )
+        .await,
+        load.phase(
+            "get serializable, 256 in flight",
+            Op::Get { serializable: true },
+            256,
+            s,
+            usize::MAX / 2,
+        )
+        .await,
     ])
 }
 
 fn print_results(label: &str, results: &[PhaseResult]) {
     println!("{label}:");
-    println!("  {:<34} {:>9} {:>7} {:>11} {:>9} {:>9}", "phase", "ops", "errors", "ops/s", "p50 ms", "p99 ms");
+    println!(
+        "  {:<34} {:>9} {:>7} {:>11} {:>9} {:>9}",
+        "phase", "ops", "errors", "ops/s", "p50 ms", "p99 ms"
+    );
     for r in results {
         println!(
             "  {:<34} {:>9} {:>7} {:>11.0} {:>9.2} {:>9.2}",
@@ -244,7 +277,11 @@ fn print_results(label: &str, results: &[PhaseResult]) {
 async fn compare(a: CompareArgs) -> anyhow::Result<()> {
     let me = std::env::current_exe().context("find the keelson binary")?;
     let dir = tempfile::tempdir()?;
-    println!("machine: {} cores; {} members per cluster; fsync on for both", num_cpus(), a.members);
+    println!(
+        "machine: {} cores; {} members per cluster; fsync on for both",
+        num_cpus(),
+        a.members
+    );
 
     let keelson = {
         let c = ProcCluster::start(
@@ -262,7 +299,13 @@ async fn compare(a: CompareArgs) -> anyhow::Result<()> {
     };
     print_results("keelson", &keelson);
     let etcd = {
-        let c = ProcCluster::start(Kind::Etcd { bin: a.etcd.clone() }, a.members, &dir.path().join("etcd"))?;
+        let c = ProcCluster::start(
+            Kind::Etcd {
+                bin: a.etcd.clone(),
+            },
+            a.members,
+            &dir.path().join("etcd"),
+        )?;
         c.wait_healthy(Duration::from_secs(30)).await?;
         let r = run_kv(&c.endpoints(), &a.load).await?;
         drop(c);
@@ -270,7 +313,9 @@ async fn compare(a: CompareArgs) -> anyhow::Result<()> {
     };
     print_results("etcd", &etcd);
     println!();
-    println!("| phase | keelson ops/s | etcd ops/s | ratio | keelson p50/p99 ms | etcd p50/p99 ms |");
+    println!(
+        "| phase | keelson ops/s | etcd ops/s | ratio | keelson p50/p99 ms | etcd p50/p99 ms |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for (k, e) in keelson.iter().zip(etcd.iter()) {
         println!(
@@ -289,7 +334,9 @@ async fn compare(a: CompareArgs) -> anyhow::Result<()> {
 }
 
 fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
@@ -307,7 +354,11 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
     if a.idle_secs > 0 {
         let leader = c.leader().await.context("no leader")?;
         let (_, _, term) = c.status(leader).await?;
-        println!("idle: watching for {} s (leader m{}, term {term})", a.idle_secs, leader + 1);
+        println!(
+            "idle: watching for {} s (leader m{}, term {term})",
+            a.idle_secs,
+            leader + 1
+        );
         let end = Instant::now() + Duration::from_secs(a.idle_secs);
         let mut changes = 0;
         let mut last_term = term;
@@ -356,7 +407,12 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
                 anyhow::bail!("no write succeeded within 30 s after killing the leader");
             }
         };
-        println!("kill {}: leader m{} killed, writes back after {:.0} ms", round + 1, leader + 1, recovered.as_secs_f64() * 1000.0);
+        println!(
+            "kill {}: leader m{} killed, writes back after {:.0} ms",
+            round + 1,
+            leader + 1,
+            recovered.as_secs_f64() * 1000.0
+        );
         samples.push(recovered);
         c.restart(leader)?;
         c.wait_healthy(Duration::from_secs(30)).await?;

@@ -17,7 +17,10 @@ use tonic::transport::{Channel, Endpoint};
 #[derive(Clone, Debug)]
 pub enum Kind {
     /// `keelson server`, with extra flags for every replica.
-    Keelson { bin: PathBuf, extra_args: Vec<String> },
+    Keelson {
+        bin: PathBuf,
+        extra_args: Vec<String>,
+    },
     /// etcd (the anchor), fsync on as by default.
     Etcd { bin: PathBuf },
 }
@@ -153,8 +156,12 @@ impl ProcCluster {
             .append(true)
             .open(&m.log_path)
             .with_context(|| format!("open {}", m.log_path.display()))?;
-        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-        let child = cmd.spawn().with_context(|| format!("start member {}", m.name))?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start member {}", m.name))?;
         self.members[i].child = Some(child);
         Ok(())
     }
@@ -241,7 +248,11 @@ impl ProcCluster {
                 match kv.range(req).await {
                     Ok(_) => break,
                     Err(e) if Instant::now() > deadline => {
-                        bail!("member {} not healthy after {timeout:?}: {e} (log: {})", m.name, m.log_path.display())
+                        bail!(
+                            "member {} not healthy after {timeout:?}: {e} (log: {})",
+                            m.name,
+                            m.log_path.display()
+                        )
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }

@@ -6,8 +6,16 @@ mod server_cmd;
 
 use clap::{Parser, Subcommand};
 
+// glibc malloc's arena locks showed up in profiles of the server under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
-#[command(name = "keelson", version, about = "Keelson: a highly available, Kubernetes-style control plane")]
+#[command(
+    name = "keelson",
+    version,
+    about = "Keelson: a highly available, Kubernetes-style control plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,7 +39,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,

@@ -60,8 +60,13 @@ pub struct ServerArgs {
 
 /// Accept `host:port` or `http://host:port`.
 pub fn parse_addr(s: &str) -> anyhow::Result<SocketAddr> {
-    let trimmed = s.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
-    trimmed.parse().with_context(|| format!("not an address (host:port): {s}"))
+    let trimmed = s
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    trimmed
+        .parse()
+        .with_context(|| format!("not an address (host:port): {s}"))
 }
 
 pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
@@ -73,9 +78,9 @@ pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
             .split(',')
             .filter(|p| !p.trim().is_empty())
             .map(|pair| {
-                let (name, url) = pair
-                    .split_once('=')
-                    .with_context(|| format!("--initial-cluster entry {pair:?} is not name=peer-url"))?;
+                let (name, url) = pair.split_once('=').with_context(|| {
+                    format!("--initial-cluster entry {pair:?} is not name=peer-url")
+                })?;
                 let url = url.trim().trim_end_matches('/').to_string();
                 if !url.starts_with("http://") {
                     bail!("--initial-cluster peer URL {url:?} must start with http://");
@@ -101,9 +106,17 @@ pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
     if a.max_request_bytes == 0 {
         bail!("--max-request-bytes must be positive");
     }
-    let mut c = Config::single(&a.name, a.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.keelson", a.name))));
+    let mut c = Config::single(
+        &a.name,
+        a.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.keelson", a.name))),
+    );
     c.listen_client = listen_client;
-    c.advertise_client = a.advertise_client.clone().unwrap_or_else(|| format!("http://{listen_client}"));
+    c.advertise_client = a
+        .advertise_client
+        .clone()
+        .unwrap_or_else(|| format!("http://{listen_client}"));
     c.listen_peer = listen_peer;
     c.advertise_peer = advertise_peer;
     c.initial_cluster = initial_cluster;

@@ -195,20 +195,24 @@ impl Mvcc {
     /// are the same on every replica and go back to the client.
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
         let kind = match &cmd.kind {
-            Some(command::Kind::Put(req)) => self.write(|t| t.put(req)).map(command_result::Kind::Put),
+            Some(command::Kind::Put(req)) => {
+                self.write(|t| t.put(req)).map(command_result::Kind::Put)
+            }
             Some(command::Kind::DeleteRange(req)) => self
                 .write(|t| t.delete_range(req))
                 .map(command_result::Kind::DeleteRange),
-            Some(command::Kind::Txn(req)) => self.write(|t| t.txn(req)).map(command_result::Kind::Txn),
+            Some(command::Kind::Txn(req)) => {
+                self.write(|t| t.txn(req)).map(command_result::Kind::Txn)
+            }
             Some(command::Kind::Compact(req)) => self
                 .compact(req.revision)
                 .map(|()| command_result::Kind::Compact(pb::CompactionResponse { header: None })),
             Some(command::Kind::LeaseGrant(g)) => self
                 .lease_grant(g.id, g.ttl)
                 .map(command_result::Kind::LeaseGrant),
-            Some(command::Kind::LeaseRevoke(r)) => self
-                .write(|t| t.lease_revoke(r.id))
-                .map(|()| command_result::Kind::LeaseRevoke(pb::LeaseRevokeResponse { header: None })),
+            Some(command::Kind::LeaseRevoke(r)) => self.write(|t| t.lease_revoke(r.id)).map(|()| {
+                command_result::Kind::LeaseRevoke(pb::LeaseRevokeResponse { header: None })
+            }),
             Some(command::Kind::MemberAttributes(a)) => {
                 self.members.insert(
                     a.id,
@@ -288,7 +292,11 @@ impl Mvcc {
 
     /// etcd's Range at a revision (`read_rev` is the newest one visible).
     fn range_at(&self, req: &pb::RangeRequest, read_rev: i64) -> Result<pb::RangeResponse> {
-        let rev = if req.revision <= 0 { read_rev } else { req.revision };
+        let rev = if req.revision <= 0 {
+            read_rev
+        } else {
+            req.revision
+        };
         if rev > read_rev {
             return Err(Error::FutureRevision);
         }
@@ -304,8 +312,10 @@ impl Mvcc {
             .filter(|(r, v)| {
                 (req.min_mod_revision == 0 || r.main >= req.min_mod_revision)
                     && (req.max_mod_revision == 0 || r.main <= req.max_mod_revision)
-                    && (req.min_create_revision == 0 || v.create_revision >= req.min_create_revision)
-                    && (req.max_create_revision == 0 || v.create_revision <= req.max_create_revision)
+                    && (req.min_create_revision == 0
+                        || v.create_revision >= req.min_create_revision)
+                    && (req.max_create_revision == 0
+                        || v.create_revision <= req.max_create_revision)
             })
             .collect();
         if req.count_only {
@@ -316,8 +326,10 @@ impl Mvcc {
                 count,
             });
         }
-        let target = range_request::SortTarget::try_from(req.sort_target).unwrap_or(range_request::SortTarget::Key);
-        let mut order = range_request::SortOrder::try_from(req.sort_order).unwrap_or(range_request::SortOrder::None);
+        let target = range_request::SortTarget::try_from(req.sort_target)
+            .unwrap_or(range_request::SortTarget::Key);
+        let mut order = range_request::SortOrder::try_from(req.sort_order)
+            .unwrap_or(range_request::SortOrder::None);
         if order == range_request::SortOrder::None && target != range_request::SortTarget::Key {
             // etcd: results are key-ordered already; any other target sorts ascending.
             order = range_request::SortOrder::Ascend;
@@ -386,7 +398,10 @@ impl Mvcc {
             if n == 0 {
                 continue;
             }
-            let keep_last = self.revs.get(&list[n - 1]).is_some_and(|v| !v.is_tombstone());
+            let keep_last = self
+                .revs
+                .get(&list[n - 1])
+                .is_some_and(|v| !v.is_tombstone());
             let drop_to = if keep_last { n - 1 } else { n };
             for r in list.drain(..drop_to) {
                 if let Some(v) = self.revs.remove(&r) {
@@ -406,7 +421,9 @@ impl Mvcc {
 
     fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<pb::LeaseGrantResponse> {
         if id <= 0 {
-            return Err(Error::InvalidArgument("etcdserver: lease ID must be positive".into()));
+            return Err(Error::InvalidArgument(
+                "etcdserver: lease ID must be positive".into(),
+            ));
         }
         if ttl > LEASE_TTL_MAX_SECS {
             return Err(Error::LeaseTtlTooLarge);
@@ -468,7 +485,11 @@ impl Mvcc {
             } else {
                 (EventType::Put, v.to_kv(r.main))
             };
-            let prev_kv = if with_prev_kv { self.prev_version(&v.key, *r) } else { None };
+            let prev_kv = if with_prev_kv {
+                self.prev_version(&v.key, *r)
+            } else {
+                None
+            };
             out.push(WatchEvent {
                 revision: r.main,
                 event: mvccpb::Event {
@@ -527,7 +548,10 @@ fn validate_put(p: &pb::PutRequest) -> Result<()> {
 }
 
 fn validate_txn(t: &pb::TxnRequest) -> Result<()> {
-    if t.compare.len() > TXN_OPS_MAX || t.success.len() > TXN_OPS_MAX || t.failure.len() > TXN_OPS_MAX {
+    if t.compare.len() > TXN_OPS_MAX
+        || t.success.len() > TXN_OPS_MAX
+        || t.failure.len() > TXN_OPS_MAX
+    {
         return Err(Error::TooManyOps);
     }
     for c in &t.compare {
@@ -550,7 +574,11 @@ fn validate_txn(t: &pb::TxnRequest) -> Result<()> {
                     }
                 }
                 Some(request_op::Request::RequestTxn(inner)) => validate_txn(inner)?,
-                None => return Err(Error::InvalidArgument("etcdserver: empty request op".into())),
+                None => {
+                    return Err(Error::InvalidArgument(
+                        "etcdserver: empty request op".into(),
+                    ))
+                }
             }
         }
         branch_writes(branch)?;
@@ -571,7 +599,9 @@ fn branch_writes(ops: &[pb::RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<KeyRan
                     return Err(Error::DuplicateKey);
                 }
             }
-            Some(request_op::Request::RequestDeleteRange(d)) => dels.push(KeyRange::new(&d.key, &d.range_end)),
+            Some(request_op::Request::RequestDeleteRange(d)) => {
+                dels.push(KeyRange::new(&d.key, &d.range_end))
+            }
             Some(request_op::Request::RequestTxn(t)) => {
                 let (ps, ds) = branch_writes(&t.success)?;
                 let (pf, df) = branch_writes(&t.failure)?;
@@ -782,7 +812,10 @@ impl WriteTxn<'_> {
         };
         let keys: Vec<Vec<u8>> = lease.keys.iter().cloned().collect();
         for k in keys {
-            let live = self.mvcc.get_at(&k, self.read_rev()).map(|(_, v)| v.clone());
+            let live = self
+                .mvcc
+                .get_at(&k, self.read_rev())
+                .map(|(_, v)| v.clone());
             if let Some(v) = live {
                 self.tombstone(&v);
             }
@@ -800,19 +833,25 @@ impl WriteTxn<'_> {
             KeyRange::Single(k) => self.mvcc.get_at(k, rev).into_iter().collect(),
             _ => self.mvcc.live_in_range(&range, rev),
         };
-        let target = compare::CompareTarget::try_from(c.target).unwrap_or(compare::CompareTarget::Version);
+        let target =
+            compare::CompareTarget::try_from(c.target).unwrap_or(compare::CompareTarget::Version);
         if kvs.is_empty() {
             // etcd compares a missing key as a zero KeyValue, except on value.
             if target == compare::CompareTarget::Value {
                 return false;
             }
-            return compare_one(c, target, 0, &Version {
-                key: Vec::new(),
-                value: Vec::new(),
-                create_revision: 0,
-                version: 0,
-                lease: 0,
-            });
+            return compare_one(
+                c,
+                target,
+                0,
+                &Version {
+                    key: Vec::new(),
+                    value: Vec::new(),
+                    create_revision: 0,
+                    version: 0,
+                    lease: 0,
+                },
+            );
         }
         kvs.iter().all(|(r, v)| compare_one(c, target, r.main, v))
     }
@@ -820,21 +859,35 @@ impl WriteTxn<'_> {
     fn txn(&mut self, req: &pb::TxnRequest) -> Result<pb::TxnResponse> {
         validate_txn(req)?;
         let succeeded = req.compare.iter().all(|c| self.compare(c));
-        let ops = if succeeded { &req.success } else { &req.failure };
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let resp = match &op.request {
                 Some(request_op::Request::RequestRange(r)) => {
                     response_op::Response::ResponseRange(self.mvcc.range_at(r, self.read_rev())?)
                 }
-                Some(request_op::Request::RequestPut(p)) => response_op::Response::ResponsePut(self.put(p)?),
+                Some(request_op::Request::RequestPut(p)) => {
+                    response_op::Response::ResponsePut(self.put(p)?)
+                }
                 Some(request_op::Request::RequestDeleteRange(d)) => {
                     response_op::Response::ResponseDeleteRange(self.delete_range(d)?)
                 }
-                Some(request_op::Request::RequestTxn(t)) => response_op::Response::ResponseTxn(self.txn(t)?),
-                None => return Err(Error::InvalidArgument("etcdserver: empty request op".into())),
+                Some(request_op::Request::RequestTxn(t)) => {
+                    response_op::Response::ResponseTxn(self.txn(t)?)
+                }
+                None => {
+                    return Err(Error::InvalidArgument(
+                        "etcdserver: empty request op".into(),
+                    ))
+                }
             };
-            responses.push(pb::ResponseOp { response: Some(resp) });
+            responses.push(pb::ResponseOp {
+                response: Some(resp),
+            });
         }
         Ok(pb::TxnResponse {
             header: None,

@@ -58,7 +58,10 @@ fn err(r: CommandResult) -> String {
 }
 
 fn keys(r: &pb::RangeResponse) -> Vec<String> {
-    r.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect()
+    r.kvs
+        .iter()
+        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+        .collect()
 }
 
 #[test]
@@ -119,7 +122,10 @@ fn ranges_prefix_all_keys_and_binary_keys() {
         ..Default::default()
     })));
     // Prefix "a": range_end "b".
-    assert_eq!(keys(&get(&m, "a", "b", 0).unwrap()), vec!["a", "a\0z", "ab", "abc"]);
+    assert_eq!(
+        keys(&get(&m, "a", "b", 0).unwrap()),
+        vec!["a", "a\0z", "ab", "abc"]
+    );
     // "\0" as range_end: every key >= key.
     assert_eq!(keys(&get(&m, "b", "\0", 0).unwrap()), vec!["b", "c"]);
     // key "\0" with range_end "\0": everything.
@@ -141,21 +147,30 @@ fn limit_sort_count_keys_only() {
     for (k, v) in [("a", "3"), ("b", "1"), ("c", "2")] {
         ok(m.apply(&put(k, v)));
     }
-    let req = |limit, order: range_request::SortOrder, target: range_request::SortTarget| pb::RangeRequest {
-        key: b"a".to_vec(),
-        range_end: b"z".to_vec(),
-        limit,
-        sort_order: order as i32,
-        sort_target: target as i32,
-        ..Default::default()
+    let req = |limit, order: range_request::SortOrder, target: range_request::SortTarget| {
+        pb::RangeRequest {
+            key: b"a".to_vec(),
+            range_end: b"z".to_vec(),
+            limit,
+            sort_order: order as i32,
+            sort_target: target as i32,
+            ..Default::default()
+        }
     };
     use range_request::{SortOrder as O, SortTarget as T};
     let r = m.range(&req(2, O::None, T::Key)).unwrap();
-    assert_eq!((keys(&r), r.more, r.count), (vec!["a".to_string(), "b".into()], true, 3));
+    assert_eq!(
+        (keys(&r), r.more, r.count),
+        (vec!["a".to_string(), "b".into()], true, 3)
+    );
     let r = m.range(&req(0, O::Descend, T::Key)).unwrap();
     assert_eq!(keys(&r), vec!["c", "b", "a"]);
     let r = m.range(&req(0, O::None, T::Value)).unwrap();
-    assert_eq!(keys(&r), vec!["b", "c", "a"], "a non-key target sorts ascending");
+    assert_eq!(
+        keys(&r),
+        vec!["b", "c", "a"],
+        "a non-key target sorts ascending"
+    );
     let r = m.range(&req(1, O::Descend, T::Value)).unwrap();
     assert_eq!((keys(&r), r.more), (vec!["a".to_string()], true));
     let r = m
@@ -189,7 +204,10 @@ fn limit_sort_count_keys_only() {
 #[test]
 fn empty_key_and_put_flags() {
     let mut m = Mvcc::default();
-    assert_eq!(err(m.apply(&put("", "v"))), "etcdserver: key is not provided");
+    assert_eq!(
+        err(m.apply(&put("", "v"))),
+        "etcdserver: key is not provided"
+    );
     let ignore = |value: &str, lease| {
         put_req(pb::PutRequest {
             key: b"k".to_vec(),
@@ -200,15 +218,26 @@ fn empty_key_and_put_flags() {
         })
     };
     assert_eq!(err(m.apply(&ignore("", 0))), "etcdserver: key not found");
-    assert_eq!(err(m.apply(&ignore("x", 0))), "etcdserver: value is provided");
+    assert_eq!(
+        err(m.apply(&ignore("x", 0))),
+        "etcdserver: value is provided"
+    );
     ok(m.apply(&put("k", "keep")));
     ok(m.apply(&ignore("", 0)));
     assert_eq!(get(&m, "k", "", 0).unwrap().kvs[0].value, b"keep");
-    assert_eq!(err(m.apply(&ignore("", 99))), "etcdserver: requested lease not found");
+    assert_eq!(
+        err(m.apply(&ignore("", 99))),
+        "etcdserver: requested lease not found"
+    );
     assert_eq!(m.revision(), 3, "failed writes do not bump the revision");
 }
 
-fn cmp(key: &str, target: compare::CompareTarget, result: compare::CompareResult, u: compare::TargetUnion) -> Compare {
+fn cmp(
+    key: &str,
+    target: compare::CompareTarget,
+    result: compare::CompareResult,
+    u: compare::TargetUnion,
+) -> Compare {
     Compare {
         result: result as i32,
         target: target as i32,
@@ -245,7 +274,10 @@ fn txn_compares_on_every_target() {
     ok(m.apply(&put("k", "v2"))); // rev 3
     let cases = vec![
         (cmp("k", T::Value, R::Equal, U::Value(b"v2".to_vec())), true),
-        (cmp("k", T::Value, R::Greater, U::Value(b"v1".to_vec())), true),
+        (
+            cmp("k", T::Value, R::Greater, U::Value(b"v1".to_vec())),
+            true,
+        ),
         (cmp("k", T::Version, R::Equal, U::Version(2)), true),
         (cmp("k", T::Version, R::Less, U::Version(2)), false),
         (cmp("k", T::Create, R::Equal, U::CreateRevision(2)), true),
@@ -253,8 +285,14 @@ fn txn_compares_on_every_target() {
         (cmp("k", T::Lease, R::Equal, U::Lease(0)), true),
         // A missing key: version/create/mod are 0, and value compares fail.
         (cmp("missing", T::Version, R::Equal, U::Version(0)), true),
-        (cmp("missing", T::Create, R::Equal, U::CreateRevision(0)), true),
-        (cmp("missing", T::Value, R::NotEqual, U::Value(b"x".to_vec())), false),
+        (
+            cmp("missing", T::Create, R::Equal, U::CreateRevision(0)),
+            true,
+        ),
+        (
+            cmp("missing", T::Value, R::NotEqual, U::Value(b"x".to_vec())),
+            false,
+        ),
     ];
     for (c, want) in cases {
         let resp = ok(m.apply(&txn(pb::TxnRequest {
@@ -298,7 +336,9 @@ fn txn_writes_are_one_revision_and_reads_see_them() {
         failure: vec![],
     })));
     assert_eq!(m.revision(), 2);
-    let command_result::Kind::Txn(t) = resp else { panic!() };
+    let command_result::Kind::Txn(t) = resp else {
+        panic!()
+    };
     assert!(t.succeeded);
     match &t.responses[2].response {
         Some(response_op::Response::ResponseRange(r)) => assert_eq!(r.kvs[0].value, b"1"),
@@ -314,16 +354,21 @@ fn txn_rejects_duplicates_and_too_many_ops() {
         success: vec![op_put("a", "1"), op_put("a", "2")],
         ..Default::default()
     });
-    assert_eq!(err(m.apply(&dup)), "etcdserver: duplicate key given in txn request");
+    assert_eq!(
+        err(m.apply(&dup)),
+        "etcdserver: duplicate key given in txn request"
+    );
     let put_and_delete = txn(pb::TxnRequest {
         success: vec![
             op_put("a/1", "1"),
             pb::RequestOp {
-                request: Some(request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
-                    key: b"a/".to_vec(),
-                    range_end: b"a0".to_vec(),
-                    prev_kv: false,
-                })),
+                request: Some(request_op::Request::RequestDeleteRange(
+                    pb::DeleteRangeRequest {
+                        key: b"a/".to_vec(),
+                        range_end: b"a0".to_vec(),
+                        prev_kv: false,
+                    },
+                )),
             },
         ],
         ..Default::default()
@@ -396,18 +441,33 @@ fn compaction_keeps_state_at_and_after_the_revision() {
     ok(m.apply(&del("b", ""))); // 5
     ok(m.apply(&put("c", "1"))); // 6
     let compact = |rev| Command {
-        kind: Some(command::Kind::Compact(pb::CompactionRequest { revision: rev, physical: false })),
+        kind: Some(command::Kind::Compact(pb::CompactionRequest {
+            revision: rev,
+            physical: false,
+        })),
     };
-    assert_eq!(err(m.apply(&compact(7))), "etcdserver: mvcc: required revision is a future revision");
+    assert_eq!(
+        err(m.apply(&compact(7))),
+        "etcdserver: mvcc: required revision is a future revision"
+    );
     ok(m.apply(&compact(5)));
-    assert_eq!(err(m.apply(&compact(5))), "etcdserver: mvcc: required revision has been compacted");
+    assert_eq!(
+        err(m.apply(&compact(5))),
+        "etcdserver: mvcc: required revision has been compacted"
+    );
     assert_eq!(get(&m, "a", "", 4).unwrap_err(), Error::Compacted);
     assert_eq!(get(&m, "a", "", 5).unwrap().kvs[0].value, b"2");
     assert_eq!(get(&m, "a", "\0", 0).unwrap().count, 2);
     // The deleted key's history is gone, except the delete at revision 5.
-    let (events, _) = m.events_since(5, &KeyRange::new(b"b", b""), false, 100).unwrap();
+    let (events, _) = m
+        .events_since(5, &KeyRange::new(b"b", b""), false, 100)
+        .unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(m.events_since(4, &KeyRange::new(b"a", b""), false, 100).unwrap_err(), Error::Compacted);
+    assert_eq!(
+        m.events_since(4, &KeyRange::new(b"a", b""), false, 100)
+            .unwrap_err(),
+        Error::Compacted
+    );
     let before = m.size_bytes();
     ok(m.apply(&compact(6)));
     assert!(m.size_bytes() < before, "compaction frees space");
@@ -429,7 +489,11 @@ fn events_in_revision_order_with_prev_kv_and_batching() {
         .iter()
         .map(|e| {
             let kv = e.event.kv.as_ref().unwrap();
-            (e.revision, e.event.r#type, String::from_utf8_lossy(&kv.key).into_owned())
+            (
+                e.revision,
+                e.event.r#type,
+                String::from_utf8_lossy(&kv.key).into_owned(),
+            )
         })
         .collect();
     assert_eq!(
@@ -465,8 +529,14 @@ fn lease_grant_attach_revoke_deletes_keys() {
         command_result::Kind::LeaseGrant(g) => assert_eq!(g.ttl, LEASE_TTL_MIN_SECS),
         other => panic!("{other:?}"),
     }
-    assert_eq!(err(m.apply(&grant(7, 10))), "etcdserver: lease already exists");
-    assert_eq!(err(m.apply(&grant(8, LEASE_TTL_MAX_SECS + 1))), "etcdserver: too large lease TTL");
+    assert_eq!(
+        err(m.apply(&grant(7, 10))),
+        "etcdserver: lease already exists"
+    );
+    assert_eq!(
+        err(m.apply(&grant(8, LEASE_TTL_MAX_SECS + 1))),
+        "etcdserver: too large lease TTL"
+    );
     let leased = |k: &str| {
         put_req(pb::PutRequest {
             key: k.into(),
@@ -483,15 +553,24 @@ fn lease_grant_attach_revoke_deletes_keys() {
     ok(m.apply(&Command {
         kind: Some(command::Kind::LeaseRevoke(LeaseRevoke { id: 7 })),
     }));
-    assert_eq!(m.revision(), rev_before + 1, "a revoke deletes its keys in one revision");
+    assert_eq!(
+        m.revision(),
+        rev_before + 1,
+        "a revoke deletes its keys in one revision"
+    );
     assert!(get(&m, "l1", "", 0).unwrap().kvs.is_empty());
     assert_eq!(get(&m, "l2", "", 0).unwrap().kvs[0].value, b"detached");
     assert!(m.leases().is_empty());
     let revoke_again = Command {
         kind: Some(command::Kind::LeaseRevoke(LeaseRevoke { id: 7 })),
     };
-    assert_eq!(err(m.apply(&revoke_again)), "etcdserver: requested lease not found");
-    let (events, _) = m.events_since(rev_before + 1, &KeyRange::new(b"l", b"m"), false, 10).unwrap();
+    assert_eq!(
+        err(m.apply(&revoke_again)),
+        "etcdserver: requested lease not found"
+    );
+    let (events, _) = m
+        .events_since(rev_before + 1, &KeyRange::new(b"l", b"m"), false, 10)
+        .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event.r#type, EventType::Delete as i32);
 }
@@ -506,6 +585,7 @@ fn state_survives_serialization() {
         ..Default::default()
     })));
     let bytes = bincode::serde::encode_to_vec(&m, bincode::config::standard()).unwrap();
-    let (back, _): (Mvcc, usize) = bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+    let (back, _): (Mvcc, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
     assert_eq!(back, m);
 }

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, Entry, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError, Vote};
+use openraft::{
+    AnyError, Entry, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError, Vote,
+};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 use super::{codec, LogId, NodeId, StorageError, TypeConfig};
@@ -30,7 +32,11 @@ pub struct LogStore {
     db: Arc<DB>,
 }
 
-fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::fmt::Display,
+) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
 }
 
@@ -48,10 +54,15 @@ impl LogStore {
             ColumnFamilyDescriptor::new(CF_LOGS, Options::default()),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ];
-        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| format!("open raft log at {}: {e}", dir.display()))?;
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)
+            .map_err(|e| format!("open raft log at {}: {e}", dir.display()))?;
         let store = LogStore { db: Arc::new(db) };
         let meta = store.cf(CF_META).map_err(|e| e.to_string())?;
-        match store.db.get_cf(meta, KEY_FORMAT).map_err(|e| e.to_string())? {
+        match store
+            .db
+            .get_cf(meta, KEY_FORMAT)
+            .map_err(|e| e.to_string())?
+        {
             None => {
                 let mut w = WriteOptions::default();
                 w.set_sync(true);
@@ -61,38 +72,70 @@ impl LogStore {
                     .map_err(|e| format!("write log format: {e}"))?;
             }
             Some(v) if v.as_slice() == [DB_FORMAT] => {}
-            Some(v) => return Err(format!("raft log at {} has unknown format {v:?}", dir.display())),
+            Some(v) => {
+                return Err(format!(
+                    "raft log at {} has unknown format {v:?}",
+                    dir.display()
+                ))
+            }
         }
         Ok(store)
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| io_err(ErrorSubject::Store, ErrorVerb::Read, format!("missing column family {name}")))
+        self.db.cf_handle(name).ok_or_else(|| {
+            io_err(
+                ErrorSubject::Store,
+                ErrorVerb::Read,
+                format!("missing column family {name}"),
+            )
+        })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8], subject: ErrorSubject<NodeId>) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<Option<T>, StorageError> {
         let cf = self.cf(CF_META)?;
-        match self.db.get_cf(cf, key).map_err(|e| io_err(subject.clone(), ErrorVerb::Read, e))? {
+        match self
+            .db
+            .get_cf(cf, key)
+            .map_err(|e| io_err(subject.clone(), ErrorVerb::Read, e))?
+        {
             None => Ok(None),
-            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|e| io_err(subject, ErrorVerb::Read, e)),
+            Some(bytes) => codec::decode(&bytes)
+                .map(Some)
+                .map_err(|e| io_err(subject, ErrorVerb::Read, e)),
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool, subject: ErrorSubject<NodeId>) -> Result<(), StorageError> {
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<(), StorageError> {
         let cf = self.cf(CF_META)?;
-        let bytes = codec::encode(value).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
+        let bytes =
+            codec::encode(value).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
         let mut w = WriteOptions::default();
         w.set_sync(sync);
-        self.db.put_cf_opt(cf, key, bytes, &w).map_err(|e| io_err(subject, ErrorVerb::Write, e))
+        self.db
+            .put_cf_opt(cf, key, bytes, &w)
+            .map_err(|e| io_err(subject, ErrorVerb::Write, e))
     }
 
     /// Whether nothing was ever written: no vote and no log entries.
     pub fn is_pristine(&self) -> Result<bool, StorageError> {
         let vote: Option<Vote<NodeId>> = self.get_meta(KEY_VOTE, ErrorSubject::Vote)?;
         let cf = self.cf(CF_LOGS)?;
-        let any_log = self.db.iterator_cf(cf, IteratorMode::Start).next().is_some();
+        let any_log = self
+            .db
+            .iterator_cf(cf, IteratorMode::Start)
+            .next()
+            .is_some();
         Ok(vote.is_none() && !any_log)
     }
 
@@ -102,14 +145,19 @@ impl LogStore {
             None => Ok(None),
             Some(Err(e)) => Err(io_err(ErrorSubject::Logs, ErrorVerb::Read, e)),
             Some(Ok((_, v))) => {
-                let entry: Entry<TypeConfig> = codec::decode(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let entry: Entry<TypeConfig> = codec::decode(&v)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
                 Ok(Some(entry.log_id))
             }
         }
     }
 
     /// Write a batch with fsync, off the async threads.
-    async fn write_synced(&self, batch: WriteBatch, subject: ErrorSubject<NodeId>) -> Result<(), StorageError> {
+    async fn write_synced(
+        &self,
+        batch: WriteBatch,
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<(), StorageError> {
         let db = self.db.clone();
         let verb_subject = subject.clone();
         tokio::task::spawn_blocking(move || {
@@ -136,19 +184,26 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let cf = self.cf(CF_LOGS)?;
         let mut out = Vec::new();
         let from = index_key(start);
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&from, rocksdb::Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&from, rocksdb::Direction::Forward))
+        {
             let (k, v) = item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
             let mut idx = [0u8; 8];
             if k.len() != 8 {
-                return Err(io_err(ErrorSubject::Logs, ErrorVerb::Read, "malformed log key"));
+                return Err(io_err(
+                    ErrorSubject::Logs,
+                    ErrorVerb::Read,
+                    "malformed log key",
+                ));
             }
             idx.copy_from_slice(&k);
             let index = u64::from_be_bytes(idx);
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry<TypeConfig> =
-                codec::decode(&v).map_err(|e| io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+            let entry: Entry<TypeConfig> = codec::decode(&v)
+                .map_err(|e| io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
             out.push(entry);
         }
         Ok(out)
@@ -159,7 +214,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_LAST_PURGED, ErrorSubject::Store)?;
+        let last_purged_log_id: Option<LogId> =
+            self.get_meta(KEY_LAST_PURGED, ErrorSubject::Store)?;
         let last_log_id = self.last_log_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
@@ -186,10 +242,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED, ErrorSubject::Store)?.flatten())
+        Ok(self
+            .get_meta::<Option<LogId>>(KEY_COMMITTED, ErrorSubject::Store)?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -197,7 +259,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let cf = self.cf(CF_LOGS)?;
         let mut batch = WriteBatch::default();
         for entry in entries {
-            let bytes = codec::encode(&entry).map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
+            let bytes = codec::encode(&entry)
+                .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
             batch.put_cf(cf, index_key(entry.log_id.index), bytes);
         }
         let res = self.write_synced(batch, ErrorSubject::Logs).await;

@@ -105,7 +105,8 @@ pub mod codec {
 
     pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
         let mut out = vec![FORMAT_V1];
-        let body = bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| e.to_string())?;
+        let body = bincode::serde::encode_to_vec(value, bincode::config::standard())
+            .map_err(|e| e.to_string())?;
         out.extend_from_slice(&body);
         Ok(out)
     }
@@ -113,10 +114,14 @@ pub mod codec {
     pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
         match bytes.split_first() {
             Some((&FORMAT_V1, body)) => {
-                let (value, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-                    .map_err(|e| e.to_string())?;
+                let (value, used) =
+                    bincode::serde::decode_from_slice(body, bincode::config::standard())
+                        .map_err(|e| e.to_string())?;
                 if used != body.len() {
-                    return Err(format!("{} trailing bytes after the value", body.len() - used));
+                    return Err(format!(
+                        "{} trailing bytes after the value",
+                        body.len() - used
+                    ));
                 }
                 Ok(value)
             }

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use keelson_proto::raft::raft_peer_client::RaftPeerClient;
 use keelson_proto::raft::RaftMessage;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
@@ -102,7 +104,8 @@ impl PeerConnection {
             Ok(c) => c,
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&Msg(e.clone())))),
         };
-        let payload = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
+        let payload =
+            codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
         let mut request = tonic::Request::new(RaftMessage {
             target: self.target,
             payload,
@@ -119,15 +122,15 @@ impl PeerConnection {
                 let err = Msg(format!("{kind:?} to node {}: {status}", self.target));
                 // Unreachable makes openraft back off instead of retrying at once.
                 return Err(match status.code() {
-                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-                        RPCError::Unreachable(Unreachable::new(&err))
-                    }
+                    tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled => RPCError::Unreachable(Unreachable::new(&err)),
                     _ => RPCError::Network(NetworkError::new(&err)),
                 });
             }
         };
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            codec::decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
+        let result: Result<Resp, RaftError<NodeId, E>> = codec::decode(&reply.payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e))))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -152,8 +155,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
-    {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         self.call(RpcKind::Snapshot, &rpc, &option).await
     }
 

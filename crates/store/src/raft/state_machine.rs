@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
-    StorageIOError, StoredMembership,
+    AnyError, BasicNode, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
+    Snapshot, SnapshotMeta, StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -92,7 +92,12 @@ pub struct StateMachine {
 }
 
 fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
-    StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::error(e.to_string())).into()
+    StorageIOError::new(
+        ErrorSubject::Snapshot(None),
+        verb,
+        AnyError::error(e.to_string()),
+    )
+    .into()
 }
 
 impl StateMachine {
@@ -105,7 +110,8 @@ impl StateMachine {
             membership: StoredMembership::default(),
         };
         if let Some(file) = read_snapshot_file(dir)? {
-            let body: SnapshotBody = codec::decode(&file.data).map_err(|e| format!("decode snapshot: {e}"))?;
+            let body: SnapshotBody =
+                codec::decode(&file.data).map_err(|e| format!("decode snapshot: {e}"))?;
             state = SmState {
                 mvcc: body.mvcc,
                 last_applied: body.last_applied,
@@ -119,7 +125,9 @@ impl StateMachine {
             dir: dir.to_path_buf(),
         });
         Ok((
-            StateMachine { shared: shared.clone() },
+            StateMachine {
+                shared: shared.clone(),
+            },
             SmHandle { shared },
         ))
     }
@@ -132,7 +140,9 @@ impl StateMachine {
 fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, String> {
     let path = dir.join(SNAPSHOT_FILE);
     match std::fs::read(&path) {
-        Ok(bytes) => codec::decode(&bytes).map(Some).map_err(|e| format!("decode {}: {e}", path.display())),
+        Ok(bytes) => codec::decode(&bytes)
+            .map(Some)
+            .map_err(|e| format!("decode {}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("read {}: {e}", path.display())),
     }
@@ -142,9 +152,12 @@ fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, String> {
 fn write_snapshot_file(dir: &Path, file: &SnapshotFile) -> Result<(), String> {
     let bytes = codec::encode(file)?;
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
-    f.write_all(&bytes).map_err(|e| format!("write {}: {e}", tmp.display()))?;
-    f.sync_all().map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    f.write_all(&bytes)
+        .map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    f.sync_all()
+        .map_err(|e| format!("fsync {}: {e}", tmp.display()))?;
     drop(f);
     std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).map_err(|e| format!("rename snapshot: {e}"))?;
     std::fs::File::open(dir)
@@ -200,7 +213,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
         let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
         Ok((st.last_applied, st.membership.clone()))
     }
@@ -255,10 +270,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             data,
         };
         let dir = self.shared.dir.clone();
-        let file = tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &file).map(|()| file))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let file =
+            tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &file).map(|()| file))
+                .await
+                .map_err(|e| snap_err(ErrorVerb::Write, e))?
+                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         drop(file);
         let revision = {
             let mut st = self.write_state();

@@ -17,7 +17,7 @@ use keelson_proto::raft::{command, command_result, Command, LeaseGrant, LeaseRev
 use openraft::{BasicNode, ChangeMembers};
 use prost::Message;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{member_id, Replica, Route, GRPC_OVERHEAD_BYTES, REQUEST_TIMEOUT_MS};
@@ -44,12 +44,15 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(KvServer::new(api.clone()).max_decoding_message_size(limit))
-        .add_service(WatchServer::new(super::watch::WatchService::new(replica.clone())).max_decoding_message_size(limit))
+        .add_service(
+            WatchServer::new(super::watch::WatchService::new(replica.clone()))
+                .max_decoding_message_size(limit),
+        )
         .add_service(LeaseServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(ClusterServer::new(api.clone()).max_decoding_message_size(limit))
         .add_service(MaintenanceServer::new(api).max_decoding_message_size(limit))
         .add_service(health)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(super::incoming(listener), async move {
             let _ = stop.wait_for(|s| *s).await;
         })
         .await
@@ -81,11 +84,14 @@ impl EtcdApi {
 
 fn txn_has_put(t: &pb::TxnRequest) -> bool {
     use pb::request_op::Request as R;
-    t.success.iter().chain(t.failure.iter()).any(|op| match &op.request {
-        Some(R::RequestPut(_)) => true,
-        Some(R::RequestTxn(inner)) => txn_has_put(inner),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .any(|op| match &op.request {
+            Some(R::RequestPut(_)) => true,
+            Some(R::RequestTxn(inner)) => txn_has_put(inner),
+            _ => false,
+        })
 }
 
 fn unexpected(kind: &command_result::Kind) -> Status {
@@ -94,7 +100,10 @@ fn unexpected(kind: &command_result::Kind) -> Status {
 
 #[tonic::async_trait]
 impl Kv for EtcdApi {
-    async fn range(&self, req: Request<pb::RangeRequest>) -> std::result::Result<Response<pb::RangeResponse>, Status> {
+    async fn range(
+        &self,
+        req: Request<pb::RangeRequest>,
+    ) -> std::result::Result<Response<pb::RangeResponse>, Status> {
         let req = req.into_inner();
         self.check_size(&req)?;
         if req.key.is_empty() {
@@ -109,7 +118,10 @@ impl Kv for EtcdApi {
         Ok(Response::new(resp))
     }
 
-    async fn put(&self, req: Request<pb::PutRequest>) -> std::result::Result<Response<pb::PutResponse>, Status> {
+    async fn put(
+        &self,
+        req: Request<pb::PutRequest>,
+    ) -> std::result::Result<Response<pb::PutResponse>, Status> {
         let req = req.into_inner();
         self.check_size(&req)?;
         self.check_quota(req.key.len() + req.value.len())?;
@@ -149,7 +161,10 @@ impl Kv for EtcdApi {
         }
     }
 
-    async fn txn(&self, req: Request<pb::TxnRequest>) -> std::result::Result<Response<pb::TxnResponse>, Status> {
+    async fn txn(
+        &self,
+        req: Request<pb::TxnRequest>,
+    ) -> std::result::Result<Response<pb::TxnResponse>, Status> {
         let req = req.into_inner();
         self.check_size(&req)?;
         if txn_has_put(&req) {
@@ -187,7 +202,8 @@ impl Kv for EtcdApi {
     }
 }
 
-type KeepAliveStream = Pin<Box<dyn Stream<Item = std::result::Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
+type KeepAliveStream =
+    Pin<Box<dyn Stream<Item = std::result::Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
 
 impl Replica {
     /// Renew a lease on the leader, wherever this replica stands.
@@ -211,11 +227,13 @@ impl Replica {
                 req.set_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
                 match client.lease_keep_alive(req).await {
                     Ok(r) => Ok(r.into_inner()),
-                    Err(s) if s.message() == Error::LeaseNotFound.to_string() => Ok(pb::LeaseKeepAliveResponse {
-                        header: Some(self.header(self.sm.read().revision())),
-                        id,
-                        ttl: 0,
-                    }),
+                    Err(s) if s.message() == Error::LeaseNotFound.to_string() => {
+                        Ok(pb::LeaseKeepAliveResponse {
+                            header: Some(self.header(self.sm.read().revision())),
+                            id,
+                            ttl: 0,
+                        })
+                    }
                     Err(s) if s.code() == tonic::Code::Unavailable => Err(Error::LeaderChanged),
                     Err(s) => Err(s.into()),
                 }
@@ -223,12 +241,21 @@ impl Replica {
         }
     }
 
-    pub(crate) async fn member_add_local(&self, req: pb::MemberAddRequest) -> Result<pb::MemberAddResponse> {
+    pub(crate) async fn member_add_local(
+        &self,
+        req: pb::MemberAddRequest,
+    ) -> Result<pb::MemberAddResponse> {
         let url = match req.peer_ur_ls.as_slice() {
-            [u] if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_string(),
+            [u] if u.starts_with("http://") || u.starts_with("https://") => {
+                u.trim_end_matches('/').to_string()
+            }
             _ => return Err(Error::MemberBadUrls),
         };
-        if self.members().iter().any(|m| m.peer_ur_ls.iter().any(|p| p.trim_end_matches('/') == url)) {
+        if self
+            .members()
+            .iter()
+            .any(|m| m.peer_ur_ls.iter().any(|p| p.trim_end_matches('/') == url))
+        {
             return Err(Error::PeerUrlExists);
         }
         let id = member_id(&url);
@@ -257,7 +284,10 @@ impl Replica {
         })
     }
 
-    pub(crate) async fn member_remove_local(&self, req: pb::MemberRemoveRequest) -> Result<pb::MemberRemoveResponse> {
+    pub(crate) async fn member_remove_local(
+        &self,
+        req: pb::MemberRemoveRequest,
+    ) -> Result<pb::MemberRemoveResponse> {
         let members = self.members();
         let Some(member) = members.iter().find(|m| m.id == req.id) else {
             return Err(Error::MemberNotFound);
@@ -288,7 +318,10 @@ impl Replica {
         })
     }
 
-    pub(crate) async fn member_promote_local(&self, req: pb::MemberPromoteRequest) -> Result<pb::MemberPromoteResponse> {
+    pub(crate) async fn member_promote_local(
+        &self,
+        req: pb::MemberPromoteRequest,
+    ) -> Result<pb::MemberPromoteResponse> {
         let members = self.members();
         match members.iter().find(|m| m.id == req.id) {
             None => return Err(Error::MemberNotFound),
@@ -323,7 +356,9 @@ impl Lease for EtcdApi {
             return Err(Error::LeaseTtlTooLarge.into());
         }
         if req.id < 0 {
-            return Err(Error::InvalidArgument("etcdserver: lease ID must be positive".into()).into());
+            return Err(
+                Error::InvalidArgument("etcdserver: lease ID must be positive".into()).into(),
+            );
         }
         // A server-chosen id is random and positive; a collision (vanishingly
         // rare) is retried with a new one.
@@ -402,7 +437,9 @@ impl Lease for EtcdApi {
             Route::Remote(mut client) => {
                 let mut fwd = Request::new(req);
                 fwd.set_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
-                Ok(Response::new(client.lease_time_to_live(fwd).await?.into_inner()))
+                Ok(Response::new(
+                    client.lease_time_to_live(fwd).await?.into_inner(),
+                ))
             }
         }
     }
@@ -415,7 +452,11 @@ impl Lease for EtcdApi {
         let sm = self.replica.sm.read();
         Ok(Response::new(pb::LeaseLeasesResponse {
             header: Some(self.replica.header(sm.revision())),
-            leases: sm.leases().keys().map(|id| pb::LeaseStatus { id: *id }).collect(),
+            leases: sm
+                .leases()
+                .keys()
+                .map(|id| pb::LeaseStatus { id: *id })
+                .collect(),
         }))
     }
 }
@@ -478,7 +519,10 @@ impl Cluster for EtcdApi {
 
 #[tonic::async_trait]
 impl Maintenance for EtcdApi {
-    async fn alarm(&self, req: Request<pb::AlarmRequest>) -> std::result::Result<Response<pb::AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        req: Request<pb::AlarmRequest>,
+    ) -> std::result::Result<Response<pb::AlarmResponse>, Status> {
         let _ = req.into_inner();
         // The only alarm is NOSPACE, raised while the store is over quota and
         // cleared by compaction; it is derived, so activate/deactivate only
@@ -497,10 +541,17 @@ impl Maintenance for EtcdApi {
         }))
     }
 
-    async fn status(&self, _req: Request<pb::StatusRequest>) -> std::result::Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> std::result::Result<Response<pb::StatusResponse>, Status> {
         let m = self.replica.metrics();
         let sm = self.replica.sm.read();
-        let is_learner = !m.membership_config.membership().voter_ids().any(|v| v == self.replica.id);
+        let is_learner = !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.replica.id);
         let mut errors = Vec::new();
         if m.current_leader.is_none() {
             errors.push(Error::NoLeader.to_string());

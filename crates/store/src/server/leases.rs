@@ -44,18 +44,28 @@ impl LeaseKeeper {
 impl Replica {
     /// Renew a lease (leader only); returns its TTL.
     pub(crate) fn keep_alive_local(&self, id: i64) -> Result<i64> {
-        let ttl = self.sm.read().leases().get(&id).map(|l| l.ttl).ok_or(Error::LeaseNotFound)?;
+        let ttl = self
+            .sm
+            .read()
+            .leases()
+            .get(&id)
+            .map(|l| l.ttl)
+            .ok_or(Error::LeaseNotFound)?;
         let mut st = self.leases.lock();
         if !st.leading {
             return Err(Error::LeaderChanged);
         }
-        st.deadlines.insert(id, Instant::now() + Duration::from_secs(ttl as u64));
+        st.deadlines
+            .insert(id, Instant::now() + Duration::from_secs(ttl as u64));
         Ok(ttl)
     }
 
     /// A lease's remaining and granted TTL (leader only). A missing lease
     /// answers TTL -1, as etcd does.
-    pub(crate) fn time_to_live_local(&self, req: &pb::LeaseTimeToLiveRequest) -> Result<pb::LeaseTimeToLiveResponse> {
+    pub(crate) fn time_to_live_local(
+        &self,
+        req: &pb::LeaseTimeToLiveRequest,
+    ) -> Result<pb::LeaseTimeToLiveResponse> {
         let sm = self.sm.read();
         let revision = sm.revision();
         let Some(lease) = sm.leases().get(&req.id) else {
@@ -82,7 +92,11 @@ impl Replica {
             id: req.id,
             ttl: remaining,
             granted_ttl: lease.ttl,
-            keys: if req.keys { lease.keys.iter().cloned().collect() } else { Vec::new() },
+            keys: if req.keys {
+                lease.keys.iter().cloned().collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -138,8 +152,12 @@ pub async fn run(replica: Arc<Replica>, mut stop: tokio::sync::watch::Receiver<b
                     kind: Some(command::Kind::LeaseRevoke(LeaseRevoke { id })),
                 };
                 match r.propose_local(cmd).await {
-                    Ok(_) => tracing::debug!(lease = format!("{id:x}"), "lease expired and revoked"),
-                    Err(e) => tracing::debug!(lease = format!("{id:x}"), error = %e, "revoke expired lease"),
+                    Ok(_) => {
+                        tracing::debug!(lease = format!("{id:x}"), "lease expired and revoked")
+                    }
+                    Err(e) => {
+                        tracing::debug!(lease = format!("{id:x}"), error = %e, "revoke expired lease")
+                    }
                 }
                 r.leases.lock().revoking.remove(&id);
             });

@@ -9,6 +9,7 @@
 //! local state machine has applied it, then read locally.
 
 mod etcd;
+mod failover;
 mod leases;
 mod peer;
 mod propose;
@@ -140,7 +141,7 @@ pub struct Replica {
     sm: SmHandle,
     pool: PeerPool,
     proposals: mpsc::Sender<propose::Pending>,
-    read_waiters: mpsc::Sender<oneshot::Sender<Result<u64>>>,
+    read_waiters: mpsc::Sender<propose::ReadWaiter>,
     leases: leases::LeaseKeeper,
 }
 
@@ -188,12 +189,20 @@ impl Replica {
                         }
                         None
                     }
-                    Some(l) => m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()),
+                    Some(l) => m
+                        .membership_config
+                        .membership()
+                        .get_node(&l)
+                        .map(|n| n.addr.clone()),
                     None => None,
                 }
             };
             if let Some(url) = target {
-                return self.pool.client(&url).map(Route::Remote).map_err(Error::Internal);
+                return self
+                    .pool
+                    .client(&url)
+                    .map(Route::Remote)
+                    .map_err(Error::Internal);
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => continue,
@@ -204,31 +213,26 @@ impl Replica {
     }
 
     /// Replicate one command and return its result (errors included).
+    /// Any replica accepts writes: a follower forwards them to the leader.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult> {
         crate::mvcc::validate(&cmd)?;
-        match self.route().await? {
-            Route::Local => self.propose_local(cmd).await,
-            Route::Remote(mut client) => {
-                let mut req = tonic::Request::new(cmd);
-                req.set_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
-                match client.propose(req).await {
-                    Ok(r) => Ok(r.into_inner()),
-                    // The leader may or may not have the write: say so, as etcd does.
-                    Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown => {
-                        Err(Error::LeaderChanged)
-                    }
-                    Err(s) if s.code() == tonic::Code::DeadlineExceeded => Err(Error::Timeout),
-                    Err(s) => Err(s.into()),
-                }
-            }
-        }
+        self.enqueue(cmd, false).await
     }
 
-    /// Propose on this replica, which must be the leader.
+    /// Propose on this replica, which must be the leader (forwarded writes,
+    /// lease expiry).
     async fn propose_local(&self, cmd: Command) -> Result<CommandResult> {
+        self.enqueue(cmd, true).await
+    }
+
+    async fn enqueue(&self, cmd: Command, local_only: bool) -> Result<CommandResult> {
         let (tx, rx) = oneshot::channel();
         self.proposals
-            .send(propose::Pending { cmd, reply: tx })
+            .send(propose::Pending {
+                cmd,
+                local_only,
+                reply: tx,
+            })
             .await
             .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)?
@@ -247,19 +251,7 @@ impl Replica {
     /// Wait until this replica's state reflects every write acknowledged
     /// before the call (ReadIndex), so a local read is linearizable.
     pub async fn read_barrier(&self) -> Result<()> {
-        let index = match self.route().await? {
-            Route::Local => self.read_index_local().await?,
-            Route::Remote(mut client) => {
-                let mut req = tonic::Request::new(keelson_proto::raft::ReadIndexRequest {});
-                req.set_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
-                match client.read_index(req).await {
-                    Ok(r) => r.into_inner().index,
-                    Err(s) if s.code() == tonic::Code::DeadlineExceeded => return Err(Error::Timeout),
-                    Err(s) if s.code() == tonic::Code::Unavailable => return Err(Error::LeaderChanged),
-                    Err(s) => return Err(s.into()),
-                }
-            }
-        };
+        let index = self.read_index(false).await?;
         self.raft
             .wait(Some(Duration::from_millis(REQUEST_TIMEOUT_MS)))
             .applied_index_at_least(Some(index), "read index")
@@ -271,9 +263,16 @@ impl Replica {
         Ok(())
     }
 
-    async fn read_index_local(&self) -> Result<u64> {
+    /// The leader's read index; `local_only` when a follower asked us.
+    async fn read_index(&self, local_only: bool) -> Result<u64> {
         let (tx, rx) = oneshot::channel();
-        self.read_waiters.send(tx).await.map_err(|_| Error::Stopped)?;
+        self.read_waiters
+            .send(propose::ReadWaiter {
+                local_only,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)?
     }
 
@@ -338,7 +337,8 @@ impl Server {
     /// Open storage, start Raft and both ports, and form or join the cluster.
     pub async fn start(config: Config) -> std::result::Result<Server, String> {
         let id = member_id(&config.advertise_peer);
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("create {}: {e}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("create {}: {e}", config.data_dir.display()))?;
         let log = LogStore::open(&config.data_dir.join("raft-log"))?;
         let (sm, sm_handle) = StateMachine::open(&config.data_dir.join("state"))?;
         let pristine = log.is_pristine().map_err(|e| e.to_string())?;
@@ -355,11 +355,21 @@ impl Server {
             purge_batch_size: 256,
             ..Default::default()
         };
-        let raft_config = Arc::new(raft_config.validate().map_err(|e| format!("raft config: {e}"))?);
+        let raft_config = Arc::new(
+            raft_config
+                .validate()
+                .map_err(|e| format!("raft config: {e}"))?,
+        );
         let pool = PeerPool::default();
-        let raft = Raft::new(id, raft_config, NetworkFactory { pool: pool.clone() }, log, sm)
-            .await
-            .map_err(|e| format!("start raft: {e}"))?;
+        let raft = Raft::new(
+            id,
+            raft_config,
+            NetworkFactory { pool: pool.clone() },
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| format!("start raft: {e}"))?;
 
         let (proposals_tx, proposals_rx) = mpsc::channel(propose::PROPOSAL_QUEUE_MAX);
         let (reads_tx, reads_rx) = mpsc::channel(propose::READ_QUEUE_MAX);
@@ -384,8 +394,16 @@ impl Server {
         let client_listener = tokio::net::TcpListener::bind(config.listen_client)
             .await
             .map_err(|e| format!("bind client address {}: {e}", config.listen_client))?;
-        servers.push(tokio::spawn(peer::serve(replica.clone(), peer_listener, stop_rx.clone())));
-        servers.push(tokio::spawn(etcd::serve(replica.clone(), client_listener, stop_rx.clone())));
+        servers.push(tokio::spawn(peer::serve(
+            replica.clone(),
+            peer_listener,
+            stop_rx.clone(),
+        )));
+        servers.push(tokio::spawn(etcd::serve(
+            replica.clone(),
+            client_listener,
+            stop_rx.clone(),
+        )));
 
         if pristine && config.initial_cluster_state == ClusterState::New {
             let members: BTreeMap<NodeId, BasicNode> = config
@@ -407,9 +425,10 @@ impl Server {
         }
 
         let tasks = vec![
-            tokio::spawn(propose::run_proposer(raft.clone(), proposals_rx)),
-            tokio::spawn(propose::run_read_index(raft.clone(), reads_rx)),
+            tokio::spawn(propose::run_proposer(replica.clone(), proposals_rx)),
+            tokio::spawn(propose::run_read_index(replica.clone(), reads_rx)),
             tokio::spawn(leases::run(replica.clone(), stop_rx.clone())),
+            tokio::spawn(failover::run(replica.clone(), stop_rx.clone())),
             tokio::spawn(replica.clone().publish_attributes()),
         ];
         tracing::info!(name = %config.name, id = format!("{id:x}"), client = %config.listen_client, peer = %config.listen_peer, "replica started");
@@ -434,4 +453,10 @@ impl Server {
             let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
         }
     }
+}
+
+/// Accepted connections with TCP_NODELAY: without it, Nagle's algorithm and
+/// the client's delayed ACK add ~40 ms to small replies.
+fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

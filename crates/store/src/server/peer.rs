@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use keelson_proto::etcdserverpb as pb;
 use keelson_proto::raft::raft_peer_server::{RaftPeer, RaftPeerServer};
-use keelson_proto::raft::{command_result, Command, CommandError, CommandResult, RaftMessage, ReadIndexRequest, ReadIndexResponse};
+use keelson_proto::raft::{
+    CommandBatch, LeaderProbeEvent, LeaderProbeRequest, RaftMessage, ReadIndexRequest,
+    ReadIndexResponse, ResultBatch,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
-use super::Replica;
-use crate::error::Error;
+use super::{propose, Replica};
 use crate::raft::codec;
 use crate::raft::network::PEER_MESSAGE_BYTES_MAX;
 
@@ -31,7 +32,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_millis(500)))
         .add_service(svc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(super::incoming(listener), async move {
             let _ = stop.wait_for(|s| *s).await;
         })
         .await
@@ -42,11 +43,13 @@ struct PeerService {
 }
 
 fn decode<T: DeserializeOwned>(msg: &RaftMessage) -> Result<T, Status> {
-    codec::decode(&msg.payload).map_err(|e| Status::invalid_argument(format!("decode raft message: {e}")))
+    codec::decode(&msg.payload)
+        .map_err(|e| Status::invalid_argument(format!("decode raft message: {e}")))
 }
 
 fn encode<T: Serialize>(target: u64, value: &T) -> Result<Response<RaftMessage>, Status> {
-    let payload = codec::encode(value).map_err(|e| Status::internal(format!("encode raft message: {e}")))?;
+    let payload =
+        codec::encode(value).map_err(|e| Status::internal(format!("encode raft message: {e}")))?;
     Ok(Response::new(RaftMessage { target, payload }))
 }
 
@@ -70,9 +73,25 @@ impl PeerService {
     }
 }
 
+type ProbeStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<LeaderProbeEvent, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    type LeaderProbeStream = ProbeStream;
+
+    async fn leader_probe(
+        &self,
+        _req: Request<LeaderProbeRequest>,
+    ) -> Result<Response<ProbeStream>, Status> {
+        // Never yields: the stream's end is the message.
+        Ok(Response::new(Box::pin(futures::stream::pending())))
+    }
+
+    async fn append_entries(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let msg = req.into_inner();
         self.check_target(&msg)?;
         let res = self.replica.raft.append_entries(decode(&msg)?).await;
@@ -86,36 +105,46 @@ impl RaftPeer for PeerService {
         encode(msg.target, &res)
     }
 
-    async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let msg = req.into_inner();
         self.check_target(&msg)?;
         let res = self.replica.raft.install_snapshot(decode(&msg)?).await;
         encode(msg.target, &res)
     }
 
-    async fn propose(&self, req: Request<Command>) -> Result<Response<CommandResult>, Status> {
+    async fn propose(&self, req: Request<CommandBatch>) -> Result<Response<ResultBatch>, Status> {
         self.require_leader()?;
-        let cmd = req.into_inner();
-        crate::mvcc::validate(&cmd)?;
-        let res = match self.replica.propose_local(cmd).await {
-            Ok(r) => r,
-            // Raft-level failures travel as statuses; command errors inside
-            // the result are the state machine's answer and pass through.
-            Err(Error::LeaderChanged) => return Err(Error::LeaderChanged.into()),
-            Err(e) => CommandResult {
-                revision: 0,
-                kind: Some(command_result::Kind::Error(CommandError {
-                    code: e.code() as i32,
-                    message: e.to_string(),
-                })),
-            },
-        };
-        Ok(Response::new(res))
+        let batch = req.into_inner();
+        // Enqueue every command before awaiting any, so they join one batch.
+        let pending: Vec<_> = batch
+            .commands
+            .into_iter()
+            .map(|cmd| {
+                let replica = self.replica.clone();
+                async move {
+                    if let Err(e) = crate::mvcc::validate(&cmd) {
+                        return propose::error_result(&e);
+                    }
+                    match replica.propose_local(cmd).await {
+                        Ok(r) => r,
+                        Err(e) => propose::error_result(&e),
+                    }
+                }
+            })
+            .collect();
+        let results = futures::future::join_all(pending).await;
+        Ok(Response::new(ResultBatch { results }))
     }
 
-    async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+    async fn read_index(
+        &self,
+        _req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
         self.require_leader()?;
-        let index = self.replica.read_index_local().await?;
+        let index = self.replica.read_index(true).await?;
         Ok(Response::new(ReadIndexResponse { index }))
     }
 
@@ -138,12 +167,19 @@ impl RaftPeer for PeerService {
         req: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         self.require_leader()?;
-        Ok(Response::new(self.replica.time_to_live_local(&req.into_inner())?))
+        Ok(Response::new(
+            self.replica.time_to_live_local(&req.into_inner())?,
+        ))
     }
 
-    async fn member_add(&self, req: Request<pb::MemberAddRequest>) -> Result<Response<pb::MemberAddResponse>, Status> {
+    async fn member_add(
+        &self,
+        req: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
         self.require_leader()?;
-        Ok(Response::new(self.replica.member_add_local(req.into_inner()).await?))
+        Ok(Response::new(
+            self.replica.member_add_local(req.into_inner()).await?,
+        ))
     }
 
     async fn member_remove(
@@ -151,7 +187,9 @@ impl RaftPeer for PeerService {
         req: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
         self.require_leader()?;
-        Ok(Response::new(self.replica.member_remove_local(req.into_inner()).await?))
+        Ok(Response::new(
+            self.replica.member_remove_local(req.into_inner()).await?,
+        ))
     }
 
     async fn member_promote(
@@ -159,6 +197,8 @@ impl RaftPeer for PeerService {
         req: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
         self.require_leader()?;
-        Ok(Response::new(self.replica.member_promote_local(req.into_inner()).await?))
+        Ok(Response::new(
+            self.replica.member_promote_local(req.into_inner()).await?,
+        ))
     }
 }

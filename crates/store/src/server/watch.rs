@@ -48,7 +48,10 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> 
 impl Watch for WatchService {
     type WatchStream = WatchStream;
 
-    async fn watch(&self, req: Request<Streaming<pb::WatchRequest>>) -> Result<Response<WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<WatchStream>, Status> {
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(WATCH_STREAM_QUEUE_REPLIES_MAX);
         let stream = WatchStreamTask {
@@ -120,7 +123,10 @@ impl WatchStreamTask {
         }
     }
 
-    async fn handle_inbound(&mut self, msg: Result<Option<pb::WatchRequest>, Status>) -> Result<(), Closed> {
+    async fn handle_inbound(
+        &mut self,
+        msg: Result<Option<pb::WatchRequest>, Status>,
+    ) -> Result<(), Closed> {
         let req = match msg {
             Ok(Some(r)) => r,
             Ok(None) | Err(_) => return Err(Closed),
@@ -178,11 +184,17 @@ impl WatchStreamTask {
             return self.send(fail(Error::Compacted.to_string())).await;
         }
         if self.watchers.len() >= WATCHERS_PER_STREAM_MAX {
-            return self.send(fail(format!("too many watchers on one stream (max {WATCHERS_PER_STREAM_MAX})"))).await;
+            return self
+                .send(fail(format!(
+                    "too many watchers on one stream (max {WATCHERS_PER_STREAM_MAX})"
+                )))
+                .await;
         }
         let id = if c.watch_id != 0 {
             if self.watchers.contains_key(&c.watch_id) {
-                return self.send(fail("mvcc: duplicate watch ID provided".into())).await;
+                return self
+                    .send(fail("mvcc: duplicate watch ID provided".into()))
+                    .await;
             }
             c.watch_id
         } else {
@@ -196,7 +208,11 @@ impl WatchStreamTask {
         let filters: Vec<i32> = c.filters.clone();
         let watcher = Watcher {
             range: KeyRange::new(&c.key, &c.range_end),
-            next_rev: if c.start_revision == 0 { revision + 1 } else { c.start_revision },
+            next_rev: if c.start_revision == 0 {
+                revision + 1
+            } else {
+                c.start_revision
+            },
             prev_kv: c.prev_kv,
             no_put: filters.contains(&(pb::watch_create_request::FilterType::Noput as i32)),
             no_delete: filters.contains(&(pb::watch_create_request::FilterType::Nodelete as i32)),
