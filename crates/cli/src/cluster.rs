@@ -209,6 +209,32 @@ impl ProcCluster {
         self.spawn(i, "existing")
     }
 
+    /// Prepare a new member (not started): ports, data dir, and its place
+    /// in the initial cluster list used from now on. Returns its index and
+    /// peer URL, for `member add`; start it with [`ProcCluster::start_joining`].
+    pub fn prepare_member(&mut self, dir: &Path) -> anyhow::Result<(usize, String)> {
+        let name = format!("m{}", self.members.len() + 1);
+        let data_dir = dir.join(&name);
+        std::fs::create_dir_all(&data_dir)?;
+        let m = Member {
+            log_path: dir.join(format!("{name}.log")),
+            name,
+            client_port: free_port()?,
+            peer_port: free_port()?,
+            data_dir,
+            child: None,
+        };
+        let peer_url = format!("http://127.0.0.1:{}", m.peer_port);
+        self.initial_cluster = format!("{},{}={}", self.initial_cluster, m.name, peer_url);
+        self.members.push(m);
+        Ok((self.members.len() - 1, peer_url))
+    }
+
+    /// Start a prepared member that joins the running cluster.
+    pub fn start_joining(&mut self, i: usize) -> anyhow::Result<()> {
+        self.spawn(i, "existing")
+    }
+
     /// Member status over Maintenance.Status: (leader id, member id, raft term).
     pub async fn status(&self, i: usize) -> anyhow::Result<(u64, u64, u64)> {
         let mut c = MaintenanceClient::new(channel(&self.members[i].endpoint())?);

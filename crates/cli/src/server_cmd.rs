@@ -51,7 +51,7 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 50)]
     pub heartbeat_interval: u64,
     /// Election timeout in milliseconds; timeouts are drawn from [t, 2t).
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 100)]
     pub election_timeout: u64,
     /// Seconds between progress notifications to idle watchers that asked for them.
     #[arg(long, default_value_t = 600)]

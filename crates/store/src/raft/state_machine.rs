@@ -284,6 +284,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             st.mvcc.revision()
         };
         self.shared.revision.send_replace(revision);
+        tracing::info!(snapshot = %meta.snapshot_id, revision, "installed snapshot from the leader");
         Ok(())
     }
 

@@ -71,11 +71,28 @@ impl EtcdApi {
         Ok(())
     }
 
-    /// etcd's quota: writes that add data fail once the store is full;
-    /// deletes and compaction still work so space can be reclaimed.
+    /// etcd's quota: once a write would take the store past its quota, this
+    /// replica raises the NOSPACE alarm and refuses writes that add data
+    /// until the alarm is disarmed (deletes and compaction still work, so
+    /// space can be reclaimed first).
     fn check_quota(&self, added_bytes: usize) -> Result<()> {
+        if self
+            .replica
+            .nospace
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(Error::NoSpace);
+        }
         let used = self.replica.sm.read().size_bytes();
         if used + added_bytes as u64 > self.replica.config.quota_bytes {
+            self.replica
+                .nospace
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                used,
+                quota = self.replica.config.quota_bytes,
+                "database space exceeded; NOSPACE alarm raised"
+            );
             return Err(Error::NoSpace);
         }
         Ok(())
@@ -523,20 +540,33 @@ impl Maintenance for EtcdApi {
         &self,
         req: Request<pb::AlarmRequest>,
     ) -> std::result::Result<Response<pb::AlarmResponse>, Status> {
-        let _ = req.into_inner();
-        // The only alarm is NOSPACE, raised while the store is over quota and
-        // cleared by compaction; it is derived, so activate/deactivate only
-        // report it.
-        let sm = self.replica.sm.read();
+        use std::sync::atomic::Ordering;
+        let req = req.into_inner();
+        // NOSPACE is the only alarm, and it is this replica's own (raised
+        // when a write here would exceed the quota).
+        let nospace =
+            req.alarm == pb::AlarmType::Nospace as i32 || req.alarm == pb::AlarmType::None as i32;
+        match pb::alarm_request::AlarmAction::try_from(req.action) {
+            Ok(pb::alarm_request::AlarmAction::Activate)
+                if req.alarm == pb::AlarmType::Nospace as i32 =>
+            {
+                self.replica.nospace.store(true, Ordering::Relaxed);
+            }
+            Ok(pb::alarm_request::AlarmAction::Deactivate) if nospace => {
+                self.replica.nospace.store(false, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        let revision = self.replica.sm.read().revision();
         let mut alarms = Vec::new();
-        if sm.size_bytes() >= self.replica.config.quota_bytes {
+        if self.replica.nospace.load(Ordering::Relaxed) {
             alarms.push(pb::AlarmMember {
                 member_id: self.replica.id,
                 alarm: pb::AlarmType::Nospace as i32,
             });
         }
         Ok(Response::new(pb::AlarmResponse {
-            header: Some(self.replica.header(sm.revision())),
+            header: Some(self.replica.header(revision)),
             alarms,
         }))
     }

@@ -20,20 +20,21 @@ use openraft::ServerState;
 use super::Replica;
 
 /// How long a second look at the leader may take.
-const LEADER_RECHECK_TIMEOUT_MS: u64 = 100;
+const LEADER_RECHECK_TIMEOUT_MS: u64 = 500;
 
-/// A second look before campaigning: a leader whose probe stream broke for
-/// another reason (a dropped connection) but still answers must not be
-/// disrupted by an election.
-async fn leader_answers(replica: &Replica, url: &str) -> bool {
+/// A second look before campaigning: only a leader whose port now refuses
+/// connections is taken for dead. One that answers, or is merely slow (busy,
+/// paused), is left to the ordinary election timer, so a dropped connection
+/// never disrupts a live leader.
+async fn leader_is_gone(replica: &Replica, url: &str) -> bool {
     let Ok(mut client) = replica.pool.client(url) else {
         return false;
     };
     let call = client.leader_probe(LeaderProbeRequest {});
-    matches!(
-        tokio::time::timeout(Duration::from_millis(LEADER_RECHECK_TIMEOUT_MS), call).await,
-        Ok(Ok(_))
-    )
+    match tokio::time::timeout(Duration::from_millis(LEADER_RECHECK_TIMEOUT_MS), call).await {
+        Ok(Err(status)) => status.code() == tonic::Code::Unavailable,
+        Ok(Ok(_)) | Err(_) => false,
+    }
 }
 
 pub async fn run(replica: Arc<Replica>, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -104,7 +105,7 @@ pub async fn run(replica: Arc<Replica>, mut stop: tokio::sync::watch::Receiver<b
             let m = m.borrow();
             m.current_leader == Some(leader) && m.current_term == term
         };
-        if still_same && !leader_answers(&replica, &url).await {
+        if still_same && leader_is_gone(&replica, &url).await {
             tracing::info!(
                 leader = format!("{leader:x}"),
                 "leader connection lost; campaigning"

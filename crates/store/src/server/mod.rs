@@ -103,8 +103,8 @@ impl Config {
             snapshot_count: 10_000,
             snapshot_catchup_entries: 5_000,
             heartbeat_ms: 50,
-            election_min_ms: 150,
-            election_max_ms: 300,
+            election_min_ms: 100,
+            election_max_ms: 200,
             watch_progress_interval: Duration::from_secs(600),
         }
     }
@@ -143,6 +143,8 @@ pub struct Replica {
     proposals: mpsc::Sender<propose::Pending>,
     read_waiters: mpsc::Sender<propose::ReadWaiter>,
     leases: leases::LeaseKeeper,
+    /// etcd's NOSPACE alarm on this replica (see the client API's quota).
+    nospace: std::sync::atomic::AtomicBool,
 }
 
 /// Where a request that must run on the leader goes.
@@ -384,6 +386,7 @@ impl Server {
             proposals: proposals_tx,
             read_waiters: reads_tx,
             leases: leases::LeaseKeeper::default(),
+            nospace: std::sync::atomic::AtomicBool::new(false),
         });
 
         let (stop, stop_rx) = tokio::sync::watch::channel(false);

@@ -1,0 +1,109 @@
+//! Shared helpers for integration tests: clusters of real `keelson server`
+//! processes on loopback, and small etcd-API client calls.
+#![allow(dead_code)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use keelson::cluster::{channel, Kind, ProcCluster};
+use keelson_proto::etcdserverpb::kv_client::KvClient;
+use keelson_proto::etcdserverpb::{PutRequest, RangeRequest, RangeResponse};
+use tonic::transport::Channel;
+
+/// Cluster tests run one at a time: each starts several processes, and the
+/// machine has two cores.
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn keelson_bin() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_keelson"))
+}
+
+pub async fn start_cluster(n: usize, dir: &std::path::Path, extra_args: &[&str]) -> ProcCluster {
+    let c = ProcCluster::start(
+        Kind::Keelson {
+            bin: keelson_bin(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        },
+        n,
+        dir,
+    )
+    .expect("start cluster");
+    c.wait_healthy(Duration::from_secs(30))
+        .await
+        .expect("cluster healthy");
+    c
+}
+
+pub fn kv(endpoint: &str) -> KvClient<Channel> {
+    KvClient::new(channel(endpoint).expect("channel"))
+}
+
+pub async fn put(c: &mut KvClient<Channel>, key: &str, value: &str) -> Result<i64, tonic::Status> {
+    let mut req = tonic::Request::new(PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(3));
+    let r = c.put(req).await?.into_inner();
+    Ok(r.header.map(|h| h.revision).unwrap_or(0))
+}
+
+pub async fn get(
+    c: &mut KvClient<Channel>,
+    key: &str,
+    serializable: bool,
+) -> Result<RangeResponse, tonic::Status> {
+    let mut req = tonic::Request::new(RangeRequest {
+        key: key.as_bytes().to_vec(),
+        serializable,
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(3));
+    Ok(c.range(req).await?.into_inner())
+}
+
+/// Every key (and value) from "\0" onwards, as one member sees it.
+pub async fn dump(
+    c: &mut KvClient<Channel>,
+    serializable: bool,
+) -> Result<(i64, Vec<(Vec<u8>, Vec<u8>, i64)>), tonic::Status> {
+    let mut req = tonic::Request::new(RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        serializable,
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(5));
+    let r = c.range(req).await?.into_inner();
+    let rev = r.header.map(|h| h.revision).unwrap_or(0);
+    Ok((
+        rev,
+        r.kvs
+            .into_iter()
+            .map(|kv| (kv.key, kv.value, kv.mod_revision))
+            .collect(),
+    ))
+}
+
+/// Poll `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
