@@ -23,7 +23,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_forward_writes_and_serve_linearizable_reads() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let c = start_cluster(3, dir.path(), &[]).await;
@@ -59,7 +59,7 @@ async fn next_watch(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::Wat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_replies_in_order_and_reports_compaction() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let c = start_cluster(3, dir.path(), &[]).await;
@@ -177,7 +177,7 @@ async fn watch_replies_in_order_and_reports_compaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_expiry_deletes_keys_and_a_new_leader_extends_leases() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let mut c = start_cluster(3, dir.path(), &[]).await;
@@ -308,7 +308,7 @@ async fn lease_expiry_deletes_keys_and_a_new_leader_extends_leases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_answer_with_etcds_errors() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let c = start_cluster(
@@ -497,7 +497,7 @@ fn random_txn(rng: &mut rand::rngs::StdRng, depth: u32) -> TxnRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_errors_not_crashes() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let c = start_cluster(3, dir.path(), &[]).await;

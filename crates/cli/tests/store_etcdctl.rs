@@ -65,7 +65,7 @@ fn lines(s: &str) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_kv_txn_watch_lease_and_cluster_commands() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let c = start_cluster(3, dir.path(), &[]).await;
     let endpoints: Vec<String> = c
@@ -218,7 +218,7 @@ async fn etcdctl_kv_txn_watch_lease_and_cluster_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_check_perf_passes() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let c = start_cluster(3, dir.path(), &[]).await;
     let endpoints: Vec<String> = c

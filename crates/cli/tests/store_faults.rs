@@ -17,7 +17,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_sigkill_under_writes_loses_no_acknowledged_write() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let mut c = start_cluster(3, dir.path(), &[]).await;
@@ -123,7 +123,7 @@ async fn leader_sigkill_under_writes_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_replica_catches_up_through_a_snapshot() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let args = ["--snapshot-count", "50", "--snapshot-catchup-entries", "10"];
@@ -170,7 +170,7 @@ async fn lagging_replica_catches_up_through_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_restart_keeps_every_key_and_revision() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let mut c = start_cluster(3, dir.path(), &["--snapshot-count", "100"]).await;
@@ -202,7 +202,7 @@ async fn full_restart_keeps_every_key_and_revision() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_add_then_remove() {
-    let _g = serial();
+    let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let mut c = start_cluster(3, dir.path(), &[]).await;

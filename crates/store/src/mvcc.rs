@@ -77,6 +77,9 @@ pub struct MemberAttrs {
     pub client_urls: Vec<String>,
 }
 
+/// Bounds for `BTreeMap::range` over keys.
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 /// A key range as etcd defines it from `key` and `range_end`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyRange {
@@ -107,7 +110,7 @@ impl KeyRange {
         }
     }
 
-    fn bounds(&self) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+    fn bounds(&self) -> Option<KeyBounds<'_>> {
         match self {
             KeyRange::Single(key) => Some((Bound::Included(key), Bound::Included(key))),
             KeyRange::From(start) => Some((Bound::Included(start), Bound::Unbounded)),
@@ -595,7 +598,8 @@ fn branch_writes(ops: &[pb::RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<KeyRan
     for op in ops {
         match &op.request {
             Some(request_op::Request::RequestPut(p)) => {
-                if !puts.insert(p.key.clone()) {
+                let first_put_of_key = puts.insert(p.key.clone());
+                if !first_put_of_key {
                     return Err(Error::DuplicateKey);
                 }
             }

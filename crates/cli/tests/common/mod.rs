@@ -2,7 +2,6 @@
 //! processes on loopback, and small etcd-API client calls.
 #![allow(dead_code)]
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use keelson::cluster::{channel, Kind, ProcCluster};
@@ -12,10 +11,10 @@ use tonic::transport::Channel;
 
 /// Cluster tests run one at a time: each starts several processes, and the
 /// machine has two cores.
-pub static SERIAL: Mutex<()> = Mutex::new(());
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 pub fn keelson_bin() -> std::path::PathBuf {

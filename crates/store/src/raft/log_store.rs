@@ -5,6 +5,10 @@
 //! Every write that openraft relies on for safety (appended entries, the
 //! vote, truncation, the purge marker) is fsynced before it is acknowledged.
 
+// openraft's storage traits fix the error type to its (large) StorageError;
+// the helpers here return the same type rather than boxing and unboxing.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
