@@ -105,6 +105,8 @@ pub struct PhaseResult {
     pub name: &'static str,
     pub ops: usize,
     pub errors: usize,
+    /// The first error seen, if any.
+    pub first_error: Option<String>,
     pub ops_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -177,6 +179,7 @@ impl Load {
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0usize;
+                let mut first_error = None;
                 for n in 0..per_worker {
                     if Instant::now() >= deadline {
                         break;
@@ -186,18 +189,23 @@ impl Load {
                         Ok(()) => {
                             lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32)
                         }
-                        Err(_) => errors += 1,
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert_with(|| e.to_string());
+                        }
                     }
                 }
-                (lat, errors)
+                (lat, errors, first_error)
             }));
         }
         let mut all = Vec::new();
         let mut errors = 0;
+        let mut first_error = None;
         for t in tasks {
-            if let Ok((lat, e)) = t.await {
+            if let Ok((lat, e, first)) = t.await {
                 all.extend(lat);
                 errors += e;
+                first_error = first_error.or(first);
             }
         }
         let elapsed = start.elapsed().as_secs_f64();
@@ -206,6 +214,7 @@ impl Load {
             name,
             ops: all.len(),
             errors,
+            first_error,
             ops_per_sec: all.len() as f64 / elapsed,
             p50_ms: percentile(&all, 0.50),
             p99_ms: percentile(&all, 0.99),
@@ -271,6 +280,9 @@ fn print_results(label: &str, results: &[PhaseResult]) {
             "  {:<34} {:>9} {:>7} {:>11.0} {:>9.2} {:>9.2}",
             r.name, r.ops, r.errors, r.ops_per_sec, r.p50_ms, r.p99_ms
         );
+        if let Some(e) = &r.first_error {
+            println!("    first error: {e}");
+        }
     }
 }
 

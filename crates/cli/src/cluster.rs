@@ -290,6 +290,21 @@ impl ProcCluster {
 
 impl Drop for ProcCluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failing test: show what each member said last.
+            for m in &self.members {
+                let log = std::fs::read_to_string(&m.log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!(
+                    "---- last lines of {} ({}) ----",
+                    m.name,
+                    m.log_path.display()
+                );
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
         for i in 0..self.members.len() {
             // A paused process must be resumed to die promptly on SIGKILL's
             // reaping path; SIGKILL works on stopped processes, but be sure.

@@ -9,6 +9,8 @@
 //! both range reads at a revision and watch catch-up.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use imbl::OrdMap;
 use std::ops::Bound;
 
 use keelson_proto::etcdserverpb::{
@@ -124,10 +126,13 @@ impl KeyRange {
 
 /// The replicated state. Everything here is deterministic: the same commands
 /// applied in the same order give the same state on every replica.
+///
+/// `revs` and `index` are persistent maps: cloning the state is O(1), so a
+/// snapshot copies it under the lock and encodes the copy without it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mvcc {
-    revs: BTreeMap<Revision, Version>,
-    index: BTreeMap<Vec<u8>, Vec<Revision>>,
+    revs: OrdMap<Revision, Version>,
+    index: OrdMap<Vec<u8>, Vec<Revision>>,
     current: i64,
     compacted: i64,
     leases: BTreeMap<i64, LeaseRecord>,
@@ -138,8 +143,8 @@ pub struct Mvcc {
 impl Default for Mvcc {
     fn default() -> Self {
         Mvcc {
-            revs: BTreeMap::new(),
-            index: BTreeMap::new(),
+            revs: OrdMap::new(),
+            index: OrdMap::new(),
             // etcd's first revision is 1; the first write gets 2.
             current: 1,
             compacted: 0,
@@ -288,7 +293,7 @@ impl Mvcc {
             return Vec::new();
         };
         self.index
-            .range::<[u8], _>(bounds)
+            .range::<_, [u8]>(bounds)
             .filter_map(|(k, _)| self.get_at(k, rev))
             .collect()
     }
@@ -395,12 +400,17 @@ impl Mvcc {
         }
         // For each key keep every version at or after `rev`, plus the latest
         // one before it when it is live (it is the key's value at `rev`).
-        let mut empty_keys = Vec::new();
-        for (key, list) in self.index.iter_mut() {
-            let n = list.partition_point(|r| r.main < rev);
-            if n == 0 {
+        let affected: Vec<Vec<u8>> = self
+            .index
+            .iter()
+            .filter(|(_, list)| list.first().is_some_and(|r| r.main < rev))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in affected {
+            let Some(list) = self.index.get_mut(&key) else {
                 continue;
-            }
+            };
+            let n = list.partition_point(|r| r.main < rev);
             let keep_last = self
                 .revs
                 .get(&list[n - 1])
@@ -412,11 +422,8 @@ impl Mvcc {
                 }
             }
             if list.is_empty() {
-                empty_keys.push(key.clone());
+                self.index.remove(&key);
             }
-        }
-        for k in empty_keys {
-            self.index.remove(&k);
         }
         self.compacted = rev;
         Ok(())
@@ -650,7 +657,11 @@ impl WriteTxn<'_> {
 
     fn store(&mut self, r: Revision, v: Version) {
         self.mvcc.size += v.size();
-        self.mvcc.index.entry(v.key.clone()).or_default().push(r);
+        self.mvcc
+            .index
+            .entry(v.key.clone())
+            .or_insert_with(Vec::new)
+            .push(r);
         self.mvcc.revs.insert(r, v);
         self.undo.push(Undo::Stored(r));
     }

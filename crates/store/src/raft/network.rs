@@ -13,9 +13,9 @@ use std::time::Duration;
 use keelson_proto::raft::raft_peer_client::RaftPeerClient;
 use keelson_proto::raft::RaftMessage;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -65,7 +65,11 @@ impl PeerPool {
 }
 
 pub struct NetworkFactory {
+    /// This replica's id (reported in timeouts).
+    pub id: NodeId,
     pub pool: PeerPool,
+    /// How long to wait before retrying an unreachable peer.
+    pub retry_interval: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -73,14 +77,18 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerConnection {
         PeerConnection {
+            id: self.id,
             target,
             client: self.pool.client(&node.addr),
+            retry_interval: self.retry_interval,
         }
     }
 }
 
 pub struct PeerConnection {
+    id: NodeId,
     target: NodeId,
+    retry_interval: Duration,
     client: Result<RaftPeerClient<Channel>, String>,
 }
 
@@ -110,7 +118,11 @@ impl PeerConnection {
             target: self.target,
             payload,
         });
-        request.set_timeout(option.hard_ttl());
+        // openraft bounds AppendEntries itself (one heartbeat interval) and
+        // treats expiry as a timeout; the others get the deadline here.
+        if !matches!(kind, RpcKind::Append) {
+            request.set_timeout(option.hard_ttl());
+        }
         let reply = match kind {
             RpcKind::Append => client.append_entries(request).await,
             RpcKind::Vote => client.vote(request).await,
@@ -120,11 +132,19 @@ impl PeerConnection {
             Ok(r) => r.into_inner(),
             Err(status) => {
                 let err = Msg(format!("{kind:?} to node {}: {status}", self.target));
-                // Unreachable makes openraft back off instead of retrying at once.
                 return Err(match status.code() {
-                    tonic::Code::Unavailable
-                    | tonic::Code::DeadlineExceeded
-                    | tonic::Code::Cancelled => RPCError::Unreachable(Unreachable::new(&err)),
+                    // Connection refused or lost: openraft backs off for a
+                    // while before trying this peer again.
+                    tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&err)),
+                    // A slow peer is not an absent one: no back-off.
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                        RPCError::Timeout(Timeout {
+                            action: kind.rpc_type(),
+                            id: self.id,
+                            target: self.target,
+                            timeout: option.hard_ttl(),
+                        })
+                    }
                     _ => RPCError::Network(NetworkError::new(&err)),
                 });
             }
@@ -142,7 +162,25 @@ enum RpcKind {
     Snapshot,
 }
 
+impl RpcKind {
+    fn rpc_type(self) -> RPCTypes {
+        match self {
+            RpcKind::Append => RPCTypes::AppendEntries,
+            RpcKind::Vote => RPCTypes::Vote,
+            RpcKind::Snapshot => RPCTypes::InstallSnapshot,
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerConnection {
+    /// openraft's default back-off is 500 ms, longer than an election
+    /// timeout: a leader whose followers were briefly unreachable (all
+    /// replicas restarting) would stay silent long enough to be deposed.
+    /// Retry at the heartbeat interval instead; a refused connection is cheap.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(self.retry_interval))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -172,7 +172,10 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (data, last_applied, membership) = {
+        // The state is a persistent structure: the copy taken under the
+        // lock is O(1), and encoding it (a blocking thread, no lock held)
+        // neither delays applies nor the async workers that send heartbeats.
+        let (body, last_applied, membership) = {
             let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
             let body = SnapshotBody {
                 last_applied: st.last_applied,
@@ -182,9 +185,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             (body, st.last_applied, st.membership.clone())
         };
         let shared = self.shared.clone();
-        // Encoding and the fsync run off the async threads.
         let file = tokio::task::spawn_blocking(move || -> Result<SnapshotFile, String> {
-            let bytes = codec::encode(&data)?;
+            let data = codec::encode(&body)?;
             let snapshot_id = match last_applied {
                 Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
                 None => "empty".to_string(),
@@ -195,7 +197,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     last_membership: membership,
                     snapshot_id,
                 },
-                data: bytes,
+                data,
             };
             write_snapshot_file(&shared.dir, &file)?;
             Ok(file)

@@ -309,24 +309,30 @@ impl Replica {
         let Some(member) = members.iter().find(|m| m.id == req.id) else {
             return Err(Error::MemberNotFound);
         };
-        if !member.is_learner {
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([req.id])), false)
-                .await
-                .map_err(|e| Error::Internal(format!("remove voter: {e}")))?;
-        }
+        // One membership change: a voter removed with retain=false leaves
+        // the cluster entirely (a second RemoveNodes step panics openraft
+        // 0.9 when the leader removes itself), a learner is removed as a node.
+        let change = if member.is_learner {
+            ChangeMembers::RemoveNodes(BTreeSet::from([req.id]))
+        } else {
+            ChangeMembers::RemoveVoters(BTreeSet::from([req.id]))
+        };
         self.raft
-            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([req.id])), false)
+            .change_membership(change, false)
             .await
             .map_err(|e| Error::Internal(format!("remove member: {e}")))?;
-        // Forget its published attributes (best effort: the membership
-        // change above is what matters).
-        if self.is_leader() {
-            let _ = self
-                .propose_local(Command {
-                    kind: Some(command::Kind::MemberForget(req.id)),
-                })
-                .await;
+        // Forget its published attributes. This replica may have just
+        // removed itself and stepped down, so go through the leader, in the
+        // background (the membership change above is what matters).
+        let forget = Command {
+            kind: Some(command::Kind::MemberForget(req.id)),
+        };
+        if let Some(me) = self.me.upgrade() {
+            tokio::spawn(async move {
+                if let Err(e) = me.propose(forget).await {
+                    tracing::debug!(error = %e, "forget removed member's attributes");
+                }
+            });
         }
         let revision = self.sm.read().revision();
         Ok(pb::MemberRemoveResponse {

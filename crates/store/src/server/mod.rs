@@ -42,6 +42,9 @@ pub use propose::PROPOSAL_COMMANDS_MAX;
 const LEADER_WAIT_MS: u64 = 3000;
 /// How long a forwarded request or a read may take before "request timed out".
 const REQUEST_TIMEOUT_MS: u64 = 7000;
+/// How long a non-first initial member waits for the first one to form the
+/// cluster before it initializes the cluster itself.
+const BOOTSTRAP_GRACE_MS: u64 = 2000;
 /// gRPC overhead allowed on top of the request limit (etcd allows 512 KiB),
 /// so an over-size request reaches the handler and gets etcd's error.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -133,6 +136,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// Shared state of a running replica; every service holds an `Arc` of it.
 pub struct Replica {
+    /// This replica itself, for work it hands to background tasks.
+    me: std::sync::Weak<Replica>,
     pub id: NodeId,
     pub name: String,
     pub cluster_id: u64,
@@ -355,6 +360,10 @@ impl Server {
             max_in_snapshot_log_to_keep: config.snapshot_catchup_entries,
             snapshot_max_chunk_size: 4 * 1024 * 1024,
             purge_batch_size: 256,
+            // openraft gives each AppendEntries one heartbeat interval; with
+            // entries holding up to PROPOSAL_COMMANDS_MAX commands each, keep
+            // a payload small enough to make it even on a busy machine.
+            max_payload_entries: 16,
             ..Default::default()
         };
         let raft_config = Arc::new(
@@ -366,7 +375,11 @@ impl Server {
         let raft = Raft::new(
             id,
             raft_config,
-            NetworkFactory { pool: pool.clone() },
+            NetworkFactory {
+                id,
+                pool: pool.clone(),
+                retry_interval: Duration::from_millis(config.heartbeat_ms),
+            },
             log,
             sm,
         )
@@ -375,7 +388,8 @@ impl Server {
 
         let (proposals_tx, proposals_rx) = mpsc::channel(propose::PROPOSAL_QUEUE_MAX);
         let (reads_tx, reads_rx) = mpsc::channel(propose::READ_QUEUE_MAX);
-        let replica = Arc::new(Replica {
+        let replica = Arc::new_cyclic(|me| Replica {
+            me: me.clone(),
             id,
             name: config.name.clone(),
             cluster_id: fnv1a(config.cluster_token.as_bytes()),
@@ -420,10 +434,31 @@ impl Server {
                     config.advertise_peer
                 ));
             }
-            // Every initial member initializes with the same membership; openraft
-            // documents this as safe, and it needs no designated bootstrapper.
-            if let Err(e) = raft.initialize(members).await {
-                tracing::debug!(error = %e, "initialize (already initialized)");
+            // The member with the lowest id initializes at once and wins the
+            // first election unopposed. The others wait to hear from it, and
+            // initialize themselves (with the same membership, which openraft
+            // documents as safe) only if they have not after a grace period,
+            // so the cluster still forms when the first member is down.
+            let first = members.keys().next().copied() == Some(id);
+            let r = raft.clone();
+            let init = async move {
+                if let Err(e) = r.initialize(members).await {
+                    tracing::debug!(error = %e, "initialize (already initialized)");
+                }
+            };
+            if first {
+                init.await;
+            } else {
+                let r = raft.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(BOOTSTRAP_GRACE_MS)).await;
+                    if matches!(r.is_initialized().await, Ok(false)) {
+                        tracing::info!(
+                            "no word from the first member; initializing the cluster here"
+                        );
+                        init.await;
+                    }
+                });
             }
         }
 
