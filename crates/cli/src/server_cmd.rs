@@ -41,8 +41,8 @@ pub struct ServerArgs {
     /// Database quota in bytes; writes past it fail with "database space exceeded".
     #[arg(long, default_value_t = 2 * 1024 * 1024 * 1024)]
     pub quota_backend_bytes: u64,
-    /// Raft entries between snapshots.
-    #[arg(long, default_value_t = 10_000)]
+    /// Raft entries between snapshots (etcd's default; an entry carries a batch of writes).
+    #[arg(long, default_value_t = 100_000)]
     pub snapshot_count: u64,
     /// Entries kept behind a snapshot for slow followers.
     #[arg(long, default_value_t = 5_000)]

@@ -103,7 +103,7 @@ impl Config {
             cluster_token: "keelson-cluster".into(),
             max_request_bytes: 1536 * 1024,
             quota_bytes: 2 * 1024 * 1024 * 1024,
-            snapshot_count: 10_000,
+            snapshot_count: 100_000,
             snapshot_catchup_entries: 5_000,
             heartbeat_ms: 50,
             election_min_ms: 100,
