@@ -558,3 +558,119 @@ async fn hostile_requests_get_errors_not_crashes() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_filters_cancel_and_progress() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let c = start_cluster(1, dir.path(), &["--watch-progress-notify-interval", "1"]).await;
+        let ep = c.members[0].endpoint();
+        let mut client = kv(&ep);
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let mut w = WatchClient::new(channel(&ep).unwrap());
+        let mut stream = w
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let send = |r: watch_request::RequestUnion| {
+            let tx = tx.clone();
+            async move {
+                tx.send(WatchRequest {
+                    request_union: Some(r),
+                })
+                .await
+                .unwrap()
+            }
+        };
+        // A watcher that filters out puts.
+        send(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: b"f".to_vec(),
+                filters: vec![pb::watch_create_request::FilterType::Noput as i32],
+                ..Default::default()
+            },
+        ))
+        .await;
+        let filtered = next_watch(&mut stream).await;
+        assert!(filtered.created);
+        put(&mut client, "f", "1").await.unwrap();
+        client
+            .delete_range(DeleteRangeRequest {
+                key: b"f".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let r = next_watch(&mut stream).await;
+        assert_eq!(r.events.len(), 1);
+        assert_eq!(
+            r.events[0].r#type, 1,
+            "only the delete passes a NOPUT filter"
+        );
+
+        // Progress notifications for an idle watcher that asked for them.
+        send(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: b"p".to_vec(),
+                progress_notify: true,
+                ..Default::default()
+            },
+        ))
+        .await;
+        let progress_watch = next_watch(&mut stream).await;
+        assert!(progress_watch.created);
+        let notify = next_watch(&mut stream).await;
+        assert_eq!(notify.watch_id, progress_watch.watch_id);
+        assert!(notify.events.is_empty() && !notify.canceled && !notify.created);
+
+        // Cancel: one canceled reply, and no events for that watcher after it.
+        send(watch_request::RequestUnion::CancelRequest(
+            pb::WatchCancelRequest {
+                watch_id: filtered.watch_id,
+            },
+        ))
+        .await;
+        let mut canceled = false;
+        while !canceled {
+            let r = next_watch(&mut stream).await;
+            canceled = r.canceled && r.watch_id == filtered.watch_id;
+        }
+        put(&mut client, "f", "2").await.unwrap();
+        client
+            .delete_range(DeleteRangeRequest {
+                key: b"f".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // A progress request: answered (watch id -1) once every watcher has
+        // caught up, so anything for the canceled watcher would come first.
+        send(watch_request::RequestUnion::ProgressRequest(
+            pb::WatchProgressRequest {},
+        ))
+        .await;
+        loop {
+            let r = next_watch(&mut stream).await;
+            assert_ne!(r.watch_id, filtered.watch_id, "events after cancel: {r:?}");
+            if r.watch_id == -1 {
+                let rev = client
+                    .range(RangeRequest {
+                        key: b"f".to_vec(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .header
+                    .unwrap()
+                    .revision;
+                assert_eq!(r.header.unwrap().revision, rev);
+                break;
+            }
+        }
+    })
+    .await
+    .expect("test timed out");
+}

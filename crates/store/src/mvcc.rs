@@ -418,7 +418,7 @@ impl Mvcc {
             let drop_to = if keep_last { n - 1 } else { n };
             for r in list.drain(..drop_to) {
                 if let Some(v) = self.revs.remove(&r) {
-                    self.size -= v.size();
+                    self.size = self.size.saturating_sub(v.size());
                 }
             }
             if list.is_empty() {
@@ -688,7 +688,7 @@ impl WriteTxn<'_> {
             match u {
                 Undo::Stored(r) => {
                     if let Some(v) = self.mvcc.revs.remove(&r) {
-                        self.mvcc.size -= v.size();
+                        self.mvcc.size = self.mvcc.size.saturating_sub(v.size());
                         if let Some(list) = self.mvcc.index.get_mut(&v.key) {
                             list.retain(|x| *x != r);
                             if list.is_empty() {
