@@ -148,17 +148,10 @@ async fn watch_replies_in_order_and_reports_compaction() {
             })
             .await
             .unwrap();
-        tx.send(create(key.clone(), revs[0], false)).await.unwrap();
-        let r = next_watch(&mut stream).await;
-        assert!(r.created && !r.canceled);
-        let id = r.watch_id;
-        let r = next_watch(&mut stream).await;
-        assert_eq!(
-            (r.watch_id, r.canceled, r.compact_revision),
-            (id, true, revs[2])
-        );
-        // A range below the compaction is refused with etcd's error.
-        let err = client
+        // A linearizable range below the compaction, on the watcher's
+        // member, is refused with etcd's error (and makes sure that member
+        // has applied the compaction before the watch below).
+        let err = kv(&c.members[1].endpoint())
             .range(RangeRequest {
                 key: key.clone(),
                 revision: revs[0],
@@ -169,6 +162,15 @@ async fn watch_replies_in_order_and_reports_compaction() {
         assert_eq!(
             err.message(),
             "etcdserver: mvcc: required revision has been compacted"
+        );
+        tx.send(create(key.clone(), revs[0], false)).await.unwrap();
+        let r = next_watch(&mut stream).await;
+        assert!(r.created && !r.canceled);
+        let id = r.watch_id;
+        let r = next_watch(&mut stream).await;
+        assert_eq!(
+            (r.watch_id, r.canceled, r.compact_revision),
+            (id, true, revs[2])
         );
     })
     .await

@@ -29,6 +29,9 @@ pub const TXN_OPS_MAX: usize = 128;
 pub const LEASE_TTL_MIN_SECS: i64 = 2;
 /// etcd's largest lease TTL, in seconds.
 pub const LEASE_TTL_MAX_SECS: i64 = 9_000_000_000;
+/// Most stored versions one `events_since` call looks at; the caller
+/// continues from the returned revision.
+const EVENTS_SCAN_MAX: usize = 10_000;
 /// Per-version bookkeeping counted against the quota besides key and value.
 const VERSION_OVERHEAD_BYTES: u64 = 48;
 
@@ -474,11 +477,17 @@ impl Mvcc {
         let mut next = from.max(self.current + 1).min(self.current + 1);
         let start = Revision { main: from, sub: 0 };
         let mut last_main = None;
+        let mut scanned = 0usize;
         for (r, v) in self.revs.range(start..) {
-            if last_main != Some(r.main) && out.len() >= max_events {
+            // Stop at a revision boundary once enough events matched, or
+            // enough history was scanned (a watcher on a quiet key far
+            // behind must not hold the state lock for the whole history).
+            if last_main != Some(r.main) && (out.len() >= max_events || scanned >= EVENTS_SCAN_MAX)
+            {
                 next = r.main;
                 return Ok((out, next));
             }
+            scanned += 1;
             last_main = Some(r.main);
             if !range.contains(&v.key) {
                 continue;
@@ -915,20 +924,29 @@ impl WriteTxn<'_> {
 fn compare_one(c: &Compare, target: compare::CompareTarget, mod_rev: i64, v: &Version) -> bool {
     use compare::CompareTarget as T;
     use compare::TargetUnion as U;
-    let ord = match (target, &c.target_union) {
-        (T::Version, Some(U::Version(x))) => v.version.cmp(x),
-        (T::Create, Some(U::CreateRevision(x))) => v.create_revision.cmp(x),
-        (T::Mod, Some(U::ModRevision(x))) => mod_rev.cmp(x),
-        (T::Value, Some(U::Value(x))) => v.value.as_slice().cmp(x.as_slice()),
-        (T::Lease, Some(U::Lease(x))) => v.lease.cmp(x),
-        // A target without its value compares against the zero value.
-        (T::Version, None) => v.version.cmp(&0),
-        (T::Create, None) => v.create_revision.cmp(&0),
-        (T::Mod, None) => mod_rev.cmp(&0),
-        (T::Value, None) => v.value.as_slice().cmp(&[][..]),
-        (T::Lease, None) => v.lease.cmp(&0),
-        // Target and union disagree: etcd treats this as a failed compare.
-        _ => return false,
+    // As etcd: a target whose value is missing, or given for another
+    // target, compares against the zero value.
+    let ord = match target {
+        T::Version => v.version.cmp(match &c.target_union {
+            Some(U::Version(x)) => x,
+            _ => &0,
+        }),
+        T::Create => v.create_revision.cmp(match &c.target_union {
+            Some(U::CreateRevision(x)) => x,
+            _ => &0,
+        }),
+        T::Mod => mod_rev.cmp(match &c.target_union {
+            Some(U::ModRevision(x)) => x,
+            _ => &0,
+        }),
+        T::Value => v.value.as_slice().cmp(match &c.target_union {
+            Some(U::Value(x)) => x.as_slice(),
+            _ => &[][..],
+        }),
+        T::Lease => v.lease.cmp(match &c.target_union {
+            Some(U::Lease(x)) => x,
+            _ => &0,
+        }),
     };
     use std::cmp::Ordering::*;
     match compare::CompareResult::try_from(c.result).unwrap_or(compare::CompareResult::Equal) {

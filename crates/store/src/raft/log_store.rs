@@ -114,7 +114,8 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(
+    /// Write one meta record; `sync` ones are fsynced off the async threads.
+    async fn put_meta<T: serde::Serialize>(
         &self,
         key: &[u8],
         value: &T,
@@ -124,10 +125,13 @@ impl LogStore {
         let cf = self.cf(CF_META)?;
         let bytes =
             codec::encode(value).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, e))?;
-        let mut w = WriteOptions::default();
-        w.set_sync(sync);
+        if sync {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(cf, key, bytes);
+            return self.write_synced(batch, subject).await;
+        }
         self.db
-            .put_cf_opt(cf, key, bytes, &w)
+            .put_cf(cf, key, bytes)
             .map_err(|e| io_err(subject, ErrorVerb::Write, e))
     }
 
@@ -233,6 +237,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         self.put_meta(KEY_VOTE, vote, true, ErrorSubject::Vote)
+            .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -243,6 +248,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not fsynced: losing it only means re-learning the commit index
         // from the leader after a crash.
         self.put_meta(KEY_COMMITTED, &committed, false, ErrorSubject::Store)
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -287,7 +293,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Record the purge point first: a crash between the two writes must
         // not leave a hole that get_log_state cannot explain.
-        self.put_meta(KEY_LAST_PURGED, &log_id, true, ErrorSubject::Store)?;
+        self.put_meta(KEY_LAST_PURGED, &log_id, true, ErrorSubject::Store)
+            .await?;
         let cf = self.cf(CF_LOGS)?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf, index_key(0), index_key(log_id.index.saturating_add(1)));

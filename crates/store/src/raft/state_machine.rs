@@ -46,6 +46,10 @@ struct SmState {
 
 struct Shared {
     state: RwLock<SmState>,
+    /// Serializes writes of `snapshot.bin` and remembers the newest one
+    /// written: a snapshot built from older state (encoding takes a while)
+    /// must never replace one installed from the leader meanwhile.
+    snapshot_file: std::sync::Mutex<Option<LogId>>,
     /// The store revision after the last apply; watchers wait on it.
     revision: watch::Sender<i64>,
     dir: PathBuf,
@@ -109,7 +113,9 @@ impl StateMachine {
             last_applied: None,
             membership: StoredMembership::default(),
         };
+        let mut on_disk = None;
         if let Some(file) = read_snapshot_file(dir)? {
+            on_disk = file.meta.last_log_id;
             let body: SnapshotBody =
                 codec::decode(&file.data).map_err(|e| format!("decode snapshot: {e}"))?;
             state = SmState {
@@ -121,6 +127,7 @@ impl StateMachine {
         let (revision, _) = watch::channel(state.mvcc.revision());
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
+            snapshot_file: std::sync::Mutex::new(on_disk),
             revision,
             dir: dir.to_path_buf(),
         });
@@ -148,8 +155,17 @@ fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, String> {
     }
 }
 
-/// Write the snapshot durably: temp file, fsync, rename, fsync the dir.
-fn write_snapshot_file(dir: &Path, file: &SnapshotFile) -> Result<(), String> {
+/// Write the snapshot durably (temp file, fsync, rename, fsync the dir),
+/// unless a newer one is already on disk.
+fn write_snapshot_file(shared: &Shared, file: &SnapshotFile) -> Result<(), String> {
+    let mut newest = shared
+        .snapshot_file
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if newest.is_some() && file.meta.last_log_id <= *newest {
+        return Ok(());
+    }
+    let dir = &shared.dir;
     let bytes = codec::encode(file)?;
     let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
     let mut f =
@@ -163,6 +179,7 @@ fn write_snapshot_file(dir: &Path, file: &SnapshotFile) -> Result<(), String> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| format!("fsync {}: {e}", dir.display()))?;
+    *newest = file.meta.last_log_id;
     Ok(())
 }
 
@@ -199,7 +216,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 },
                 data,
             };
-            write_snapshot_file(&shared.dir, &file)?;
+            write_snapshot_file(&shared, &file)?;
             Ok(file)
         })
         .await
@@ -271,9 +288,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data,
         };
-        let dir = self.shared.dir.clone();
+        let shared = self.shared.clone();
         let file =
-            tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &file).map(|()| file))
+            tokio::task::spawn_blocking(move || write_snapshot_file(&shared, &file).map(|()| file))
                 .await
                 .map_err(|e| snap_err(ErrorVerb::Write, e))?
                 .map_err(|e| snap_err(ErrorVerb::Write, e))?;

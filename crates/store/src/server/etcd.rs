@@ -229,8 +229,17 @@ impl Replica {
             Route::Local => {
                 let ttl = match self.keep_alive_local(id) {
                     Ok(ttl) => ttl,
-                    // etcd answers TTL 0 for a lease it does not know.
-                    Err(Error::LeaseNotFound) => 0,
+                    Err(Error::LeaseNotFound) => {
+                        // A new leader may not have applied a recent grant
+                        // yet: catch up before saying the lease is gone.
+                        self.read_barrier().await?;
+                        match self.keep_alive_local(id) {
+                            Ok(ttl) => ttl,
+                            // etcd answers TTL 0 for a lease it does not know.
+                            Err(Error::LeaseNotFound) => 0,
+                            Err(e) => return Err(e),
+                        }
+                    }
                     Err(e) => return Err(e),
                 };
                 Ok(pb::LeaseKeepAliveResponse {

@@ -28,8 +28,8 @@ pub struct LeaseKeeper {
 
 #[derive(Default)]
 struct KeeperState {
-    /// Whether the map below belongs to the current leadership term.
-    leading: bool,
+    /// The term whose leadership the map below belongs to (None: not leading).
+    leading: Option<u64>,
     deadlines: HashMap<i64, Instant>,
     /// Leases whose revocation is in flight.
     revoking: HashSet<i64>,
@@ -38,6 +38,18 @@ struct KeeperState {
 impl LeaseKeeper {
     fn lock(&self) -> std::sync::MutexGuard<'_, KeeperState> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl KeeperState {
+    /// Make the map belong to `leading` (a term we lead, or None), starting
+    /// every lease's clock afresh when the leadership is new.
+    fn align(&mut self, leading: Option<u64>) {
+        if self.leading != leading {
+            self.leading = leading;
+            self.deadlines.clear();
+            self.revoking.clear();
+        }
     }
 }
 
@@ -51,12 +63,21 @@ impl Replica {
             .get(&id)
             .map(|l| l.ttl)
             .ok_or(Error::LeaseNotFound)?;
+        let leading = self.is_leader().then(|| self.current_term());
         let mut st = self.leases.lock();
-        if !st.leading {
+        st.align(leading);
+        if leading.is_none() {
             return Err(Error::LeaderChanged);
         }
+        let now = Instant::now();
+        // An expired lease stays expired: its revocation is (or is about to
+        // be) on its way through Raft, as etcd answers for a lease past its
+        // deadline.
+        if st.revoking.contains(&id) || st.deadlines.get(&id).is_some_and(|d| *d <= now) {
+            return Err(Error::LeaseNotFound);
+        }
         st.deadlines
-            .insert(id, Instant::now() + Duration::from_secs(ttl as u64));
+            .insert(id, now + Duration::from_secs(ttl as u64));
         Ok(ttl)
     }
 
@@ -77,8 +98,10 @@ impl Replica {
                 keys: Vec::new(),
             });
         };
-        let st = self.leases.lock();
-        if !st.leading {
+        let leading = self.is_leader().then(|| self.current_term());
+        let mut st = self.leases.lock();
+        st.align(leading);
+        if leading.is_none() {
             return Err(Error::LeaderChanged);
         }
         let now = Instant::now();
@@ -102,18 +125,15 @@ impl Replica {
 
     /// One pass of the expiry loop: track leases, revoke the expired.
     fn expired_leases(&self) -> Vec<i64> {
-        let leader = self.is_leader();
+        let leading = self.is_leader().then(|| self.current_term());
         let sm = self.sm.read();
         let mut st = self.leases.lock();
-        if !leader {
-            if st.leading {
-                st.leading = false;
-                st.deadlines.clear();
-                st.revoking.clear();
-            }
+        // Lost leadership, or won a (new) term: every deadline is forgotten,
+        // so each lease gets a full TTL from this leader before it expires.
+        st.align(leading);
+        if leading.is_none() {
             return Vec::new();
         }
-        st.leading = true;
         let now = Instant::now();
         let known = sm.leases();
         st.deadlines.retain(|id, _| known.contains_key(id));

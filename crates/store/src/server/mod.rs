@@ -169,6 +169,10 @@ impl Replica {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
+    fn current_term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
     pub fn sm(&self) -> &SmHandle {
         &self.sm
     }
@@ -363,7 +367,7 @@ impl Server {
             // openraft gives each AppendEntries one heartbeat interval; with
             // entries holding up to PROPOSAL_COMMANDS_MAX commands each, keep
             // a payload small enough to make it even on a busy machine.
-            max_payload_entries: 16,
+            max_payload_entries: 8,
             ..Default::default()
         };
         let raft_config = Arc::new(

@@ -23,9 +23,11 @@ use crate::raft::Request;
 pub const PROPOSAL_QUEUE_MAX: usize = 16 * 1024;
 /// Most commands in one batch (one Raft entry, or one forwarded request).
 pub const PROPOSAL_COMMANDS_MAX: usize = 2048;
-/// Most bytes of commands in one batch; keeps entries well below the peer
-/// message limit.
-const PROPOSAL_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Most bytes of commands in one batch (one more command may follow, up to
+/// the request limit). openraft gives an AppendEntries one heartbeat
+/// interval and ships up to `max_payload_entries` entries in it, so entries
+/// stay small.
+const PROPOSAL_BYTES_MAX: usize = 1024 * 1024;
 /// Batches in flight at once per replica.
 const PROPOSALS_IN_FLIGHT_MAX: usize = 2;
 /// Linearizable reads queued before senders wait.

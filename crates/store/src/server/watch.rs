@@ -59,6 +59,7 @@ impl Watch for WatchService {
             out: tx,
             watchers: BTreeMap::new(),
             next_auto_id: 0,
+            progress_pending: false,
         };
         tokio::spawn(stream.run(inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -79,6 +80,8 @@ struct WatchStreamTask {
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     next_auto_id: i64,
+    /// A progress request waits until every watcher has caught up.
+    progress_pending: bool,
 }
 
 /// The client went away; the task ends.
@@ -102,7 +105,7 @@ impl WatchStreamTask {
                 Ok(c) => c,
                 Err(Closed) => return,
             };
-            if !caught_up {
+            let Some(revision) = caught_up else {
                 // More history to send: yield, then keep going.
                 tokio::task::yield_now().await;
                 if let Some(r) = futures::FutureExt::now_or_never(inbound.message()) {
@@ -111,6 +114,18 @@ impl WatchStreamTask {
                     }
                 }
                 continue;
+            };
+            if self.progress_pending {
+                // Every watcher has sent everything up to `revision`.
+                self.progress_pending = false;
+                let reply = pb::WatchResponse {
+                    header: self.header(revision),
+                    watch_id: -1,
+                    ..Default::default()
+                };
+                if self.send(reply).await.is_err() {
+                    return;
+                }
             }
             let step = tokio::select! {
                 msg = inbound.message() => self.handle_inbound(msg).await,
@@ -147,17 +162,8 @@ impl WatchStreamTask {
                 Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                // Every watcher is caught up here (sync ran before we waited),
-                // so the current revision is a true progress mark.
-                let revision = self.replica.sm.read().revision();
-                if self.watchers.values().all(|w| w.next_rev > revision) {
-                    self.send(pb::WatchResponse {
-                        header: self.header(revision),
-                        watch_id: -1,
-                        ..Default::default()
-                    })
-                    .await?;
-                }
+                // Answered once every watcher has caught up (see `run`).
+                self.progress_pending = true;
                 Ok(())
             }
             None => Ok(()),
@@ -230,14 +236,15 @@ impl WatchStreamTask {
     }
 
     /// Send every watcher its pending events, one bounded batch each.
-    /// Returns whether all watchers are caught up.
-    async fn sync(&mut self) -> Result<bool, Closed> {
+    /// Returns the revision every watcher has caught up to, if they all have.
+    async fn sync(&mut self) -> Result<Option<i64>, Closed> {
         let mut replies = Vec::new();
         let mut compacted = Vec::new();
         let mut caught_up = true;
+        let current;
         {
             let sm = self.replica.sm.read();
-            let current = sm.revision();
+            current = sm.revision();
             for (id, w) in self.watchers.iter_mut() {
                 if w.next_rev > current {
                     continue;
@@ -283,7 +290,7 @@ impl WatchStreamTask {
         for r in replies {
             self.send(r).await?;
         }
-        Ok(caught_up)
+        Ok(caught_up.then_some(current))
     }
 
     async fn send_progress_notifications(&mut self) -> Result<(), Closed> {
