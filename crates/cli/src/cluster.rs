@@ -35,6 +35,21 @@ pub struct Member {
 }
 
 impl Member {
+    /// Member number `i` (named m<i+1>), with fresh ports and data under `dir`.
+    fn new(i: usize, dir: &Path) -> anyhow::Result<Member> {
+        let name = format!("m{}", i + 1);
+        let data_dir = dir.join(&name);
+        std::fs::create_dir_all(&data_dir)?;
+        Ok(Member {
+            log_path: dir.join(format!("{name}.log")),
+            name,
+            client_port: free_port()?,
+            peer_port: free_port()?,
+            data_dir,
+            child: None,
+        })
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
@@ -72,17 +87,7 @@ impl ProcCluster {
     pub fn start(kind: Kind, n: usize, dir: &Path) -> anyhow::Result<ProcCluster> {
         let mut members = Vec::new();
         for i in 0..n {
-            let name = format!("m{}", i + 1);
-            let data_dir = dir.join(&name);
-            std::fs::create_dir_all(&data_dir)?;
-            members.push(Member {
-                log_path: dir.join(format!("{name}.log")),
-                name,
-                client_port: free_port()?,
-                peer_port: free_port()?,
-                data_dir,
-                child: None,
-            });
+            members.push(Member::new(i, dir)?);
         }
         let initial_cluster = members
             .iter()
@@ -213,17 +218,7 @@ impl ProcCluster {
     /// in the initial cluster list used from now on. Returns its index and
     /// peer URL, for `member add`; start it with [`ProcCluster::start_joining`].
     pub fn prepare_member(&mut self, dir: &Path) -> anyhow::Result<(usize, String)> {
-        let name = format!("m{}", self.members.len() + 1);
-        let data_dir = dir.join(&name);
-        std::fs::create_dir_all(&data_dir)?;
-        let m = Member {
-            log_path: dir.join(format!("{name}.log")),
-            name,
-            client_port: free_port()?,
-            peer_port: free_port()?,
-            data_dir,
-            child: None,
-        };
+        let m = Member::new(self.members.len(), dir)?;
         let peer_url = format!("http://127.0.0.1:{}", m.peer_port);
         self.initial_cluster = format!("{},{}={}", self.initial_cluster, m.name, peer_url);
         self.members.push(m);

@@ -477,8 +477,7 @@ impl Mvcc {
         let mut next = from.max(self.current + 1).min(self.current + 1);
         let start = Revision { main: from, sub: 0 };
         let mut last_main = None;
-        let mut scanned = 0usize;
-        for (r, v) in self.revs.range(start..) {
+        for (scanned, (r, v)) in self.revs.range(start..).enumerate() {
             // Stop at a revision boundary once enough events matched, or
             // enough history was scanned (a watcher on a quiet key far
             // behind must not hold the state lock for the whole history).
@@ -487,7 +486,6 @@ impl Mvcc {
                 next = r.main;
                 return Ok((out, next));
             }
-            scanned += 1;
             last_main = Some(r.main);
             if !range.contains(&v.key) {
                 continue;
@@ -666,11 +664,7 @@ impl WriteTxn<'_> {
 
     fn store(&mut self, r: Revision, v: Version) {
         self.mvcc.size += v.size();
-        self.mvcc
-            .index
-            .entry(v.key.clone())
-            .or_insert_with(Vec::new)
-            .push(r);
+        self.mvcc.index.entry(v.key.clone()).or_default().push(r);
         self.mvcc.revs.insert(r, v);
         self.undo.push(Undo::Stored(r));
     }

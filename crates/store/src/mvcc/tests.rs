@@ -284,7 +284,10 @@ fn txn_compares_on_every_target() {
         (cmp("k", T::Mod, R::NotEqual, U::ModRevision(3)), false),
         (cmp("k", T::Lease, R::Equal, U::Lease(0)), true),
         // A value given for another target compares against zero, as etcd.
-        (cmp("k", T::Version, R::Greater, U::Value(b"x".to_vec())), true),
+        (
+            cmp("k", T::Version, R::Greater, U::Value(b"x".to_vec())),
+            true,
+        ),
         (cmp("k", T::Mod, R::Equal, U::Version(3)), false),
         // A missing key: version/create/mod are 0, and value compares fail.
         (cmp("missing", T::Version, R::Equal, U::Version(0)), true),

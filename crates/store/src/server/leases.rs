@@ -54,6 +54,17 @@ impl KeeperState {
 }
 
 impl Replica {
+    /// The lease keeper's state, if this replica leads (aligned to its term).
+    fn leader_keeper(&self) -> Result<std::sync::MutexGuard<'_, KeeperState>> {
+        let leading = self.is_leader().then(|| self.current_term());
+        let mut st = self.leases.lock();
+        st.align(leading);
+        if leading.is_none() {
+            return Err(Error::LeaderChanged);
+        }
+        Ok(st)
+    }
+
     /// Renew a lease (leader only); returns its TTL.
     pub(crate) fn keep_alive_local(&self, id: i64) -> Result<i64> {
         let ttl = self
@@ -63,12 +74,7 @@ impl Replica {
             .get(&id)
             .map(|l| l.ttl)
             .ok_or(Error::LeaseNotFound)?;
-        let leading = self.is_leader().then(|| self.current_term());
-        let mut st = self.leases.lock();
-        st.align(leading);
-        if leading.is_none() {
-            return Err(Error::LeaderChanged);
-        }
+        let mut st = self.leader_keeper()?;
         let now = Instant::now();
         // An expired lease stays expired: its revocation is (or is about to
         // be) on its way through Raft, as etcd answers for a lease past its
@@ -98,12 +104,7 @@ impl Replica {
                 keys: Vec::new(),
             });
         };
-        let leading = self.is_leader().then(|| self.current_term());
-        let mut st = self.leases.lock();
-        st.align(leading);
-        if leading.is_none() {
-            return Err(Error::LeaderChanged);
-        }
+        let st = self.leader_keeper()?;
         let now = Instant::now();
         let remaining = match st.deadlines.get(&req.id) {
             Some(d) => d.saturating_duration_since(now).as_secs() as i64,
