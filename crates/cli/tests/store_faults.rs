@@ -321,3 +321,79 @@ async fn member_add_then_remove() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_is_replaced_and_catches_up_after_resume() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let c = start_cluster(3, dir.path(), &[]).await;
+        let leader = c.leader().await.expect("a leader");
+        let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+        let mut client = kv(&c.members[others[0]].endpoint());
+        put(&mut client, "before-pause", "1").await.unwrap();
+
+        // SIGSTOP: the leader's sockets stay open, so only the election
+        // timers can notice; the others must elect a new leader and go on.
+        c.pause(leader, true);
+        let mut acked = Vec::new();
+        eventually(
+            Duration::from_secs(15),
+            "writes resume without the paused leader",
+            || {
+                let mut cl = client.clone();
+                async move { put(&mut cl, "during-pause/0", "v").await.is_ok() }
+            },
+        )
+        .await;
+        acked.push("during-pause/0".to_string());
+        for i in 1..50 {
+            let key = format!("during-pause/{i}");
+            if put(&mut client, &key, "v").await.is_ok() {
+                acked.push(key);
+            }
+        }
+        assert!(
+            acked.len() > 40,
+            "writes kept failing while the old leader was paused"
+        );
+        let new_leader = c.leader().await.expect("a new leader");
+        assert_ne!(new_leader, leader);
+
+        // SIGCONT: the old leader learns the new term, follows, and catches up.
+        c.pause(leader, false);
+        let mut old = kv(&c.members[leader].endpoint());
+        eventually(
+            Duration::from_secs(20),
+            "the resumed replica has every acknowledged write",
+            || {
+                let mut o = old.clone();
+                let last = acked.last().cloned().unwrap_or_default();
+                async move {
+                    get(&mut o, &last, true)
+                        .await
+                        .map(|r| r.kvs.len() == 1)
+                        .unwrap_or(false)
+                }
+            },
+        )
+        .await;
+        let (_, kvs) = dump(&mut old, false).await.unwrap();
+        for k in &acked {
+            assert!(
+                kvs.iter().any(|(key, _, _)| key == k.as_bytes()),
+                "{k} missing on the resumed replica"
+            );
+        }
+        assert_eq!(
+            get(&mut old, "before-pause", false)
+                .await
+                .unwrap()
+                .kvs
+                .len(),
+            1
+        );
+    })
+    .await
+    .expect("test timed out");
+}
