@@ -53,6 +53,10 @@ pub struct ServerArgs {
     /// Election timeout in milliseconds; timeouts are drawn from [t, 2t).
     #[arg(long, default_value_t = 100)]
     pub election_timeout: u64,
+    /// Keep this many seconds of history and compact older revisions
+    /// automatically (0: never; clients compact, as with etcd's default).
+    #[arg(long, default_value_t = 0)]
+    pub auto_compaction_retention: u64,
     /// Seconds between progress notifications to idle watchers that asked for them.
     #[arg(long, default_value_t = 600)]
     pub watch_progress_notify_interval: u64,
@@ -130,6 +134,8 @@ pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
     c.election_min_ms = a.election_timeout;
     c.election_max_ms = a.election_timeout * 2;
     c.watch_progress_interval = Duration::from_secs(a.watch_progress_notify_interval.max(1));
+    c.auto_compaction_retention =
+        (a.auto_compaction_retention > 0).then(|| Duration::from_secs(a.auto_compaction_retention));
     Ok(c)
 }
 

@@ -676,3 +676,34 @@ async fn watch_filters_cancel_and_progress() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_compaction_keeps_a_bounded_window() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let c = start_cluster(3, dir.path(), &["--auto-compaction-retention", "2"]).await;
+        let mut client = kv(&c.members[0].endpoint());
+        let first = put(&mut client, "ac", "1").await.unwrap();
+        put(&mut client, "ac", "2").await.unwrap();
+        // Within 2 s of retention, plus a sampling step, the old revision
+        // goes; the current value stays.
+        eventually(Duration::from_secs(10), "the old revision is compacted", || {
+            let mut cl = client.clone();
+            async move {
+                let r = cl
+                    .range(RangeRequest {
+                        key: b"ac".to_vec(),
+                        revision: first,
+                        ..Default::default()
+                    })
+                    .await;
+                matches!(r, Err(e) if e.message() == "etcdserver: mvcc: required revision has been compacted")
+            }
+        })
+        .await;
+        assert_eq!(get(&mut client, "ac", false).await.unwrap().kvs[0].value, b"2");
+    })
+    .await
+    .expect("test timed out");
+}

@@ -8,6 +8,7 @@
 //! get a read index from the leader (batched the same way), wait until the
 //! local state machine has applied it, then read locally.
 
+mod compactor;
 mod etcd;
 mod failover;
 mod leases;
@@ -84,6 +85,9 @@ pub struct Config {
     pub election_max_ms: u64,
     /// How often an idle watcher with progress_notify gets a progress reply.
     pub watch_progress_interval: Duration,
+    /// Keep this much history, compacting older revisions (None: keep all,
+    /// compaction is left to clients, as etcd's default).
+    pub auto_compaction_retention: Option<Duration>,
 }
 
 impl Config {
@@ -109,6 +113,7 @@ impl Config {
             election_min_ms: 100,
             election_max_ms: 200,
             watch_progress_interval: Duration::from_secs(600),
+            auto_compaction_retention: None,
         }
     }
 }
@@ -466,13 +471,20 @@ impl Server {
             }
         }
 
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(propose::run_proposer(replica.clone(), proposals_rx)),
             tokio::spawn(propose::run_read_index(replica.clone(), reads_rx)),
             tokio::spawn(leases::run(replica.clone(), stop_rx.clone())),
             tokio::spawn(failover::run(replica.clone(), stop_rx.clone())),
             tokio::spawn(replica.clone().publish_attributes()),
         ];
+        if let Some(retention) = config.auto_compaction_retention {
+            tasks.push(tokio::spawn(compactor::run(
+                replica.clone(),
+                retention,
+                stop_rx.clone(),
+            )));
+        }
         tracing::info!(name = %config.name, id = format!("{id:x}"), client = %config.listen_client, peer = %config.listen_peer, "replica started");
         Ok(Server {
             replica,
