@@ -110,6 +110,10 @@ pub struct PhaseResult {
     pub ops_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// CPU time the servers spent per operation (when their pids are known).
+    pub server_cpu_us_per_op: Option<f64>,
+    /// CPU time this load generator spent per operation.
+    pub client_cpu_us_per_op: f64,
 }
 
 fn percentile(sorted_us: &[u32], p: f64) -> f64 {
@@ -128,6 +132,8 @@ enum Op {
 
 struct Load {
     clients: Vec<KvClient<Channel>>,
+    /// Server processes whose CPU time is accounted per phase.
+    server_pids: Vec<u32>,
     value: Vec<u8>,
     keys: usize,
 }
@@ -171,6 +177,7 @@ impl Load {
         max_ops: usize,
     ) -> PhaseResult {
         let start = Instant::now();
+        let cpu_before = (cpu_ticks(&self.server_pids), self_cpu_ticks());
         let deadline = start + Duration::from_secs(secs);
         let per_worker = max_ops.div_ceil(in_flight);
         let mut tasks = Vec::new();
@@ -209,8 +216,14 @@ impl Load {
             }
         }
         let elapsed = start.elapsed().as_secs_f64();
+        let server_ticks = cpu_ticks(&self.server_pids).saturating_sub(cpu_before.0);
+        let client_ticks = self_cpu_ticks().saturating_sub(cpu_before.1);
+        let ops = all.len().max(1) as f64;
+        let per_op = |ticks: u64| ticks as f64 * 1e6 / clock_ticks_per_sec() / ops;
         all.sort_unstable();
         PhaseResult {
+            server_cpu_us_per_op: (!self.server_pids.is_empty()).then(|| per_op(server_ticks)),
+            client_cpu_us_per_op: per_op(client_ticks),
             name,
             ops: all.len(),
             errors,
@@ -222,7 +235,56 @@ impl Load {
     }
 }
 
+/// utime + stime of a process, in clock ticks (0 if it is gone).
+fn process_ticks(stat_path: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(stat_path) else {
+        return 0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|p| process_ticks(&format!("/proc/{p}/stat")))
+        .sum()
+}
+
+fn self_cpu_ticks() -> u64 {
+    process_ticks("/proc/self/stat")
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no memory effects.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
 pub async fn run_kv(endpoints: &[String], a: &LoadArgs) -> anyhow::Result<Vec<PhaseResult>> {
+    run_kv_measured(endpoints, Vec::new(), a).await
+}
+
+/// [`run_kv`], also accounting the CPU time of the given server processes.
+pub async fn run_kv_measured(
+    endpoints: &[String],
+    server_pids: Vec<u32>,
+    a: &LoadArgs,
+) -> anyhow::Result<Vec<PhaseResult>> {
     // Two connections per endpoint; workers spread over them round-robin.
     let mut clients = Vec::new();
     for _ in 0..2 {
@@ -232,6 +294,7 @@ pub async fn run_kv(endpoints: &[String], a: &LoadArgs) -> anyhow::Result<Vec<Ph
     }
     let load = Arc::new(Load {
         clients,
+        server_pids,
         value: vec![b'x'; a.value_size],
         keys: a.keys.max(1),
     });
@@ -272,13 +335,31 @@ pub async fn run_kv(endpoints: &[String], a: &LoadArgs) -> anyhow::Result<Vec<Ph
 fn print_results(label: &str, results: &[PhaseResult]) {
     println!("{label}:");
     println!(
-        "  {:<34} {:>9} {:>7} {:>11} {:>9} {:>9}",
-        "phase", "ops", "errors", "ops/s", "p50 ms", "p99 ms"
+        "  {:<34} {:>9} {:>7} {:>11} {:>9} {:>9} {:>16} {:>16}",
+        "phase",
+        "ops",
+        "errors",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "server cpu us/op",
+        "client cpu us/op"
     );
     for r in results {
+        let server = r
+            .server_cpu_us_per_op
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "-".into());
         println!(
-            "  {:<34} {:>9} {:>7} {:>11.0} {:>9.2} {:>9.2}",
-            r.name, r.ops, r.errors, r.ops_per_sec, r.p50_ms, r.p99_ms
+            "  {:<34} {:>9} {:>7} {:>11.0} {:>9.2} {:>9.2} {:>16} {:>16.1}",
+            r.name,
+            r.ops,
+            r.errors,
+            r.ops_per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            server,
+            r.client_cpu_us_per_op
         );
         if let Some(e) = &r.first_error {
             println!("    first error: {e}");
@@ -305,7 +386,7 @@ async fn compare(a: CompareArgs) -> anyhow::Result<()> {
             &dir.path().join("keelson"),
         )?;
         c.wait_healthy(Duration::from_secs(30)).await?;
-        let r = run_kv(&c.endpoints(), &a.load).await?;
+        let r = run_kv_measured(&c.endpoints(), c.pids(), &a.load).await?;
         drop(c);
         r
     };
@@ -319,19 +400,20 @@ async fn compare(a: CompareArgs) -> anyhow::Result<()> {
             &dir.path().join("etcd"),
         )?;
         c.wait_healthy(Duration::from_secs(30)).await?;
-        let r = run_kv(&c.endpoints(), &a.load).await?;
+        let r = run_kv_measured(&c.endpoints(), c.pids(), &a.load).await?;
         drop(c);
         r
     };
     print_results("etcd", &etcd);
     println!();
     println!(
-        "| phase | keelson ops/s | etcd ops/s | ratio | keelson p50/p99 ms | etcd p50/p99 ms |"
+        "| phase | keelson ops/s | etcd ops/s | ratio | keelson p50/p99 ms | etcd p50/p99 ms | servers' CPU per op, keelson / etcd (µs) | client CPU per op, keelson / etcd (µs) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let us = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
     for (k, e) in keelson.iter().zip(etcd.iter()) {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} | {:.2} / {:.2} |",
+            "| {} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} | {:.2} / {:.2} | {} / {} | {:.0} / {:.0} |",
             k.name,
             k.ops_per_sec,
             e.ops_per_sec,
@@ -339,7 +421,11 @@ async fn compare(a: CompareArgs) -> anyhow::Result<()> {
             k.p50_ms,
             k.p99_ms,
             e.p50_ms,
-            e.p99_ms
+            e.p99_ms,
+            us(k.server_cpu_us_per_op),
+            us(e.server_cpu_us_per_op),
+            k.client_cpu_us_per_op,
+            e.client_cpu_us_per_op,
         );
     }
     Ok(())

@@ -171,6 +171,11 @@ impl ProcCluster {
         Ok(())
     }
 
+    /// Pids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(|m| m.pid()).collect()
+    }
+
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.endpoint()).collect()
     }
