@@ -397,3 +397,63 @@ async fn paused_leader_is_replaced_and_catches_up_after_resume() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_added_then_promoted() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let mut c = start_cluster(3, dir.path(), &[]).await;
+        let mut client = kv(&c.members[0].endpoint());
+        put(&mut client, "for-the-learner", "1").await.unwrap();
+        let (idx, peer_url) = c.prepare_member(dir.path()).unwrap();
+        let mut cluster =
+            ClusterClient::new(keelson::cluster::channel(&c.members[2].endpoint()).unwrap());
+        let added = cluster
+            .member_add(MemberAddRequest {
+                peer_ur_ls: vec![peer_url],
+                is_learner: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let id = added.member.unwrap().id;
+        c.start_joining(idx).unwrap();
+        let learner = kv(&c.members[idx].endpoint());
+        eventually(Duration::from_secs(30), "the learner replicates", || {
+            let mut l = learner.clone();
+            async move {
+                get(&mut l, "for-the-learner", true)
+                    .await
+                    .map(|r| r.kvs.len() == 1)
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+        let is_learner = |members: &[keelson_proto::etcdserverpb::Member]| {
+            members.iter().find(|m| m.id == id).map(|m| m.is_learner)
+        };
+        let list = cluster
+            .member_list(MemberListRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(is_learner(&list.members), Some(true));
+        let promoted = cluster
+            .member_promote(keelson_proto::etcdserverpb::MemberPromoteRequest { id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(is_learner(&promoted.members), Some(false));
+        let again = cluster
+            .member_promote(keelson_proto::etcdserverpb::MemberPromoteRequest { id })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            again.message(),
+            "etcdserver: can only promote a learner member"
+        );
+    })
+    .await
+    .expect("test timed out");
+}
