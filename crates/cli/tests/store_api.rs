@@ -49,6 +49,22 @@ async fn followers_forward_writes_and_serve_linearizable_reads() {
     .expect("test timed out");
 }
 
+/// A watch stream on `endpoint`: requests go in through the sender.
+async fn open_watch(
+    endpoint: &str,
+) -> (
+    tokio::sync::mpsc::Sender<WatchRequest>,
+    tonic::Streaming<pb::WatchResponse>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let stream = WatchClient::new(channel(endpoint).unwrap())
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    (tx, stream)
+}
+
 async fn next_watch(stream: &mut tonic::Streaming<pb::WatchResponse>) -> pb::WatchResponse {
     tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
@@ -78,13 +94,7 @@ async fn watch_replies_in_order_and_reports_compaction() {
                 .into_inner();
             revs.push(r.header.unwrap().revision);
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let mut w = WatchClient::new(channel(&c.members[1].endpoint()).unwrap());
-        let mut stream = w
-            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
+        let (tx, mut stream) = open_watch(&c.members[1].endpoint()).await;
         let create = |key: Vec<u8>, start: i64, prev_kv: bool| WatchRequest {
             request_union: Some(watch_request::RequestUnion::CreateRequest(
                 WatchCreateRequest {
@@ -201,13 +211,7 @@ async fn lease_expiry_deletes_keys_and_a_new_leader_extends_leases() {
             })
             .await
             .unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let mut w = WatchClient::new(channel(&c.members[(leader + 2) % 3].endpoint()).unwrap());
-        let mut stream = w
-            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
+        let (tx, mut stream) = open_watch(&c.members[(leader + 2) % 3].endpoint()).await;
         tx.send(WatchRequest {
             request_union: Some(watch_request::RequestUnion::CreateRequest(
                 WatchCreateRequest {
@@ -569,13 +573,7 @@ async fn watch_filters_cancel_and_progress() {
         let c = start_cluster(1, dir.path(), &["--watch-progress-notify-interval", "1"]).await;
         let ep = c.members[0].endpoint();
         let mut client = kv(&ep);
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let mut w = WatchClient::new(channel(&ep).unwrap());
-        let mut stream = w
-            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
+        let (tx, mut stream) = open_watch(&ep).await;
         let send = |r: watch_request::RequestUnion| {
             let tx = tx.clone();
             async move {

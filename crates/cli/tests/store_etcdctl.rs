@@ -59,15 +59,12 @@ impl Ctl {
     }
 }
 
-fn lines(s: &str) -> Vec<&str> {
-    s.lines().filter(|l| !l.is_empty()).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcdctl_kv_txn_watch_lease_and_cluster_commands() {
-    let _g = serial().await;
-    let dir = tempfile::tempdir().unwrap();
-    let c = start_cluster(3, dir.path(), &[]).await;
+/// A 3-replica cluster, its client endpoints as host:port, and etcdctl
+/// pointed at all of them.
+async fn etcdctl_cluster(
+    dir: &std::path::Path,
+) -> (keelson::cluster::ProcCluster, Vec<String>, Ctl) {
+    let c = start_cluster(3, dir, &[]).await;
     let endpoints: Vec<String> = c
         .members
         .iter()
@@ -76,6 +73,18 @@ async fn etcdctl_kv_txn_watch_lease_and_cluster_commands() {
     let ctl = Ctl {
         endpoints: endpoints.join(","),
     };
+    (c, endpoints, ctl)
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().filter(|l| !l.is_empty()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_kv_txn_watch_lease_and_cluster_commands() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (c, endpoints, ctl) = etcdctl_cluster(dir.path()).await;
 
     // put / get / prefix / limit / rev / del
     assert_eq!(ctl.ok(&["put", "foo", "bar"]).await.trim(), "OK");
@@ -220,15 +229,8 @@ async fn etcdctl_kv_txn_watch_lease_and_cluster_commands() {
 async fn etcdctl_check_perf_passes() {
     let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
-    let c = start_cluster(3, dir.path(), &[]).await;
-    let endpoints: Vec<String> = c
-        .members
-        .iter()
-        .map(|m| format!("127.0.0.1:{}", m.client_port))
-        .collect();
-    let ctl = Ctl {
-        endpoints: endpoints.join(","),
-    };
+    // `_cluster` (not `_`) keeps the processes alive until the end.
+    let (_cluster, _endpoints, ctl) = etcdctl_cluster(dir.path()).await;
     // Load "s": 50 clients, 150 puts/s for 60 s; fails on any error, on
     // throughput under 90%, on a request over 0.5 s or a stddev over 0.1 s.
     let out = ctl.run(&["check", "perf", "--load=s"], "").await;
