@@ -99,6 +99,38 @@ impl EtcdApi {
     }
 }
 
+impl EtcdApi {
+    /// A txn that cannot write needs no Raft entry, as in etcd: after the
+    /// read barrier (unless all its ranges are serializable) it runs on a
+    /// copy of the local state, which is O(1) to take and is thrown away.
+    async fn read_only_txn(
+        &self,
+        req: pb::TxnRequest,
+    ) -> std::result::Result<pb::TxnResponse, Status> {
+        let cmd = Command {
+            kind: Some(command::Kind::Txn(req)),
+        };
+        crate::mvcc::validate(&cmd)?;
+        let serializable =
+            matches!(&cmd.kind, Some(command::Kind::Txn(t)) if txn_all_serializable(t));
+        if !serializable {
+            self.replica.read_barrier().await?;
+        }
+        let mut copy = (*self.replica.sm.read()).clone();
+        let result = copy.apply(&cmd);
+        match result.kind {
+            Some(command_result::Kind::Txn(mut r)) => {
+                r.header = Some(self.replica.header(result.revision));
+                Ok(r)
+            }
+            Some(command_result::Kind::Error(e)) => {
+                Err(Error::from_parts(e.code, &e.message).into())
+            }
+            other => Err(Status::internal(format!("unexpected txn result {other:?}"))),
+        }
+    }
+}
+
 fn txn_has_put(t: &pb::TxnRequest) -> bool {
     use pb::request_op::Request as R;
     t.success
@@ -108,6 +140,33 @@ fn txn_has_put(t: &pb::TxnRequest) -> bool {
             Some(R::RequestPut(_)) => true,
             Some(R::RequestTxn(inner)) => txn_has_put(inner),
             _ => false,
+        })
+}
+
+/// Whether any branch (nested ones included) can write: puts or deletes.
+fn txn_may_write(t: &pb::TxnRequest) -> bool {
+    use pb::request_op::Request as R;
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .any(|op| match &op.request {
+            Some(R::RequestPut(_)) | Some(R::RequestDeleteRange(_)) => true,
+            Some(R::RequestTxn(inner)) => txn_may_write(inner),
+            _ => false,
+        })
+}
+
+/// Whether every range in the txn asks for a serializable read (etcd's
+/// rule for skipping the linearizability barrier on read-only txns).
+fn txn_all_serializable(t: &pb::TxnRequest) -> bool {
+    use pb::request_op::Request as R;
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .all(|op| match &op.request {
+            Some(R::RequestRange(r)) => r.serializable,
+            Some(R::RequestTxn(inner)) => txn_all_serializable(inner),
+            _ => true,
         })
 }
 
@@ -184,6 +243,9 @@ impl Kv for EtcdApi {
     ) -> std::result::Result<Response<pb::TxnResponse>, Status> {
         let req = req.into_inner();
         self.check_size(&req)?;
+        if !txn_may_write(&req) {
+            return self.read_only_txn(req).await.map(Response::new);
+        }
         if txn_has_put(&req) {
             self.check_quota(req.encoded_len())?;
         }
