@@ -102,6 +102,23 @@ async fn followers_forward_writes_and_serve_linearizable_reads() {
     .expect("test timed out");
 }
 
+/// Put `key` attached to `lease`.
+async fn put_leased(
+    client: &mut keelson_proto::etcdserverpb::kv_client::KvClient<tonic::transport::Channel>,
+    key: &str,
+    lease: i64,
+) {
+    client
+        .put(PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: b"x".to_vec(),
+            lease,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
 /// A watch stream on `endpoint`: requests go in through the sender.
 async fn open_watch(
     endpoint: &str,
@@ -255,15 +272,7 @@ async fn lease_expiry_deletes_keys_and_a_new_leader_extends_leases() {
 
         // Expiry deletes the attached key, and a watcher sees the delete.
         let short = lease.lease_grant(grant(2)).await.unwrap().into_inner();
-        client
-            .put(PutRequest {
-                key: b"ephemeral".to_vec(),
-                value: b"x".to_vec(),
-                lease: short.id,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        put_leased(&mut client, "ephemeral", short.id).await;
         let (tx, mut stream) = open_watch(&c.members[(leader + 2) % 3].endpoint()).await;
         tx.send(WatchRequest {
             request_union: Some(watch_request::RequestUnion::CreateRequest(
@@ -289,15 +298,7 @@ async fn lease_expiry_deletes_keys_and_a_new_leader_extends_leases() {
 
         // Keep-alives through a follower keep a lease alive past its TTL.
         let kept = lease.lease_grant(grant(2)).await.unwrap().into_inner();
-        client
-            .put(PutRequest {
-                key: b"kept".to_vec(),
-                value: b"x".to_vec(),
-                lease: kept.id,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        put_leased(&mut client, "kept", kept.id).await;
         let (ka_tx, ka_rx) = tokio::sync::mpsc::channel(4);
         let mut ka = lease
             .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(ka_rx))
@@ -322,15 +323,7 @@ async fn lease_expiry_deletes_keys_and_a_new_leader_extends_leases() {
         // A lease survives a leader change: the new leader gives it its full
         // TTL before it may expire it.
         let long = lease.lease_grant(grant(4)).await.unwrap().into_inner();
-        client
-            .put(PutRequest {
-                key: b"survivor".to_vec(),
-                value: b"x".to_vec(),
-                lease: long.id,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        put_leased(&mut client, "survivor", long.id).await;
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let started = tokio::time::Instant::now();
         c.kill(leader);
