@@ -29,6 +29,9 @@ pub struct Member {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// Keelson's API port (unused for etcd).
+    pub api_port: u16,
+    pub metrics_port: u16,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     child: Option<Child>,
@@ -45,6 +48,8 @@ impl Member {
             name,
             client_port: free_port()?,
             peer_port: free_port()?,
+            api_port: free_port()?,
+            metrics_port: free_port()?,
             data_dir,
             child: None,
         })
@@ -52,6 +57,10 @@ impl Member {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+    /// The API server's URL (Keelson).
+    pub fn api_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
     }
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -65,6 +74,34 @@ pub struct ProcCluster {
     pub kind: Kind,
     pub members: Vec<Member>,
     initial_cluster: String,
+    /// Keelson's tokens file, shared by every replica.
+    pub token_file: PathBuf,
+    /// (token, user, role): an admin, a viewer, and nodes n1 and n2.
+    pub tokens: Vec<(String, String, String)>,
+}
+
+impl ProcCluster {
+    /// The token of the first user with `role` (and `user`, when given).
+    pub fn token(&self, role: &str, user: Option<&str>) -> String {
+        self.tokens
+            .iter()
+            .find(|(_, u, r)| r == role && user.is_none_or(|x| x == u))
+            .map(|(t, _, _)| t.clone())
+            .unwrap_or_default()
+    }
+
+    /// The API endpoints of every member.
+    pub fn api_endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.api_endpoint()).collect()
+    }
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
 }
 
 /// A port that was free a moment ago (the OS picks it).
@@ -94,10 +131,30 @@ impl ProcCluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
+        let tokens: Vec<(String, String, String)> = [
+            ("admin", "admin"),
+            ("viewer", "viewer"),
+            ("n1", "node"),
+            ("n2", "node"),
+        ]
+        .iter()
+        .map(|(u, r)| (random_token(), u.to_string(), r.to_string()))
+        .collect();
+        let token_file = dir.join("tokens.csv");
+        std::fs::write(
+            &token_file,
+            tokens
+                .iter()
+                .map(|(t, u, r)| format!("{t},{u},{r}\n"))
+                .collect::<String>(),
+        )
+        .context("write tokens file")?;
         let mut c = ProcCluster {
             kind,
             members,
             initial_cluster,
+            token_file,
+            tokens,
         };
         for i in 0..n {
             c.spawn(i, "new")?;
@@ -123,6 +180,12 @@ impl ProcCluster {
                     .arg(&self.initial_cluster)
                     .arg("--initial-cluster-state")
                     .arg(state)
+                    .arg("--listen-api")
+                    .arg(format!("127.0.0.1:{}", m.api_port))
+                    .arg("--listen-metrics")
+                    .arg(format!("127.0.0.1:{}", m.metrics_port))
+                    .arg("--token-file")
+                    .arg(&self.token_file)
                     .args(extra_args);
                 cmd
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use keelson_store::{ClusterState, Config, Server};
+use keelson_apiserver::{ApiConfig, ClusterState, StoreConfig as Config, Tokens};
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
@@ -54,9 +54,20 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 100)]
     pub election_timeout: u64,
     /// Keep this many seconds of history and compact older revisions
-    /// automatically (0: never; clients compact, as with etcd's default).
-    #[arg(long, default_value_t = 0)]
+    /// automatically (0: never). Watches further behind must relist.
+    #[arg(long, default_value_t = 300)]
     pub auto_compaction_retention: u64,
+    /// Address of the API server (typed resources over gRPC).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen_api: String,
+    /// Address of the Prometheus metrics endpoint (`/metrics`); "off" to disable.
+    #[arg(long, default_value = "127.0.0.1:9379")]
+    pub listen_metrics: String,
+    /// Bearer tokens file (`token,user,role` lines). Default:
+    /// <data-dir>/tokens.csv, created on first start with an admin token,
+    /// next to a client config for it (<data-dir>/admin.config).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
     /// Seconds between progress notifications to idle watchers that asked for them.
     #[arg(long, default_value_t = 600)]
     pub watch_progress_notify_interval: u64,
@@ -139,9 +150,68 @@ pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
     Ok(c)
 }
 
+/// The tokens to serve: the given file, or the data dir's own, created
+/// with a fresh admin token (and a client config for it) on first start.
+fn tokens(
+    args: &ServerArgs,
+    data_dir: &std::path::Path,
+    api: SocketAddr,
+) -> anyhow::Result<Tokens> {
+    if let Some(path) = &args.token_file {
+        return Tokens::load(path).map_err(anyhow::Error::msg);
+    }
+    let path = data_dir.join("tokens.csv");
+    if !path.exists() {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("create {}", data_dir.display()))?;
+        let token = keelson_apiserver::auth::new_token();
+        write_private(&path, &format!("{token},admin,admin\n"))?;
+        let config = data_dir.join("admin.config");
+        write_private(
+            &config,
+            &format!("endpoints:\n- http://{api}\ntoken: {token}\n"),
+        )?;
+        tracing::info!(
+            tokens = %path.display(),
+            config = %config.display(),
+            "created an admin token; use it with: export KEELSON_CONFIG={}",
+            config.display()
+        );
+    }
+    Tokens::load(&path).map_err(anyhow::Error::msg)
+}
+
+/// Write a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("write {}", path.display()))
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = config_from_args(&args)?;
-    let server = Server::start(config).await.map_err(anyhow::Error::msg)?;
+    let listen_api = parse_addr(&args.listen_api)?;
+    let listen_metrics = match args.listen_metrics.as_str() {
+        "off" | "" => None,
+        a => Some(parse_addr(a)?),
+    };
+    let tokens = tokens(&args, &config.data_dir, listen_api)?;
+    let api = ApiConfig {
+        listen_api,
+        listen_metrics,
+        tokens,
+    };
+    let server = keelson_apiserver::start(config, api)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

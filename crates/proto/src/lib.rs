@@ -5,6 +5,9 @@
 //!   numbers so etcd clients work unchanged.
 //! - [`raft`]: Keelson's internal peer protocol (Raft RPCs, forwarded writes
 //!   and reads, lease keep-alives), never used by clients.
+//! - [`v1`]: the resources (Pod, Node, Deployment...) in Kubernetes' shape,
+//!   with serde derives for Kubernetes-style YAML/JSON.
+//! - [`api`]: the API server's gRPC services (Resources, Leases, Cluster).
 //!
 //! This crate depends on nothing else in the workspace.
 
@@ -22,6 +25,39 @@ pub mod keelson {
     pub mod raft {
         tonic::include_proto!("keelson.raft");
     }
+    pub mod v1 {
+        tonic::include_proto!("keelson.v1");
+    }
+    pub mod api {
+        tonic::include_proto!("keelson.api");
+    }
 }
 
-pub use keelson::raft;
+pub use keelson::{api, raft, v1};
+
+/// Kubernetes' IntOrString in JSON/YAML (`port: 8080` or `port: http`,
+/// `maxSurge: 25%`), held in a string field.
+pub mod int_or_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+        match v.parse::<i64>() {
+            Ok(n) => s.serialize_i64(n),
+            Err(_) => s.serialize_str(v),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Int(i64),
+        Str(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(match Either::deserialize(d)? {
+            Either::Int(n) => n.to_string(),
+            Either::Str(s) => s,
+        })
+    }
+}

@@ -23,6 +23,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{member_id, Replica, Route, GRPC_OVERHEAD_BYTES, REQUEST_TIMEOUT_MS};
 use crate::error::{Error, Result};
 
+/// How long `member_status` waits for a peer's answer.
+const STATUS_TIMEOUT_MS: u64 = 1000;
 /// The version Maintenance.Status reports: the etcd API level served.
 pub const API_VERSION: &str = "3.4.0";
 /// Keep-alive responses queued per stream before the reader waits.
@@ -286,7 +288,7 @@ type KeepAliveStream =
 
 impl Replica {
     /// Renew a lease on the leader, wherever this replica stands.
-    async fn keep_alive(&self, id: i64) -> Result<pb::LeaseKeepAliveResponse> {
+    pub async fn keep_alive(&self, id: i64) -> Result<pb::LeaseKeepAliveResponse> {
         match self.route().await? {
             Route::Local => {
                 let ttl = match self.keep_alive_local(id) {
@@ -327,6 +329,49 @@ impl Replica {
                 }
             }
         }
+    }
+
+    /// This replica's status as etcd's Maintenance.Status reports it.
+    pub fn local_status(&self) -> pb::StatusResponse {
+        let m = self.metrics();
+        let sm = self.sm.read();
+        let is_learner = !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.id);
+        let mut errors = Vec::new();
+        if m.current_leader.is_none() {
+            errors.push(Error::NoLeader.to_string());
+        }
+        pb::StatusResponse {
+            header: Some(self.header(sm.revision())),
+            version: API_VERSION.to_string(),
+            db_size: sm.size_bytes() as i64,
+            leader: m.current_leader.unwrap_or(0),
+            raft_index: m.last_log_index.unwrap_or(0),
+            raft_term: m.current_term,
+            raft_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            errors,
+            db_size_in_use: sm.size_bytes() as i64,
+            is_learner,
+        }
+    }
+
+    /// A member's status, asked over the peer port (this replica's own
+    /// without a round trip).
+    pub async fn member_status(
+        &self,
+        member_id: u64,
+        peer_url: &str,
+    ) -> Result<pb::StatusResponse> {
+        if member_id == self.id {
+            return Ok(self.local_status());
+        }
+        let mut client = self.pool.client(peer_url).map_err(Error::Internal)?;
+        let mut req = Request::new(pb::StatusRequest {});
+        req.set_timeout(Duration::from_millis(STATUS_TIMEOUT_MS));
+        Ok(client.status(req).await?.into_inner())
     }
 
     pub(crate) async fn member_add_local(
@@ -652,28 +697,6 @@ impl Maintenance for EtcdApi {
         &self,
         _req: Request<pb::StatusRequest>,
     ) -> std::result::Result<Response<pb::StatusResponse>, Status> {
-        let m = self.replica.metrics();
-        let sm = self.replica.sm.read();
-        let is_learner = !m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == self.replica.id);
-        let mut errors = Vec::new();
-        if m.current_leader.is_none() {
-            errors.push(Error::NoLeader.to_string());
-        }
-        Ok(Response::new(pb::StatusResponse {
-            header: Some(self.replica.header(sm.revision())),
-            version: API_VERSION.to_string(),
-            db_size: sm.size_bytes() as i64,
-            leader: m.current_leader.unwrap_or(0),
-            raft_index: m.last_log_index.unwrap_or(0),
-            raft_term: m.current_term,
-            raft_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
-            errors,
-            db_size_in_use: sm.size_bytes() as i64,
-            is_learner,
-        }))
+        Ok(Response::new(self.replica.local_status()))
     }
 }

@@ -201,4 +201,11 @@ impl RaftPeer for PeerService {
             self.replica.member_promote_local(req.into_inner()).await?,
         ))
     }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(self.replica.local_status()))
+    }
 }

@@ -1,0 +1,338 @@
+//! Authentication (bearer tokens from a tokens file) and authorization
+//! (roles admin, viewer and node).
+//!
+//! The tokens file has one `token,user,role` line per token (`#` starts a
+//! comment). A `node` token's user is the node's name: it may read
+//! everything, and change only its own Node, its own Lease, the pods bound
+//! to it, and create Events.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use keelson_model::Kind;
+use keelson_proto::api::{object, Object};
+use tonic::Request;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Viewer,
+    Node,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            "node" => Some(Role::Node),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+            Role::Node => "node",
+        }
+    }
+}
+
+/// Who made a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    pub role: Role,
+}
+
+/// The known tokens.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    by_token: HashMap<String, Identity>,
+}
+
+/// Shortest token accepted from a tokens file (bytes), so a typo'd short
+/// string is not a credential.
+const TOKEN_LEN_MIN: usize = 16;
+
+impl Tokens {
+    pub fn parse(text: &str) -> std::result::Result<Tokens, String> {
+        let mut by_token = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let parts: Vec<&str> = line.split(',').map(str::trim).collect();
+            let [token, user, role] = parts.as_slice() else {
+                return Err(format!("line {}: expected token,user,role", i + 1));
+            };
+            if token.len() < TOKEN_LEN_MIN {
+                return Err(format!(
+                    "line {}: token shorter than {TOKEN_LEN_MIN} characters",
+                    i + 1
+                ));
+            }
+            if user.is_empty() {
+                return Err(format!("line {}: empty user", i + 1));
+            }
+            let role = Role::parse(role).ok_or_else(|| {
+                format!("line {}: role {role:?} is not admin, viewer or node", i + 1)
+            })?;
+            by_token.insert(
+                token.to_string(),
+                Identity {
+                    user: user.to_string(),
+                    role,
+                },
+            );
+        }
+        Ok(Tokens { by_token })
+    }
+
+    pub fn load(path: &Path) -> std::result::Result<Tokens, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("read tokens file {}: {e}", path.display()))?;
+        Tokens::parse(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))
+    }
+
+    pub fn lookup(&self, token: &str) -> Option<&Identity> {
+        self.by_token.get(token)
+    }
+
+    /// The identity behind a request's `authorization: Bearer` header.
+    pub fn authenticate<T>(&self, req: &Request<T>) -> Result<Identity> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Error::Unauthenticated("missing bearer token".into()))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Error::Unauthenticated("authorization header is not `Bearer <token>`".into())
+            })?;
+        self.lookup(token.trim())
+            .cloned()
+            .ok_or_else(|| Error::Unauthenticated("invalid bearer token".into()))
+    }
+}
+
+/// A new random token (URL-safe, 43 characters).
+pub fn new_token() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..43)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    UpdateStatus,
+    Delete,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::UpdateStatus => "update-status",
+            Verb::Delete => "delete",
+        }
+    }
+
+    fn reads(self) -> bool {
+        matches!(self, Verb::Get | Verb::List | Verb::Watch)
+    }
+}
+
+fn pod_node(o: Option<&Object>) -> Option<&str> {
+    match o?.kind.as_ref()? {
+        object::Kind::Pod(p) => p.spec.as_ref().map(|s| s.node_name.as_str()),
+        _ => None,
+    }
+}
+
+/// May `who` do `verb` on `kind`/`name`? `old` is the stored object (for
+/// update and delete), `new` the object sent (create and updates).
+pub fn authorize(
+    who: &Identity,
+    verb: Verb,
+    kind: Kind,
+    name: &str,
+    old: Option<&Object>,
+    new: Option<&Object>,
+) -> Result<()> {
+    let allowed = match who.role {
+        Role::Admin => true,
+        Role::Viewer => verb.reads(),
+        Role::Node => {
+            let me = who.user.as_str();
+            verb.reads()
+                || match kind {
+                    Kind::Node => verb != Verb::Delete && name == me,
+                    Kind::Lease => name == me,
+                    Kind::Event => verb == Verb::Create,
+                    Kind::Pod => {
+                        matches!(verb, Verb::Update | Verb::UpdateStatus | Verb::Delete)
+                            && pod_node(old) == Some(me)
+                            && (new.is_none() || pod_node(new) == Some(me))
+                    }
+                    _ => false,
+                }
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "user {:?} (role {}) may not {} {} {name:?}",
+            who.user,
+            who.role.as_str(),
+            verb.as_str(),
+            kind.plural(),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keelson_model::Resource;
+    use keelson_proto::v1;
+
+    fn pod_on(node: &str) -> Object {
+        v1::Pod {
+            spec: Some(v1::PodSpec {
+                node_name: node.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .into_object()
+    }
+
+    #[test]
+    fn tokens_file() {
+        let t = Tokens::parse(
+            "# comment\nAAAAAAAAAAAAAAAAAAAA,alice,admin\n\nBBBBBBBBBBBBBBBBBBBB,n1,node\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            t.lookup("AAAAAAAAAAAAAAAAAAAA").map(|i| i.role),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            t.lookup("BBBBBBBBBBBBBBBBBBBB").map(|i| i.user.as_str()),
+            Some("n1")
+        );
+        assert!(t.lookup("nope").is_none());
+        assert!(Tokens::parse("short,a,admin").is_err());
+        assert!(Tokens::parse("AAAAAAAAAAAAAAAAAAAA,a,root").is_err());
+        assert!(Tokens::parse("AAAAAAAAAAAAAAAAAAAA,a").is_err());
+        assert_eq!(new_token().len(), 43);
+        assert_ne!(new_token(), new_token());
+    }
+
+    #[test]
+    fn roles() {
+        let admin = Identity {
+            user: "a".into(),
+            role: Role::Admin,
+        };
+        let viewer = Identity {
+            user: "v".into(),
+            role: Role::Viewer,
+        };
+        let n1 = Identity {
+            user: "n1".into(),
+            role: Role::Node,
+        };
+        let on1 = pod_on("n1");
+        let on2 = pod_on("n2");
+        let cases: Vec<(
+            &Identity,
+            Verb,
+            Kind,
+            &str,
+            Option<&Object>,
+            Option<&Object>,
+            bool,
+        )> = vec![
+            (&admin, Verb::Delete, Kind::Namespace, "x", None, None, true),
+            (&viewer, Verb::List, Kind::Pod, "", None, None, true),
+            (&viewer, Verb::Watch, Kind::Pod, "", None, None, true),
+            (&viewer, Verb::Create, Kind::Pod, "p", None, None, false),
+            (&viewer, Verb::Delete, Kind::Pod, "p", None, None, false),
+            (&n1, Verb::Get, Kind::Deployment, "d", None, None, true),
+            (&n1, Verb::UpdateStatus, Kind::Node, "n1", None, None, true),
+            (&n1, Verb::Create, Kind::Node, "n1", None, None, true),
+            (&n1, Verb::UpdateStatus, Kind::Node, "n2", None, None, false),
+            (&n1, Verb::Delete, Kind::Node, "n1", None, None, false),
+            (
+                &n1,
+                Verb::UpdateStatus,
+                Kind::Pod,
+                "p",
+                Some(&on1),
+                Some(&on1),
+                true,
+            ),
+            (&n1, Verb::Delete, Kind::Pod, "p", Some(&on1), None, true),
+            (
+                &n1,
+                Verb::UpdateStatus,
+                Kind::Pod,
+                "p",
+                Some(&on2),
+                Some(&on2),
+                false,
+            ),
+            (
+                &n1,
+                Verb::Update,
+                Kind::Pod,
+                "p",
+                Some(&on1),
+                Some(&on2),
+                false,
+            ),
+            (&n1, Verb::Create, Kind::Pod, "p", None, Some(&on1), false),
+            (&n1, Verb::Create, Kind::Event, "e", None, None, true),
+            (&n1, Verb::Delete, Kind::Event, "e", None, None, false),
+            (&n1, Verb::Update, Kind::Lease, "n1", None, None, true),
+            (
+                &n1,
+                Verb::Update,
+                Kind::Lease,
+                "kube-scheduler",
+                None,
+                None,
+                false,
+            ),
+            (&n1, Verb::Update, Kind::Deployment, "d", None, None, false),
+        ];
+        for (who, verb, kind, name, old, new, want) in cases {
+            let got = authorize(who, verb, kind, name, old, new);
+            assert_eq!(got.is_ok(), want, "{who:?} {verb:?} {kind} {name}");
+            if let Err(e) = got {
+                assert_eq!(e.code(), tonic::Code::PermissionDenied);
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The API server: typed resources (Pods, Nodes, Deployments...) over the
+//! store, served over gRPC by every replica. This is the only crate that
+//! imports `keelson-store`.
+//!
+//! # Layout
+//! - [`registry`]: objects in the store (keys, compare-and-swap writes,
+//!   graceful deletion, finalizers, paginated lists).
+//! - [`watch`]: watch streams from a resourceVersion, with bookmarks.
+//! - [`service`]: the gRPC services `Resources`, `Leases` and `Cluster`.
+//! - [`auth`]: bearer tokens and the admin / viewer / node roles.
+//! - [`metrics`]: Prometheus metrics on `/metrics`.
+//! - [`namespaces`]: the sweep that empties and removes deleted namespaces.
+//!
+//! # Entry point
+//! [`start`] opens a store replica ([`StoreConfig`]) and serves the API on
+//! its own port ([`ApiConfig`]).
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod namespaces;
+pub mod registry;
+pub mod service;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keelson_proto::api::cluster_server::ClusterServer;
+use keelson_proto::api::leases_server::LeasesServer;
+use keelson_proto::api::resources_server::ResourcesServer;
+pub use keelson_store::{ClusterState, Config as StoreConfig};
+use tokio::task::JoinHandle;
+
+pub use auth::{Role, Tokens};
+pub use error::{Error, Result};
+
+/// Largest API request or response message (the store's request limit
+/// plus room for gRPC framing).
+const API_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Pause between attempts to create the system namespaces at start.
+const BOOTSTRAP_RETRY_MS: u64 = 500;
+
+/// The API port's configuration.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub listen_api: SocketAddr,
+    /// Prometheus `/metrics`; None: not served.
+    pub listen_metrics: Option<SocketAddr>,
+    pub tokens: Tokens,
+}
+
+/// A running replica: the store and the API server over it.
+pub struct ApiServer {
+    pub store: keelson_store::Server,
+    pub api_addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Start a store replica and the API server over it.
+pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<ApiServer, String> {
+    let api_listener = tokio::net::TcpListener::bind(api.listen_api)
+        .await
+        .map_err(|e| format!("bind API address {}: {e}", api.listen_api))?;
+    let metrics_listener = match api.listen_metrics {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("bind metrics address {a}: {e}"))?,
+        ),
+        None => None,
+    };
+    let api_addr = api_listener
+        .local_addr()
+        .map_err(|e| format!("API address: {e}"))?;
+    let server = keelson_store::Server::start(store).await?;
+    let replica = server.replica.clone();
+    let registry = registry::Registry::new(replica.clone());
+    let metrics = Arc::new(metrics::Metrics::new());
+    let svc = service::Api {
+        registry: registry.clone(),
+        tokens: Arc::new(api.tokens),
+        metrics: metrics.clone(),
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health.set_serving::<ResourcesServer<service::Api>>().await;
+    let mut stop_api = stop_rx.clone();
+    let incoming =
+        tonic::transport::server::TcpIncoming::from(api_listener).with_nodelay(Some(true));
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(health_svc)
+        .add_service(
+            ResourcesServer::new(svc.clone())
+                .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(API_MESSAGE_BYTES_MAX),
+        )
+        .add_service(LeasesServer::new(svc.clone()))
+        .add_service(ClusterServer::new(svc));
+    tasks.push(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_api.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    }));
+    if let Some(l) = metrics_listener {
+        tasks.push(tokio::spawn(metrics::serve(
+            l,
+            metrics,
+            replica.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(namespaces::run(
+        registry.clone(),
+        stop_rx.clone(),
+    )));
+    let mut stop_boot = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            match registry.ensure_system_namespaces().await {
+                Ok(()) => return,
+                Err(e) => tracing::debug!(error = %e, "create system namespaces (retrying)"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(BOOTSTRAP_RETRY_MS)) => {}
+                _ = stop_boot.changed() => return,
+            }
+        }
+    }));
+    tracing::info!(api = %api_addr, "API server started");
+    Ok(ApiServer {
+        store: server,
+        api_addr,
+        stop,
+        tasks,
+    })
+}
+
+impl ApiServer {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.store.shutdown().await;
+    }
+}

@@ -1,0 +1,478 @@
+//! The gRPC services: Resources (typed CRUD and watch), Leases and Cluster.
+//! Each request is authenticated, authorized, counted and timed here; the
+//! store work is in [`crate::registry`] and [`crate::watch`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use keelson_model::selector::{FieldSelector, LabelSelector};
+use keelson_model::{kind_of, meta_of, Kind, Object};
+use keelson_proto::api::cluster_server::Cluster;
+use keelson_proto::api::leases_server::Leases;
+use keelson_proto::api::resources_server::Resources;
+use keelson_proto::api::*;
+use keelson_proto::raft::{command, command_result, Command, LeaseGrant, LeaseRevoke};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{authorize, Identity, Role, Tokens, Verb};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::registry::{parse_revision, DeleteOptions, ListOptions, Registry};
+use crate::watch::{self, WatchSpec, WATCH_QUEUE_EVENTS_MAX};
+
+/// Lease keep-alive replies queued per stream.
+const KEEPALIVE_QUEUE_MAX: usize = 64;
+/// Longest lease TTL a client may ask for (etcd's limit).
+const LEASE_TTL_MAX_SECS: i64 = 9_000_000_000;
+
+#[derive(Clone)]
+pub struct Api {
+    pub registry: Registry,
+    pub tokens: Arc<Tokens>,
+    pub metrics: Arc<Metrics>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+fn kind_from(resource: &str) -> Result<Kind, Error> {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.plural() == resource)
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "unknown resource {resource:?} (one of: {})",
+                Kind::ALL.map(|k| k.plural()).join(", ")
+            ))
+        })
+}
+
+fn object_kind(o: &Option<Object>) -> Result<(Object, Kind), Error> {
+    let o = o
+        .clone()
+        .ok_or_else(|| Error::BadRequest("missing object".into()))?;
+    let k = kind_of(&o).ok_or_else(|| Error::BadRequest("empty object".into()))?;
+    Ok((o, k))
+}
+
+fn name_of(o: &Object) -> String {
+    meta_of(o).map(|m| m.name.clone()).unwrap_or_default()
+}
+
+impl Api {
+    fn who<T>(&self, req: &Request<T>) -> Result<Identity, Error> {
+        self.tokens.authenticate(req)
+    }
+
+    /// Count and time one call.
+    fn done<T>(
+        &self,
+        verb: &str,
+        resource: &str,
+        start: Instant,
+        r: Result<T, Error>,
+    ) -> Result<T, Status> {
+        let code = match &r {
+            Ok(_) => tonic::Code::Ok,
+            Err(e) => e.code(),
+        };
+        self.metrics.observe(verb, resource, code, start.elapsed());
+        if let Err(e) = &r {
+            if e.code() == tonic::Code::Internal {
+                tracing::error!(verb, resource, error = %e, "request failed");
+            }
+        }
+        r.map_err(Status::from)
+    }
+}
+
+#[tonic::async_trait]
+impl Resources for Api {
+    async fn create(&self, req: Request<CreateRequest>) -> Result<Response<Object>, Status> {
+        let start = Instant::now();
+        let r = async {
+            let who = self.who(&req)?;
+            let req = req.into_inner();
+            let (obj, kind) = object_kind(&req.object)?;
+            authorize(&who, Verb::Create, kind, &name_of(&obj), None, Some(&obj))?;
+            Ok((kind, self.registry.create(obj, req.lease_id).await?))
+        }
+        .await;
+        let res = kind_label(&r);
+        self.done("create", res, start, r.map(|(_, o)| Response::new(o)))
+    }
+
+    async fn get(&self, req: Request<GetRequest>) -> Result<Response<Object>, Status> {
+        let start = Instant::now();
+        let resource = req.get_ref().resource.clone();
+        let r = async {
+            let who = self.who(&req)?;
+            let req = req.into_inner();
+            let kind = kind_from(&req.resource)?;
+            authorize(&who, Verb::Get, kind, &req.name, None, None)?;
+            let ns = namespace_for(kind, &req.namespace);
+            self.registry
+                .get(kind, &ns, &req.name)
+                .await
+                .map(Response::new)
+        }
+        .await;
+        self.done("get", &resource, start, r)
+    }
+
+    async fn list(&self, req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let start = Instant::now();
+        let resource = req.get_ref().resource.clone();
+        let r = async {
+            let who = self.who(&req)?;
+            let req = req.into_inner();
+            let kind = kind_from(&req.resource)?;
+            authorize(&who, Verb::List, kind, "", None, None)?;
+            let labels = LabelSelector::parse(&req.label_selector).map_err(Error::BadRequest)?;
+            let fields = FieldSelector::parse(&req.field_selector, kind).map_err(Error::BadRequest)?;
+            if req.limit < 0 {
+                return Err(Error::BadRequest("limit must not be negative".into()));
+            }
+            let local = match req.resource_version.as_str() {
+                "" => false,
+                "0" => true,
+                other => {
+                    return Err(Error::BadRequest(format!(
+                        "list resourceVersion {other:?}: only \"\" (latest) and \"0\" (any) are supported"
+                    )))
+                }
+            };
+            let ns = if kind.namespaced() { req.namespace.clone() } else { String::new() };
+            let page = self
+                .registry
+                .list(
+                    kind,
+                    ListOptions {
+                        namespace: &ns,
+                        labels: &labels,
+                        fields: &fields,
+                        limit: req.limit,
+                        continue_token: &req.continue_token,
+                        local,
+                    },
+                )
+                .await?;
+            Ok(Response::new(ListResponse {
+                items: page.items,
+                resource_version: page.revision.to_string(),
+                continue_token: page.continue_token,
+            }))
+        }
+        .await;
+        self.done("list", &resource, start, r)
+    }
+
+    async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
+        self.update_inner(req, false).await
+    }
+
+    async fn update_status(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
+        self.update_inner(req, true).await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        let start = Instant::now();
+        let resource = req.get_ref().resource.clone();
+        let r = async {
+            let who = self.who(&req)?;
+            let req = req.into_inner();
+            let kind = kind_from(&req.resource)?;
+            let ns = namespace_for(kind, &req.namespace);
+            let name = req.name.clone();
+            let check =
+                move |old: &Object| authorize(&who, Verb::Delete, kind, &name, Some(old), None);
+            let opts = DeleteOptions {
+                grace_period_seconds: req.grace_period_seconds,
+                propagation_policy: req.propagation_policy,
+                precondition_uid: req.precondition_uid,
+                precondition_resource_version: req.precondition_resource_version,
+            };
+            let (object, deleted) = self
+                .registry
+                .delete(kind, &ns, &req.name, &opts, &check)
+                .await?;
+            Ok(Response::new(DeleteResponse {
+                object: Some(object),
+                deleted,
+            }))
+        }
+        .await;
+        self.done("delete", &resource, start, r)
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
+        let start = Instant::now();
+        let resource = req.get_ref().resource.clone();
+        let r = async {
+            let who = self.who(&req)?;
+            let req = req.into_inner();
+            let kind = kind_from(&req.resource)?;
+            authorize(&who, Verb::Watch, kind, "", None, None)?;
+            let spec = WatchSpec {
+                kind,
+                namespace: if kind.namespaced() {
+                    req.namespace.clone()
+                } else {
+                    String::new()
+                },
+                labels: LabelSelector::parse(&req.label_selector).map_err(Error::BadRequest)?,
+                fields: FieldSelector::parse(&req.field_selector, kind)
+                    .map_err(Error::BadRequest)?,
+                from: parse_revision(&req.resource_version)?,
+                bookmarks: req.allow_bookmarks,
+            };
+            let (tx, rx) = mpsc::channel(WATCH_QUEUE_EVENTS_MAX);
+            tokio::spawn(watch::run(
+                self.registry.clone(),
+                spec,
+                tx,
+                self.metrics.watchers.clone(),
+            ));
+            let stream: EventStream = Box::pin(ReceiverStream::new(rx));
+            Ok(Response::new(stream))
+        }
+        .await;
+        self.done("watch", &resource, start, r)
+    }
+}
+
+fn kind_label(r: &Result<(Kind, Object), Error>) -> &'static str {
+    match r {
+        Ok((k, _)) => k.plural(),
+        Err(_) => "unknown",
+    }
+}
+
+/// The namespace a request names, defaulted for namespaced kinds.
+fn namespace_for(kind: Kind, ns: &str) -> String {
+    if !kind.namespaced() {
+        String::new()
+    } else if ns.is_empty() {
+        "default".into()
+    } else {
+        ns.to_string()
+    }
+}
+
+impl Api {
+    async fn update_inner(
+        &self,
+        req: Request<UpdateRequest>,
+        status_only: bool,
+    ) -> Result<Response<Object>, Status> {
+        let start = Instant::now();
+        let verb = if status_only {
+            Verb::UpdateStatus
+        } else {
+            Verb::Update
+        };
+        let mut resource = "unknown";
+        let r = async {
+            let who = self.who(&req)?;
+            let req = req.into_inner();
+            let (obj, kind) = object_kind(&req.object)?;
+            resource = kind.plural();
+            let name = name_of(&obj);
+            let check = move |old: &Object, new: &Object| {
+                authorize(&who, verb, kind, &name, Some(old), Some(new))
+            };
+            self.registry
+                .update(obj, req.lease_id, status_only, &check)
+                .await
+                .map(Response::new)
+        }
+        .await;
+        self.done(verb.as_str(), resource, start, r)
+    }
+}
+
+#[tonic::async_trait]
+impl Leases for Api {
+    async fn grant(
+        &self,
+        req: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let start = Instant::now();
+        let r = async {
+            let who = self.who(&req)?;
+            lease_allowed(&who)?;
+            let ttl = req.into_inner().ttl_seconds;
+            if ttl <= 0 || ttl > LEASE_TTL_MAX_SECS {
+                return Err(Error::BadRequest(format!(
+                    "lease TTL {ttl} must be in 1..={LEASE_TTL_MAX_SECS} seconds"
+                )));
+            }
+            // A random positive id; a collision (vanishingly rare) retries.
+            for _ in 0..3 {
+                let id = (rand::random::<u64>() >> 1).max(1) as i64;
+                let res = self
+                    .registry
+                    .replica
+                    .propose(Command {
+                        kind: Some(command::Kind::LeaseGrant(LeaseGrant { id, ttl })),
+                    })
+                    .await
+                    .map_err(Error::from)?;
+                match res.kind {
+                    Some(command_result::Kind::LeaseGrant(g)) => {
+                        return Ok(Response::new(LeaseGrantResponse {
+                            id: g.id,
+                            ttl_seconds: g.ttl,
+                        }))
+                    }
+                    Some(command_result::Kind::Error(e)) => {
+                        let err = keelson_store::Error::from_parts(e.code, &e.message);
+                        if matches!(err, keelson_store::Error::LeaseExists) {
+                            continue;
+                        }
+                        return Err(err.into());
+                    }
+                    other => return Err(Error::Internal(format!("unexpected result {other:?}"))),
+                }
+            }
+            Err(Error::Internal("could not pick a free lease id".into()))
+        }
+        .await;
+        self.done("grant", "leases", start, r)
+    }
+
+    type KeepAliveStream = KeepAliveStream;
+
+    async fn keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        let who = self.who(&req).map_err(Status::from)?;
+        lease_allowed(&who).map_err(Status::from)?;
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(KEEPALIVE_QUEUE_MAX);
+        let replica = self.registry.replica.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = match inbound.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) | Err(_) => return,
+                };
+                let reply = replica
+                    .keep_alive(msg.id)
+                    .await
+                    .map(|r| LeaseKeepAliveResponse {
+                        id: r.id,
+                        ttl_seconds: r.ttl,
+                    })
+                    .map_err(|e| Status::from(Error::from(e)));
+                if tx.send(reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn revoke(
+        &self,
+        req: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let start = Instant::now();
+        let r = async {
+            let who = self.who(&req)?;
+            lease_allowed(&who)?;
+            let id = req.into_inner().id;
+            let res = self
+                .registry
+                .replica
+                .propose(Command {
+                    kind: Some(command::Kind::LeaseRevoke(LeaseRevoke { id })),
+                })
+                .await?;
+            match res.kind {
+                Some(command_result::Kind::Error(e)) => {
+                    Err(keelson_store::Error::from_parts(e.code, &e.message).into())
+                }
+                _ => Ok(Response::new(LeaseRevokeResponse {})),
+            }
+        }
+        .await;
+        self.done("revoke", "leases", start, r)
+    }
+}
+
+fn lease_allowed(who: &Identity) -> Result<(), Error> {
+    if who.role == Role::Viewer {
+        return Err(Error::Forbidden(format!(
+            "user {:?} (role viewer) may not use leases",
+            who.user
+        )));
+    }
+    Ok(())
+}
+
+/// How long `cluster status` waits for each replica.
+const STATUS_WAIT_MS: u64 = 1500;
+
+#[tonic::async_trait]
+impl Cluster for Api {
+    async fn status(
+        &self,
+        req: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        self.who(&req).map_err(Status::from)?;
+        let replica = &self.registry.replica;
+        let members = replica.members();
+        let asks = members.iter().map(|m| async move {
+            let peer = m.peer_ur_ls.first().cloned().unwrap_or_default();
+            let mut out = ReplicaStatus {
+                name: m.name.clone(),
+                id: format!("{:x}", m.id),
+                peer_url: peer.clone(),
+                client_url: m.client_ur_ls.first().cloned().unwrap_or_default(),
+                learner: m.is_learner,
+                ..Default::default()
+            };
+            let ask = replica.member_status(m.id, &peer);
+            match tokio::time::timeout(Duration::from_millis(STATUS_WAIT_MS), ask).await {
+                Ok(Ok(s)) => {
+                    out.leader = s.leader == m.id;
+                    out.term = s.raft_term;
+                    out.commit_index = s.raft_index;
+                    out.applied_index = s.raft_applied_index;
+                    out.revision = s.header.map(|h| h.revision).unwrap_or(0);
+                    out.db_size_bytes = s.db_size.max(0) as u64;
+                }
+                Ok(Err(e)) => out.error = e.to_string(),
+                Err(_) => out.error = "no answer in time".into(),
+            }
+            out
+        });
+        let replicas = futures::future::join_all(asks).await;
+        Ok(Response::new(ClusterStatusResponse {
+            replicas,
+            answered_by: replica.name.clone(),
+        }))
+    }
+
+    async fn who_am_i(
+        &self,
+        req: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        let who = self.who(&req).map_err(Status::from)?;
+        Ok(Response::new(WhoAmIResponse {
+            user: who.user,
+            role: who.role.as_str().to_string(),
+        }))
+    }
+}

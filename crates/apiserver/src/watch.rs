@@ -1,0 +1,191 @@
+//! Watch: a task per stream reads the store's history from the requested
+//! revision, turns key changes into ADDED / MODIFIED / DELETED events as
+//! seen through the selectors (an object that stops matching is DELETED
+//! for this watcher), and sends bookmarks while it is idle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keelson_model::selector::{FieldSelector, LabelSelector};
+use keelson_model::{meta_of, Kind, Object};
+use keelson_proto::api::WatchEvent;
+use keelson_proto::mvccpb;
+use keelson_store::mvcc::KeyRange;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::error::Error;
+use crate::registry::{decode_kv, prefix_end, ListOptions, Registry};
+
+/// Events sent per read of the store's history.
+const WATCH_BATCH_EVENTS_MAX: usize = 512;
+/// Events queued for a slow client before the watch task waits for it.
+pub const WATCH_QUEUE_EVENTS_MAX: usize = 1024;
+/// How often an idle watcher that allows bookmarks gets one.
+const BOOKMARK_INTERVAL_MS: u64 = 1000;
+
+pub struct WatchSpec {
+    pub kind: Kind,
+    pub namespace: String,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    /// None: send the current objects as ADDED first.
+    pub from: Option<i64>,
+    pub bookmarks: bool,
+}
+
+fn event(typ: &str, object: Option<Object>, rev: i64) -> WatchEvent {
+    WatchEvent {
+        r#type: typ.to_string(),
+        object,
+        resource_version: rev.to_string(),
+    }
+}
+
+impl WatchSpec {
+    fn selects(&self, o: &Object) -> bool {
+        meta_of(o).is_some_and(|m| self.labels.matches(&m.labels)) && self.fields.matches(o)
+    }
+
+    /// The event one key change means for this watcher, if any.
+    fn translate(&self, ev: &mvccpb::Event, rev: i64) -> Result<Option<WatchEvent>, Error> {
+        let Some(kv) = ev.kv.as_ref() else {
+            return Ok(None);
+        };
+        let prev = match ev.prev_kv.as_ref() {
+            Some(p) => Some(decode_kv(self.kind, p)?),
+            None => None,
+        };
+        let was = prev.as_ref().is_some_and(|p| self.selects(p));
+        if ev.r#type == mvccpb::event::EventType::Delete as i32 {
+            return Ok(match prev {
+                Some(mut p) if was => {
+                    if let Some(m) = keelson_model::meta_of_mut(&mut p) {
+                        m.resource_version = rev.to_string();
+                    }
+                    Some(event("DELETED", Some(p), rev))
+                }
+                _ => None,
+            });
+        }
+        let cur = decode_kv(self.kind, kv)?;
+        let is = self.selects(&cur);
+        Ok(match (was, is) {
+            (false, true) => Some(event("ADDED", Some(cur), rev)),
+            (true, true) => Some(event("MODIFIED", Some(cur), rev)),
+            (true, false) => Some(event("DELETED", Some(cur), rev)),
+            (false, false) => None,
+        })
+    }
+}
+
+/// Run one watch until the client goes away or the history it needs is
+/// compacted (then it gets OUT_OF_RANGE: "expired, relist").
+pub async fn run(
+    registry: Registry,
+    spec: WatchSpec,
+    tx: mpsc::Sender<Result<WatchEvent, Status>>,
+    watchers: Arc<prometheus_client::metrics::gauge::Gauge>,
+) {
+    watchers.inc();
+    let result = stream(&registry, &spec, &tx).await;
+    watchers.dec();
+    if let Err(e) = result {
+        let _ = tx.send(Err(e.into())).await;
+    }
+}
+
+async fn stream(
+    registry: &Registry,
+    spec: &WatchSpec,
+    tx: &mpsc::Sender<Result<WatchEvent, Status>>,
+) -> Result<(), Error> {
+    let mut revision_rx = registry.replica.sm().subscribe();
+    let mut next = match spec.from {
+        Some(rv) => rv + 1,
+        None => {
+            // The current state first, then the changes after it.
+            let mut token = String::new();
+            let at = loop {
+                let page = registry
+                    .list(
+                        spec.kind,
+                        ListOptions {
+                            namespace: &spec.namespace,
+                            labels: &spec.labels,
+                            fields: &spec.fields,
+                            limit: WATCH_BATCH_EVENTS_MAX as i64,
+                            continue_token: &token,
+                            local: false,
+                        },
+                    )
+                    .await?;
+                for o in page.items {
+                    if tx
+                        .send(Ok(event("ADDED", Some(o), page.revision)))
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                if page.continue_token.is_empty() {
+                    break page.revision;
+                }
+                token = page.continue_token;
+            };
+            at + 1
+        }
+    };
+    let prefix = spec.kind.prefix(&spec.namespace);
+    let range = KeyRange::new(prefix.as_bytes(), &prefix_end(prefix.as_bytes()));
+    let mut bookmark = tokio::time::interval(Duration::from_millis(BOOKMARK_INTERVAL_MS));
+    bookmark.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sent_since_bookmark = false;
+    loop {
+        // Read what is there, without holding the state lock across sends.
+        let (events, upto) = {
+            let sm = registry.replica.sm().read();
+            match sm.events_since(next, &range, true, WATCH_BATCH_EVENTS_MAX) {
+                Ok(x) => x,
+                Err(keelson_store::Error::Compacted) => {
+                    return Err(Error::Expired(format!(
+                        "resourceVersion {} is too old: history before {} has been compacted",
+                        next - 1,
+                        sm.compacted_revision()
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        for ev in &events {
+            if let Some(out) = spec.translate(&ev.event, ev.revision)? {
+                sent_since_bookmark = true;
+                if tx.send(Ok(out)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        next = upto.max(next);
+        if next <= registry.revision() {
+            continue; // more history is waiting
+        }
+        tokio::select! {
+            changed = revision_rx.changed() => {
+                if changed.is_err() {
+                    return Err(Error::Unavailable("the replica is shutting down".into()));
+                }
+            }
+            _ = bookmark.tick() => {
+                if spec.bookmarks && !sent_since_bookmark {
+                    let rv = (next - 1).max(0);
+                    if tx.send(Ok(event("BOOKMARK", None, rv))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                sent_since_bookmark = false;
+            }
+            _ = tx.closed() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The resource kinds: names, API groups, where each lives in the store, and
+//! the [`Resource`] trait that lets code work on any kind generically.
+
+use keelson_proto::api::{object, Object};
+use keelson_proto::v1;
+
+/// Every kind the API serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Namespace,
+    Node,
+    Pod,
+    ReplicaSet,
+    Deployment,
+    Service,
+    Endpoints,
+    Event,
+    Lease,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Namespace,
+        Kind::Node,
+        Kind::Pod,
+        Kind::ReplicaSet,
+        Kind::Deployment,
+        Kind::Service,
+        Kind::Endpoints,
+        Kind::Event,
+        Kind::Lease,
+    ];
+
+    /// The kind as written in manifests (`kind: Deployment`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Node => "Node",
+            Kind::Pod => "Pod",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::Deployment => "Deployment",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::Event => "Event",
+            Kind::Lease => "Lease",
+        }
+    }
+
+    /// The plural resource name used in requests and store keys.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Namespace => "namespaces",
+            Kind::Node => "nodes",
+            Kind::Pod => "pods",
+            Kind::ReplicaSet => "replicasets",
+            Kind::Deployment => "deployments",
+            Kind::Service => "services",
+            Kind::Endpoints => "endpoints",
+            Kind::Event => "events",
+            Kind::Lease => "leases",
+        }
+    }
+
+    /// `apiVersion` as Kubernetes spells it for this kind.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::ReplicaSet | Kind::Deployment => "apps/v1",
+            Kind::Lease => "coordination.k8s.io/v1",
+            _ => "v1",
+        }
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Kind::Namespace | Kind::Node)
+    }
+
+    /// Whether objects of this kind have a status the status verb updates
+    /// (for the others, update writes the whole object).
+    pub fn has_status(self) -> bool {
+        !matches!(self, Kind::Endpoints | Kind::Event | Kind::Lease)
+    }
+
+    /// Names a user may type: plural, singular, kind, and kubectl's short
+    /// names (`po`, `deploy`, `svc`, `ns`...), case-insensitive.
+    pub fn parse(s: &str) -> Option<Kind> {
+        let s = s.to_ascii_lowercase();
+        Kind::ALL.into_iter().find(|k| {
+            let short: &[&str] = match k {
+                Kind::Namespace => &["ns", "namespace"],
+                Kind::Node => &["no", "node"],
+                Kind::Pod => &["po", "pod"],
+                Kind::ReplicaSet => &["rs", "replicaset"],
+                Kind::Deployment => &["deploy", "deployment"],
+                Kind::Service => &["svc", "service"],
+                Kind::Endpoints => &["ep"],
+                Kind::Event => &["ev", "event"],
+                Kind::Lease => &["lease"],
+            };
+            s == k.plural() || s == k.name().to_ascii_lowercase() || short.contains(&s.as_str())
+        })
+    }
+
+    /// The store key prefix of this kind in `namespace` (all namespaces when
+    /// empty): `/registry/pods/default/`.
+    pub fn prefix(self, namespace: &str) -> String {
+        if self.namespaced() && !namespace.is_empty() {
+            format!("/registry/{}/{}/", self.plural(), namespace)
+        } else {
+            format!("/registry/{}/", self.plural())
+        }
+    }
+
+    /// The store key of one object.
+    pub fn key(self, namespace: &str, name: &str) -> String {
+        if self.namespaced() {
+            format!("/registry/{}/{}/{}", self.plural(), namespace, name)
+        } else {
+            format!("/registry/{}/{}", self.plural(), name)
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A typed resource: what `Api<K>` and the reflector need to know about K.
+pub trait Resource: Clone + Default + Send + Sync + 'static + prost::Message {
+    const KIND: Kind;
+    fn meta(&self) -> &v1::ObjectMeta;
+    fn meta_mut(&mut self) -> &mut v1::ObjectMeta;
+    fn into_object(self) -> Object;
+    /// The object if it is of this kind.
+    fn from_object(o: Object) -> Option<Self>;
+}
+
+macro_rules! resource {
+    ($t:ident, $variant:ident) => {
+        impl Resource for v1::$t {
+            const KIND: Kind = Kind::$t;
+            fn meta(&self) -> &v1::ObjectMeta {
+                static EMPTY: std::sync::OnceLock<v1::ObjectMeta> = std::sync::OnceLock::new();
+                self.metadata
+                    .as_ref()
+                    .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+            }
+            fn meta_mut(&mut self) -> &mut v1::ObjectMeta {
+                self.metadata.get_or_insert_with(Default::default)
+            }
+            fn into_object(self) -> Object {
+                Object {
+                    kind: Some(object::Kind::$variant(self)),
+                }
+            }
+            fn from_object(o: Object) -> Option<Self> {
+                match o.kind {
+                    Some(object::Kind::$variant(x)) => Some(x),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+resource!(Namespace, Namespace);
+resource!(Node, Node);
+resource!(Pod, Pod);
+resource!(ReplicaSet, ReplicaSet);
+resource!(Deployment, Deployment);
+resource!(Service, Service);
+resource!(Endpoints, Endpoints);
+resource!(Event, Event);
+resource!(Lease, Lease);
+
+/// Calls `$f` with the typed object inside an [`Object`], whatever its kind.
+#[macro_export]
+macro_rules! with_object {
+    ($obj:expr, $x:ident => $body:expr) => {
+        match $obj {
+            ::keelson_proto::api::object::Kind::Namespace($x) => $body,
+            ::keelson_proto::api::object::Kind::Node($x) => $body,
+            ::keelson_proto::api::object::Kind::Pod($x) => $body,
+            ::keelson_proto::api::object::Kind::ReplicaSet($x) => $body,
+            ::keelson_proto::api::object::Kind::Deployment($x) => $body,
+            ::keelson_proto::api::object::Kind::Service($x) => $body,
+            ::keelson_proto::api::object::Kind::Endpoints($x) => $body,
+            ::keelson_proto::api::object::Kind::Event($x) => $body,
+            ::keelson_proto::api::object::Kind::Lease($x) => $body,
+        }
+    };
+}
+
+/// The kind of an object (None for an empty `Object`).
+pub fn kind_of(o: &Object) -> Option<Kind> {
+    Some(match o.kind.as_ref()? {
+        object::Kind::Namespace(_) => Kind::Namespace,
+        object::Kind::Node(_) => Kind::Node,
+        object::Kind::Pod(_) => Kind::Pod,
+        object::Kind::ReplicaSet(_) => Kind::ReplicaSet,
+        object::Kind::Deployment(_) => Kind::Deployment,
+        object::Kind::Service(_) => Kind::Service,
+        object::Kind::Endpoints(_) => Kind::Endpoints,
+        object::Kind::Event(_) => Kind::Event,
+        object::Kind::Lease(_) => Kind::Lease,
+    })
+}
+
+/// An object's metadata (None for an empty `Object` or one without it).
+pub fn meta_of(o: &Object) -> Option<&v1::ObjectMeta> {
+    with_object!(o.kind.as_ref()?, x => x.metadata.as_ref())
+}
+
+/// An object's metadata, created if missing.
+pub fn meta_of_mut(o: &mut Object) -> Option<&mut v1::ObjectMeta> {
+    Some(with_object!(o.kind.as_mut()?, x => x.metadata.get_or_insert_with(Default::default)))
+}
+
+/// Decode a stored object of `kind` (protobuf).
+pub fn decode(kind: Kind, bytes: &[u8]) -> Result<Object, prost::DecodeError> {
+    use prost::Message;
+    let k = match kind {
+        Kind::Namespace => object::Kind::Namespace(v1::Namespace::decode(bytes)?),
+        Kind::Node => object::Kind::Node(v1::Node::decode(bytes)?),
+        Kind::Pod => object::Kind::Pod(v1::Pod::decode(bytes)?),
+        Kind::ReplicaSet => object::Kind::ReplicaSet(v1::ReplicaSet::decode(bytes)?),
+        Kind::Deployment => object::Kind::Deployment(v1::Deployment::decode(bytes)?),
+        Kind::Service => object::Kind::Service(v1::Service::decode(bytes)?),
+        Kind::Endpoints => object::Kind::Endpoints(v1::Endpoints::decode(bytes)?),
+        Kind::Event => object::Kind::Event(v1::Event::decode(bytes)?),
+        Kind::Lease => object::Kind::Lease(v1::Lease::decode(bytes)?),
+    };
+    Ok(Object { kind: Some(k) })
+}
+
+/// Encode an object for the store (the typed message, protobuf).
+pub fn encode(o: &Object) -> Vec<u8> {
+    use prost::Message;
+    match o.kind.as_ref() {
+        Some(k) => with_object!(k, x => x.encode_to_vec()),
+        None => Vec::new(),
+    }
+}

@@ -1,0 +1,1476 @@
+//! Validation of objects as the API server receives them: every problem at
+//! once, each a message naming the field in Kubernetes' style:
+//!
+//! ```text
+//! metadata.name: Invalid value "Web_1": must be a lowercase RFC 1123 subdomain ...
+//! spec.containers[0].image: Required value
+//! ```
+//!
+//! [`validate`] checks one object on its own; [`validate_update`] checks
+//! only what may not change between two versions (the caller checks
+//! name, namespace and uid, and validates the new object itself).
+//! Nothing here panics, whatever the input.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Debug;
+use std::net::IpAddr;
+
+use keelson_proto::api::object::Kind as Variant;
+use keelson_proto::api::Object;
+use keelson_proto::v1;
+
+use crate::kinds::{kind_of, meta_of, Kind};
+use crate::quantity;
+
+/// Longest DNS-1123 label (namespace, service and container names).
+const DNS1123_LABEL_MAX: usize = 63;
+/// Longest DNS-1123 subdomain (most object names, label key prefixes).
+const DNS1123_SUBDOMAIN_MAX: usize = 253;
+/// Longest label value, and name part of a label key.
+const LABEL_NAME_MAX: usize = 63;
+/// Longest IANA service name (container port names).
+const IANA_SVC_NAME_MAX: usize = 15;
+/// Highest TCP/UDP port.
+const PORT_MAX: i32 = 65535;
+/// The node port range.
+const NODE_PORT_MIN: i32 = 30000;
+const NODE_PORT_MAX: i32 = 32767;
+/// Highest percentage of `maxUnavailable`.
+const PERCENT_MAX: i64 = 100;
+/// Stands for the random suffix appended to `generateName`.
+const GENERATED_SUFFIX: &str = "x1234";
+
+const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP"];
+const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+const TEMPLATE_RESTART_POLICIES: &[&str] = &["Always"];
+const TAINT_EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
+const TOLERATION_OPERATORS: &[&str] = &["Exists", "Equal"];
+const PROBE_SCHEMES: &[&str] = &["HTTP", "HTTPS"];
+const SELECTOR_OPERATORS: &[&str] = &["In", "NotIn", "Exists", "DoesNotExist"];
+const STRATEGY_TYPES: &[&str] = &["RollingUpdate", "Recreate"];
+const SERVICE_TYPES: &[&str] = &["ClusterIP", "NodePort", "LoadBalancer"];
+const SESSION_AFFINITIES: &[&str] = &["None", "ClientIP"];
+const EVENT_TYPES: &[&str] = &["Normal", "Warning"];
+const CONTAINER_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage", "pods"];
+
+const MSG_SUBDOMAIN: &str = "must be a lowercase RFC 1123 subdomain: lowercase alphanumerics, \
+     '-' or '.', starting and ending with an alphanumeric, at most 253 characters (e.g. 'example.com')";
+const MSG_LABEL: &str = "must be a lowercase RFC 1123 label: lowercase alphanumerics or '-', \
+     starting and ending with an alphanumeric, at most 63 characters (e.g. 'my-name')";
+const MSG_LABEL_KEY: &str = "must be an optional DNS subdomain prefix and '/', then a name of at \
+     most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric \
+     (e.g. 'app' or 'example.com/app')";
+const MSG_LABEL_VALUE: &str = "must be empty or at most 63 alphanumerics, '-', '_' or '.', \
+     starting and ending with an alphanumeric";
+const MSG_PORT_NAME: &str = "must be an IANA service name: at most 15 lowercase alphanumerics \
+     or '-', with at least one letter, not starting or ending with '-' and without '--'";
+const MSG_PORT: &str = "must be between 1 and 65535, inclusive";
+const MSG_NON_NEGATIVE: &str = "must be greater than or equal to 0";
+const MSG_IP: &str = "must be a valid IP address";
+
+/// The problems found so far.
+#[derive(Default)]
+struct Errors(Vec<String>);
+
+impl Errors {
+    fn required(&mut self, path: &str) {
+        self.0.push(format!("{path}: Required value"));
+    }
+
+    fn required_because(&mut self, path: &str, why: &str) {
+        self.0.push(format!("{path}: Required value: {why}"));
+    }
+
+    fn invalid(&mut self, path: &str, value: impl Debug, why: &str) {
+        self.0
+            .push(format!("{path}: Invalid value {value:?}: {why}"));
+    }
+
+    fn forbidden(&mut self, path: &str, why: &str) {
+        self.0.push(format!("{path}: Forbidden: {why}"));
+    }
+
+    fn duplicate(&mut self, path: &str, value: impl Debug) {
+        self.0.push(format!("{path}: Duplicate value {value:?}"));
+    }
+
+    fn unsupported(&mut self, path: &str, value: &str, supported: &[&str]) {
+        let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+        self.0.push(format!(
+            "{path}: Unsupported value {value:?}: supported values: {}",
+            list.join(", ")
+        ));
+    }
+
+    /// `value` must be empty (the default) or one of `supported`.
+    fn empty_or_one_of(&mut self, path: &str, value: &str, supported: &[&str]) {
+        if !value.is_empty() && !supported.contains(&value) {
+            self.unsupported(path, value, supported);
+        }
+    }
+
+    fn non_negative(&mut self, path: &str, value: impl Into<i64>) {
+        let value = value.into();
+        if value < 0 {
+            self.invalid(path, value, MSG_NON_NEGATIVE);
+        }
+    }
+
+    fn port(&mut self, path: &str, port: i32) {
+        if !(1..=PORT_MAX).contains(&port) {
+            self.invalid(path, port, MSG_PORT);
+        }
+    }
+
+    fn into_result(self) -> Result<(), Vec<String>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+// ---- names ----
+
+fn alnum_ends(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Lowercase alphanumerics and '-', starting and ending with an alphanumeric.
+fn is_label_shaped(s: &str) -> bool {
+    alnum_ends(s)
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A DNS-1123 label: `my-name`, at most 63 characters, no dots.
+pub fn is_dns1123_label(s: &str) -> bool {
+    s.len() <= DNS1123_LABEL_MAX && is_label_shaped(s)
+}
+
+/// A DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= DNS1123_SUBDOMAIN_MAX && s.split('.').all(is_label_shaped)
+}
+
+/// The name part of a label key, or a non-empty label value.
+fn is_qualified_name_part(s: &str) -> bool {
+    s.len() <= LABEL_NAME_MAX
+        && alnum_ends(s)
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A label (or annotation, node selector, taint) key: `app`,
+/// `example.com/app`.
+pub fn is_label_key(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((prefix, name)) => is_dns1123_subdomain(prefix) && is_qualified_name_part(name),
+        None => is_qualified_name_part(s),
+    }
+}
+
+/// A label value: empty, or like the name part of a key.
+pub fn is_label_value(s: &str) -> bool {
+    s.is_empty() || is_qualified_name_part(s)
+}
+
+/// An IANA service name, as container and probe ports are named: `http`.
+fn is_iana_svc_name(s: &str) -> bool {
+    s.len() <= IANA_SVC_NAME_MAX
+        && is_label_shaped(s)
+        && s.chars().any(|c| c.is_ascii_lowercase())
+        && !s.contains("--")
+}
+
+/// An environment variable name: `[-._a-zA-Z][-._a-zA-Z0-9]*`.
+fn is_env_var_name(s: &str) -> bool {
+    !s.starts_with(|c: char| c.is_ascii_digit())
+        && !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn is_ip(s: &str) -> bool {
+    s.parse::<IpAddr>().is_ok()
+}
+
+// ---- shared pieces ----
+
+fn check_labels(e: &mut Errors, path: &str, labels: &BTreeMap<String, String>) {
+    for (key, value) in labels {
+        if !is_label_key(key) {
+            e.invalid(path, key, MSG_LABEL_KEY);
+        }
+        if !is_label_value(value) {
+            e.invalid(&format!("{path}[{key}]"), value, MSG_LABEL_VALUE);
+        }
+    }
+}
+
+fn check_annotations(e: &mut Errors, path: &str, annotations: &BTreeMap<String, String>) {
+    for key in annotations.keys().filter(|k| !is_label_key(k)) {
+        e.invalid(path, key, MSG_LABEL_KEY);
+    }
+}
+
+fn check_meta(e: &mut Errors, kind: Kind, meta: Option<&v1::ObjectMeta>) {
+    let default = v1::ObjectMeta::default();
+    let m = meta.unwrap_or(&default);
+    let (valid_name, msg): (fn(&str) -> bool, &str) = match kind {
+        Kind::Namespace | Kind::Service => (is_dns1123_label, MSG_LABEL),
+        _ => (is_dns1123_subdomain, MSG_SUBDOMAIN),
+    };
+    if !m.name.is_empty() {
+        if !valid_name(&m.name) {
+            e.invalid("metadata.name", &m.name, msg);
+        }
+    } else if m.generate_name.is_empty() {
+        e.required_because("metadata.name", "name or generateName is required");
+    } else if !valid_name(&format!("{}{GENERATED_SUFFIX}", m.generate_name)) {
+        e.invalid("metadata.generateName", &m.generate_name, msg);
+    }
+    if !m.namespace.is_empty() && !is_dns1123_label(&m.namespace) {
+        e.invalid("metadata.namespace", &m.namespace, MSG_LABEL);
+    }
+    check_labels(e, "metadata.labels", &m.labels);
+    check_annotations(e, "metadata.annotations", &m.annotations);
+    for (i, r) in m.owner_references.iter().enumerate() {
+        for (field, value) in [
+            ("apiVersion", &r.api_version),
+            ("kind", &r.kind),
+            ("name", &r.name),
+            ("uid", &r.uid),
+        ] {
+            if value.is_empty() {
+                e.required(&format!("metadata.ownerReferences[{i}].{field}"));
+            }
+        }
+    }
+}
+
+/// An int-or-string port: 1..=65535 or an IANA service name. Returns the
+/// name when it is one.
+fn check_int_or_name<'a>(e: &mut Errors, path: &str, port: &'a str) -> Option<&'a str> {
+    match port.parse::<i64>() {
+        Ok(n) if (1..=i64::from(PORT_MAX)).contains(&n) => None,
+        Ok(n) => {
+            e.invalid(path, n, MSG_PORT);
+            None
+        }
+        Err(_) if is_iana_svc_name(port) => Some(port),
+        Err(_) => {
+            e.invalid(path, port, MSG_PORT_NAME);
+            None
+        }
+    }
+}
+
+// ---- pods ----
+
+fn check_pod_spec(e: &mut Errors, p: &str, spec: Option<&v1::PodSpec>, in_template: bool) {
+    let Some(spec) = spec else {
+        e.required(p);
+        return;
+    };
+    if spec.containers.is_empty() {
+        e.required(&format!("{p}.containers"));
+    }
+    let mut names = HashSet::new();
+    let mut port_names = HashSet::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        let cp = format!("{p}.containers[{i}]");
+        check_container(e, &cp, c, &mut names, &mut port_names);
+    }
+    let policies = if in_template {
+        TEMPLATE_RESTART_POLICIES
+    } else {
+        RESTART_POLICIES
+    };
+    e.empty_or_one_of(
+        &format!("{p}.restartPolicy"),
+        &spec.restart_policy,
+        policies,
+    );
+    if let Some(t) = spec.termination_grace_period_seconds {
+        e.non_negative(&format!("{p}.terminationGracePeriodSeconds"), t);
+    }
+    check_labels(e, &format!("{p}.nodeSelector"), &spec.node_selector);
+    if !spec.node_name.is_empty() && !is_dns1123_subdomain(&spec.node_name) {
+        e.invalid(&format!("{p}.nodeName"), &spec.node_name, MSG_SUBDOMAIN);
+    }
+    if !spec.hostname.is_empty() && !is_dns1123_label(&spec.hostname) {
+        e.invalid(&format!("{p}.hostname"), &spec.hostname, MSG_LABEL);
+    }
+    for (i, t) in spec.tolerations.iter().enumerate() {
+        check_toleration(e, &format!("{p}.tolerations[{i}]"), t);
+    }
+}
+
+fn check_container(
+    e: &mut Errors,
+    p: &str,
+    c: &v1::Container,
+    names: &mut HashSet<String>,
+    port_names: &mut HashSet<String>,
+) {
+    let name_path = format!("{p}.name");
+    if c.name.is_empty() {
+        e.required(&name_path);
+    } else if !is_dns1123_label(&c.name) {
+        e.invalid(&name_path, &c.name, MSG_LABEL);
+    } else if !names.insert(c.name.clone()) {
+        e.duplicate(&name_path, &c.name);
+    }
+    if c.image.trim().is_empty() {
+        e.required(&format!("{p}.image"));
+    }
+    for (j, port) in c.ports.iter().enumerate() {
+        let pp = format!("{p}.ports[{j}]");
+        e.port(&format!("{pp}.containerPort"), port.container_port);
+        if !(0..=PORT_MAX).contains(&port.host_port) {
+            e.invalid(
+                &format!("{pp}.hostPort"),
+                port.host_port,
+                "must be between 0 and 65535, inclusive",
+            );
+        }
+        e.empty_or_one_of(&format!("{pp}.protocol"), &port.protocol, PROTOCOLS);
+        if !port.name.is_empty() {
+            if !is_iana_svc_name(&port.name) {
+                e.invalid(&format!("{pp}.name"), &port.name, MSG_PORT_NAME);
+            } else if !port_names.insert(port.name.clone()) {
+                e.duplicate(&format!("{pp}.name"), &port.name);
+            }
+        }
+        if !port.host_ip.is_empty() && !is_ip(&port.host_ip) {
+            e.invalid(&format!("{pp}.hostIP"), &port.host_ip, MSG_IP);
+        }
+    }
+    for (j, env) in c.env.iter().enumerate() {
+        let path = format!("{p}.env[{j}].name");
+        if env.name.is_empty() {
+            e.required(&path);
+        } else if !is_env_var_name(&env.name) {
+            e.invalid(
+                &path,
+                &env.name,
+                "must consist of letters, digits, '_', '-' or '.', and must not start with a digit",
+            );
+        }
+    }
+    if let Some(r) = &c.resources {
+        check_resources(e, &format!("{p}.resources"), r);
+    }
+    for (field, probe, single_success) in [
+        ("livenessProbe", &c.liveness_probe, true),
+        ("readinessProbe", &c.readiness_probe, false),
+        ("startupProbe", &c.startup_probe, true),
+    ] {
+        if let Some(probe) = probe {
+            check_probe(e, &format!("{p}.{field}"), probe, &c.ports, single_success);
+        }
+    }
+}
+
+/// Parses a requests or limits list, reporting bad names and values.
+fn resource_list<'a>(
+    e: &mut Errors,
+    p: &str,
+    list: &'a BTreeMap<String, String>,
+) -> BTreeMap<&'a str, (i64, &'a str)> {
+    let mut parsed = BTreeMap::new();
+    for (name, value) in list {
+        let path = format!("{p}[{name}]");
+        if !CONTAINER_RESOURCES.contains(&name.as_str()) {
+            e.unsupported(&path, name, CONTAINER_RESOURCES);
+            continue;
+        }
+        match quantity::parse(name, value) {
+            Ok(n) => {
+                parsed.insert(name.as_str(), (n, value.as_str()));
+            }
+            Err(why) => e.invalid(&path, value, &why),
+        }
+    }
+    parsed
+}
+
+fn check_resources(e: &mut Errors, p: &str, r: &v1::ResourceRequirements) {
+    let limits = resource_list(e, &format!("{p}.limits"), &r.limits);
+    let requests = resource_list(e, &format!("{p}.requests"), &r.requests);
+    for (name, (request, raw)) in &requests {
+        if let Some((limit, raw_limit)) = limits.get(name) {
+            if request > limit {
+                e.invalid(
+                    &format!("{p}.requests[{name}]"),
+                    raw,
+                    &format!("must be less than or equal to the {name} limit of {raw_limit}"),
+                );
+            }
+        }
+    }
+}
+
+fn check_probe(
+    e: &mut Errors,
+    p: &str,
+    probe: &v1::Probe,
+    ports: &[v1::ContainerPort],
+    single_success: bool,
+) {
+    let handlers = [
+        probe.exec.is_some(),
+        probe.http_get.is_some(),
+        probe.tcp_socket.is_some(),
+    ]
+    .into_iter()
+    .filter(|h| *h)
+    .count();
+    match handlers {
+        0 => e.required_because(
+            p,
+            "must specify a handler type (exec, httpGet or tcpSocket)",
+        ),
+        1 => {}
+        _ => e.forbidden(p, "may not specify more than 1 handler type"),
+    }
+    if probe.exec.as_ref().is_some_and(|x| x.command.is_empty()) {
+        e.required(&format!("{p}.exec.command"));
+    }
+    if let Some(h) = &probe.http_get {
+        check_probe_port(e, &format!("{p}.httpGet.port"), &h.port, ports);
+        e.empty_or_one_of(&format!("{p}.httpGet.scheme"), &h.scheme, PROBE_SCHEMES);
+    }
+    if let Some(t) = &probe.tcp_socket {
+        check_probe_port(e, &format!("{p}.tcpSocket.port"), &t.port, ports);
+    }
+    for (field, value) in [
+        ("initialDelaySeconds", probe.initial_delay_seconds),
+        ("timeoutSeconds", probe.timeout_seconds),
+        ("periodSeconds", probe.period_seconds),
+        ("successThreshold", probe.success_threshold),
+        ("failureThreshold", probe.failure_threshold),
+    ] {
+        e.non_negative(&format!("{p}.{field}"), value);
+    }
+    if let Some(t) = probe.termination_grace_period_seconds {
+        e.non_negative(&format!("{p}.terminationGracePeriodSeconds"), t);
+    }
+    if single_success && probe.success_threshold > 1 {
+        e.invalid(
+            &format!("{p}.successThreshold"),
+            probe.success_threshold,
+            "must be 1",
+        );
+    }
+}
+
+fn check_probe_port(e: &mut Errors, path: &str, port: &str, ports: &[v1::ContainerPort]) {
+    if port.is_empty() {
+        e.required(path);
+    } else if let Some(name) = check_int_or_name(e, path, port) {
+        if !ports.iter().any(|cp| cp.name == name) {
+            e.invalid(
+                path,
+                name,
+                "must be the name of one of the container's ports",
+            );
+        }
+    }
+}
+
+fn check_toleration(e: &mut Errors, p: &str, t: &v1::Toleration) {
+    if !t.key.is_empty() && !is_label_key(&t.key) {
+        e.invalid(&format!("{p}.key"), &t.key, MSG_LABEL_KEY);
+    }
+    let op_path = format!("{p}.operator");
+    e.empty_or_one_of(&op_path, &t.operator, TOLERATION_OPERATORS);
+    match t.operator.as_str() {
+        "Exists" if !t.value.is_empty() => e.invalid(
+            &format!("{p}.value"),
+            &t.value,
+            "must be empty when `operator` is 'Exists'",
+        ),
+        "" | "Equal" => {
+            if t.key.is_empty() {
+                e.invalid(
+                    &op_path,
+                    &t.operator,
+                    "must be 'Exists' when `key` is empty",
+                );
+            }
+            if !is_label_value(&t.value) {
+                e.invalid(&format!("{p}.value"), &t.value, MSG_LABEL_VALUE);
+            }
+        }
+        _ => {}
+    }
+    let effect_path = format!("{p}.effect");
+    e.empty_or_one_of(&effect_path, &t.effect, TAINT_EFFECTS);
+    if t.toleration_seconds.is_some() && t.effect != "NoExecute" {
+        e.invalid(
+            &effect_path,
+            &t.effect,
+            "must be 'NoExecute' when `tolerationSeconds` is set",
+        );
+    }
+}
+
+// ---- workloads ----
+
+fn selector_is_empty(sel: &v1::LabelSelector) -> bool {
+    sel.match_labels.is_empty() && sel.match_expressions.is_empty()
+}
+
+/// Whether `sel` selects an object with `labels`.
+fn selector_matches(sel: &v1::LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    sel.match_labels
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+        && sel.match_expressions.iter().all(|r| {
+            let value = labels.get(&r.key);
+            let listed = value.is_some_and(|v| r.values.contains(v));
+            match r.operator.as_str() {
+                "In" => listed,
+                "NotIn" => !listed,
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+fn check_selector(e: &mut Errors, p: &str, sel: Option<&v1::LabelSelector>) {
+    let Some(sel) = sel.filter(|s| !selector_is_empty(s)) else {
+        e.required(p);
+        return;
+    };
+    check_labels(e, &format!("{p}.matchLabels"), &sel.match_labels);
+    for (i, r) in sel.match_expressions.iter().enumerate() {
+        let rp = format!("{p}.matchExpressions[{i}]");
+        if r.key.is_empty() {
+            e.required(&format!("{rp}.key"));
+        } else if !is_label_key(&r.key) {
+            e.invalid(&format!("{rp}.key"), &r.key, MSG_LABEL_KEY);
+        }
+        let values_path = format!("{rp}.values");
+        match r.operator.as_str() {
+            "In" | "NotIn" if r.values.is_empty() => {
+                e.required_because(&values_path, "must be specified for 'In' and 'NotIn'");
+            }
+            "Exists" | "DoesNotExist" if !r.values.is_empty() => e.forbidden(
+                &values_path,
+                "may not be specified for 'Exists' and 'DoesNotExist'",
+            ),
+            "" => e.required(&format!("{rp}.operator")),
+            op if !SELECTOR_OPERATORS.contains(&op) => {
+                e.unsupported(&format!("{rp}.operator"), op, SELECTOR_OPERATORS);
+            }
+            _ => {}
+        }
+        for (j, v) in r.values.iter().enumerate() {
+            if !is_label_value(v) {
+                e.invalid(&format!("{values_path}[{j}]"), v, MSG_LABEL_VALUE);
+            }
+        }
+    }
+}
+
+/// What ReplicaSets and Deployments share: replicas, selector, template.
+fn check_workload(
+    e: &mut Errors,
+    replicas: Option<i32>,
+    min_ready_seconds: i32,
+    selector: Option<&v1::LabelSelector>,
+    template: Option<&v1::PodTemplateSpec>,
+) {
+    if let Some(r) = replicas {
+        e.non_negative("spec.replicas", r);
+    }
+    e.non_negative("spec.minReadySeconds", min_ready_seconds);
+    check_selector(e, "spec.selector", selector);
+    let Some(t) = template else {
+        e.required("spec.template");
+        return;
+    };
+    let empty = BTreeMap::new();
+    let labels = t.metadata.as_ref().map_or(&empty, |m| &m.labels);
+    check_labels(e, "spec.template.metadata.labels", labels);
+    if let Some(m) = &t.metadata {
+        check_annotations(e, "spec.template.metadata.annotations", &m.annotations);
+    }
+    if let Some(sel) = selector.filter(|s| !selector_is_empty(s)) {
+        if !selector_matches(sel, labels) {
+            e.invalid(
+                "spec.template.metadata.labels",
+                labels,
+                "`selector` does not match template `labels`",
+            );
+        }
+    }
+    check_pod_spec(e, "spec.template.spec", t.spec.as_ref(), true);
+}
+
+/// An int-or-percent (`maxSurge`): a non-negative integer or `N%`; empty
+/// means unset. Returns the number and whether it is a percentage.
+fn check_int_or_percent(e: &mut Errors, path: &str, value: &str) -> Option<(i64, bool)> {
+    if value.is_empty() {
+        return None;
+    }
+    let (digits, percent) = match value.strip_suffix('%') {
+        Some(d) => (d, true),
+        None => (value, false),
+    };
+    let parsed = if digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse::<i64>().ok()
+    } else {
+        None
+    };
+    if parsed.is_none() {
+        e.invalid(
+            path,
+            value,
+            "must be a non-negative integer or percentage (e.g. '1' or '25%')",
+        );
+    }
+    parsed.map(|n| (n, percent))
+}
+
+fn check_deployment(e: &mut Errors, s: &v1::DeploymentSpec) {
+    check_workload(
+        e,
+        s.replicas,
+        s.min_ready_seconds,
+        s.selector.as_ref(),
+        s.template.as_ref(),
+    );
+    if let Some(n) = s.revision_history_limit {
+        e.non_negative("spec.revisionHistoryLimit", n);
+    }
+    if let Some(d) = s.progress_deadline_seconds {
+        if d <= s.min_ready_seconds {
+            e.invalid(
+                "spec.progressDeadlineSeconds",
+                d,
+                "must be greater than minReadySeconds",
+            );
+        }
+    }
+    let Some(st) = &s.strategy else { return };
+    e.empty_or_one_of("spec.strategy.type", &st.r#type, STRATEGY_TYPES);
+    let Some(ru) = &st.rolling_update else { return };
+    if st.r#type == "Recreate" {
+        e.forbidden(
+            "spec.strategy.rollingUpdate",
+            "may not be specified when strategy `type` is 'Recreate'",
+        );
+        return;
+    }
+    let base = "spec.strategy.rollingUpdate";
+    let surge = check_int_or_percent(e, &format!("{base}.maxSurge"), &ru.max_surge);
+    let unavailable_path = format!("{base}.maxUnavailable");
+    let unavailable = check_int_or_percent(e, &unavailable_path, &ru.max_unavailable);
+    if let Some((n, true)) = unavailable {
+        if n > PERCENT_MAX {
+            e.invalid(
+                &unavailable_path,
+                &ru.max_unavailable,
+                "must not be greater than 100%",
+            );
+        }
+    }
+    if surge.is_some_and(|(n, _)| n == 0) && unavailable.is_some_and(|(n, _)| n == 0) {
+        e.invalid(
+            &unavailable_path,
+            &ru.max_unavailable,
+            "may not be 0 when `maxSurge` is 0",
+        );
+    }
+}
+
+// ---- services, nodes, the rest ----
+
+fn check_service(e: &mut Errors, s: &v1::ServiceSpec) {
+    if s.ports.is_empty() {
+        e.required("spec.ports");
+    }
+    e.empty_or_one_of("spec.type", &s.r#type, SERVICE_TYPES);
+    let cluster_ip_only = s.r#type.is_empty() || s.r#type == "ClusterIP";
+    let mut names = HashSet::new();
+    let mut ports = HashSet::new();
+    for (i, port) in s.ports.iter().enumerate() {
+        let p = format!("spec.ports[{i}]");
+        if port.name.is_empty() {
+            if s.ports.len() > 1 {
+                e.required_because(
+                    &format!("{p}.name"),
+                    "must be set when there are several ports",
+                );
+            }
+        } else if !is_dns1123_label(&port.name) {
+            e.invalid(&format!("{p}.name"), &port.name, MSG_LABEL);
+        } else if !names.insert(port.name.as_str()) {
+            e.duplicate(&format!("{p}.name"), &port.name);
+        }
+        e.port(&format!("{p}.port"), port.port);
+        e.empty_or_one_of(&format!("{p}.protocol"), &port.protocol, PROTOCOLS);
+        let protocol = if port.protocol.is_empty() {
+            "TCP"
+        } else {
+            &port.protocol
+        };
+        if !ports.insert((port.port, protocol)) {
+            e.duplicate(&p, format!("{}/{protocol}", port.port));
+        }
+        if !port.target_port.is_empty() {
+            check_int_or_name(e, &format!("{p}.targetPort"), &port.target_port);
+        }
+        if port.node_port != 0 {
+            let path = format!("{p}.nodePort");
+            if !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&port.node_port) {
+                e.invalid(
+                    &path,
+                    port.node_port,
+                    "must be between 30000 and 32767, inclusive",
+                );
+            } else if cluster_ip_only {
+                e.forbidden(&path, "may not be used when `type` is 'ClusterIP'");
+            }
+        }
+    }
+    check_labels(e, "spec.selector", &s.selector);
+    e.empty_or_one_of(
+        "spec.sessionAffinity",
+        &s.session_affinity,
+        SESSION_AFFINITIES,
+    );
+    if !s.cluster_ip.is_empty() && s.cluster_ip != "None" && !is_ip(&s.cluster_ip) {
+        e.invalid(
+            "spec.clusterIP",
+            &s.cluster_ip,
+            "must be empty, 'None' or a valid IP address",
+        );
+    }
+}
+
+fn check_node(e: &mut Errors, n: &v1::Node) {
+    let taints = n.spec.as_ref().map_or(&[][..], |s| s.taints.as_slice());
+    for (i, t) in taints.iter().enumerate() {
+        let p = format!("spec.taints[{i}]");
+        if t.key.is_empty() {
+            e.required(&format!("{p}.key"));
+        } else if !is_label_key(&t.key) {
+            e.invalid(&format!("{p}.key"), &t.key, MSG_LABEL_KEY);
+        }
+        if !is_label_value(&t.value) {
+            e.invalid(&format!("{p}.value"), &t.value, MSG_LABEL_VALUE);
+        }
+        if t.effect.is_empty() {
+            e.required(&format!("{p}.effect"));
+        } else {
+            e.empty_or_one_of(&format!("{p}.effect"), &t.effect, TAINT_EFFECTS);
+        }
+    }
+    let Some(status) = &n.status else { return };
+    for (field, list) in [
+        ("capacity", &status.capacity),
+        ("allocatable", &status.allocatable),
+    ] {
+        for (name, value) in list {
+            let path = format!("status.{field}[{name}]");
+            if !is_label_key(name) {
+                e.invalid(&path, name, MSG_LABEL_KEY);
+            } else if let Err(why) = quantity::parse(name, value) {
+                e.invalid(&path, value, &why);
+            }
+        }
+    }
+}
+
+fn check_endpoints(e: &mut Errors, ep: &v1::Endpoints) {
+    for (i, s) in ep.subsets.iter().enumerate() {
+        let p = format!("subsets[{i}]");
+        for (field, addresses) in [
+            ("addresses", &s.addresses),
+            ("notReadyAddresses", &s.not_ready_addresses),
+        ] {
+            for (j, a) in addresses.iter().enumerate() {
+                let path = format!("{p}.{field}[{j}].ip");
+                if a.ip.is_empty() {
+                    e.required(&path);
+                } else if !is_ip(&a.ip) {
+                    e.invalid(&path, &a.ip, MSG_IP);
+                }
+            }
+        }
+        for (j, port) in s.ports.iter().enumerate() {
+            let pp = format!("{p}.ports[{j}]");
+            e.port(&format!("{pp}.port"), port.port);
+            e.empty_or_one_of(&format!("{pp}.protocol"), &port.protocol, PROTOCOLS);
+            if !port.name.is_empty() && !is_dns1123_label(&port.name) {
+                e.invalid(&format!("{pp}.name"), &port.name, MSG_LABEL);
+            }
+        }
+    }
+}
+
+fn check_event(e: &mut Errors, ev: &v1::Event) {
+    let default = v1::ObjectReference::default();
+    let r = ev.involved_object.as_ref().unwrap_or(&default);
+    if r.kind.is_empty() {
+        e.required("involvedObject.kind");
+    }
+    if r.name.is_empty() {
+        e.required("involvedObject.name");
+    }
+    e.empty_or_one_of("type", &ev.r#type, EVENT_TYPES);
+    e.non_negative("count", ev.count);
+}
+
+fn check_lease(e: &mut Errors, spec: &v1::LeaseSpec) {
+    if let Some(d) = spec.lease_duration_seconds {
+        if d <= 0 {
+            e.invalid("spec.leaseDurationSeconds", d, "must be greater than 0");
+        }
+    }
+    if let Some(t) = spec.lease_transitions {
+        e.non_negative("spec.leaseTransitions", t);
+    }
+}
+
+/// Every problem with `o`, or Ok. Each message starts with the field path
+/// (`spec.template.spec.containers[0].image: Required value`).
+pub fn validate(o: &Object) -> Result<(), Vec<String>> {
+    let (Some(variant), Some(kind)) = (o.kind.as_ref(), kind_of(o)) else {
+        return Err(vec!["kind: Required value".into()]);
+    };
+    let mut e = Errors::default();
+    check_meta(&mut e, kind, meta_of(o));
+    match variant {
+        Variant::Namespace(_) => {}
+        Variant::Node(n) => check_node(&mut e, n),
+        Variant::Pod(p) => check_pod_spec(&mut e, "spec", p.spec.as_ref(), false),
+        Variant::ReplicaSet(rs) => match &rs.spec {
+            Some(s) => check_workload(
+                &mut e,
+                s.replicas,
+                s.min_ready_seconds,
+                s.selector.as_ref(),
+                s.template.as_ref(),
+            ),
+            None => e.required("spec"),
+        },
+        Variant::Deployment(d) => match &d.spec {
+            Some(s) => check_deployment(&mut e, s),
+            None => e.required("spec"),
+        },
+        Variant::Service(s) => match &s.spec {
+            Some(s) => check_service(&mut e, s),
+            None => e.required("spec"),
+        },
+        Variant::Endpoints(ep) => check_endpoints(&mut e, ep),
+        Variant::Event(ev) => check_event(&mut e, ev),
+        Variant::Lease(l) => {
+            if let Some(s) = &l.spec {
+                check_lease(&mut e, s);
+            }
+        }
+    }
+    e.into_result()
+}
+
+fn check_pod_update(e: &mut Errors, old: &v1::Pod, new: &v1::Pod) {
+    let default = v1::PodSpec::default();
+    let a = old.spec.as_ref().unwrap_or(&default);
+    let b = new.spec.as_ref().unwrap_or(&default);
+    if !a.node_name.is_empty() && a.node_name != b.node_name {
+        e.invalid(
+            "spec.nodeName",
+            &b.node_name,
+            &format!("may not be changed once set (was {:?})", a.node_name),
+        );
+    }
+    if a.containers.len() != b.containers.len() {
+        e.forbidden("spec.containers", "containers may not be added or removed");
+        return;
+    }
+    for (i, (x, y)) in a.containers.iter().zip(&b.containers).enumerate() {
+        for (field, changed) in [
+            ("name", x.name != y.name),
+            ("command", x.command != y.command),
+            ("args", x.args != y.args),
+        ] {
+            if changed {
+                e.forbidden(
+                    &format!("spec.containers[{i}].{field}"),
+                    "field is immutable (of a container only `image` may change)",
+                );
+            }
+        }
+    }
+}
+
+fn check_selector_unchanged(
+    e: &mut Errors,
+    old: Option<&v1::LabelSelector>,
+    new: Option<&v1::LabelSelector>,
+) {
+    let default = v1::LabelSelector::default();
+    let new = new.unwrap_or(&default);
+    if old.unwrap_or(&default) != new {
+        e.invalid("spec.selector", new, "field is immutable");
+    }
+}
+
+/// The problems with replacing `old` by `new` that [`validate`] cannot see:
+/// a changed kind, a Pod's node once bound or its containers' names and
+/// commands, a ReplicaSet's or Deployment's selector.
+pub fn validate_update(old: &Object, new: &Object) -> Result<(), Vec<String>> {
+    let mut e = Errors::default();
+    match (old.kind.as_ref(), new.kind.as_ref()) {
+        (Some(Variant::Pod(a)), Some(Variant::Pod(b))) => check_pod_update(&mut e, a, b),
+        (Some(Variant::ReplicaSet(a)), Some(Variant::ReplicaSet(b))) => check_selector_unchanged(
+            &mut e,
+            a.spec.as_ref().and_then(|s| s.selector.as_ref()),
+            b.spec.as_ref().and_then(|s| s.selector.as_ref()),
+        ),
+        (Some(Variant::Deployment(a)), Some(Variant::Deployment(b))) => check_selector_unchanged(
+            &mut e,
+            a.spec.as_ref().and_then(|s| s.selector.as_ref()),
+            b.spec.as_ref().and_then(|s| s.selector.as_ref()),
+        ),
+        _ if kind_of(old) != kind_of(new) => e.invalid(
+            "kind",
+            kind_of(new).map_or("", Kind::name),
+            &format!(
+                "may not be changed (was {:?})",
+                kind_of(old).map_or("", Kind::name)
+            ),
+        ),
+        _ => {}
+    }
+    e.into_result()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Resource;
+    use serde::de::DeserializeOwned;
+    use serde_json::{json, Value};
+
+    fn obj<T: Resource + DeserializeOwned>(v: Value) -> Object {
+        serde_json::from_value::<T>(v).unwrap().into_object()
+    }
+
+    fn pod_json() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web"}},
+            "spec": {
+                "containers": [{
+                    "name": "web", "image": "nginx:1.25",
+                    "command": ["nginx"],
+                    "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}],
+                    "env": [{"name": "MODE", "value": "prod"}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                                  "limits": {"cpu": "1", "memory": "128Mi"}},
+                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                                      "periodSeconds": 5},
+                    "readinessProbe": {"tcpSocket": {"port": 80}}
+                }],
+                "restartPolicy": "Always",
+                "nodeSelector": {"kubernetes.io/os": "linux"},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "web",
+                                 "effect": "NoExecute", "tolerationSeconds": 60}]
+            }
+        })
+    }
+
+    fn deployment_json() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"},
+                             "matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]},
+                "template": {
+                    "metadata": {"labels": {"app": "web", "tier": "front"}},
+                    "spec": {"containers": [{"name": "web", "image": "nginx"}]}
+                },
+                "strategy": {"type": "RollingUpdate",
+                             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}},
+                "minReadySeconds": 5,
+                "progressDeadlineSeconds": 600
+            }
+        })
+    }
+
+    fn service_json() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "selector": {"app": "web"},
+                "type": "NodePort",
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": 30080},
+                          {"name": "https", "port": 443, "targetPort": 8443}]
+            }
+        })
+    }
+
+    fn push(list: &mut Value, item: Value) {
+        if let Some(items) = list.as_array_mut() {
+            items.push(item);
+        }
+    }
+
+    fn errors(o: &Object) -> Vec<String> {
+        validate(o).err().unwrap_or_default()
+    }
+
+    /// A change to a valid object, and text its error message must contain.
+    type Case = (&'static str, fn(&mut Value));
+
+    /// Applies each mutation to `base` and expects a message containing
+    /// the given text.
+    fn expect_failures<T: Resource + DeserializeOwned>(base: fn() -> Value, cases: &[Case]) {
+        for (want, mutate) in cases {
+            let mut v = base();
+            mutate(&mut v);
+            let errs = errors(&obj::<T>(v));
+            assert!(
+                errs.iter().any(|m| m.contains(want)),
+                "expected {want:?} in {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn valid_objects_pass() {
+        assert_eq!(validate(&obj::<v1::Pod>(pod_json())), Ok(()));
+        assert_eq!(validate(&obj::<v1::Deployment>(deployment_json())), Ok(()));
+        assert_eq!(validate(&obj::<v1::Service>(service_json())), Ok(()));
+        let others = [
+            obj::<v1::Namespace>(json!({"metadata": {"name": "team-a"}})),
+            obj::<v1::Node>(json!({
+                "metadata": {"name": "node-1.example.com"},
+                "spec": {"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]},
+                "status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                           "allocatable": {"cpu": "3500m", "memory": "7.5Gi"}}
+            })),
+            obj::<v1::Endpoints>(json!({
+                "metadata": {"name": "web", "namespace": "default"},
+                "subsets": [{"addresses": [{"ip": "10.0.0.5"}], "ports": [{"port": 80}]}]
+            })),
+            obj::<v1::Event>(json!({
+                "metadata": {"name": "web-1.17a", "namespace": "default"},
+                "involvedObject": {"kind": "Pod", "name": "web-1"}, "type": "Warning"
+            })),
+            obj::<v1::Lease>(json!({
+                "metadata": {"name": "kube-scheduler", "namespace": "kube-system"},
+                "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}
+            })),
+            obj::<v1::Pod>(json!({
+                "metadata": {"generateName": "web-"},
+                "spec": {"containers": [{"name": "a", "image": "b"}]}
+            })),
+        ];
+        for o in &others {
+            assert_eq!(validate(o), Ok(()), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn pod_rules() {
+        expect_failures::<v1::Pod>(
+            pod_json,
+            &[
+                ("metadata.name: Invalid value \"Web_1\": must be a lowercase RFC 1123 subdomain",
+                    |v| v["metadata"]["name"] = json!("Web_1")),
+                ("metadata.name: Required value", |v| v["metadata"]["name"] = json!("")),
+                ("metadata.namespace: Invalid value", |v| v["metadata"]["namespace"] = json!("a.b")),
+                ("metadata.labels: Invalid value \"-bad\"", |v| v["metadata"]["labels"]["-bad"] = json!("x")),
+                ("metadata.labels[app]: Invalid value", |v| v["metadata"]["labels"]["app"] = json!("a b")),
+                ("metadata.ownerReferences[0].uid: Required value",
+                    |v| v["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x"}])),
+                ("spec.containers: Required value", |v| v["spec"]["containers"] = json!([])),
+                ("spec.containers[0].name: Required value", |v| v["spec"]["containers"][0]["name"] = json!("")),
+                ("spec.containers[0].name: Invalid value \"Web\"", |v| v["spec"]["containers"][0]["name"] = json!("Web")),
+                ("spec.containers[1].name: Duplicate value \"web\"",
+                    |v| push(&mut v["spec"]["containers"], json!({"name": "web", "image": "x"}))),
+                ("spec.containers[0].image: Required value", |v| v["spec"]["containers"][0]["image"] = json!("")),
+                ("spec.containers[0].ports[0].containerPort: Invalid value 0",
+                    |v| v["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(0)),
+                ("spec.containers[0].ports[0].containerPort: Invalid value 70000",
+                    |v| v["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(70000)),
+                ("spec.containers[0].ports[0].hostPort: Invalid value -1",
+                    |v| v["spec"]["containers"][0]["ports"][0]["hostPort"] = json!(-1)),
+                ("spec.containers[0].ports[0].protocol: Unsupported value \"HTTP\"",
+                    |v| v["spec"]["containers"][0]["ports"][0]["protocol"] = json!("HTTP")),
+                ("spec.containers[0].ports[0].name: Invalid value \"a-very-long-port-name\"",
+                    |v| v["spec"]["containers"][0]["ports"][0]["name"] = json!("a-very-long-port-name")),
+                ("spec.containers[0].ports[0].name: Invalid value \"8080\"",
+                    |v| v["spec"]["containers"][0]["ports"][0]["name"] = json!("8080")),
+                ("spec.containers[1].ports[0].name: Duplicate value \"http\"",
+                    |v| push(&mut v["spec"]["containers"], json!({"name": "side", "image": "x",
+                        "ports": [{"name": "http", "containerPort": 81}]}))),
+                ("spec.containers[0].env[0].name: Required value",
+                    |v| v["spec"]["containers"][0]["env"][0]["name"] = json!("")),
+                ("spec.containers[0].env[0].name: Invalid value \"1X\"",
+                    |v| v["spec"]["containers"][0]["env"][0]["name"] = json!("1X")),
+                ("spec.containers[0].resources.limits[gpu]: Unsupported value",
+                    |v| v["spec"]["containers"][0]["resources"]["limits"]["gpu"] = json!("1")),
+                ("spec.containers[0].resources.requests[memory]: Invalid value \"lots\"",
+                    |v| v["spec"]["containers"][0]["resources"]["requests"]["memory"] = json!("lots")),
+                ("spec.containers[0].resources.requests[cpu]: Invalid value \"2\": must be less than or equal to the cpu limit of 1",
+                    |v| v["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("2")),
+                ("spec.containers[0].livenessProbe: Required value",
+                    |v| v["spec"]["containers"][0]["livenessProbe"] = json!({"periodSeconds": 5})),
+                ("spec.containers[0].livenessProbe: Forbidden: may not specify more than 1 handler type",
+                    |v| v["spec"]["containers"][0]["livenessProbe"]["exec"] = json!({"command": ["true"]})),
+                ("spec.containers[0].readinessProbe.exec.command: Required value",
+                    |v| v["spec"]["containers"][0]["readinessProbe"] = json!({"exec": {}})),
+                ("spec.containers[0].livenessProbe.httpGet.port: Invalid value \"metrics\": must be the name of one of the container's ports",
+                    |v| v["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] = json!("metrics")),
+                ("spec.containers[0].readinessProbe.tcpSocket.port: Invalid value 0",
+                    |v| v["spec"]["containers"][0]["readinessProbe"]["tcpSocket"]["port"] = json!(0)),
+                ("spec.containers[0].readinessProbe.tcpSocket.port: Required value",
+                    |v| v["spec"]["containers"][0]["readinessProbe"]["tcpSocket"]["port"] = json!("")),
+                ("spec.containers[0].livenessProbe.httpGet.scheme: Unsupported value \"FTP\"",
+                    |v| v["spec"]["containers"][0]["livenessProbe"]["httpGet"]["scheme"] = json!("FTP")),
+                ("spec.containers[0].livenessProbe.periodSeconds: Invalid value -1",
+                    |v| v["spec"]["containers"][0]["livenessProbe"]["periodSeconds"] = json!(-1)),
+                ("spec.containers[0].livenessProbe.successThreshold: Invalid value 2",
+                    |v| v["spec"]["containers"][0]["livenessProbe"]["successThreshold"] = json!(2)),
+                ("spec.restartPolicy: Unsupported value \"Sometimes\"", |v| v["spec"]["restartPolicy"] = json!("Sometimes")),
+                ("spec.terminationGracePeriodSeconds: Invalid value -5",
+                    |v| v["spec"]["terminationGracePeriodSeconds"] = json!(-5)),
+                ("spec.nodeSelector: Invalid value \"bad key\"", |v| v["spec"]["nodeSelector"]["bad key"] = json!("x")),
+                ("spec.tolerations[0].operator: Unsupported value \"Like\"",
+                    |v| v["spec"]["tolerations"][0]["operator"] = json!("Like")),
+                ("spec.tolerations[0].value: Invalid value \"web\": must be empty",
+                    |v| v["spec"]["tolerations"][0]["operator"] = json!("Exists")),
+                ("spec.tolerations[0].effect: Unsupported value \"Evict\"",
+                    |v| v["spec"]["tolerations"][0]["effect"] = json!("Evict")),
+                ("spec.tolerations[0].effect: Invalid value \"NoSchedule\": must be 'NoExecute'",
+                    |v| v["spec"]["tolerations"][0]["effect"] = json!("NoSchedule")),
+                ("spec.tolerations[0].operator: Invalid value \"Equal\": must be 'Exists' when `key` is empty",
+                    |v| v["spec"]["tolerations"][0]["key"] = json!("")),
+                ("spec: Required value", |v| v["spec"] = json!(null)),
+            ],
+        );
+    }
+
+    #[test]
+    fn many_problems_at_once() {
+        let mut v = pod_json();
+        v["metadata"]["name"] = json!("Web_1");
+        v["spec"]["containers"][0]["image"] = json!("");
+        v["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(0);
+        let errs = errors(&obj::<v1::Pod>(v));
+        assert!(errs.len() >= 3, "{errs:#?}");
+        for want in [
+            "metadata.name",
+            "spec.containers[0].image",
+            "spec.containers[0].ports[0].containerPort",
+        ] {
+            assert!(
+                errs.iter().any(|m| m.starts_with(want)),
+                "{want} in {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deployment_rules() {
+        expect_failures::<v1::Deployment>(
+            deployment_json,
+            &[
+                ("spec: Required value", |v| v["spec"] = json!(null)),
+                ("spec.replicas: Invalid value -1", |v| v["spec"]["replicas"] = json!(-1)),
+                ("spec.selector: Required value", |v| v["spec"]["selector"] = json!(null)),
+                ("spec.selector: Required value", |v| v["spec"]["selector"] = json!({})),
+                ("spec.selector.matchExpressions[0].operator: Unsupported value \"Is\"",
+                    |v| v["spec"]["selector"]["matchExpressions"][0]["operator"] = json!("Is")),
+                ("spec.selector.matchExpressions[0].values: Required value",
+                    |v| v["spec"]["selector"]["matchExpressions"][0]["values"] = json!([])),
+                ("spec.selector.matchExpressions[0].values: Forbidden",
+                    |v| v["spec"]["selector"]["matchExpressions"][0]["operator"] = json!("Exists")),
+                ("spec.template.metadata.labels: Invalid value {\"app\": \"api\", \"tier\": \"front\"}: `selector` does not match template `labels`",
+                    |v| v["spec"]["template"]["metadata"]["labels"]["app"] = json!("api")),
+                ("spec.template.metadata.labels: Invalid value",
+                    |v| v["spec"]["template"]["metadata"]["labels"]["tier"] = json!("back")),
+                ("spec.template: Required value", |v| v["spec"]["template"] = json!(null)),
+                ("spec.template.spec.containers[0].image: Required value",
+                    |v| v["spec"]["template"]["spec"]["containers"][0]["image"] = json!("")),
+                ("spec.template.spec.restartPolicy: Unsupported value \"Never\": supported values: \"Always\"",
+                    |v| v["spec"]["template"]["spec"]["restartPolicy"] = json!("Never")),
+                ("spec.strategy.type: Unsupported value \"BlueGreen\"",
+                    |v| v["spec"]["strategy"]["type"] = json!("BlueGreen")),
+                ("spec.strategy.rollingUpdate: Forbidden",
+                    |v| v["spec"]["strategy"]["type"] = json!("Recreate")),
+                ("spec.strategy.rollingUpdate.maxSurge: Invalid value \"-1\"",
+                    |v| v["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = json!(-1)),
+                ("spec.strategy.rollingUpdate.maxSurge: Invalid value \"lots\"",
+                    |v| v["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = json!("lots")),
+                ("spec.strategy.rollingUpdate.maxUnavailable: Invalid value \"150%\"",
+                    |v| v["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = json!("150%")),
+                ("spec.strategy.rollingUpdate.maxUnavailable: Invalid value \"0%\": may not be 0 when `maxSurge` is 0",
+                    |v| v["spec"]["strategy"]["rollingUpdate"] = json!({"maxSurge": 0, "maxUnavailable": "0%"})),
+                ("spec.minReadySeconds: Invalid value -1", |v| v["spec"]["minReadySeconds"] = json!(-1)),
+                ("spec.revisionHistoryLimit: Invalid value -1", |v| v["spec"]["revisionHistoryLimit"] = json!(-1)),
+                ("spec.progressDeadlineSeconds: Invalid value 5: must be greater than minReadySeconds",
+                    |v| v["spec"]["progressDeadlineSeconds"] = json!(5)),
+            ],
+        );
+    }
+
+    #[test]
+    fn replicaset_rules() {
+        let rs = || {
+            let mut v = deployment_json();
+            v["kind"] = json!("ReplicaSet");
+            if let Some(spec) = v["spec"].as_object_mut() {
+                spec.remove("strategy");
+                spec.remove("progressDeadlineSeconds");
+            }
+            v
+        };
+        assert_eq!(validate(&obj::<v1::ReplicaSet>(rs())), Ok(()));
+        expect_failures::<v1::ReplicaSet>(
+            rs,
+            &[
+                ("spec.replicas: Invalid value -2", |v| {
+                    v["spec"]["replicas"] = json!(-2)
+                }),
+                ("spec.selector: Required value", |v| {
+                    v["spec"]["selector"] = json!(null)
+                }),
+                ("spec.template.metadata.labels: Invalid value", |v| {
+                    v["spec"]["template"]["metadata"] = json!(null)
+                }),
+                ("spec.template.spec: Required value", |v| {
+                    v["spec"]["template"]["spec"] = json!(null)
+                }),
+            ],
+        );
+    }
+
+    #[test]
+    fn service_rules() {
+        expect_failures::<v1::Service>(
+            service_json,
+            &[
+                ("metadata.name: Invalid value \"web.example\": must be a lowercase RFC 1123 label",
+                    |v| v["metadata"]["name"] = json!("web.example")),
+                ("spec: Required value", |v| v["spec"] = json!(null)),
+                ("spec.ports: Required value", |v| v["spec"]["ports"] = json!([])),
+                ("spec.ports[0].port: Invalid value 0", |v| v["spec"]["ports"][0]["port"] = json!(0)),
+                ("spec.ports[1].port: Invalid value 65536", |v| v["spec"]["ports"][1]["port"] = json!(65536)),
+                ("spec.ports[0].targetPort: Invalid value 70000", |v| v["spec"]["ports"][0]["targetPort"] = json!(70000)),
+                ("spec.ports[0].targetPort: Invalid value \"Not A Name\"",
+                    |v| v["spec"]["ports"][0]["targetPort"] = json!("Not A Name")),
+                ("spec.ports[0].protocol: Unsupported value \"ICMP\"", |v| v["spec"]["ports"][0]["protocol"] = json!("ICMP")),
+                ("spec.ports[1].name: Required value", |v| v["spec"]["ports"][1]["name"] = json!("")),
+                ("spec.ports[1].name: Duplicate value \"http\"", |v| v["spec"]["ports"][1]["name"] = json!("http")),
+                ("spec.ports[1]: Duplicate value \"80/TCP\"", |v| v["spec"]["ports"][1]["port"] = json!(80)),
+                ("spec.type: Unsupported value \"External\"", |v| v["spec"]["type"] = json!("External")),
+                ("spec.ports[0].nodePort: Invalid value 80", |v| v["spec"]["ports"][0]["nodePort"] = json!(80)),
+                ("spec.ports[0].nodePort: Forbidden", |v| v["spec"]["type"] = json!("ClusterIP")),
+                ("spec.selector: Invalid value \"a/b/c\"", |v| v["spec"]["selector"]["a/b/c"] = json!("x")),
+                ("spec.selector[app]: Invalid value", |v| v["spec"]["selector"]["app"] = json!("-web")),
+                ("spec.sessionAffinity: Unsupported value", |v| v["spec"]["sessionAffinity"] = json!("Sticky")),
+                ("spec.clusterIP: Invalid value \"10.0.0\"", |v| v["spec"]["clusterIP"] = json!("10.0.0")),
+            ],
+        );
+    }
+
+    #[test]
+    fn other_kinds_rules() {
+        let node = || json!({"metadata": {"name": "n1"}, "spec": {}, "status": {}});
+        expect_failures::<v1::Node>(
+            node,
+            &[
+                ("spec.taints[0].key: Required value", |v| {
+                    v["spec"]["taints"] = json!([{"effect": "NoSchedule"}])
+                }),
+                ("spec.taints[0].key: Invalid value", |v| {
+                    v["spec"]["taints"] = json!([{"key": "a b", "effect": "NoSchedule"}])
+                }),
+                ("spec.taints[0].effect: Required value", |v| {
+                    v["spec"]["taints"] = json!([{"key": "a"}])
+                }),
+                ("spec.taints[0].effect: Unsupported value \"Later\"", |v| {
+                    v["spec"]["taints"] = json!([{"key": "a", "effect": "Later"}])
+                }),
+                ("status.capacity[cpu]: Invalid value \"four\"", |v| {
+                    v["status"]["capacity"] = json!({"cpu": "four"})
+                }),
+                ("status.allocatable[memory]: Invalid value \"-1Gi\"", |v| {
+                    v["status"]["allocatable"] = json!({"memory": "-1Gi"})
+                }),
+                ("metadata.name: Invalid value \"N1\"", |v| {
+                    v["metadata"]["name"] = json!("N1")
+                }),
+            ],
+        );
+        let endpoints = || json!({"metadata": {"name": "web"}, "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]});
+        expect_failures::<v1::Endpoints>(
+            endpoints,
+            &[
+                ("subsets[0].addresses[0].ip: Required value", |v| {
+                    v["subsets"][0]["addresses"][0]["ip"] = json!("")
+                }),
+                ("subsets[0].addresses[0].ip: Invalid value \"pod-a\"", |v| {
+                    v["subsets"][0]["addresses"][0]["ip"] = json!("pod-a")
+                }),
+                ("subsets[0].ports[0].port: Invalid value 0", |v| {
+                    v["subsets"][0]["ports"][0]["port"] = json!(0)
+                }),
+                ("subsets[0].ports[0].port: Invalid value 99999", |v| {
+                    v["subsets"][0]["ports"][0]["port"] = json!(99999)
+                }),
+            ],
+        );
+        let event =
+            || json!({"metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "p"}});
+        expect_failures::<v1::Event>(
+            event,
+            &[
+                ("involvedObject.kind: Required value", |v| {
+                    v["involvedObject"]["kind"] = json!("")
+                }),
+                ("involvedObject.name: Required value", |v| {
+                    v["involvedObject"] = json!(null)
+                }),
+                ("type: Unsupported value \"Fatal\"", |v| {
+                    v["type"] = json!("Fatal")
+                }),
+            ],
+        );
+        let lease = || json!({"metadata": {"name": "l"}, "spec": {"leaseDurationSeconds": 10}});
+        expect_failures::<v1::Lease>(
+            lease,
+            &[(
+                "spec.leaseDurationSeconds: Invalid value 0: must be greater than 0",
+                |v| v["spec"]["leaseDurationSeconds"] = json!(0),
+            )],
+        );
+        let namespace = || json!({"metadata": {"name": "team-a"}});
+        expect_failures::<v1::Namespace>(
+            namespace,
+            &[
+                ("metadata.name: Invalid value \"team.a\"", |v| {
+                    v["metadata"]["name"] = json!("team.a")
+                }),
+                ("metadata.name: Required value", |v| {
+                    v["metadata"] = json!(null)
+                }),
+            ],
+        );
+        assert_eq!(
+            validate(&Object::default()),
+            Err(vec!["kind: Required value".to_string()])
+        );
+    }
+
+    #[test]
+    fn name_helpers() {
+        for (s, label, subdomain) in [
+            ("web", true, true),
+            ("web-1", true, true),
+            ("a.b.c", false, true),
+            ("Web", false, false),
+            ("-web", false, false),
+            ("web-", false, false),
+            ("a..b", false, false),
+            ("", false, false),
+            ("a_b", false, false),
+        ] {
+            assert_eq!(is_dns1123_label(s), label, "{s}");
+            assert_eq!(is_dns1123_subdomain(s), subdomain, "{s}");
+        }
+        assert!(is_dns1123_label(&"a".repeat(63)));
+        assert!(!is_dns1123_label(&"a".repeat(64)));
+        assert!(is_dns1123_subdomain(&"a".repeat(253)));
+        assert!(!is_dns1123_subdomain(&"a".repeat(254)));
+        for (key, ok) in [
+            ("app", true),
+            ("App_1.x", true),
+            ("example.com/app", true),
+            ("kubernetes.io/os", true),
+            ("Example.com/app", false),
+            ("/app", false),
+            ("a/b/c", false),
+            ("example.com/", false),
+            ("", false),
+            ("_app", false),
+        ] {
+            assert_eq!(is_label_key(key), ok, "{key}");
+        }
+        assert!(is_label_key(&"a".repeat(63)));
+        assert!(!is_label_key(&"a".repeat(64)));
+        assert!(is_label_value("") && is_label_value("v1.2_x") && !is_label_value("a b"));
+        assert!(is_iana_svc_name("http") && is_iana_svc_name("h2c") && !is_iana_svc_name("80"));
+        assert!(!is_iana_svc_name("a--b") && !is_iana_svc_name("HTTP"));
+        assert!(is_env_var_name("_A.b-1") && !is_env_var_name("1A") && !is_env_var_name("A B"));
+    }
+
+    #[test]
+    fn updates() {
+        let pod = |node: &str, image: &str, command: &str| {
+            let mut v = pod_json();
+            v["spec"]["nodeName"] = json!(node);
+            v["spec"]["containers"][0]["image"] = json!(image);
+            v["spec"]["containers"][0]["command"] = json!([command]);
+            obj::<v1::Pod>(v)
+        };
+        let ok = |a: &Object, b: &Object| validate_update(a, b).is_ok();
+        // Binding, and changing images, are allowed.
+        assert!(ok(&pod("", "nginx", "x"), &pod("node-1", "nginx", "x")));
+        assert!(ok(
+            &pod("node-1", "nginx", "x"),
+            &pod("node-1", "nginx:2", "x")
+        ));
+        let errs = validate_update(&pod("node-1", "nginx", "x"), &pod("node-2", "nginx", "y"))
+            .err()
+            .unwrap_or_default();
+        assert!(errs
+            .iter()
+            .any(|m| m.starts_with("spec.nodeName: Invalid value \"node-2\"")));
+        assert!(errs
+            .iter()
+            .any(|m| m.starts_with("spec.containers[0].command: Forbidden")));
+        assert!(!ok(&pod("node-1", "nginx", "x"), &pod("", "nginx", "x")));
+
+        let deployment = |app: &str| {
+            let mut v = deployment_json();
+            v["spec"]["selector"]["matchLabels"]["app"] = json!(app);
+            v["spec"]["replicas"] = json!(app.len());
+            obj::<v1::Deployment>(v)
+        };
+        assert!(ok(&deployment("web"), &deployment("web")));
+        let errs = validate_update(&deployment("web"), &deployment("api"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            errs.iter()
+                .any(|m| m.contains("spec.selector: Invalid value")),
+            "{errs:?}"
+        );
+        let rs = obj::<v1::ReplicaSet>(json!({"spec": {"selector": {"matchLabels": {"a": "b"}}}}));
+        let rs2 = obj::<v1::ReplicaSet>(json!({"spec": {}}));
+        assert!(!ok(&rs, &rs2));
+        let errs = validate_update(&rs, &deployment("web"))
+            .err()
+            .unwrap_or_default();
+        assert!(errs
+            .iter()
+            .any(|m| m.starts_with("kind: Invalid value \"Deployment\"")));
+    }
+}
