@@ -1,7 +1,9 @@
 //! The `keelson` binary: `keelson server` runs a control-plane replica,
-//! `keelson bench` measures it (and etcd) over the etcd v3 API.
+//! `keelson bench` measures it (and etcd) over the etcd v3 API, and
+//! kubectl-like commands (`get`, `describe`, `apply`...) talk to the API.
 
 mod bench;
+mod kubectl;
 mod server_cmd;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,23 @@ enum Command {
     /// Benchmarks over the etcd v3 API (Keelson and etcd alike).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Show objects as a table (or YAML, JSON, names), and optionally watch them.
+    Get(kubectl::GetArgs),
+    /// Show an object in detail, with its events.
+    Describe(kubectl::DescribeArgs),
+    /// Create or update the objects in manifests (files, directories, stdin).
+    Apply(kubectl::ApplyArgs),
+    /// Create the objects in manifests; existing ones are errors.
+    Create(kubectl::ApplyArgs),
+    /// Delete objects by type and name, or those in manifests.
+    Delete(kubectl::DeleteArgs),
+    /// Set the replicas of a Deployment or ReplicaSet.
+    Scale(kubectl::ScaleArgs),
+    /// The cluster's replicas.
+    #[command(subcommand)]
+    Cluster(kubectl::ClusterCommand),
+    /// Who the token belongs to, and its role.
+    Whoami(kubectl::ClientArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +66,14 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Get(a) => kubectl::exit_on_error(kubectl::get(a).await),
+            Command::Describe(a) => kubectl::exit_on_error(kubectl::describe(a).await),
+            Command::Apply(a) => kubectl::exit_on_error(kubectl::apply(a).await),
+            Command::Create(a) => kubectl::exit_on_error(kubectl::create(a).await),
+            Command::Delete(a) => kubectl::exit_on_error(kubectl::delete(a).await),
+            Command::Scale(a) => kubectl::exit_on_error(kubectl::scale(a).await),
+            Command::Cluster(c) => kubectl::exit_on_error(kubectl::cluster(c).await),
+            Command::Whoami(c) => kubectl::exit_on_error(kubectl::whoami(c).await),
         }
     })
 }

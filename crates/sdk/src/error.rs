@@ -42,7 +42,11 @@ impl From<Status> for Error {
             Code::InvalidArgument => Error::Invalid(m),
             Code::Unauthenticated => Error::Unauthenticated(m),
             Code::PermissionDenied => Error::Forbidden(m),
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Error::Unavailable(m),
+            // Unknown: the transport failed mid-call (the replica died); the
+            // outcome of a write is not known.
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+                Error::Unavailable(m)
+            }
             c => Error::Other(format!("{c:?}: {m}")),
         }
     }
