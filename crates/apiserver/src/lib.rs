@@ -30,7 +30,7 @@ use std::time::Duration;
 use keelson_proto::api::cluster_server::ClusterServer;
 use keelson_proto::api::leases_server::LeasesServer;
 use keelson_proto::api::resources_server::ResourcesServer;
-pub use keelson_store::{ClusterState, Config as StoreConfig};
+pub use keelson_store::{ClusterState, Config as StoreConfig, PeerTls};
 use tokio::task::JoinHandle;
 
 pub use auth::{Role, Tokens};
@@ -49,6 +49,8 @@ pub struct ApiConfig {
     /// Prometheus `/metrics`; None: not served.
     pub listen_metrics: Option<SocketAddr>,
     pub tokens: Tokens,
+    /// TLS on the API port: PEM certificate and key. None: plaintext.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A running replica: the store and the API server over it.
@@ -81,7 +83,7 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
     let metrics = Arc::new(metrics::Metrics::new());
     let svc = service::Api {
         registry: registry.clone(),
-        tokens: Arc::new(api.tokens),
+        tokens: Arc::new(api.tokens.clone()),
         metrics: metrics.clone(),
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -92,7 +94,16 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
     let mut stop_api = stop_rx.clone();
     let incoming =
         tonic::transport::server::TcpIncoming::from(api_listener).with_nodelay(Some(true));
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = &api.tls {
+        builder = builder
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
+            )
+            .map_err(|e| format!("API TLS: {e}"))?;
+    }
+    let router = builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))

@@ -8,6 +8,8 @@
 //! - `bench failover`: SIGKILLs the leader repeatedly and times how long
 //!   until a write succeeds again; optionally watches an idle cluster for
 //!   leader changes.
+//! - `bench api`: pod create latency at a fixed rate and watch fan-out
+//!   through the API server, with etcd doing the same store work.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,7 +30,13 @@ pub enum BenchCommand {
     Compare(CompareArgs),
     /// Kill the leader repeatedly; time until writes succeed again.
     Failover(FailoverArgs),
+    /// The API server: pod create latency at a fixed rate and watch
+    /// fan-out, with etcd doing the same store work as the anchor.
+    Api(api::ApiBenchArgs),
 }
+
+#[path = "bench_api.rs"]
+mod api;
 
 #[derive(Args, Clone)]
 pub struct LoadArgs {
@@ -97,6 +105,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Compare(a) => compare(a).await,
         BenchCommand::Failover(a) => failover(a).await,
+        BenchCommand::Api(a) => api::run(a).await,
     }
 }
 

@@ -126,9 +126,16 @@ impl ProcCluster {
         for i in 0..n {
             members.push(Member::new(i, dir)?);
         }
+        // Mutual TLS between replicas means https:// peer URLs.
+        let scheme = match &kind {
+            Kind::Keelson { extra_args, .. } if extra_args.iter().any(|a| a == "--tls-ca") => {
+                "https"
+            }
+            _ => "http",
+        };
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}={scheme}://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
         let tokens: Vec<(String, String, String)> = [

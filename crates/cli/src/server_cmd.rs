@@ -68,6 +68,17 @@ pub struct ServerArgs {
     /// next to a client config for it (<data-dir>/admin.config).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// TLS certificate (PEM) for the API port and, with --tls-ca, for
+    /// mutual TLS between replicas (`keelson certs` makes one).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that signed the replicas' certificates: turns on mutual
+    /// TLS on the peer port (peer URLs must then be https://).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
     /// Seconds between progress notifications to idle watchers that asked for them.
     #[arg(long, default_value_t = 600)]
     pub watch_progress_notify_interval: u64,
@@ -97,8 +108,12 @@ pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
                     format!("--initial-cluster entry {pair:?} is not name=peer-url")
                 })?;
                 let url = url.trim().trim_end_matches('/').to_string();
-                if !url.starts_with("http://") {
-                    bail!("--initial-cluster peer URL {url:?} must start with http://");
+                let https = url.starts_with("https://");
+                if !url.starts_with("http://") && !https {
+                    bail!("--initial-cluster peer URL {url:?} must start with http:// or https://");
+                }
+                if https != a.tls_ca.is_some() {
+                    bail!("peer URL {url:?}: use https:// peer URLs exactly when --tls-ca is given (mutual TLS between replicas)");
                 }
                 parse_addr(&url)?;
                 Ok((name.trim().to_string(), url))
@@ -145,6 +160,13 @@ pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
     c.election_min_ms = a.election_timeout;
     c.election_max_ms = a.election_timeout * 2;
     c.watch_progress_interval = Duration::from_secs(a.watch_progress_notify_interval.max(1));
+    if let (Some(cert), Some(key), Some(ca)) = (&a.tls_cert, &a.tls_key, &a.tls_ca) {
+        c.peer_tls = Some(keelson_apiserver::PeerTls {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            ca_pem: read(ca)?,
+        });
+    }
     c.auto_compaction_retention =
         (a.auto_compaction_retention > 0).then(|| Duration::from_secs(a.auto_compaction_retention));
     Ok(c)
@@ -165,11 +187,18 @@ fn tokens(
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("create {}", data_dir.display()))?;
         let token = keelson_apiserver::auth::new_token();
+        let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
         write_private(&path, &format!("{token},admin,admin\n"))?;
         let config = data_dir.join("admin.config");
         write_private(
             &config,
-            &format!("endpoints:\n- http://{api}\ntoken: {token}\n"),
+            &format!(
+                "endpoints:\n- {scheme}://{api}\ntoken: {token}\n{}",
+                match &args.tls_ca {
+                    Some(ca) => format!("ca: {}\n", std::path::absolute(ca)?.display()),
+                    None => String::new(),
+                }
+            ),
         )?;
         tracing::info!(
             tokens = %path.display(),
@@ -179,6 +208,10 @@ fn tokens(
         );
     }
     Tokens::load(&path).map_err(anyhow::Error::msg)
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("read {}", path.display()))
 }
 
 /// Write a file only its owner can read.
@@ -204,10 +237,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         a => Some(parse_addr(a)?),
     };
     let tokens = tokens(&args, &config.data_dir, listen_api)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        _ => None,
+    };
     let api = ApiConfig {
         listen_api,
         listen_metrics,
         tokens,
+        tls,
     };
     let server = keelson_apiserver::start(config, api)
         .await

@@ -561,3 +561,51 @@ async fn http_get(port: u16, path: &str) -> String {
     s.read_to_string(&mut out).await.expect("read");
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_the_api_and_mutual_tls_between_replicas() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let out = std::process::Command::new(common::keelson_bin())
+        .args(["certs", "--dir"])
+        .arg(&certs)
+        .output()
+        .expect("run keelson certs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p = |f: &str| certs.join(f).display().to_string();
+    let (cert, key, ca) = (p("server.pem"), p("server-key.pem"), p("ca.pem"));
+    let c = start_cluster(
+        3,
+        &dir.path().join("cluster"),
+        &["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca],
+    )
+    .await;
+    let https: Vec<String> = c
+        .members
+        .iter()
+        .map(|m| format!("https://127.0.0.1:{}", m.api_port))
+        .collect();
+    let mut config = Config::new(https.clone(), c.token("admin", None));
+    config.ca = ca.clone();
+    let secure = Client::new(&config).expect("TLS client");
+    let ns: Api<v1::Namespace> = Api::all(secure.clone());
+    eventually(Duration::from_secs(20), "API over TLS", || {
+        let ns = ns.clone();
+        async move { ns.get("default").await.is_ok() }
+    })
+    .await;
+    // Writes replicate over mutual TLS between the replicas.
+    let pods: Api<v1::Pod> = Api::namespaced(secure, "default");
+    pods.create(&pod("secure", &[], "")).await.expect("create over TLS");
+    for e in &https {
+        let mut one = Config::new(vec![e.clone()], c.token("admin", None));
+        one.ca = ca.clone();
+        let api: Api<v1::Pod> = Api::namespaced(Client::new(&one).expect("client"), "default");
+        api.get("secure").await.expect("read on every replica");
+    }
+    // Plaintext is refused, and https without the CA is a config error.
+    let plain: Api<v1::Pod> = Api::namespaced(admin(&c), "default");
+    assert!(plain.get("secure").await.is_err());
+    assert!(Client::new(&Config::new(https, "x")).is_err());
+}

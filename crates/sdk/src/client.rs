@@ -74,10 +74,29 @@ impl Client {
         if config.endpoints.is_empty() {
             return Err(Error::Config("no endpoints".into()));
         }
+        let tls = if config.ca.is_empty() {
+            None
+        } else {
+            let pem = std::fs::read(&config.ca)
+                .map_err(|e| Error::Config(format!("read CA {}: {e}", config.ca)))?;
+            Some(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+            )
+        };
         let mut endpoints = Vec::new();
         for url in &config.endpoints {
-            let ch = Endpoint::from_shared(url.clone())
-                .map_err(|e| Error::Config(format!("endpoint {url:?}: {e}")))?
+            let mut e = Endpoint::from_shared(url.clone())
+                .map_err(|e| Error::Config(format!("endpoint {url:?}: {e}")))?;
+            if url.starts_with("https://") {
+                let tls = tls.clone().ok_or_else(|| {
+                    Error::Config(format!("endpoint {url} is https: the config needs `ca`"))
+                })?;
+                e = e
+                    .tls_config(tls)
+                    .map_err(|e| Error::Config(format!("TLS for {url}: {e}")))?;
+            }
+            let ch = e
                 .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(2))

@@ -6,6 +6,7 @@
 //! - http://127.0.0.1:6443
 //! - http://127.0.0.2:6443
 //! token: 3kq...
+//! ca: /path/to/ca.pem   # for https:// endpoints
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,11 @@ pub struct Config {
     /// Bearer token.
     #[serde(default)]
     pub token: String,
+    /// PEM file of the CA that signed the API servers' certificates
+    /// (https:// endpoints). Empty: the system's roots are not used; an
+    /// https endpoint then needs this.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca: String,
 }
 
 impl Config {
@@ -29,6 +35,7 @@ impl Config {
         Config {
             endpoints,
             token: token.into(),
+            ca: String::new(),
         }
     }
 

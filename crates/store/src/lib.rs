@@ -19,7 +19,7 @@ mod raft;
 pub mod server;
 
 pub use error::{Error, Result};
-pub use server::{ClusterState, Config, Server};
+pub use server::{ClusterState, Config, PeerTls, Server};
 
 #[cfg(test)]
 mod storage_suite;

@@ -191,7 +191,9 @@ impl ClientArgs {
     }
 
     pub fn client(&self) -> anyhow::Result<Client> {
-        Client::new(&self.config()?).map_err(|e| anyhow!("{e}"))
+        let cfg = self.config()?;
+        let _ = ENDPOINTS.set(cfg.endpoints.join(","));
+        Client::new(&cfg).map_err(|e| anyhow!("{e}"))
     }
 }
 
@@ -367,12 +369,26 @@ fn object_error(e: SdkError, kind: Kind, name: &str) -> anyhow::Error {
     match e {
         SdkError::NotFound(_) => anyhow!("{} {name:?} not found", kind.plural()),
         SdkError::AlreadyExists(_) => anyhow!("{} {name:?} already exists", kind.plural()),
-        e => anyhow!("{e}"),
+        e => sdk_error(e),
     }
 }
 
+/// The endpoints the command talks to, for errors that mean no replica
+/// answered.
+static ENDPOINTS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn sdk_error(e: SdkError) -> anyhow::Error {
-    anyhow!("{e}")
+    match (&e, ENDPOINTS.get()) {
+        (SdkError::Unavailable(_), Some(at)) => anyhow!("{e} (API server: {at})"),
+        // The server's message already says "forbidden: ...".
+        (SdkError::Forbidden(m), _) if m.starts_with("forbidden") => anyhow!("{m}"),
+        _ => anyhow!("{e}"),
+    }
+}
+
+/// No replica could be reached: the rest of a batch would only wait too.
+fn unreachable(e: &SdkError) -> bool {
+    matches!(e, SdkError::Unavailable(_))
 }
 
 /// Write to stdout; a closed pipe (`| head`) ends the program quietly.
@@ -589,8 +605,12 @@ pub async fn get(a: GetArgs) -> anyhow::Result<()> {
             match res.get(kind, &ns, n).await {
                 Ok(o) => items.push(o),
                 Err(e) => {
+                    let stop = unreachable(&e);
                     report(&object_error(e, kind, n));
                     failed = true;
+                    if stop {
+                        break;
+                    }
                 }
             }
         }
@@ -712,7 +732,11 @@ pub async fn describe(a: DescribeArgs) -> anyhow::Result<()> {
     let targets: Vec<Object> = if names.is_empty() {
         let (objs, _) = res.list(kind, &ns, "", "").await.map_err(sdk_error)?;
         if objs.is_empty() {
-            eprintln!("No resources found in {} namespace.", a.ns.namespace);
+            if ns.is_empty() {
+                eprintln!("No resources found");
+            } else {
+                eprintln!("No resources found in {ns} namespace.");
+            }
         }
         objs
     } else {
@@ -802,7 +826,7 @@ fn item_error(e: SdkError, item: &Item) -> anyhow::Error {
     };
     match e {
         SdkError::NotFound(_) | SdkError::AlreadyExists(_) => object_error(e, item.kind, name),
-        e => anyhow!("{}: {e}", item.source),
+        e => anyhow!("{}: {:#}", item.source, sdk_error(e)),
     }
 }
 
@@ -817,8 +841,12 @@ pub async fn apply(a: ApplyArgs) -> anyhow::Result<()> {
                 printers::slash_name(item.kind, item.name())
             ))?,
             Err(e) => {
+                let stop = unreachable(&e);
                 report(&item_error(e, item));
                 failed = true;
+                if stop {
+                    break;
+                }
             }
         }
     }
@@ -837,8 +865,12 @@ pub async fn create(a: ApplyArgs) -> anyhow::Result<()> {
                 printers::slash_name(item.kind, &name_of(&o))
             ))?,
             Err(e) => {
+                let stop = unreachable(&e);
                 report(&item_error(e, item));
                 failed = true;
+                if stop {
+                    break;
+                }
             }
         }
     }
@@ -886,8 +918,12 @@ pub async fn delete(a: DeleteArgs) -> anyhow::Result<()> {
                 printers::qualified(*kind)
             ))?,
             Err(e) => {
+                let stop = unreachable(&e);
                 report(&object_error(e, *kind, name));
                 failed = true;
+                if stop {
+                    break;
+                }
             }
         }
     }

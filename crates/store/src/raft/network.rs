@@ -38,6 +38,21 @@ const PEER_CONNECT_TIMEOUT_MS: u64 = 300;
 #[derive(Clone, Default)]
 pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Mutual TLS to peers (https:// peer URLs).
+    tls: Option<tonic::transport::ClientTlsConfig>,
+}
+
+impl PeerPool {
+    pub fn new(tls: Option<&crate::server::PeerTls>) -> PeerPool {
+        PeerPool {
+            channels: Default::default(),
+            tls: tls.map(|t| {
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(&t.ca_pem))
+                    .identity(tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem))
+            }),
+        }
+    }
 }
 
 impl PeerPool {
@@ -46,8 +61,14 @@ impl PeerPool {
         let channel = match map.get(url) {
             Some(c) => c.clone(),
             None => {
-                let c = Endpoint::from_shared(url.to_string())
-                    .map_err(|e| format!("bad peer URL {url}: {e}"))?
+                let mut e = Endpoint::from_shared(url.to_string())
+                    .map_err(|e| format!("bad peer URL {url}: {e}"))?;
+                if let Some(tls) = &self.tls {
+                    e = e
+                        .tls_config(tls.clone())
+                        .map_err(|e| format!("TLS for peer {url}: {e}"))?;
+                }
+                let c = e
                     .connect_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS))
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(1))

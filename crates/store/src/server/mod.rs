@@ -88,6 +88,24 @@ pub struct Config {
     /// Keep this much history, compacting older revisions (None: keep all,
     /// compaction is left to clients, as etcd's default).
     pub auto_compaction_retention: Option<Duration>,
+    /// Mutual TLS on the peer port (peer URLs are then https://).
+    pub peer_tls: Option<PeerTls>,
+}
+
+/// PEM certificate, key and CA for mutual TLS between replicas: each
+/// replica presents its certificate and accepts only peers whose
+/// certificate the CA signed.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub ca_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls { .. }")
+    }
 }
 
 impl Config {
@@ -114,6 +132,7 @@ impl Config {
             election_max_ms: 200,
             watch_progress_interval: Duration::from_secs(600),
             auto_compaction_retention: None,
+            peer_tls: None,
         }
     }
 }
@@ -380,7 +399,7 @@ impl Server {
                 .validate()
                 .map_err(|e| format!("raft config: {e}"))?,
         );
-        let pool = PeerPool::default();
+        let pool = PeerPool::new(config.peer_tls.as_ref());
         let raft = Raft::new(
             id,
             raft_config,
