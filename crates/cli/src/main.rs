@@ -3,6 +3,7 @@
 //! kubectl-like commands (`get`, `describe`, `apply`...) talk to the API.
 
 mod bench;
+mod certs;
 mod kubectl;
 mod server_cmd;
 
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run one control-plane replica (with no flags: a single-replica cluster on 127.0.0.1:2379).
     Server(server_cmd::ServerArgs),
+    /// Create a local CA and a certificate for the replicas (TLS).
+    Certs(certs::CertsArgs),
     /// Benchmarks over the etcd v3 API (Keelson and etcd alike).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -66,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Certs(args) => certs::run(args),
             Command::Get(a) => kubectl::exit_on_error(kubectl::get(a).await),
             Command::Describe(a) => kubectl::exit_on_error(kubectl::describe(a).await),
             Command::Apply(a) => kubectl::exit_on_error(kubectl::apply(a).await),
