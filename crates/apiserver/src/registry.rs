@@ -315,7 +315,7 @@ impl Registry {
             .await?
             .map(|s| s.object)
             .ok_or_else(|| Error::NotFound {
-                kind: kind.name(),
+                kind: kind.plural(),
                 name: name.to_string(),
             })
     }
@@ -459,7 +459,7 @@ impl Registry {
         }
         let Some(s) = found else {
             return Err(Error::NotFound {
-                kind: "Namespace",
+                kind: "namespaces",
                 name: ns.to_string(),
             });
         };
@@ -511,7 +511,7 @@ impl Registry {
             }
             if self.read(kind, &ns, &name, true).await?.is_some() {
                 return Err(Error::AlreadyExists {
-                    kind: kind.name(),
+                    kind: kind.plural(),
                     name,
                 });
             }
@@ -543,7 +543,7 @@ impl Registry {
                 .unwrap_or_default(),
         )?;
         let not_found = || Error::NotFound {
-            kind: kind.name(),
+            kind: kind.plural(),
             name: name.clone(),
         };
         for attempt in 0..WRITE_ATTEMPTS_MAX {
@@ -658,7 +658,7 @@ impl Registry {
                 .read(kind, ns, name, true)
                 .await?
                 .ok_or_else(|| Error::NotFound {
-                    kind: kind.name(),
+                    kind: kind.plural(),
                     name: name.to_string(),
                 })?;
             authorize(&cur.object)?;

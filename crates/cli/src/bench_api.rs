@@ -160,7 +160,10 @@ fn fan_out_summary(mut rates: Vec<Option<f64>>, events: u64, took: f64) -> FanOu
 /// How long a watcher may take to receive everything.
 const FAN_OUT_TIMEOUT_SECS: u64 = 300;
 
-async fn keelson_phase(a: &ApiBenchArgs, dir: &std::path::Path) -> anyhow::Result<(Latencies, FanOut)> {
+async fn keelson_phase(
+    a: &ApiBenchArgs,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Latencies, FanOut)> {
     let me = std::env::current_exe().context("find the keelson binary")?;
     let c = ProcCluster::start(
         Kind::Keelson {
@@ -196,7 +199,10 @@ async fn keelson_phase(a: &ApiBenchArgs, dir: &std::path::Path) -> anyhow::Resul
         let apis = apis.clone();
         async move {
             let api = &apis[i as usize % apis.len()];
-            api.create(&bench_pod(i)).await.map(|_| ()).map_err(|e| e.to_string())
+            api.create(&bench_pod(i))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
     })
     .await;
@@ -212,7 +218,9 @@ async fn keelson_phase(a: &ApiBenchArgs, dir: &std::path::Path) -> anyhow::Resul
             let mut stream = Box::pin(api.watch(&ListParams::default(), &before).await.ok()?);
             let mut got = 0u64;
             while got < n {
-                match tokio::time::timeout(Duration::from_secs(FAN_OUT_TIMEOUT_SECS), stream.next()).await {
+                match tokio::time::timeout(Duration::from_secs(FAN_OUT_TIMEOUT_SECS), stream.next())
+                    .await
+                {
                     Ok(Some(Ok(WatchEvent::Added(_)))) => got += 1,
                     Ok(Some(Ok(_))) => {}
                     _ => return None,
@@ -230,8 +238,17 @@ async fn keelson_phase(a: &ApiBenchArgs, dir: &std::path::Path) -> anyhow::Resul
     Ok((create, fan))
 }
 
-async fn etcd_phase(a: &ApiBenchArgs, dir: &std::path::Path) -> anyhow::Result<(Latencies, FanOut)> {
-    let c = ProcCluster::start(Kind::Etcd { bin: a.etcd.clone() }, 3, dir)?;
+async fn etcd_phase(
+    a: &ApiBenchArgs,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Latencies, FanOut)> {
+    let c = ProcCluster::start(
+        Kind::Etcd {
+            bin: a.etcd.clone(),
+        },
+        3,
+        dir,
+    )?;
     c.wait_healthy(Duration::from_secs(30)).await?;
     let kvs: Vec<KvClient<tonic::transport::Channel>> = c
         .endpoints()
@@ -272,12 +289,14 @@ async fn etcd_phase(a: &ApiBenchArgs, dir: &std::path::Path) -> anyhow::Result<(
             let t0 = Instant::now();
             let (tx, rx) = tokio::sync::mpsc::channel(1);
             tx.send(WatchRequest {
-                request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-                    key: b"/registry/pods/".to_vec(),
-                    range_end: b"/registry/pods0".to_vec(),
-                    start_revision: before + 1,
-                    ..Default::default()
-                })),
+                request_union: Some(watch_request::RequestUnion::CreateRequest(
+                    WatchCreateRequest {
+                        key: b"/registry/pods/".to_vec(),
+                        range_end: b"/registry/pods0".to_vec(),
+                        start_revision: before + 1,
+                        ..Default::default()
+                    },
+                )),
             })
             .await
             .ok()?;
@@ -288,7 +307,9 @@ async fn etcd_phase(a: &ApiBenchArgs, dir: &std::path::Path) -> anyhow::Result<(
                 .into_inner();
             let mut got = 0u64;
             while got < n {
-                match tokio::time::timeout(Duration::from_secs(FAN_OUT_TIMEOUT_SECS), stream.next()).await {
+                match tokio::time::timeout(Duration::from_secs(FAN_OUT_TIMEOUT_SECS), stream.next())
+                    .await
+                {
                     Ok(Some(Ok(r))) => got += r.events.len() as u64,
                     _ => return None,
                 }
@@ -310,7 +331,9 @@ pub async fn run(a: ApiBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     println!(
         "machine: {} cores; 3 replicas each, fsync on; {} creates at {}/s; {} watchers",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         a.rate * a.secs,
         a.rate,
         a.watchers
@@ -332,7 +355,10 @@ pub async fn run(a: ApiBenchArgs) -> anyhow::Result<()> {
         )
     };
     println!();
-    println!("| create at {}/s | achieved/s | p50 ms | p99 ms | max ms | ok | errors |", a.rate);
+    println!(
+        "| create at {}/s | achieved/s | p50 ms | p99 ms | max ms | ok | errors |",
+        a.rate
+    );
     println!("|---|---:|---:|---:|---:|---:|---|");
     row("keelson pod create (API server)", &kc);
     row("etcd put of the same bytes", &ec);

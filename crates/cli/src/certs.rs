@@ -128,6 +128,9 @@ pub fn run(args: CertsArgs) -> anyhow::Result<()> {
         w.key.display(),
         w.ca.display()
     );
-    println!("clients: add `ca: {}` to the client config and use https:// endpoints", w.ca.display());
+    println!(
+        "clients: add `ca: {}` to the client config and use https:// endpoints",
+        w.ca.display()
+    );
     Ok(())
 }

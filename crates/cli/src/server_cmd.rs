@@ -187,7 +187,11 @@ fn tokens(
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("create {}", data_dir.display()))?;
         let token = keelson_apiserver::auth::new_token();
-        let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+        let scheme = if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         write_private(&path, &format!("{token},admin,admin\n"))?;
         let config = data_dir.join("admin.config");
         write_private(

@@ -572,7 +572,11 @@ async fn tls_on_the_api_and_mutual_tls_between_replicas() {
         .arg(&certs)
         .output()
         .expect("run keelson certs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let p = |f: &str| certs.join(f).display().to_string();
     let (cert, key, ca) = (p("server.pem"), p("server-key.pem"), p("ca.pem"));
     let c = start_cluster(
@@ -597,7 +601,9 @@ async fn tls_on_the_api_and_mutual_tls_between_replicas() {
     .await;
     // Writes replicate over mutual TLS between the replicas.
     let pods: Api<v1::Pod> = Api::namespaced(secure, "default");
-    pods.create(&pod("secure", &[], "")).await.expect("create over TLS");
+    pods.create(&pod("secure", &[], ""))
+        .await
+        .expect("create over TLS");
     for e in &https {
         let mut one = Config::new(vec![e.clone()], c.token("admin", None));
         one.ca = ca.clone();

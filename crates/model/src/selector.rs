@@ -156,7 +156,7 @@ fn parse_requirement(t: &str) -> Result<Requirement, String> {
         .ok_or_else(|| format!("{t:?}: values must be in parentheses"))?;
     let values = inner
         .split(',')
-        .map(|v| value(v))
+        .map(value)
         .collect::<Result<Vec<_>, _>>()?;
     if values.iter().all(String::is_empty) {
         return Err(format!("{t:?}: {op} needs at least one value"));

@@ -17,7 +17,7 @@ pub enum Error {
     Invalid(String),
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
-    #[error("permission denied: {0}")]
+    #[error("{0}")]
     Forbidden(String),
     /// No replica could serve the call (after failover and retries), or a
     /// write's outcome is unknown because its replica failed mid-call.

@@ -54,7 +54,7 @@ pub fn read_sources(
             continue;
         }
         let path = PathBuf::from(a);
-        let meta = std::fs::metadata(&path).with_context(|| format!("{a}"))?;
+        let meta = std::fs::metadata(&path).with_context(|| a.clone())?;
         if meta.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
                 .with_context(|| format!("read directory {a}"))?

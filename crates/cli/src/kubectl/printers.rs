@@ -500,9 +500,7 @@ mod tests {
                     reason: waiting.into(),
                     message: String::new(),
                 }),
-                running: waiting
-                    .is_empty()
-                    .then(|| v1::ContainerStateRunning::default()),
+                running: waiting.is_empty().then(v1::ContainerStateRunning::default),
                 terminated: None,
             }),
             ..Default::default()

@@ -49,7 +49,10 @@ impl PeerPool {
             tls: tls.map(|t| {
                 tonic::transport::ClientTlsConfig::new()
                     .ca_certificate(tonic::transport::Certificate::from_pem(&t.ca_pem))
-                    .identity(tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem))
+                    .identity(tonic::transport::Identity::from_pem(
+                        &t.cert_pem,
+                        &t.key_pem,
+                    ))
             }),
         }
     }

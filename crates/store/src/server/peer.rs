@@ -27,13 +27,16 @@ pub async fn serve(
     let svc = RaftPeerServer::new(PeerService {
         replica: replica.clone(),
     })
-        .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+    .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+    .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &replica.config.peer_tls {
         builder = builder.tls_config(
             tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+                .identity(tonic::transport::Identity::from_pem(
+                    &tls.cert_pem,
+                    &tls.key_pem,
+                ))
                 .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca_pem)),
         )?;
     }
