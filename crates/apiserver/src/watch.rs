@@ -52,12 +52,20 @@ impl WatchSpec {
         let Some(kv) = ev.kv.as_ref() else {
             return Ok(None);
         };
+        let is_delete = ev.r#type == mvccpb::event::EventType::Delete as i32;
+        // Without selectors every object matches: the previous version is
+        // needed only as the content of a DELETED event.
+        let unfiltered = self.labels.is_empty() && self.fields.is_empty();
         let prev = match ev.prev_kv.as_ref() {
-            Some(p) => Some(decode_kv(self.kind, p)?),
-            None => None,
+            Some(p) if is_delete || !unfiltered => Some(decode_kv(self.kind, p)?),
+            _ => None,
         };
-        let was = prev.as_ref().is_some_and(|p| self.selects(p));
-        if ev.r#type == mvccpb::event::EventType::Delete as i32 {
+        let was = if unfiltered {
+            ev.prev_kv.is_some()
+        } else {
+            prev.as_ref().is_some_and(|p| self.selects(p))
+        };
+        if is_delete {
             return Ok(match prev {
                 Some(mut p) if was => {
                     if let Some(m) = keelson_model::meta_of_mut(&mut p) {

@@ -223,7 +223,18 @@ async fn keelson_phase(
                 {
                     Ok(Some(Ok(WatchEvent::Added(_)))) => got += 1,
                     Ok(Some(Ok(_))) => {}
-                    _ => return None,
+                    Ok(Some(Err(e))) => {
+                        eprintln!("watcher {w}: error after {got} events: {e}");
+                        return None;
+                    }
+                    Ok(None) => {
+                        eprintln!("watcher {w}: stream ended after {got} events");
+                        return None;
+                    }
+                    Err(_) => {
+                        eprintln!("watcher {w}: stalled after {got} events");
+                        return None;
+                    }
                 }
             }
             Some(n as f64 / t0.elapsed().as_secs_f64())

@@ -154,10 +154,7 @@ fn parse_requirement(t: &str) -> Result<Requirement, String> {
         .strip_prefix('(')
         .and_then(|l| l.strip_suffix(')'))
         .ok_or_else(|| format!("{t:?}: values must be in parentheses"))?;
-    let values = inner
-        .split(',')
-        .map(value)
-        .collect::<Result<Vec<_>, _>>()?;
+    let values = inner.split(',').map(value).collect::<Result<Vec<_>, _>>()?;
     if values.iter().all(String::is_empty) {
         return Err(format!("{t:?}: {op} needs at least one value"));
     }
