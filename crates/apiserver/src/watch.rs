@@ -10,7 +10,7 @@ use keelson_model::selector::{FieldSelector, LabelSelector};
 use keelson_model::{meta_of, Kind, Object};
 use keelson_proto::api::WatchEvent;
 use keelson_proto::mvccpb;
-use keelson_store::mvcc::KeyRange;
+use keelson_store::mvcc::{KeyRange, PrevKv};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -61,7 +61,8 @@ impl WatchSpec {
             _ => None,
         };
         let was = if unfiltered {
-            ev.prev_kv.is_some()
+            // Every version matched: it existed before unless just created.
+            is_delete || kv.create_revision != kv.mod_revision
         } else {
             prev.as_ref().is_some_and(|p| self.selects(p))
         };
@@ -145,6 +146,13 @@ async fn stream(
             at + 1
         }
     };
+    // With selectors, an update's previous version decides ADDED/DELETED
+    // for this watcher; without, only a deletion needs it.
+    let prev_kv = if spec.labels.is_empty() && spec.fields.is_empty() {
+        PrevKv::Deletes
+    } else {
+        PrevKv::All
+    };
     let prefix = spec.kind.prefix(&spec.namespace);
     let range = KeyRange::new(prefix.as_bytes(), &prefix_end(prefix.as_bytes()));
     let mut bookmark = tokio::time::interval(Duration::from_millis(BOOKMARK_INTERVAL_MS));
@@ -154,7 +162,7 @@ async fn stream(
         // Read what is there, without holding the state lock across sends.
         let (events, upto) = {
             let sm = registry.replica.sm().read();
-            match sm.events_since(next, &range, true, WATCH_BATCH_EVENTS_MAX) {
+            match sm.events_since(next, &range, prev_kv, WATCH_BATCH_EVENTS_MAX) {
                 Ok(x) => x,
                 Err(keelson_store::Error::Compacted) => {
                     return Err(Error::Expired(format!(
@@ -194,6 +202,123 @@ async fn stream(
                 sent_since_bookmark = false;
             }
             _ = tx.closed() => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keelson_model::Resource;
+    use keelson_proto::v1;
+
+    fn pod_kv(app: &str, create: i64, modr: i64) -> mvccpb::KeyValue {
+        let p = v1::Pod {
+            metadata: Some(v1::ObjectMeta {
+                name: "p".into(),
+                namespace: "default".into(),
+                labels: [("app".to_string(), app.to_string())].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        mvccpb::KeyValue {
+            key: b"/registry/pods/default/p".to_vec(),
+            value: keelson_model::encode(&p.into_object()),
+            create_revision: create,
+            mod_revision: modr,
+            ..Default::default()
+        }
+    }
+
+    fn put(cur: mvccpb::KeyValue, prev: Option<mvccpb::KeyValue>) -> mvccpb::Event {
+        mvccpb::Event {
+            r#type: mvccpb::event::EventType::Put as i32,
+            kv: Some(cur),
+            prev_kv: prev,
+        }
+    }
+
+    fn delete(prev: mvccpb::KeyValue, rev: i64) -> mvccpb::Event {
+        mvccpb::Event {
+            r#type: mvccpb::event::EventType::Delete as i32,
+            kv: Some(mvccpb::KeyValue {
+                key: prev.key.clone(),
+                mod_revision: rev,
+                ..Default::default()
+            }),
+            prev_kv: Some(prev),
+        }
+    }
+
+    fn spec(labels: &str) -> WatchSpec {
+        WatchSpec {
+            kind: Kind::Pod,
+            namespace: String::new(),
+            labels: LabelSelector::parse(labels).expect("selector"),
+            fields: FieldSelector::default(),
+            from: Some(0),
+            bookmarks: false,
+        }
+    }
+
+    fn kind_of(e: Option<WatchEvent>) -> String {
+        e.map(|e| e.r#type).unwrap_or_else(|| "-".into())
+    }
+
+    #[test]
+    fn events_as_each_watcher_sees_them() {
+        let all = spec("");
+        let web = spec("app=web");
+        // (event, revision, seen without selector, seen with app=web)
+        let cases = vec![
+            (put(pod_kv("web", 5, 5), None), 5, "ADDED", "ADDED"),
+            (
+                put(pod_kv("web", 5, 6), Some(pod_kv("web", 5, 5))),
+                6,
+                "MODIFIED",
+                "MODIFIED",
+            ),
+            // Unfiltered watchers get no previous version for updates.
+            (put(pod_kv("web", 5, 6), None), 6, "MODIFIED", "ADDED"),
+            (
+                put(pod_kv("db", 5, 7), Some(pod_kv("web", 5, 6))),
+                7,
+                "MODIFIED",
+                "DELETED",
+            ),
+            (
+                put(pod_kv("web", 5, 8), Some(pod_kv("db", 5, 7))),
+                8,
+                "MODIFIED",
+                "ADDED",
+            ),
+            (
+                put(pod_kv("db", 5, 9), Some(pod_kv("db", 5, 8))),
+                9,
+                "MODIFIED",
+                "-",
+            ),
+            (delete(pod_kv("web", 5, 8), 10), 10, "DELETED", "DELETED"),
+            (delete(pod_kv("db", 5, 9), 11), 11, "DELETED", "-"),
+        ];
+        for (i, (ev, rev, want_all, want_web)) in cases.into_iter().enumerate() {
+            let got_all = all.translate(&ev, rev).expect("translate");
+            if let Some(e) = &got_all {
+                assert_eq!(e.resource_version, rev.to_string(), "case {i}");
+                let o = e.object.clone().expect("object");
+                assert_eq!(
+                    keelson_model::meta_of(&o).map(|m| m.resource_version.clone()),
+                    Some(rev.to_string()),
+                    "case {i}: the object carries the event's revision"
+                );
+            }
+            assert_eq!(kind_of(got_all), want_all, "case {i} unfiltered");
+            assert_eq!(
+                kind_of(web.translate(&ev, rev).expect("translate")),
+                want_web,
+                "case {i} app=web"
+            );
         }
     }
 }

@@ -144,6 +144,8 @@ struct FanOut {
     per_watcher: Vec<f64>,
     aggregate: f64,
     incomplete: usize,
+    /// CPU µs per delivered event: (servers, load generator).
+    cpu: (f64, f64),
 }
 
 fn fan_out_summary(mut rates: Vec<Option<f64>>, events: u64, took: f64) -> FanOut {
@@ -154,6 +156,7 @@ fn fan_out_summary(mut rates: Vec<Option<f64>>, events: u64, took: f64) -> FanOu
         aggregate: (per.len() as f64 * events as f64) / took,
         per_watcher: per,
         incomplete,
+        cpu: (0.0, 0.0),
     }
 }
 
@@ -208,6 +211,7 @@ async fn keelson_phase(
     .await;
 
     // Fan-out: every watcher replays the creates from `before`.
+    let cpu_before = (super::cpu_ticks(&c.pids()), super::self_cpu_ticks());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..a.watchers {
@@ -244,9 +248,19 @@ async fn keelson_phase(
     for t in tasks {
         rates.push(t.await.ok().flatten());
     }
-    let fan = fan_out_summary(rates, n, started.elapsed().as_secs_f64());
+    let mut fan = fan_out_summary(rates, n, started.elapsed().as_secs_f64());
+    fan.cpu = cpu_per_event(cpu_before, &c.pids(), n * a.watchers as u64);
     drop(c);
     Ok((create, fan))
+}
+
+/// Servers' and this process's CPU time per delivered event, in µs.
+fn cpu_per_event(before: (u64, u64), pids: &[u32], events: u64) -> (f64, f64) {
+    let per = |ticks: u64| ticks as f64 / super::clock_ticks_per_sec() * 1e6 / events.max(1) as f64;
+    (
+        per(super::cpu_ticks(pids).saturating_sub(before.0)),
+        per(super::self_cpu_ticks().saturating_sub(before.1)),
+    )
 }
 
 async fn etcd_phase(
@@ -292,6 +306,7 @@ async fn etcd_phase(
         }
     })
     .await;
+    let cpu_before = (super::cpu_ticks(&c.pids()), super::self_cpu_ticks());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..a.watchers {
@@ -333,7 +348,8 @@ async fn etcd_phase(
     for t in tasks {
         rates.push(t.await.ok().flatten());
     }
-    let fan = fan_out_summary(rates, n, started.elapsed().as_secs_f64());
+    let mut fan = fan_out_summary(rates, n, started.elapsed().as_secs_f64());
+    fan.cpu = cpu_per_event(cpu_before, &c.pids(), n * a.watchers as u64);
     drop(c);
     Ok((create, fan))
 }
@@ -376,16 +392,18 @@ pub async fn run(a: ApiBenchArgs) -> anyhow::Result<()> {
     println!();
     let frow = |name: &str, f: &FanOut| {
         println!(
-            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.2} / {:.2} |",
             pct(&f.per_watcher, 0.0),
             pct(&f.per_watcher, 0.5),
             pct(&f.per_watcher, 1.0),
             f.aggregate,
-            f.incomplete
+            f.incomplete,
+            f.cpu.0,
+            f.cpu.1
         )
     };
-    println!("| fan-out, {} watchers | min events/s per watcher | median | max | aggregate events/s | incomplete |", a.watchers);
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| fan-out, {} watchers | min events/s per watcher | median | max | aggregate events/s | incomplete | CPU µs per event, servers / load generator |", a.watchers);
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     frow("keelson watch (typed pods)", &kf);
     frow("etcd watch (raw keys)", &ef);
     println!();

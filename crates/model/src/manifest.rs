@@ -184,6 +184,25 @@ fn prune_keep_item(v: &mut serde_json::Value) -> bool {
     true
 }
 
+/// What a client decides about an object: everything but the status, with
+/// metadata reduced to name, namespace, labels and annotations, defaults
+/// applied. A manifest and the object the server stored from it compare
+/// equal.
+pub fn desired_state(o: &Object) -> serde_json::Value {
+    let mut o = o.clone();
+    crate::defaults::apply(&mut o);
+    let mut v = to_value(&o);
+    if let Some(map) = v.as_object_mut() {
+        map.remove("status");
+        if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            meta.retain(|k, _| {
+                matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations")
+            });
+        }
+    }
+    v
+}
+
 /// The object as YAML.
 pub fn to_yaml(o: &Object) -> String {
     serde_yaml::to_string(&to_value(o)).unwrap_or_default()

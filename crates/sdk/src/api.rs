@@ -184,22 +184,60 @@ impl<K: Resource> Api<K> {
 
     /// Create, attached to a lease: the object is deleted when the lease
     /// expires or is revoked.
+    ///
+    /// When the replica fails mid-call the outcome is unknown; for an
+    /// object with a name the SDK then finds out instead of guessing: a
+    /// linearizable get either shows the object (it is returned if it is
+    /// the one sent) or proves the create was lost (a Raft entry not
+    /// visible to a linearizable read can no longer commit), and only then
+    /// is the create sent again.
     pub async fn create_with_lease(&self, obj: &K, lease_id: i64) -> Result<K> {
         let mut obj = obj.clone();
         obj.meta_mut().namespace = self.namespace_of(&obj);
+        let name = obj.meta().name.clone();
+        let wanted = keelson_model::manifest::desired_state(&obj.clone().into_object());
         let req = CreateRequest {
             object: Some(obj.into_object()),
             lease_id,
         };
-        let o = self
-            .client
-            .call(Retry::UnsentOnly, |ch| {
+        let send = || {
+            self.client.call(Retry::UnsentOnly, |ch| {
                 let r = self.client.request(req.clone(), timeout());
                 async move { ResourcesClient::new(ch).create(r).await }
             })
-            .await?
-            .into_inner();
-        K::from_object(o).ok_or_else(wrong_kind::<K>)
+        };
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(crate::client::CALL_DEADLINE_MS);
+        let mut last = match send().await {
+            Ok(o) => return K::from_object(o.into_inner()).ok_or_else(wrong_kind::<K>),
+            Err(Error::Unavailable(m)) if !name.is_empty() => m,
+            Err(e) => return Err(e),
+        };
+        while tokio::time::Instant::now() < deadline {
+            match self.get(&name).await {
+                Ok(existing) => {
+                    let same =
+                        keelson_model::manifest::desired_state(&existing.clone().into_object())
+                            == wanted;
+                    return if same {
+                        Ok(existing)
+                    } else {
+                        Err(Error::Unavailable(format!(
+                            "create of {name:?} had an unknown outcome ({last}) and the object now differs from the one sent"
+                        )))
+                    };
+                }
+                Err(Error::NotFound(_)) => match send().await {
+                    Ok(o) => return K::from_object(o.into_inner()).ok_or_else(wrong_kind::<K>),
+                    Err(Error::Unavailable(m)) => last = m,
+                    Err(e) => return Err(e),
+                },
+                Err(Error::Unavailable(m)) => last = m,
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::Unavailable(last))
     }
 
     async fn update_inner(&self, obj: &K, status: bool) -> Result<K> {

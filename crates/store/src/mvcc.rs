@@ -467,9 +467,10 @@ impl Mvcc {
         &self,
         from: i64,
         range: &KeyRange,
-        with_prev_kv: bool,
+        with_prev_kv: impl Into<PrevKv>,
         max_events: usize,
     ) -> Result<(Vec<WatchEvent>, i64)> {
+        let with_prev_kv = with_prev_kv.into();
         if from < self.compacted {
             return Err(Error::Compacted);
         }
@@ -502,10 +503,10 @@ impl Mvcc {
             } else {
                 (EventType::Put, v.to_kv(r.main))
             };
-            let prev_kv = if with_prev_kv {
-                self.prev_version(&v.key, *r)
-            } else {
-                None
+            let prev_kv = match with_prev_kv {
+                PrevKv::All => self.prev_version(&v.key, *r),
+                PrevKv::Deletes if v.is_tombstone() => self.prev_version(&v.key, *r),
+                _ => None,
             };
             out.push(WatchEvent {
                 revision: r.main,
@@ -530,6 +531,25 @@ impl Mvcc {
         let pr = list[i - 1];
         let v = self.revs.get(&pr)?;
         (!v.is_tombstone()).then(|| v.to_kv(pr.main))
+    }
+}
+
+/// Which events carry the key's previous version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrevKv {
+    None,
+    /// Only deletions (the deleted object's last state).
+    Deletes,
+    All,
+}
+
+impl From<bool> for PrevKv {
+    fn from(all: bool) -> PrevKv {
+        if all {
+            PrevKv::All
+        } else {
+            PrevKv::None
+        }
     }
 }
 

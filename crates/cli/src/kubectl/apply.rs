@@ -157,19 +157,10 @@ pub fn for_update(manifest: &Object, current: &Object, namespace: &str) -> Objec
     o
 }
 
-/// The part of an object apply owns, for comparison: everything but the
-/// status, with metadata reduced to name, namespace, labels, annotations.
+/// The part of an object apply owns, for comparison (see
+/// [`manifest::desired_state`]).
 pub fn comparable(o: &Object) -> serde_json::Value {
-    let mut v = manifest::to_value(o);
-    if let Some(map) = v.as_object_mut() {
-        map.remove("status");
-        if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            meta.retain(|k, _| {
-                matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations")
-            });
-        }
-    }
-    v
+    manifest::desired_state(o)
 }
 
 /// Whether sending `desired` (from [`for_update`]) would change nothing
