@@ -35,10 +35,22 @@ pub struct WatchSpec {
 }
 
 fn event(typ: &str, object: Option<Object>, rev: i64) -> WatchEvent {
+    use prost::Message;
     WatchEvent {
         r#type: typ.to_string(),
-        object,
+        object: object.map(|o| o.encode_to_vec()).unwrap_or_default(),
         resource_version: rev.to_string(),
+    }
+}
+
+/// An event carrying a stored version as it is, with `rev` as its
+/// resourceVersion (no decode, no re-encode).
+fn raw_event(typ: &str, kind: Kind, stored: &[u8], rev: i64) -> WatchEvent {
+    let rv = rev.to_string();
+    WatchEvent {
+        r#type: typ.to_string(),
+        object: keelson_model::kinds::encode_stored_as_object(kind, stored, &rv),
+        resource_version: rv,
     }
 }
 
@@ -53,38 +65,32 @@ impl WatchSpec {
             return Ok(None);
         };
         let is_delete = ev.r#type == mvccpb::event::EventType::Delete as i32;
-        // Without selectors every object matches: the previous version is
-        // needed only as the content of a DELETED event.
+        // Without selectors every version matches: nothing needs decoding.
         let unfiltered = self.labels.is_empty() && self.fields.is_empty();
-        let prev = match ev.prev_kv.as_ref() {
-            Some(p) if is_delete || !unfiltered => Some(decode_kv(self.kind, p)?),
-            _ => None,
-        };
         let was = if unfiltered {
-            // Every version matched: it existed before unless just created.
+            // It existed before unless this version created it.
             is_delete || kv.create_revision != kv.mod_revision
         } else {
-            prev.as_ref().is_some_and(|p| self.selects(p))
+            match ev.prev_kv.as_ref() {
+                Some(p) => self.selects(&decode_kv(self.kind, p)?),
+                None => false,
+            }
         };
         if is_delete {
-            return Ok(match prev {
-                Some(mut p) if was => {
-                    if let Some(m) = keelson_model::meta_of_mut(&mut p) {
-                        m.resource_version = rev.to_string();
-                    }
-                    Some(event("DELETED", Some(p), rev))
-                }
+            // The deleted object's last state, at the deletion's revision.
+            return Ok(match ev.prev_kv.as_ref() {
+                Some(p) if was => Some(raw_event("DELETED", self.kind, &p.value, rev)),
                 _ => None,
             });
         }
-        let cur = decode_kv(self.kind, kv)?;
-        let is = self.selects(&cur);
-        Ok(match (was, is) {
-            (false, true) => Some(event("ADDED", Some(cur), rev)),
-            (true, true) => Some(event("MODIFIED", Some(cur), rev)),
-            (true, false) => Some(event("DELETED", Some(cur), rev)),
-            (false, false) => None,
-        })
+        let is = unfiltered || self.selects(&decode_kv(self.kind, kv)?);
+        let typ = match (was, is) {
+            (false, true) => "ADDED",
+            (true, true) => "MODIFIED",
+            (true, false) => "DELETED",
+            (false, false) => return Ok(None),
+        };
+        Ok(Some(raw_event(typ, self.kind, &kv.value, rev)))
     }
 }
 
@@ -306,7 +312,7 @@ mod tests {
             let got_all = all.translate(&ev, rev).expect("translate");
             if let Some(e) = &got_all {
                 assert_eq!(e.resource_version, rev.to_string(), "case {i}");
-                let o = e.object.clone().expect("object");
+                let o = <Object as prost::Message>::decode(e.object.as_slice()).expect("object");
                 assert_eq!(
                     keelson_model::meta_of(&o).map(|m| m.resource_version.clone()),
                     Some(rev.to_string()),

@@ -348,8 +348,9 @@ impl<K: Resource> Api<K> {
                 Error::from(s)
             })?;
             let obj = || {
-                ev.object
-                    .clone()
+                use prost::Message;
+                keelson_proto::api::Object::decode(ev.object.as_slice())
+                    .ok()
                     .and_then(K::from_object)
                     .ok_or_else(wrong_kind::<K>)
             };

@@ -682,9 +682,11 @@ async fn watch(
                         if ev.r#type == "BOOKMARK" {
                             continue;
                         }
-                        if let Some(o) = ev.object {
-                            printer.print_one(&o)?;
-                        }
+                        let o = <keelson_proto::api::Object as prost::Message>::decode(
+                            ev.object.as_slice(),
+                        )
+                        .map_err(|e| anyhow::anyhow!("decode a watch event: {e}"))?;
+                        printer.print_one(&o)?;
                     }
                     Some(Err(s)) => match SdkError::from(s) {
                         SdkError::Expired(_) => {
