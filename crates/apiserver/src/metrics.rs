@@ -39,7 +39,7 @@ pub struct Metrics {
     term: Gauge,
     leader: Gauge,
     is_leader: Gauge,
-    last_log_index: Gauge,
+    commit_index: Gauge,
     applied_index: Gauge,
     revision: Gauge,
     db_size: Gauge,
@@ -67,7 +67,7 @@ impl Metrics {
             term: Gauge::default(),
             leader: Gauge::default(),
             is_leader: Gauge::default(),
-            last_log_index: Gauge::default(),
+            commit_index: Gauge::default(),
             applied_index: Gauge::default(),
             revision: Gauge::default(),
             db_size: Gauge::default(),
@@ -100,9 +100,9 @@ impl Metrics {
             m.is_leader.clone(),
         );
         registry.register(
-            "keelson_raft_last_log_index",
-            "Index of the last entry in this replica's Raft log",
-            m.last_log_index.clone(),
+            "keelson_raft_commit_index",
+            "Highest log index known committed (leader: quorum-matched; others: applied)",
+            m.commit_index.clone(),
         );
         registry.register(
             "keelson_raft_applied_index",
@@ -145,8 +145,8 @@ impl Metrics {
         self.term.set(s.raft_term as i64);
         self.leader.set(s.leader as i64);
         self.is_leader.set(i64::from(replica.is_leader()));
-        self.last_log_index.set(s.raft_index as i64);
         self.applied_index.set(s.raft_applied_index as i64);
+        self.commit_index.set(s.raft_index as i64);
         self.revision.set(header.revision);
         self.db_size.set(s.db_size);
         let mut out = String::new();

@@ -497,12 +497,23 @@ async fn sdk_failover_leader_election_metrics_status_and_expiry() {
         pods.get(&format!("f{i}")).await.expect("get after a kill");
     }
 
-    // Metrics on a live replica.
+    // Metrics on a live replica, after it served a request.
+    let one = Client::new(&Config::new(
+        vec![c.members[1].api_endpoint()],
+        c.token("admin", None),
+    ))
+    .expect("client");
+    Api::<v1::Pod>::namespaced(one, "default")
+        .get("f0")
+        .await
+        .expect("get on replica 2");
     let port = c.members[1].metrics_port;
     let body = http_get(port, "/metrics").await;
     for name in [
         "keelson_raft_term",
         "keelson_raft_applied_index",
+        "keelson_raft_commit_index",
+        "keelson_raft_is_leader",
         "keelson_store_db_size_bytes",
         "keelson_apiserver_requests_total{",
         "keelson_apiserver_request_duration_seconds_bucket{",

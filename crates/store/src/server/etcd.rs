@@ -349,7 +349,8 @@ impl Replica {
             version: API_VERSION.to_string(),
             db_size: sm.size_bytes() as i64,
             leader: m.current_leader.unwrap_or(0),
-            raft_index: m.last_log_index.unwrap_or(0),
+            // etcd reports the committed index here.
+            raft_index: self.commit_index(),
             raft_term: m.current_term,
             raft_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             errors,

@@ -187,6 +187,37 @@ impl Replica {
         self.raft.metrics().borrow().clone()
     }
 
+    /// The highest log index this replica knows to be committed: on the
+    /// leader, the index a quorum of voters has matched; elsewhere the
+    /// applied index (a follower applies what it learns is committed).
+    pub fn commit_index(&self) -> u64 {
+        let m = self.metrics();
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        let Some(replication) = m.replication.as_ref() else {
+            return applied;
+        };
+        let mut matched: Vec<u64> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|v| {
+                if v == self.id {
+                    m.last_log_index.unwrap_or(0)
+                } else {
+                    replication
+                        .get(&v)
+                        .and_then(|l| l.map(|l| l.index))
+                        .unwrap_or(0)
+                }
+            })
+            .collect();
+        if matched.is_empty() {
+            return applied;
+        }
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        matched[matched.len() / 2].max(applied)
+    }
+
     pub fn is_leader(&self) -> bool {
         let m = self.raft.metrics();
         let m = m.borrow();
