@@ -3,8 +3,9 @@
 //!
 //! The tokens file has one `token,user,role` line per token (`#` starts a
 //! comment). A `node` token's user is the node's name: it may read
-//! everything, and change only its own Node, its own Lease, the pods bound
-//! to it, and create Events.
+//! everything, and change only its own Node, its own Lease, the status of
+//! the pods bound to it (and delete them, to confirm a graceful deletion),
+//! and create Events.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -188,8 +189,10 @@ pub fn authorize(
                     Kind::Node => verb != Verb::Delete && name == me,
                     Kind::Lease => name == me,
                     Kind::Event => verb == Verb::Create,
+                    // As Kubernetes' NodeRestriction: status and deletion
+                    // of its own pods, never their spec or metadata.
                     Kind::Pod => {
-                        matches!(verb, Verb::Update | Verb::UpdateStatus | Verb::Delete)
+                        matches!(verb, Verb::UpdateStatus | Verb::Delete)
                             && pod_node(old) == Some(me)
                             && (new.is_none() || pod_node(new) == Some(me))
                     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use keelson_model::selector::{FieldSelector, LabelSelector};
+use keelson_model::validation::GRACE_PERIOD_MAX_SECS;
 use keelson_model::{defaults, kind_of, meta_of, meta_of_mut, validation, Kind, Object};
 use keelson_proto::api::object;
 use keelson_proto::etcdserverpb as pb;
@@ -70,7 +71,9 @@ pub fn now_rfc3339() -> String {
 }
 
 fn rfc3339_in(secs: i64) -> String {
-    let t = SystemTime::now() + Duration::from_secs(secs.max(0) as u64);
+    let secs = secs.clamp(0, GRACE_PERIOD_MAX_SECS) as u64;
+    let now = SystemTime::now();
+    let t = now.checked_add(Duration::from_secs(secs)).unwrap_or(now);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -253,7 +256,8 @@ fn pod_grace(o: &Object) -> i64 {
             .spec
             .as_ref()
             .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(POD_GRACE_DEFAULT_SECS),
+            .unwrap_or(POD_GRACE_DEFAULT_SECS)
+            .clamp(0, GRACE_PERIOD_MAX_SECS),
         _ => 0,
     }
 }
@@ -337,6 +341,10 @@ impl Registry {
                 return Err(bad());
             }
             key.push(0); // the next key after the last one returned
+            if rev > self.revision() {
+                // Another replica served the earlier pages: catch up.
+                self.barrier().await?;
+            }
             (rev, key)
         };
         let end = prefix_end(prefix.as_bytes());
@@ -594,9 +602,21 @@ impl Registry {
             validation::validate(&new).map_err(|p| invalid(kind, &name, p))?;
             validation::validate_update(old, &new).map_err(|p| invalid(kind, &name, p))?;
             let key = kind.key(&ns, &name);
-            let finished = meta_of(&new)
-                .is_some_and(|m| !m.deletion_timestamp.is_empty() && m.finalizers.is_empty())
-                && (kind != Kind::Pod || pod_node_name(&new).is_none_or(str::is_empty));
+            // The last finalizer of an object being deleted is gone: remove
+            // it, unless it is a namespace (the sweep removes it once empty)
+            // or a bound pod its node has not confirmed (grace 0).
+            let finished = meta_of(&new).is_some_and(|m| {
+                !m.deletion_timestamp.is_empty()
+                    && m.finalizers.is_empty()
+                    && match kind {
+                        Kind::Namespace => false,
+                        Kind::Pod => {
+                            pod_node_name(&new).is_none_or(str::is_empty)
+                                || m.deletion_grace_period_seconds == Some(0)
+                        }
+                        _ => true,
+                    }
+            });
             let op = if finished {
                 delete_op(&key)
             } else {

@@ -39,6 +39,12 @@ pub struct Api {
 type EventStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
+/// The metrics label for a requested resource: a known plural or
+/// "unknown" (never the raw string, which a client controls).
+fn resource_label(resource: &str) -> &'static str {
+    kind_from(resource).map(Kind::plural).unwrap_or("unknown")
+}
+
 fn kind_from(resource: &str) -> Result<Kind, Error> {
     Kind::ALL
         .into_iter()
@@ -108,7 +114,7 @@ impl Resources for Api {
 
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<Object>, Status> {
         let start = Instant::now();
-        let resource = req.get_ref().resource.clone();
+        let resource = resource_label(&req.get_ref().resource);
         let r = async {
             let who = self.who(&req)?;
             let req = req.into_inner();
@@ -121,12 +127,12 @@ impl Resources for Api {
                 .map(Response::new)
         }
         .await;
-        self.done("get", &resource, start, r)
+        self.done("get", resource, start, r)
     }
 
     async fn list(&self, req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         let start = Instant::now();
-        let resource = req.get_ref().resource.clone();
+        let resource = resource_label(&req.get_ref().resource);
         let r = async {
             let who = self.who(&req)?;
             let req = req.into_inner();
@@ -168,7 +174,7 @@ impl Resources for Api {
             }))
         }
         .await;
-        self.done("list", &resource, start, r)
+        self.done("list", resource, start, r)
     }
 
     async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
@@ -184,7 +190,7 @@ impl Resources for Api {
         req: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
         let start = Instant::now();
-        let resource = req.get_ref().resource.clone();
+        let resource = resource_label(&req.get_ref().resource);
         let r = async {
             let who = self.who(&req)?;
             let req = req.into_inner();
@@ -209,14 +215,14 @@ impl Resources for Api {
             }))
         }
         .await;
-        self.done("delete", &resource, start, r)
+        self.done("delete", resource, start, r)
     }
 
     type WatchStream = EventStream;
 
     async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
         let start = Instant::now();
-        let resource = req.get_ref().resource.clone();
+        let resource = resource_label(&req.get_ref().resource);
         let r = async {
             let who = self.who(&req)?;
             let req = req.into_inner();
@@ -232,7 +238,12 @@ impl Resources for Api {
                 labels: LabelSelector::parse(&req.label_selector).map_err(Error::BadRequest)?,
                 fields: FieldSelector::parse(&req.field_selector, kind)
                     .map_err(Error::BadRequest)?,
-                from: parse_revision(&req.resource_version)?,
+                from: match parse_revision(&req.resource_version)? {
+                    Some(i64::MAX) => {
+                        return Err(Error::BadRequest("resourceVersion is out of range".into()))
+                    }
+                    other => other,
+                },
                 bookmarks: req.allow_bookmarks,
             };
             let (tx, rx) = mpsc::channel(WATCH_QUEUE_EVENTS_MAX);
@@ -246,7 +257,7 @@ impl Resources for Api {
             Ok(Response::new(stream))
         }
         .await;
-        self.done("watch", &resource, start, r)
+        self.done("watch", resource, start, r)
     }
 }
 

@@ -102,9 +102,15 @@ pub async fn run(
     tx: mpsc::Sender<Result<WatchEvent, Status>>,
     watchers: Arc<prometheus_client::metrics::gauge::Gauge>,
 ) {
+    struct Counted(Arc<prometheus_client::metrics::gauge::Gauge>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
     watchers.inc();
+    let _counted = Counted(watchers);
     let result = stream(&registry, &spec, &tx).await;
-    watchers.dec();
     if let Err(e) = result {
         let _ = tx.send(Err(e.into())).await;
     }
@@ -180,17 +186,34 @@ async fn stream(
                 Err(e) => return Err(e.into()),
             }
         };
+        let mut outs = Vec::new();
         for ev in &events {
             if let Some(out) = spec.translate(&ev.event, ev.revision)? {
-                sent_since_bookmark = true;
-                if tx.send(Ok(out)).await.is_err() {
-                    return Ok(());
-                }
+                outs.push((ev.revision, out));
+            }
+        }
+        // A revision can hold several events (a txn, a lease's keys): all
+        // but its last carry the revision before, so a watcher resuming
+        // from any event's resourceVersion gets the rest of its revision.
+        // (events_since stops at revision boundaries, so a batch never
+        // splits a revision.)
+        for i in 0..outs.len() {
+            let same_rev_follows = outs.get(i + 1).is_some_and(|n| n.0 == outs[i].0);
+            if same_rev_follows {
+                outs[i].1.resource_version = (outs[i].0 - 1).to_string();
+            }
+        }
+        for (_, out) in outs {
+            sent_since_bookmark = true;
+            if tx.send(Ok(out)).await.is_err() {
+                return Ok(());
             }
         }
         next = upto.max(next);
         if next <= registry.revision() {
-            continue; // more history is waiting
+            // More history is waiting; let other tasks run in between.
+            tokio::task::yield_now().await;
+            continue;
         }
         tokio::select! {
             changed = revision_rx.changed() => {

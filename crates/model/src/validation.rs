@@ -32,6 +32,8 @@ const LABEL_NAME_MAX: usize = 63;
 const IANA_SVC_NAME_MAX: usize = 15;
 /// Highest TCP/UDP port.
 const PORT_MAX: i32 = 65535;
+/// Longest grace period accepted (a year): deadlines must stay representable.
+pub const GRACE_PERIOD_MAX_SECS: i64 = 365 * 24 * 3600;
 /// The node port range.
 const NODE_PORT_MIN: i32 = 30000;
 const NODE_PORT_MAX: i32 = 32767;
@@ -296,6 +298,13 @@ fn check_pod_spec(e: &mut Errors, p: &str, spec: Option<&v1::PodSpec>, in_templa
     );
     if let Some(t) = spec.termination_grace_period_seconds {
         e.non_negative(&format!("{p}.terminationGracePeriodSeconds"), t);
+        if t > GRACE_PERIOD_MAX_SECS {
+            e.invalid(
+                &format!("{p}.terminationGracePeriodSeconds"),
+                t,
+                "must be at most a year (31536000)",
+            );
+        }
     }
     check_labels(e, &format!("{p}.nodeSelector"), &spec.node_selector);
     if !spec.node_name.is_empty() && !is_dns1123_subdomain(&spec.node_name) {

@@ -186,15 +186,17 @@ impl<K: Resource> Api<K> {
     /// expires or is revoked.
     ///
     /// When the replica fails mid-call the outcome is unknown; for an
-    /// object with a name the SDK then finds out instead of guessing: a
-    /// linearizable get either shows the object (it is returned if it is
-    /// the one sent) or proves the create was lost (a Raft entry not
-    /// visible to a linearizable read can no longer commit), and only then
-    /// is the create sent again.
+    /// object with a name the SDK then finds out instead of guessing: it
+    /// gets the object (returned if it is the one sent) and, while it is
+    /// absent, sends the create again; an AlreadyExists answer to that
+    /// (the first attempt committed late) means look again. A create is
+    /// never reported as failed when it went through, and a second copy
+    /// cannot appear (the name is taken by the first).
     pub async fn create_with_lease(&self, obj: &K, lease_id: i64) -> Result<K> {
         let mut obj = obj.clone();
         obj.meta_mut().namespace = self.namespace_of(&obj);
         let name = obj.meta().name.clone();
+        let ns = obj.meta().namespace.clone();
         let wanted = keelson_model::manifest::desired_state(&obj.clone().into_object());
         let req = CreateRequest {
             object: Some(obj.into_object()),
@@ -213,8 +215,9 @@ impl<K: Resource> Api<K> {
             Err(Error::Unavailable(m)) if !name.is_empty() => m,
             Err(e) => return Err(e),
         };
+        let here: Api<K> = Api::namespaced(self.client.clone(), &ns);
         while tokio::time::Instant::now() < deadline {
-            match self.get(&name).await {
+            match here.get(&name).await {
                 Ok(existing) => {
                     let same =
                         keelson_model::manifest::desired_state(&existing.clone().into_object())
@@ -227,9 +230,13 @@ impl<K: Resource> Api<K> {
                         )))
                     };
                 }
+                // Not there yet; the first attempt may still commit (an
+                // entry forwarded before the failure), so an AlreadyExists
+                // answer to the resend sends us back to look again.
                 Err(Error::NotFound(_)) => match send().await {
                     Ok(o) => return K::from_object(o.into_inner()).ok_or_else(wrong_kind::<K>),
                     Err(Error::Unavailable(m)) => last = m,
+                    Err(Error::AlreadyExists(m)) => last = m,
                     Err(e) => return Err(e),
                 },
                 Err(Error::Unavailable(m)) => last = m,
@@ -319,6 +326,20 @@ impl<K: Resource> Api<K> {
         p: &ListParams,
         resource_version: &str,
     ) -> Result<impl Stream<Item = Result<WatchEvent<K>>> + Send + 'static> {
+        Ok(self
+            .watch_with_revisions(p, resource_version)
+            .await?
+            .map(|r| r.map(|(_, ev)| ev)))
+    }
+
+    /// Like [`Api::watch`], each event with the resourceVersion to resume
+    /// from after it (which, for all but the last event of a revision, is
+    /// the revision before: several events can share one revision).
+    pub async fn watch_with_revisions(
+        &self,
+        p: &ListParams,
+        resource_version: &str,
+    ) -> Result<impl Stream<Item = Result<(String, WatchEvent<K>)>> + Send + 'static> {
         let req = WatchRequest {
             resource: K::KIND.plural().into(),
             namespace: self.namespace.clone(),
@@ -354,13 +375,14 @@ impl<K: Resource> Api<K> {
                     .and_then(K::from_object)
                     .ok_or_else(wrong_kind::<K>)
             };
-            Ok(match ev.r#type.as_str() {
+            let typed = match ev.r#type.as_str() {
                 "ADDED" => WatchEvent::Added(obj()?),
                 "MODIFIED" => WatchEvent::Modified(obj()?),
                 "DELETED" => WatchEvent::Deleted(obj()?),
-                "BOOKMARK" => WatchEvent::Bookmark(ev.resource_version),
+                "BOOKMARK" => WatchEvent::Bookmark(ev.resource_version.clone()),
                 other => return Err(Error::Other(format!("unknown watch event type {other:?}"))),
-            })
+            };
+            Ok((ev.resource_version, typed))
         }))
     }
 }

@@ -53,8 +53,13 @@ fn unsent(s: &Status) -> bool {
     if s.code() != Code::Unavailable {
         return false;
     }
+    // Only failures of the connect phase: a reset or closed connection may
+    // have carried the request.
     let m = s.message().to_ascii_lowercase();
-    m.contains("connect") || m.contains("connection refused") || m.contains("dns error")
+    m.contains("tcp connect error")
+        || m.contains("error trying to connect")
+        || m.contains("connection refused")
+        || m.contains("dns error")
 }
 
 fn retryable(s: &Status, retry: Retry) -> bool {

@@ -100,6 +100,9 @@ impl LeaderElector {
     /// lease is lost or wait until the current holder's object is gone.
     async fn campaign(&self, api: &Api<v1::Lease>, tx: &watch::Sender<Leadership>) -> Result<()> {
         let ttl = self.ttl_secs;
+        // The store starts the lease's clock when it applies the grant,
+        // which is after this instant: counting from here is safe.
+        let granted_at = Instant::now();
         let grant = self
             .client
             .call(Retry::Idempotent, |ch| {
@@ -111,7 +114,6 @@ impl LeaderElector {
             .await?
             .into_inner();
         let lease_id = grant.id;
-        let granted_at = Instant::now();
         let lock = v1::Lease {
             metadata: Some(v1::ObjectMeta {
                 name: self.name.clone(),
@@ -129,6 +131,14 @@ impl LeaderElector {
         };
         match api.create_with_lease(&lock, lease_id).await {
             Ok(_) => {
+                let ttl_d = Duration::from_secs(ttl as u64);
+                if Instant::now() >= granted_at + ttl_d - ttl_d * SAFETY_MARGIN_PERCENT / 100 {
+                    // The create took so long the lease may be gone.
+                    self.revoke(lease_id).await;
+                    return Err(Error::Unavailable(
+                        "took the lock too late to trust the lease".into(),
+                    ));
+                }
                 tracing::info!(election = %self.name, identity = %self.identity, "became leader");
                 tx.send_replace(Leadership {
                     leading: true,
@@ -233,17 +243,24 @@ impl LeaderElector {
         tx: &watch::Sender<Leadership>,
     ) -> Result<()> {
         let params = ListParams::default().fields(&format!("metadata.name={}", self.name));
-        let mut events = Box::pin(api.watch(&params, "").await?);
+        // List first: if the holder's lease already ended, campaign at once.
+        let list = api.list(&params).await?;
+        let Some(current) = list.items.into_iter().next() else {
+            return Ok(());
+        };
+        let note = |l: v1::Lease| {
+            let holder = l.spec.map(|s| s.holder_identity).unwrap_or_default();
+            tx.send_if_modified(|cur| {
+                let changed = cur.holder != holder;
+                cur.holder = holder.clone();
+                changed
+            });
+        };
+        note(current);
+        let mut events = Box::pin(api.watch(&params, &list.resource_version).await?);
         while let Some(ev) = events.next().await {
             match ev? {
-                WatchEvent::Added(l) | WatchEvent::Modified(l) => {
-                    let holder = l.spec.map(|s| s.holder_identity).unwrap_or_default();
-                    tx.send_if_modified(|cur| {
-                        let changed = cur.holder != holder;
-                        cur.holder = holder.clone();
-                        changed
-                    });
-                }
+                WatchEvent::Added(l) | WatchEvent::Modified(l) => note(l),
                 WatchEvent::Deleted(_) => return Ok(()),
                 WatchEvent::Bookmark(_) => {}
             }

@@ -83,7 +83,7 @@ async fn run<K: Resource>(api: Api<K>, params: ListParams, tx: mpsc::Sender<Resu
                 }
             },
         };
-        let mut stream = match api.watch(&params, &from).await {
+        let mut stream = match api.watch_with_revisions(&params, &from).await {
             Ok(s) => Box::pin(s),
             Err(Error::Expired(_)) => {
                 rv = None;
@@ -99,9 +99,9 @@ async fn run<K: Resource>(api: Api<K>, params: ListParams, tx: mpsc::Sender<Resu
         };
         while let Some(item) = stream.next().await {
             match item {
-                Ok(ev) => {
+                Ok((at, ev)) => {
                     backoff = RETRY_FIRST_MS;
-                    rv = Some(ev.resource_version());
+                    rv = Some(at);
                     let out = match ev {
                         WatchEvent::Added(k) | WatchEvent::Modified(k) => Event::Applied(k),
                         WatchEvent::Deleted(k) => Event::Deleted(k),
