@@ -94,6 +94,19 @@ impl WatchSpec {
     }
 }
 
+/// A revision can hold several events (a txn, a lease's keys): all but its
+/// last carry the revision before, so a watcher resuming from any event's
+/// resourceVersion gets the rest of that revision. `events` are one batch
+/// from `events_since`, which never splits a revision.
+fn set_resume_revisions(events: &mut [(i64, WatchEvent)]) {
+    for i in 0..events.len() {
+        let same_rev_follows = events.get(i + 1).is_some_and(|n| n.0 == events[i].0);
+        if same_rev_follows {
+            events[i].1.resource_version = (events[i].0 - 1).to_string();
+        }
+    }
+}
+
 /// Run one watch until the client goes away or the history it needs is
 /// compacted (then it gets OUT_OF_RANGE: "expired, relist").
 pub async fn run(
@@ -192,17 +205,7 @@ async fn stream(
                 outs.push((ev.revision, out));
             }
         }
-        // A revision can hold several events (a txn, a lease's keys): all
-        // but its last carry the revision before, so a watcher resuming
-        // from any event's resourceVersion gets the rest of its revision.
-        // (events_since stops at revision boundaries, so a batch never
-        // splits a revision.)
-        for i in 0..outs.len() {
-            let same_rev_follows = outs.get(i + 1).is_some_and(|n| n.0 == outs[i].0);
-            if same_rev_follows {
-                outs[i].1.resource_version = (outs[i].0 - 1).to_string();
-            }
-        }
+        set_resume_revisions(&mut outs);
         for (_, out) in outs {
             sent_since_bookmark = true;
             if tx.send(Ok(out)).await.is_err() {
@@ -293,6 +296,20 @@ mod tests {
 
     fn kind_of(e: Option<WatchEvent>) -> String {
         e.map(|e| e.r#type).unwrap_or_else(|| "-".into())
+    }
+
+    #[test]
+    fn shared_revisions_resume_inside_the_revision() {
+        let mut evs: Vec<(i64, WatchEvent)> = [5, 6, 6, 6, 7]
+            .iter()
+            .map(|r| (*r, event("DELETED", None, *r)))
+            .collect();
+        set_resume_revisions(&mut evs);
+        let rvs: Vec<&str> = evs
+            .iter()
+            .map(|(_, e)| e.resource_version.as_str())
+            .collect();
+        assert_eq!(rvs, ["5", "5", "5", "6", "7"]);
     }
 
     #[test]
