@@ -268,15 +268,16 @@ mod tests {
         };
         let on1 = pod_on("n1");
         let on2 = pod_on("n2");
-        let cases: Vec<(
-            &Identity,
+        type Case<'a> = (
+            &'a Identity,
             Verb,
             Kind,
-            &str,
-            Option<&Object>,
-            Option<&Object>,
+            &'a str,
+            Option<&'a Object>,
+            Option<&'a Object>,
             bool,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (&admin, Verb::Delete, Kind::Namespace, "x", None, None, true),
             (&viewer, Verb::List, Kind::Pod, "", None, None, true),
             (&viewer, Verb::Watch, Kind::Pod, "", None, None, true),

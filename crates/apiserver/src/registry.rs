@@ -94,7 +94,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -208,7 +208,7 @@ fn copy_status(dst: &mut Object, src: &Object) {
         (Some(K::Pod(d)), Some(K::Pod(s))) => d.status = s.status.clone(),
         (Some(K::ReplicaSet(d)), Some(K::ReplicaSet(s))) => d.status = s.status.clone(),
         (Some(K::Deployment(d)), Some(K::Deployment(s))) => d.status = s.status.clone(),
-        (Some(K::Service(d)), Some(K::Service(s))) => d.status = s.status.clone(),
+        (Some(K::Service(d)), Some(K::Service(s))) => d.status = s.status,
         _ => {}
     }
 }
@@ -778,31 +778,6 @@ fn random_suffix() -> String {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_end_and_hex() {
-        assert_eq!(prefix_end(b"/registry/pods/"), b"/registry/pods0".to_vec());
-        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
-        assert_eq!(
-            unhex(&hex(b"/registry/x\x00")),
-            Some(b"/registry/x\x00".to_vec())
-        );
-        assert_eq!(unhex("zz"), None);
-        assert_eq!(unhex("abc"), None);
-    }
-
-    #[test]
-    fn revisions_parse() {
-        assert_eq!(parse_revision("").ok(), Some(None));
-        assert_eq!(parse_revision("42").ok(), Some(Some(42)));
-        assert!(parse_revision("-1").is_err());
-        assert!(parse_revision("abc").is_err());
-    }
-}
-
 impl Registry {
     /// Remove an empty, terminating namespace (the last step of its
     /// deletion), if it has no finalizers and has not changed.
@@ -827,5 +802,30 @@ impl Registry {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_and_hex() {
+        assert_eq!(prefix_end(b"/registry/pods/"), b"/registry/pods0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(
+            unhex(&hex(b"/registry/x\x00")),
+            Some(b"/registry/x\x00".to_vec())
+        );
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("abc"), None);
+    }
+
+    #[test]
+    fn revisions_parse() {
+        assert_eq!(parse_revision("").ok(), Some(None));
+        assert_eq!(parse_revision("42").ok(), Some(Some(42)));
+        assert!(parse_revision("-1").is_err());
+        assert!(parse_revision("abc").is_err());
     }
 }
