@@ -244,14 +244,27 @@ async fn keelson_phase(
             Some(n as f64 / t0.elapsed().as_secs_f64())
         }));
     }
+    let fan = collect_fan_out(tasks, n, started, cpu_before, &c.pids()).await;
+    drop(c);
+    Ok((create, fan))
+}
+
+/// Wait for the watchers and sum up their rates and the CPU they cost.
+async fn collect_fan_out(
+    tasks: Vec<tokio::task::JoinHandle<Option<f64>>>,
+    events: u64,
+    started: Instant,
+    cpu_before: (u64, u64),
+    pids: &[u32],
+) -> FanOut {
+    let watchers = tasks.len() as u64;
     let mut rates = Vec::new();
     for t in tasks {
         rates.push(t.await.ok().flatten());
     }
-    let mut fan = fan_out_summary(rates, n, started.elapsed().as_secs_f64());
-    fan.cpu = cpu_per_event(cpu_before, &c.pids(), n * a.watchers as u64);
-    drop(c);
-    Ok((create, fan))
+    let mut fan = fan_out_summary(rates, events, started.elapsed().as_secs_f64());
+    fan.cpu = cpu_per_event(cpu_before, pids, events * watchers);
+    fan
 }
 
 /// Servers' and this process's CPU time per delivered event, in µs.
@@ -344,12 +357,7 @@ async fn etcd_phase(
             Some(n as f64 / t0.elapsed().as_secs_f64())
         }));
     }
-    let mut rates = Vec::new();
-    for t in tasks {
-        rates.push(t.await.ok().flatten());
-    }
-    let mut fan = fan_out_summary(rates, n, started.elapsed().as_secs_f64());
-    fan.cpu = cpu_per_event(cpu_before, &c.pids(), n * a.watchers as u64);
+    let fan = collect_fan_out(tasks, n, started, cpu_before, &c.pids()).await;
     drop(c);
     Ok((create, fan))
 }
