@@ -104,10 +104,21 @@ fn random_token() -> String {
         .collect()
 }
 
-/// A port that was free a moment ago (the OS picks it).
+/// A port that was free a moment ago (the OS picks it), never one this
+/// process handed out before: the OS may offer a just-released port again,
+/// and a cluster takes four ports per member.
 pub fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
-    Ok(l.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
+        let port = l.local_addr()?.port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no unused free port found")
 }
 
 /// A channel to one endpoint that connects lazily with short timeouts.
