@@ -24,6 +24,15 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct SchedulerArgs {
+    #[command(flatten)]
+    client: kubectl::ClientArgs,
+    /// This instance's name in the leadership lease (default: host:pid).
+    #[arg(long)]
+    identity: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run one control-plane replica (with no flags: a single-replica cluster on 127.0.0.1:2379).
@@ -48,6 +57,8 @@ enum Command {
     /// The cluster's replicas.
     #[command(subcommand)]
     Cluster(kubectl::ClusterCommand),
+    /// Run a scheduler instance (leader-elected: one of many acts).
+    Scheduler(SchedulerArgs),
     /// Who the token belongs to, and its role.
     Whoami(kubectl::ClientArgs),
 }
@@ -70,6 +81,20 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => server_cmd::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Certs(args) => certs::run(args),
+            Command::Scheduler(a) => {
+                let client = a.client.client()?;
+                let identity = a
+                    .identity
+                    .unwrap_or_else(|| format!("scheduler-{}", std::process::id()));
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    _ = keelson_scheduler::runner::run(client, identity) => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                Ok(())
+            }
             Command::Get(a) => kubectl::exit_on_error(kubectl::get(a).await),
             Command::Describe(a) => kubectl::exit_on_error(kubectl::describe(a).await),
             Command::Apply(a) => kubectl::exit_on_error(kubectl::apply(a).await),

@@ -4,7 +4,8 @@
 //! The shape is kube-scheduler's framework: every node goes through the
 //! **filters** (may the pod run there at all?), the nodes that pass are
 //! **scored** (where would it run best?), and the highest score wins. There
-//! is no IO, no clock and no async here: the scheduler's loop (elsewhere)
+//! is no IO, no clock and no async in the core modules: the scheduler's loop
+//! ([`runner`], the IO shell)
 //! watches pods and nodes through the SDK, builds a [`NodeInfo`] per node,
 //! calls [`schedule()`] and binds the pod with a compare-and-swap.
 //!
@@ -39,6 +40,7 @@
 pub mod filter;
 pub mod node_info;
 pub mod resources;
+pub mod runner;
 pub mod schedule;
 pub mod score;
 
