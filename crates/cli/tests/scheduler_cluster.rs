@@ -197,6 +197,18 @@ async fn pods_are_bound_spread_and_rescheduled_after_a_scheduler_dies() {
         .map(|s| s.holder_identity)
         .unwrap_or_default();
     assert_ne!(new_holder, holder);
+    let status = Command::new(keelson_bin())
+        .args(["cluster", "status", "--server"])
+        .arg(c.api_endpoints().join(","))
+        .args(["--token", &c.token("admin", None)])
+        .env("KEELSON_CONFIG", "/nonexistent")
+        .output()
+        .expect("cluster status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("keelson-scheduler: held by {new_holder}")),
+        "{text}"
+    );
     // Never bound twice: every pod has one node, and "huge" none.
     let all = pods.list(&ListParams::default()).await.expect("list");
     assert_eq!(

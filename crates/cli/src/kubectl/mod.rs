@@ -1037,13 +1037,39 @@ pub async fn cluster(cmd: ClusterCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(sdk_error)?
                 .into_inner();
+            // Who holds the leadership leases (scheduler, controllers).
+            let leases: keelson_sdk::Api<keelson_proto::v1::Lease> =
+                keelson_sdk::Api::namespaced(client.clone(), "kube-system");
+            let holders = match leases.list(&keelson_sdk::ListParams::default()).await {
+                Ok(l) => leader_lines(&l.items),
+                Err(e) => format!("leases: {e}\n"),
+            };
             out(&format!(
-                "{}answered by {}\n",
+                "{}answered by {}\n{holders}",
                 cluster_table(&res.replicas),
                 res.answered_by
             ))
         }
     }
+}
+
+/// One line per leadership lease in kube-system: `keelson-scheduler: s1`.
+fn leader_lines(leases: &[keelson_proto::v1::Lease]) -> String {
+    leases
+        .iter()
+        .map(|l| {
+            let name = l.metadata.as_ref().map_or("", |m| m.name.as_str());
+            let holder = l.spec.as_ref().map_or("", |s| s.holder_identity.as_str());
+            format!(
+                "{name}: held by {}\n",
+                if holder.is_empty() {
+                    "<nobody>"
+                } else {
+                    holder
+                }
+            )
+        })
+        .collect()
 }
 
 pub async fn whoami(c: ClientArgs) -> anyhow::Result<()> {
@@ -1062,6 +1088,25 @@ pub async fn whoami(c: ClientArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leader_lines_name_the_holders() {
+        let lease = |name: &str, holder: &str| keelson_proto::v1::Lease {
+            metadata: Some(keelson_proto::v1::ObjectMeta {
+                name: name.into(),
+                ..Default::default()
+            }),
+            spec: Some(keelson_proto::v1::LeaseSpec {
+                holder_identity: holder.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            leader_lines(&[lease("keelson-scheduler", "s1"), lease("x", "")]),
+            "keelson-scheduler: held by s1\nx: held by <nobody>\n"
+        );
+    }
 
     #[test]
     fn servers_get_a_scheme() {
