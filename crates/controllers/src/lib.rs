@@ -1,0 +1,25 @@
+//! Keelson's controllers: the reconcile logic that drives workload objects
+//! toward their spec, written as pure functions.
+//!
+//! # Purpose
+//!
+//! A controller looks at one object (a ReplicaSet, say) and the objects it
+//! manages (its pods) and decides what should change. This crate holds only
+//! that decision. Each `reconcile` function takes a snapshot and returns a
+//! list of actions; a separate runner (not in this crate) lists and watches
+//! the API server, calls `reconcile`, and carries out the actions.
+//!
+//! # Purity
+//!
+//! Nothing here does IO, spawns tasks, reads the clock or uses randomness.
+//! Time is passed in as a `now: SystemTime` parameter, so every decision can
+//! be reproduced and unit tested from plain values. Inputs come from API
+//! clients and are treated as untrusted: malformed values produce no actions
+//! (or are ignored), never a panic.
+//!
+//! # Layout
+//!
+//! - [`replicaset`]: the ReplicaSet controller (create, delete and adopt
+//!   pods; compute the status), after Kubernetes' `ReplicaSetController`.
+
+pub mod replicaset;
