@@ -96,14 +96,6 @@ impl ProcCluster {
     }
 }
 
-fn random_token() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..32)
-        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-        .collect()
-}
-
 /// A port that was free a moment ago (the OS picks it), never one this
 /// process handed out before: the OS may offer a just-released port again,
 /// and a cluster takes four ports per member.
@@ -156,7 +148,13 @@ impl ProcCluster {
             ("n2", "node"),
         ]
         .iter()
-        .map(|(u, r)| (random_token(), u.to_string(), r.to_string()))
+        .map(|(u, r)| {
+            (
+                keelson_apiserver::auth::new_token(),
+                u.to_string(),
+                r.to_string(),
+            )
+        })
         .collect();
         let token_file = dir.join("tokens.csv");
         std::fs::write(
