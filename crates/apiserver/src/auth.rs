@@ -100,6 +100,17 @@ impl Tokens {
         Tokens::parse(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))
     }
 
+    /// Add a token (the server's own components get an in-memory one).
+    pub fn insert(&mut self, token: &str, user: &str, role: Role) {
+        self.by_token.insert(
+            token.to_string(),
+            Identity {
+                user: user.to_string(),
+                role,
+            },
+        );
+    }
+
     pub fn lookup(&self, token: &str) -> Option<&Identity> {
         self.by_token.get(token)
     }

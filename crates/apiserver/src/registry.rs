@@ -26,7 +26,7 @@ const WRITE_ATTEMPTS_MAX: usize = 8;
 /// Grace period of a pod that does not set terminationGracePeriodSeconds.
 pub const POD_GRACE_DEFAULT_SECS: i64 = 30;
 /// Namespaces that exist from the start and cannot be deleted.
-pub const SYSTEM_NAMESPACES: [&str; 2] = ["default", "kube-system"];
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["default", "kube-node-lease", "kube-system"];
 
 /// The store access of the API server.
 #[derive(Clone)]

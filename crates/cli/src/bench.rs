@@ -33,10 +33,16 @@ pub enum BenchCommand {
     /// The API server: pod create latency at a fixed rate and watch
     /// fan-out, with etcd doing the same store work as the anchor.
     Api(api::ApiBenchArgs),
+    /// The scheduler: throughput with simulated nodes, end-to-end latency,
+    /// and failover of the scheduler lease, with etcd's store work as the
+    /// anchor.
+    Schedule(schedule::ScheduleBenchArgs),
 }
 
 #[path = "bench_api.rs"]
 mod api;
+#[path = "bench_schedule.rs"]
+mod schedule;
 
 #[derive(Args, Clone)]
 pub struct LoadArgs {
@@ -106,6 +112,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Compare(a) => compare(a).await,
         BenchCommand::Failover(a) => failover(a).await,
         BenchCommand::Api(a) => api::run(a).await,
+        BenchCommand::Schedule(a) => schedule::run(a).await,
     }
 }
 
@@ -389,7 +396,7 @@ async fn compare(a: CompareArgs) -> anyhow::Result<()> {
         let c = ProcCluster::start(
             Kind::Keelson {
                 bin: me.clone(),
-                extra_args: vec![],
+                extra_args: vec!["--disable-scheduler".into(), "--disable-controllers".into()],
             },
             a.members,
             &dir.path().join("keelson"),
@@ -452,7 +459,11 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
         Some(bin) => Kind::Etcd { bin: bin.clone() },
         None => Kind::Keelson {
             bin: std::env::current_exe()?,
-            extra_args: a.server_args.clone(),
+            extra_args: ["--disable-scheduler", "--disable-controllers"]
+                .into_iter()
+                .map(String::from)
+                .chain(a.server_args.iter().cloned())
+                .collect(),
         },
     };
     let mut c = ProcCluster::start(kind, 3, dir.path())?;

@@ -171,7 +171,7 @@ async fn keelson_phase(
     let c = ProcCluster::start(
         Kind::Keelson {
             bin: me,
-            extra_args: vec![],
+            extra_args: vec!["--disable-scheduler".into(), "--disable-controllers".into()],
         },
         3,
         dir,

@@ -82,6 +82,41 @@ pub struct ServerArgs {
     /// Seconds between progress notifications to idle watchers that asked for them.
     #[arg(long, default_value_t = 600)]
     pub watch_progress_notify_interval: u64,
+    /// Do not run a scheduler instance in this replica (run `keelson
+    /// scheduler` elsewhere, or none).
+    #[arg(long)]
+    pub disable_scheduler: bool,
+    /// Do not run a controller-manager instance in this replica.
+    #[arg(long)]
+    pub disable_controllers: bool,
+    #[command(flatten)]
+    pub node_lifecycle: NodeLifecycleArgs,
+}
+
+/// Node lifecycle tuning (the controller manager's).
+#[derive(Args, Debug, Clone)]
+pub struct NodeLifecycleArgs {
+    /// Seconds a node's heartbeat may be silent before it is marked
+    /// Ready=Unknown and tainted unreachable.
+    #[arg(long, default_value_t = 5.0)]
+    pub node_monitor_grace_period: f64,
+    /// Seconds pods stay on an unreachable node before eviction (pods'
+    /// own tolerationSeconds for the taint win).
+    #[arg(long, default_value_t = 30.0)]
+    pub pod_eviction_timeout: f64,
+}
+
+impl NodeLifecycleArgs {
+    pub fn config(&self) -> anyhow::Result<keelson_controllers::nodelifecycle::Config> {
+        let secs = |name: &str, v: f64| {
+            Duration::try_from_secs_f64(v)
+                .map_err(|_| anyhow::anyhow!("--{name} must be a non-negative number of seconds"))
+        };
+        Ok(keelson_controllers::nodelifecycle::Config {
+            monitor_grace: secs("node-monitor-grace-period", self.node_monitor_grace_period)?,
+            eviction_timeout: secs("pod-eviction-timeout", self.pod_eviction_timeout)?,
+        })
+    }
 }
 
 /// Accept `host:port` or `http://host:port`.
@@ -214,6 +249,30 @@ fn tokens(
     Tokens::load(&path).map_err(anyhow::Error::msg)
 }
 
+/// A client of this replica's own API (loopback when it listens on every
+/// address), for the embedded scheduler and controllers.
+fn internal_client(
+    args: &ServerArgs,
+    api: SocketAddr,
+    token: &str,
+) -> anyhow::Result<keelson_sdk::Client> {
+    let mut target = api;
+    if target.ip().is_unspecified() {
+        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let mut config = keelson_sdk::Config::new(Vec::new(), token);
+    if args.tls_cert.is_some() {
+        // The replica's certificate is verified against --tls-ca, or, when
+        // there is none, against itself (a self-signed certificate).
+        let ca = args.tls_ca.clone().or_else(|| args.tls_cert.clone());
+        config.ca = ca.map(|p| p.display().to_string()).unwrap_or_default();
+        config.endpoints = vec![format!("https://{target}")];
+    } else {
+        config.endpoints = vec![format!("http://{target}")];
+    }
+    keelson_sdk::Client::new(&config).map_err(|e| anyhow::anyhow!("internal client: {e}"))
+}
+
 fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("read {}", path.display()))
 }
@@ -240,7 +299,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "off" | "" => None,
         a => Some(parse_addr(a)?),
     };
-    let tokens = tokens(&args, &config.data_dir, listen_api)?;
+    let mut tokens = tokens(&args, &config.data_dir, listen_api)?;
+    let node_config = args.node_lifecycle.config()?;
+    // The replica's own scheduler and controllers reach its API with an
+    // in-memory admin token that never leaves the process.
+    let internal_token = keelson_apiserver::auth::new_token();
+    tokens.insert(
+        &internal_token,
+        &format!("system:keelson:{}", args.name),
+        keelson_apiserver::Role::Admin,
+    );
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
         _ => None,
@@ -254,12 +322,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server = keelson_apiserver::start(config, api)
         .await
         .map_err(anyhow::Error::msg)?;
+    let mut components = Vec::new();
+    if !args.disable_scheduler || !args.disable_controllers {
+        let client = internal_client(&args, server.api_addr, &internal_token)?;
+        let identity = args.name.clone();
+        if !args.disable_scheduler {
+            let (c, id) = (client.clone(), identity.clone());
+            components.push(tokio::spawn(async move {
+                keelson_scheduler::runner::run(c, id).await
+            }));
+        }
+        if !args.disable_controllers {
+            let mut opts = keelson_controller_manager::Options::new(&identity);
+            opts.node = node_config;
+            components.push(tokio::spawn(keelson_controller_manager::run(client, opts)));
+        }
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    for c in components {
+        c.abort();
+    }
     server.shutdown().await;
     Ok(())
 }

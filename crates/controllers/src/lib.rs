@@ -22,4 +22,8 @@
 //! - [`replicaset`]: the ReplicaSet controller (create, delete and adopt
 //!   pods; compute the status), after Kubernetes' `ReplicaSetController`.
 
+pub mod deployment;
+pub mod endpoints;
+pub mod gc;
+pub mod nodelifecycle;
 pub mod replicaset;

@@ -88,12 +88,56 @@ pub const FILTERS: [Filter; 8] = [
 /// Run every filter; `Err` holds every reason the pod may not run on the
 /// node, not just the first.
 pub fn filter(pod: &v1::Pod, node: &NodeInfo) -> Result<(), Vec<Reason>> {
-    let reasons: Vec<Reason> = FILTERS.iter().filter_map(|f| f(pod, node).err()).collect();
-    if reasons.is_empty() {
-        Ok(())
-    } else {
-        Err(reasons)
+    filter_info(&PodInfo::new(pod), node)
+}
+
+/// What the filters and scores need of a pod, computed once per pod
+/// rather than once per node: a decision looks at hundreds of nodes.
+#[derive(Clone, Debug)]
+pub struct PodInfo<'a> {
+    pub pod: &'a v1::Pod,
+    pub requests: crate::Resources,
+    pub requests_for_scoring: crate::Resources,
+    pub host_ports: Vec<crate::HostPort>,
+    /// The nodeSelector as a selector; None when the pod has none.
+    pub node_selector: Option<LabelSelector>,
+}
+
+impl<'a> PodInfo<'a> {
+    pub fn new(pod: &'a v1::Pod) -> PodInfo<'a> {
+        let node_selector = pod
+            .spec
+            .as_ref()
+            .filter(|s| !s.node_selector.is_empty())
+            .map(|s| LabelSelector::from_map(&s.node_selector));
+        PodInfo {
+            pod,
+            requests: pod_requests(pod),
+            requests_for_scoring: crate::pod_requests_for_scoring(pod),
+            host_ports: host_ports(pod),
+            node_selector,
+        }
     }
+}
+
+/// [`filter()`] on a precomputed [`PodInfo`]: the same filters, in the same
+/// order, with the same reasons.
+pub fn filter_info(pi: &PodInfo<'_>, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+    let pod = pi.pod;
+    let checks = [
+        node_ready(pod, node),
+        node_schedulable(pod, node),
+        selector_matches(pi.node_selector.as_ref(), node),
+        taints_tolerated(pod, node),
+        pod_count_fits(pod, node),
+        cpu_fits_request(pi.requests.cpu_millis, node),
+        memory_fits_request(pi.requests.memory_bytes, node),
+        ports_free(&pi.host_ports, node),
+    ];
+    if checks.iter().all(Result::is_ok) {
+        return Ok(());
+    }
+    Err(checks.into_iter().filter_map(Result::err).collect())
 }
 
 /// The node's `Ready` condition is `True`.
@@ -134,9 +178,16 @@ pub fn node_selector_matches(pod: &v1::Pod, node: &NodeInfo) -> Result<(), Reaso
     let Some(wanted) = pod.spec.as_ref().map(|s| &s.node_selector) else {
         return Ok(());
     };
+    selector_matches(Some(&LabelSelector::from_map(wanted)), node)
+}
+
+fn selector_matches(selector: Option<&LabelSelector>, node: &NodeInfo) -> Result<(), Reason> {
+    let Some(selector) = selector else {
+        return Ok(());
+    };
     let empty = BTreeMap::new();
     let labels = node.node().metadata.as_ref().map_or(&empty, |m| &m.labels);
-    if LabelSelector::from_map(wanted).matches(labels) {
+    if selector.matches(labels) {
         Ok(())
     } else {
         Err(Reason::NodeSelectorMismatch)
@@ -195,7 +246,10 @@ pub fn pod_count_fits(_pod: &v1::Pod, node: &NodeInfo) -> Result<(), Reason> {
 /// The pod's cpu request fits in what the node's pods leave; a pod that
 /// requests no cpu always fits.
 pub fn cpu_fits(pod: &v1::Pod, node: &NodeInfo) -> Result<(), Reason> {
-    let wanted = pod_requests(pod).cpu_millis;
+    cpu_fits_request(pod_requests(pod).cpu_millis, node)
+}
+
+fn cpu_fits_request(wanted: i64, node: &NodeInfo) -> Result<(), Reason> {
     let free = node
         .allocatable()
         .cpu_millis
@@ -210,7 +264,10 @@ pub fn cpu_fits(pod: &v1::Pod, node: &NodeInfo) -> Result<(), Reason> {
 /// The pod's memory request fits in what the node's pods leave; a pod that
 /// requests no memory always fits.
 pub fn memory_fits(pod: &v1::Pod, node: &NodeInfo) -> Result<(), Reason> {
-    let wanted = pod_requests(pod).memory_bytes;
+    memory_fits_request(pod_requests(pod).memory_bytes, node)
+}
+
+fn memory_fits_request(wanted: i64, node: &NodeInfo) -> Result<(), Reason> {
     let free = node
         .allocatable()
         .memory_bytes
@@ -224,7 +281,11 @@ pub fn memory_fits(pod: &v1::Pod, node: &NodeInfo) -> Result<(), Reason> {
 
 /// None of the pod's host ports conflicts with one the node's pods hold.
 pub fn host_ports_free(pod: &v1::Pod, node: &NodeInfo) -> Result<(), Reason> {
-    let taken = host_ports(pod)
+    ports_free(&host_ports(pod), node)
+}
+
+fn ports_free(wanted: &[crate::HostPort], node: &NodeInfo) -> Result<(), Reason> {
+    let taken = wanted
         .iter()
         .any(|want| node.used_ports().iter().any(|used| used.conflicts(want)));
     if taken {

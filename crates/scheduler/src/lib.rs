@@ -47,9 +47,9 @@ pub mod score;
 #[cfg(test)]
 mod testutil;
 
-pub use filter::{filter, tolerates, Filter, Reason, FILTERS};
+pub use filter::{filter, filter_info, tolerates, Filter, PodInfo, Reason, FILTERS};
 pub use node_info::{host_ports, snapshot, HostPort, NodeInfo};
 pub use resources::{node_allocatable, pod_requests, pod_requests_for_scoring};
 pub use resources::{Allocatable, Resources};
-pub use schedule::{schedule, Unschedulable};
-pub use score::{least_allocated, score, spread, MAX_NODE_SCORE};
+pub use schedule::{feasible_nodes_to_find, schedule, schedule_sampled, Unschedulable};
+pub use score::{least_allocated, score, score_info, spread, MAX_NODE_SCORE};

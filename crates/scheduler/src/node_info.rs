@@ -98,6 +98,33 @@ impl NodeInfo {
         self.pods.push(pod);
     }
 
+    /// Replace the node object (a watch update), keeping its pods.
+    pub fn set_node(&mut self, node: v1::Node) {
+        self.allocatable = node_allocatable(&node);
+        self.node = node;
+    }
+
+    /// Stop accounting for the pod `namespace/name`; false if it was not
+    /// here. Totals are recomputed from the pods that remain.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) -> bool {
+        let before = self.pods.len();
+        self.pods.retain(|p| {
+            let m = p.metadata.as_ref();
+            !(m.is_some_and(|m| m.namespace == namespace && m.name == name))
+        });
+        if self.pods.len() == before {
+            return false;
+        }
+        let pods = std::mem::take(&mut self.pods);
+        self.requested = Resources::default();
+        self.requested_for_scoring = Resources::default();
+        self.used_ports.clear();
+        for pod in pods {
+            self.add_pod(pod);
+        }
+        true
+    }
+
     pub fn node(&self) -> &v1::Node {
         &self.node
     }
@@ -181,6 +208,28 @@ mod tests {
             protocol: protocol.into(),
             port,
         }
+    }
+
+    #[test]
+    fn remove_pod_recomputes_totals() {
+        let mut info = NodeInfo::new(
+            node("n1", "4", "8Gi"),
+            [pod("a", "500m", "1Gi"), pod("b", "1", "")],
+        );
+        assert!(info.remove_pod("default", "a"));
+        assert!(!info.remove_pod("default", "a"), "already gone");
+        assert!(!info.remove_pod("other", "b"), "namespace matters");
+        assert_eq!(info.pod_count(), 1);
+        assert_eq!(
+            info.requested(),
+            Resources {
+                cpu_millis: 1000,
+                memory_bytes: 0
+            }
+        );
+        info.set_node(node("n1", "8", "8Gi"));
+        assert_eq!(info.allocatable().cpu_millis, 8000);
+        assert_eq!(info.pod_count(), 1, "pods survive a node update");
     }
 
     #[test]

@@ -1,141 +1,492 @@
-//! The scheduler's loop, the IO shell around the pure core: while this
-//! instance holds the `kube-system/keelson-scheduler` leadership lease it
-//! takes the unscheduled pods (highest priority first, then oldest), picks
-//! a node for each with [`schedule()`](crate::schedule()) over a snapshot of
-//! nodes and bound pods, and binds with a compare-and-swap on the pod's
-//! resourceVersion (so a pod is never bound twice, even by two instances).
-//! Binds it made but has not yet seen come back are kept as assumed pods,
-//! so back-to-back decisions see each other. A pod no node fits gets
-//! `PodScheduled=False` with the reasons and a `FailedScheduling` event, and
-//! is retried with backoff, or at once when nodes or pods change.
+//! The scheduler's loop, the IO shell around the pure core.
+//!
+//! One task owns the scheduler's state and is driven by events: the pod and
+//! node watches, the results of binds, leadership changes and a timer.
+//! - **Cache.** A [`NodeInfo`] per node with the pods bound (or assumed)
+//!   on it, kept up to date incrementally from the watches.
+//! - **Queue.** Unscheduled pods wait in a queue ordered by priority
+//!   (highest first), then creation time, then arrival. A pod no node fits
+//!   gets `PodScheduled=False` with the reasons and a `FailedScheduling`
+//!   event, and waits out a backoff (1 s doubling to 10 s); any change to
+//!   the nodes, or a bound pod going away, puts every waiting pod back in
+//!   the queue at once.
+//! - **Decisions** run only while this instance holds the
+//!   `kube-system/keelson-scheduler` leadership lease, over a sample of the
+//!   nodes in large clusters ([`feasible_nodes_to_find`]).
+//! - **Binds** are compare-and-swap updates of the pod on the resourceVersion
+//!   it was read at (so a pod is never bound twice, even by two instances),
+//!   up to [`Options::binds_in_flight`] at a time. The pod is *assumed* on its
+//!   node as soon as it is decided, so the next decision sees it; a bind that
+//!   fails forgets the assumption and requeues the pod.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use futures::StreamExt;
 use keelson_proto::v1;
-use keelson_sdk::{reflector, Api, Client, Error, LeaderElector, ListParams, Resource};
+use keelson_sdk::watcher::Event;
+use keelson_sdk::{
+    watcher, Api, Client, Error, Involved, LeaderElector, ListParams, Recorder, Resource,
+};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::node_info::NodeInfo;
+use crate::schedule::{feasible_nodes_to_find, schedule_sampled};
 
 /// The election every scheduler instance runs in.
 pub const ELECTION: (&str, &str) = ("kube-system", "keelson-scheduler");
-/// Pause between scheduling rounds when nothing changed.
-const ROUND_INTERVAL_MS: u64 = 50;
+/// TTL of the leadership lease, in seconds: a dead leader is replaced
+/// within about this long (plus a Raft election when it also led the
+/// store, whose new leader gives every lease a full TTL).
+pub const LEASE_TTL_SECS: i64 = 2;
+/// The component name in events.
+pub const COMPONENT: &str = "keelson-scheduler";
 /// Backoff of an unschedulable pod: doubles from the first to the last.
 const BACKOFF_FIRST_MS: u64 = 1_000;
 const BACKOFF_MAX_MS: u64 = 10_000;
-/// How long an assumed binding is trusted without the watch showing it.
-const ASSUMED_TTL_MS: u64 = 30_000;
+/// Backoff after a bind that failed (conflict or unavailable).
+const BIND_RETRY_MS: u64 = 200;
+/// Pods decided per turn of the loop before events are looked at again.
+const DECISIONS_PER_TURN: usize = 64;
+/// How often backoffs are checked.
+const TICK_MS: u64 = 100;
 
-fn key(p: &v1::Pod) -> String {
-    format!("{}/{}", p.meta().namespace, p.meta().name)
+/// Tuning of a scheduler instance.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Names this instance in the leadership lease.
+    pub identity: String,
+    /// Binds (and unschedulable-marks) in flight at once.
+    pub binds_in_flight: usize,
 }
 
-fn pending(p: &v1::Pod) -> bool {
-    p.spec.as_ref().is_some_and(|s| s.node_name.is_empty())
-        && p.meta().deletion_timestamp.is_empty()
+impl Options {
+    pub fn new(identity: &str) -> Options {
+        Options {
+            identity: identity.to_string(),
+            binds_in_flight: 256,
+        }
+    }
 }
 
-/// Run until the task is dropped. `identity` names this instance in the
-/// leadership lease.
-pub async fn run(client: Client, identity: String) {
-    let (leadership, _elector) =
-        LeaderElector::new(client.clone(), ELECTION.0, ELECTION.1, &identity).spawn();
-    let (nodes, _n) = reflector(Api::<v1::Node>::all(client.clone()), ListParams::default());
-    let (pods, _p) = reflector(Api::<v1::Pod>::all(client.clone()), ListParams::default());
-    nodes.wait_ready().await;
-    pods.wait_ready().await;
-    let mut assumed: HashMap<String, (String, Instant)> = HashMap::new();
-    let mut backoff: HashMap<String, (Instant, u64)> = HashMap::new();
-    let mut last_seen = (0usize, 0usize);
-    loop {
-        tokio::time::sleep(Duration::from_millis(ROUND_INTERVAL_MS)).await;
-        if !leadership.borrow().leading {
-            assumed.clear();
-            continue;
+fn key_of(p: &v1::Pod) -> String {
+    let m = p.meta();
+    format!("{}/{}", m.namespace, m.name)
+}
+
+fn node_of(p: &v1::Pod) -> &str {
+    p.spec.as_ref().map_or("", |s| s.node_name.as_str())
+}
+
+fn is_terminal(p: &v1::Pod) -> bool {
+    p.status
+        .as_ref()
+        .is_some_and(|s| s.phase == "Succeeded" || s.phase == "Failed")
+}
+
+/// A queued pod's place: priority (highest first), creation time, arrival.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct QueueKey {
+    priority: Reverse<i32>,
+    created: String,
+    seq: u64,
+    key: String,
+}
+
+enum Outcome {
+    Bound(Box<v1::Pod>),
+    BindFailed { key: String, conflict: bool },
+    Marked,
+}
+
+/// Everything the scheduler knows, owned by its one task. Pure bookkeeping:
+/// no IO here, so it is tested directly.
+#[derive(Default)]
+struct State {
+    nodes: Vec<NodeInfo>,
+    node_index: HashMap<String, usize>,
+    /// Where each bound or assumed pod is accounted.
+    placed: HashMap<String, String>,
+    /// Pods bound to a node not (yet) in the cache, by node.
+    unplaced: HashMap<String, Vec<v1::Pod>>,
+    /// Unbound pods, latest version seen.
+    pending: HashMap<String, (v1::Pod, QueueKey)>,
+    queue: BTreeSet<QueueKey>,
+    /// Pods waiting out a backoff: when they may go back, and the backoff.
+    backoff: HashMap<String, (Instant, u64)>,
+    /// Pods decided and being bound: their node.
+    assumed: HashMap<String, String>,
+    seq: u64,
+    next_start: usize,
+}
+
+impl State {
+    fn account(&mut self, key: &str, pod: v1::Pod) {
+        let node = node_of(&pod).to_string();
+        match self.node_index.get(&node) {
+            Some(&i) => self.nodes[i].add_pod(pod),
+            None => self.unplaced.entry(node.clone()).or_default().push(pod),
         }
-        let node_list: Vec<v1::Node> = nodes.list().iter().map(|n| (**n).clone()).collect();
-        let pod_list: Vec<v1::Pod> = pods.list().iter().map(|p| (**p).clone()).collect();
-        // Any change in the cluster: retry the unschedulable at once.
-        let fingerprint = (
-            node_list.len(),
-            pod_list.iter().filter(|p| !pending(p)).count(),
-        );
-        if fingerprint != last_seen {
-            backoff.clear();
-            last_seen = fingerprint;
+        self.placed.insert(key.to_string(), node);
+    }
+
+    fn unaccount(&mut self, key: &str) {
+        let Some(node) = self.placed.remove(key) else {
+            return;
+        };
+        let (ns, name) = key.split_once('/').unwrap_or(("", key));
+        match self.node_index.get(&node) {
+            Some(&i) => {
+                self.nodes[i].remove_pod(ns, name);
+            }
+            None => {
+                if let Some(v) = self.unplaced.get_mut(&node) {
+                    v.retain(|p| key_of(p) != key);
+                }
+            }
         }
-        let now = Instant::now();
-        assumed.retain(|k, (_, at)| {
-            now.duration_since(*at) < Duration::from_millis(ASSUMED_TTL_MS)
-                && pod_list.iter().any(|p| key(p) == *k && pending(p))
-        });
-        let mut bound: Vec<v1::Pod> = pod_list.iter().filter(|p| !pending(p)).cloned().collect();
-        for p in pod_list.iter().filter(|p| pending(p)) {
-            if let Some((node, _)) = assumed.get(&key(p)) {
-                let mut a = p.clone();
+    }
+
+    fn dequeue(&mut self, key: &str) {
+        if let Some((_, qk)) = self.pending.remove(key) {
+            self.queue.remove(&qk);
+        }
+        self.backoff.remove(key);
+    }
+
+    /// Every pod waiting out a backoff goes back in the queue.
+    fn flush_backoff(&mut self) {
+        for (k, _) in std::mem::take(&mut self.backoff) {
+            if let Some((_, qk)) = self.pending.get(&k) {
+                if !self.assumed.contains_key(&k) {
+                    self.queue.insert(qk.clone());
+                }
+            }
+        }
+    }
+
+    fn on_pod(&mut self, pod: v1::Pod) {
+        let key = key_of(&pod);
+        let deleting = !pod.meta().deletion_timestamp.is_empty();
+        if !node_of(&pod).is_empty() {
+            // Bound (by us or anyone): account it where it is.
+            let was_terminal_or_new = !self.placed.contains_key(&key);
+            self.assumed.remove(&key);
+            self.dequeue(&key);
+            self.unaccount(&key);
+            if is_terminal(&pod) {
+                if !was_terminal_or_new {
+                    self.flush_backoff();
+                }
+            } else {
+                self.account(&key, pod);
+            }
+            return;
+        }
+        if deleting || is_terminal(&pod) {
+            self.forget(&key);
+            return;
+        }
+        let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+        let qk = match self.pending.get(&key) {
+            Some((_, qk)) => qk.clone(),
+            None => {
+                self.seq += 1;
+                QueueKey {
+                    priority: Reverse(priority),
+                    created: pod.meta().creation_timestamp.clone(),
+                    seq: self.seq,
+                    key: key.clone(),
+                }
+            }
+        };
+        let queued = !self.assumed.contains_key(&key) && !self.backoff.contains_key(&key);
+        if queued {
+            self.queue.insert(qk.clone());
+        }
+        self.pending.insert(key, (pod, qk));
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.assumed.remove(key);
+        self.dequeue(key);
+        self.unaccount(key);
+    }
+
+    fn on_pod_deleted(&mut self, pod: &v1::Pod) {
+        let key = key_of(pod);
+        let held = self.placed.contains_key(&key) && !self.assumed.contains_key(&key);
+        self.forget(&key);
+        if held {
+            self.flush_backoff();
+        }
+    }
+
+    fn on_pods_relisted(&mut self, pods: Vec<v1::Pod>) {
+        let assumed = std::mem::take(&mut self.assumed);
+        for info in &mut self.nodes {
+            *info = NodeInfo::new(info.node().clone(), []);
+        }
+        self.placed.clear();
+        self.unplaced.clear();
+        self.pending.clear();
+        self.queue.clear();
+        self.backoff.clear();
+        for p in pods {
+            self.on_pod(p);
+        }
+        for (key, node) in assumed {
+            if let Some((pod, qk)) = self.pending.get(&key) {
+                let qk = qk.clone();
+                let mut a = pod.clone();
                 if let Some(s) = a.spec.as_mut() {
                     s.node_name = node.clone();
                 }
-                bound.push(a);
+                self.queue.remove(&qk);
+                self.account(&key, a);
+                self.assumed.insert(key, node);
             }
         }
-        let mut infos: Vec<NodeInfo> = crate::node_info::snapshot(node_list, bound);
-        let mut queue: Vec<&v1::Pod> = pod_list
-            .iter()
-            .filter(|p| pending(p) && !assumed.contains_key(&key(p)))
-            .filter(|p| backoff.get(&key(p)).is_none_or(|(until, _)| *until <= now))
-            .collect();
-        queue.sort_by(|a, b| {
-            let prio = |p: &v1::Pod| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
-            prio(b).cmp(&prio(a)).then_with(|| {
-                a.meta()
-                    .creation_timestamp
-                    .cmp(&b.meta().creation_timestamp)
-            })
-        });
-        for pod in queue {
-            if !leadership.borrow().leading {
-                break;
+    }
+
+    fn on_node(&mut self, node: v1::Node) {
+        let name = node.meta().name.clone();
+        match self.node_index.get(&name) {
+            Some(&i) => self.nodes[i].set_node(node),
+            None => {
+                let pods = self.unplaced.remove(&name).unwrap_or_default();
+                self.node_index.insert(name, self.nodes.len());
+                self.nodes.push(NodeInfo::new(node, pods));
             }
-            let api: Api<v1::Pod> = Api::namespaced(client.clone(), &pod.meta().namespace);
-            match crate::schedule(pod, &infos) {
-                Ok(node) => {
-                    let mut b = pod.clone();
-                    if let Some(s) = b.spec.as_mut() {
+        }
+        self.flush_backoff();
+    }
+
+    fn on_node_deleted(&mut self, name: &str) {
+        let Some(i) = self.node_index.remove(name) else {
+            return;
+        };
+        let info = self.nodes.swap_remove(i);
+        if let Some(moved) = self.nodes.get(i) {
+            self.node_index.insert(moved.name().to_string(), i);
+        }
+        // Its pods stay known (they may come back with the node).
+        self.unplaced.insert(name.to_string(), info.pods().to_vec());
+        self.flush_backoff();
+    }
+
+    fn on_nodes_relisted(&mut self, nodes: Vec<v1::Node>) {
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name().to_string()).collect();
+        for n in names {
+            self.on_node_deleted(&n);
+        }
+        for n in nodes {
+            self.on_node(n);
+        }
+    }
+
+    /// Decide the next queued pod: `Some(Ok(pod to bind))`, `Some(Err((pod,
+    /// message)))` when no node fits (the pod then waits out its backoff),
+    /// `None` when the queue is empty.
+    fn decide_next(&mut self, now: Instant) -> Option<Result<v1::Pod, (v1::Pod, String)>> {
+        loop {
+            let qk = self.queue.pop_first()?;
+            let Some((pod, _)) = self.pending.get(&qk.key) else {
+                continue;
+            };
+            let pod = pod.clone();
+            let wanted = feasible_nodes_to_find(self.nodes.len());
+            match schedule_sampled(&pod, &self.nodes, self.next_start, wanted) {
+                Ok((node, next)) => {
+                    self.next_start = next;
+                    let mut bound = pod;
+                    if let Some(s) = bound.spec.as_mut() {
                         s.node_name = node.clone();
                     }
-                    match api.update(&b).await {
-                        Ok(_) => {
-                            tracing::info!(pod = %key(pod), node = %node, "bound");
-                            assumed.insert(key(pod), (node.clone(), Instant::now()));
-                            backoff.remove(&key(pod));
-                            if let Some(info) = infos.iter_mut().find(|i| i.name() == node) {
-                                info.add_pod(b.clone());
-                            }
-                            event(
-                                &client,
-                                pod,
-                                "Normal",
-                                "Scheduled",
-                                &format!("Successfully assigned {} to {node}", key(pod)),
-                            )
-                            .await;
-                        }
-                        Err(Error::Conflict(_)) | Err(Error::NotFound(_)) => {}
-                        Err(e) => tracing::warn!(pod = %key(pod), error = %e, "bind"),
-                    }
+                    self.account(&qk.key, bound.clone());
+                    self.assumed.insert(qk.key.clone(), node);
+                    return Some(Ok(bound));
                 }
-                Err(u) => {
-                    let message = u.to_string();
-                    let k = key(pod);
-                    let next = backoff
-                        .get(&k)
+                Err(why) => {
+                    let next = self
+                        .backoff
+                        .get(&qk.key)
                         .map_or(BACKOFF_FIRST_MS, |(_, d)| (d * 2).min(BACKOFF_MAX_MS));
-                    backoff.insert(k, (Instant::now() + Duration::from_millis(next), next));
-                    mark_unschedulable(&api, pod, &message).await;
-                    event(&client, pod, "Warning", "FailedScheduling", &message).await;
+                    self.backoff
+                        .insert(qk.key, (now + Duration::from_millis(next), next));
+                    return Some(Err((pod, why.to_string())));
+                }
+            }
+        }
+    }
+
+    /// A bind failed: forget the assumption; the pod retries shortly (with
+    /// the latest version the watch brings).
+    fn bind_failed(&mut self, key: &str, now: Instant) {
+        if self.assumed.remove(key).is_some() {
+            self.unaccount(key);
+        }
+        if self.pending.contains_key(key) {
+            self.backoff.insert(
+                key.to_string(),
+                (now + Duration::from_millis(BIND_RETRY_MS), BIND_RETRY_MS),
+            );
+        }
+    }
+
+    /// Pods whose backoff is over go back in the queue.
+    fn requeue_due(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .backoff
+            .iter()
+            .filter(|(_, (until, _))| *until <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            if let Some((_, qk)) = self.pending.get(&k) {
+                if !self.assumed.contains_key(&k) {
+                    self.queue.insert(qk.clone());
+                }
+            }
+            // The backoff length is kept (for doubling) by leaving the
+            // entry's duration; only its deadline matters for queueing.
+            if let Some(e) = self.backoff.get_mut(&k) {
+                e.0 = now + Duration::from_secs(3600);
+            }
+        }
+    }
+
+    /// Leadership lost: drop what was assumed (binds in flight still land
+    /// or fail on their own and the watch reports which).
+    fn drop_assumed(&mut self) {
+        for (k, _) in std::mem::take(&mut self.assumed) {
+            self.unaccount(&k);
+            if let Some((_, qk)) = self.pending.get(&k) {
+                self.queue.insert(qk.clone());
+            }
+        }
+    }
+}
+
+/// Run until the task is dropped.
+pub async fn run(client: Client, identity: String) {
+    run_with(client, Options::new(&identity)).await
+}
+
+/// Run with explicit options until the task is dropped.
+pub async fn run_with(client: Client, opts: Options) {
+    let (mut leadership, _elector) =
+        LeaderElector::new(client.clone(), ELECTION.0, ELECTION.1, &opts.identity)
+            .ttl(LEASE_TTL_SECS)
+            .spawn();
+    let recorder = Recorder::new(client.clone(), COMPONENT);
+    let mut pod_events = Box::pin(watcher(
+        Api::<v1::Pod>::all(client.clone()),
+        ListParams::default(),
+    ));
+    let mut node_events = Box::pin(watcher(
+        Api::<v1::Node>::all(client.clone()),
+        ListParams::default(),
+    ));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
+    let mut st = State::default();
+    let mut in_flight = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading = false;
+    loop {
+        let can_decide = leading && in_flight < opts.binds_in_flight && !st.queue.is_empty();
+        tokio::select! {
+            Some(ev) = pod_events.next() => match ev {
+                Ok(Event::Applied(p)) => st.on_pod(p),
+                Ok(Event::Deleted(p)) => st.on_pod_deleted(&p),
+                Ok(Event::Restarted(ps)) => st.on_pods_relisted(ps),
+                Err(e) => tracing::warn!(error = %e, "pod watch"),
+            },
+            Some(ev) = node_events.next() => match ev {
+                Ok(Event::Applied(n)) => st.on_node(n),
+                Ok(Event::Deleted(n)) => st.on_node_deleted(&n.meta().name),
+                Ok(Event::Restarted(ns)) => st.on_nodes_relisted(ns),
+                Err(e) => tracing::warn!(error = %e, "node watch"),
+            },
+            Some(outcome) = done_rx.recv() => {
+                in_flight = in_flight.saturating_sub(1);
+                match outcome {
+                    // Only while still assumed: if the watch got there
+                    // first it knows better (the pod may be gone by now).
+                    Outcome::Bound(p) => {
+                        if st.assumed.contains_key(&key_of(&p)) {
+                            st.on_pod(*p);
+                        }
+                    }
+                    Outcome::BindFailed { key, conflict } => {
+                        if !conflict {
+                            tracing::debug!(pod = %key, "bind failed; retrying");
+                        }
+                        st.bind_failed(&key, Instant::now());
+                    }
+                    Outcome::Marked => {}
+                }
+            }
+            r = leadership.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                let now_leading = leadership.borrow().leading;
+                if leading && !now_leading {
+                    st.drop_assumed();
+                }
+                leading = now_leading;
+            }
+            _ = tick.tick() => st.requeue_due(Instant::now()),
+            _ = std::future::ready(()), if can_decide => {}
+        }
+        if !leading {
+            continue;
+        }
+        let mut decided = 0;
+        while in_flight < opts.binds_in_flight && decided < DECISIONS_PER_TURN {
+            let Some(d) = st.decide_next(Instant::now()) else {
+                break;
+            };
+            decided += 1;
+            in_flight += 1;
+            let tx = done_tx.clone();
+            match d {
+                Ok(pod) => {
+                    let api: Api<v1::Pod> = Api::namespaced(client.clone(), &pod.meta().namespace);
+                    let recorder = recorder.clone();
+                    tokio::spawn(async move {
+                        let key = key_of(&pod);
+                        let outcome = match api.update(&pod).await {
+                            Ok(stored) => {
+                                let node = node_of(&stored).to_string();
+                                tracing::debug!(pod = %key, node = %node, "bound");
+                                recorder.record(
+                                    Involved::of(&stored),
+                                    "Normal",
+                                    "Scheduled",
+                                    &format!("Successfully assigned {key} to {node}"),
+                                );
+                                Outcome::Bound(Box::new(stored))
+                            }
+                            Err(e) => Outcome::BindFailed {
+                                key,
+                                conflict: matches!(e, Error::Conflict(_) | Error::NotFound(_)),
+                            },
+                        };
+                        let _ = tx.send(outcome);
+                    });
+                }
+                Err((pod, message)) => {
+                    recorder.record(Involved::of(&pod), "Warning", "FailedScheduling", &message);
+                    let api: Api<v1::Pod> = Api::namespaced(client.clone(), &pod.meta().namespace);
+                    tokio::spawn(async move {
+                        mark_unschedulable(&api, &pod, &message).await;
+                        let _ = tx.send(Outcome::Marked);
+                    });
                 }
             }
         }
@@ -146,6 +497,13 @@ pub async fn run(client: Client, identity: String) {
 async fn mark_unschedulable(api: &Api<v1::Pod>, pod: &v1::Pod, message: &str) {
     let mut p = pod.clone();
     let status = p.status.get_or_insert_with(Default::default);
+    if status
+        .conditions
+        .iter()
+        .any(|c| c.r#type == "PodScheduled" && c.status == "False" && c.message == message)
+    {
+        return;
+    }
     let cond = v1::PodCondition {
         r#type: "PodScheduled".into(),
         status: "False".into(),
@@ -155,52 +513,132 @@ async fn mark_unschedulable(api: &Api<v1::Pod>, pod: &v1::Pod, message: &str) {
             .to_string(),
         ..Default::default()
     };
-    if status
-        .conditions
-        .iter()
-        .any(|c| c.r#type == "PodScheduled" && c.status == "False" && c.message == message)
-    {
-        return;
-    }
     status.conditions.retain(|c| c.r#type != "PodScheduled");
     status.conditions.push(cond);
     if let Err(e) = api.update_status(&p).await {
-        tracing::debug!(pod = %key(pod), error = %e, "mark unschedulable");
+        tracing::debug!(pod = %key_of(pod), error = %e, "mark unschedulable");
     }
 }
 
-/// Record an event about a pod (best effort).
-async fn event(client: &Client, pod: &v1::Pod, typ: &str, reason: &str, message: &str) {
-    let ns = pod.meta().namespace.clone();
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let e = v1::Event {
-        metadata: Some(v1::ObjectMeta {
-            generate_name: format!("{}.", pod.meta().name),
-            namespace: ns.clone(),
-            ..Default::default()
-        }),
-        involved_object: Some(v1::ObjectReference {
-            kind: "Pod".into(),
-            namespace: ns.clone(),
-            name: pod.meta().name.clone(),
-            uid: pod.meta().uid.clone(),
-            api_version: "v1".into(),
-            ..Default::default()
-        }),
-        reason: reason.into(),
-        message: message.into(),
-        r#type: typ.into(),
-        source: Some(v1::EventSource {
-            component: "keelson-scheduler".into(),
-            ..Default::default()
-        }),
-        first_timestamp: now.clone(),
-        last_timestamp: now,
-        count: 1,
-        ..Default::default()
-    };
-    let api: Api<v1::Event> = Api::namespaced(client.clone(), &ns);
-    if let Err(e) = api.create(&e).await {
-        tracing::debug!(error = %e, "record event");
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{node, pod};
+
+    fn bound(mut p: v1::Pod, node: &str) -> v1::Pod {
+        p.spec.get_or_insert_with(Default::default).node_name = node.into();
+        p
+    }
+
+    fn with_priority(mut p: v1::Pod, prio: i32) -> v1::Pod {
+        p.spec.get_or_insert_with(Default::default).priority = Some(prio);
+        p
+    }
+
+    fn decide(st: &mut State) -> Option<Result<(String, String), String>> {
+        st.decide_next(Instant::now()).map(|r| match r {
+            Ok(p) => Ok((p.meta().name.clone(), node_of(&p).to_string())),
+            Err((_, m)) => Err(m),
+        })
+    }
+
+    #[test]
+    fn queue_orders_by_priority_then_creation() {
+        let mut st = State::default();
+        st.on_node(node("a", "64", "64Gi"));
+        let mut old = pod("old", "1", "1Gi");
+        old.meta_mut().creation_timestamp = "2024-01-01T00:00:00Z".into();
+        let mut new = pod("new", "1", "1Gi");
+        new.meta_mut().creation_timestamp = "2024-01-02T00:00:00Z".into();
+        st.on_pod(new.clone());
+        st.on_pod(old.clone());
+        st.on_pod(with_priority(pod("vip", "1", "1Gi"), 10));
+        let order: Vec<String> = std::iter::from_fn(|| decide(&mut st))
+            .map(|r| r.map(|(n, _)| n).unwrap_or_default())
+            .collect();
+        assert_eq!(order, ["vip", "old", "new"]);
+    }
+
+    #[test]
+    fn assumed_pods_count_until_the_watch_confirms() {
+        let mut st = State::default();
+        st.on_node(node("a", "2", "8Gi"));
+        st.on_node(node("b", "2", "8Gi"));
+        st.on_pod(pod("p1", "2", "1Gi"));
+        st.on_pod(pod("p2", "2", "1Gi"));
+        st.on_pod(pod("p3", "2", "1Gi"));
+        let first = decide(&mut st);
+        let second = decide(&mut st);
+        assert_eq!(first, Some(Ok(("p1".into(), "a".into()))));
+        assert_eq!(
+            second,
+            Some(Ok(("p2".into(), "b".into()))),
+            "a is assumed full"
+        );
+        let third = decide(&mut st);
+        assert!(matches!(third, Some(Err(m)) if m.contains("2 Insufficient cpu")));
+        // The watch confirms p1 on a: still accounted once.
+        st.on_pod(bound(pod("p1", "2", "1Gi"), "a"));
+        assert_eq!(st.nodes[st.node_index["a"]].pod_count(), 1);
+        // p2's bind fails: b frees up, and p2 waits a short retry.
+        st.bind_failed("default/p2", Instant::now());
+        assert_eq!(st.nodes[st.node_index["b"]].pod_count(), 0);
+        assert!(st.queue.is_empty());
+        st.requeue_due(Instant::now() + Duration::from_secs(1));
+        assert_eq!(
+            st.queue.len(),
+            2,
+            "p2 after its retry delay, p3 after its backoff"
+        );
+    }
+
+    #[test]
+    fn unschedulable_pods_retry_when_the_cluster_changes() {
+        let mut st = State::default();
+        st.on_node(node("a", "1", "8Gi"));
+        st.on_pod(bound(pod("hog", "1", "1Gi"), "a"));
+        st.on_pod(pod("p", "1", "1Gi"));
+        assert!(matches!(decide(&mut st), Some(Err(_))));
+        assert!(decide(&mut st).is_none(), "p waits out its backoff");
+        st.on_pod_deleted(&bound(pod("hog", "1", "1Gi"), "a"));
+        assert_eq!(decide(&mut st), Some(Ok(("p".into(), "a".into()))));
+        // A new node also retries at once.
+        st.on_pod(pod("q", "1", "1Gi"));
+        assert!(matches!(decide(&mut st), Some(Err(_))));
+        st.on_node(node("b", "1", "8Gi"));
+        assert_eq!(decide(&mut st), Some(Ok(("q".into(), "b".into()))));
+    }
+
+    #[test]
+    fn deleted_and_bound_pods_leave_the_queue() {
+        let mut st = State::default();
+        st.on_node(node("a", "4", "8Gi"));
+        st.on_pod(pod("x", "1", "1Gi"));
+        st.on_pod(pod("y", "1", "1Gi"));
+        st.on_pod_deleted(&pod("x", "1", "1Gi"));
+        // y was bound by someone else.
+        st.on_pod(bound(pod("y", "1", "1Gi"), "a"));
+        assert!(decide(&mut st).is_none());
+        assert_eq!(st.nodes[0].pod_count(), 1);
+    }
+
+    #[test]
+    fn relists_keep_assumed_pods_and_nodes_keep_their_pods() {
+        let mut st = State::default();
+        st.on_node(node("a", "4", "8Gi"));
+        st.on_pod(pod("x", "1", "1Gi"));
+        assert!(matches!(decide(&mut st), Some(Ok(_))));
+        st.on_pods_relisted(vec![pod("x", "1", "1Gi"), bound(pod("z", "1", "1Gi"), "a")]);
+        assert_eq!(st.nodes[0].pod_count(), 2, "z bound, x still assumed");
+        assert!(st.queue.is_empty());
+        st.on_nodes_relisted(vec![node("a", "8", "8Gi"), node("b", "4", "8Gi")]);
+        assert_eq!(st.nodes[st.node_index["a"]].pod_count(), 2);
+        assert_eq!(st.nodes.len(), 2);
+        // A pod bound to a node not seen yet is accounted when it appears.
+        st.on_pod(bound(pod("w", "1", "1Gi"), "c"));
+        st.on_node(node("c", "4", "8Gi"));
+        assert_eq!(st.nodes[st.node_index["c"]].pod_count(), 1);
+        st.drop_assumed();
+        assert_eq!(st.queue.len(), 1, "x is queued again");
     }
 }

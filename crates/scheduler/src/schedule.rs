@@ -7,9 +7,9 @@ use std::fmt;
 
 use keelson_proto::v1;
 
-use crate::filter::filter;
+use crate::filter::{filter_info, PodInfo};
 use crate::node_info::NodeInfo;
-use crate::score::score;
+use crate::score::score_info;
 
 /// No node may run the pod: how many nodes failed for each reason. This is
 /// an ordinary outcome (it becomes the pod's `PodScheduled=False` condition
@@ -46,19 +46,60 @@ impl fmt::Display for Unschedulable {
 /// with the highest [`score()`], ties going to the first node name in
 /// byte order. `Err` when no node is feasible, with every node's reasons.
 pub fn schedule(pod: &v1::Pod, nodes: &[NodeInfo]) -> Result<String, Unschedulable> {
+    schedule_sampled(pod, nodes, 0, nodes.len()).map(|(name, _)| name)
+}
+
+/// How many feasible nodes to find before scoring, out of `total`:
+/// kube-scheduler's adaptive `percentageOfNodesToScore` (50% of the nodes
+/// less 1% per 125 nodes, at least 5%, and never fewer than 100 nodes).
+/// Large clusters score a sample; small ones every node.
+pub fn feasible_nodes_to_find(total: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    const MIN_PERCENT: usize = 5;
+    if total <= MIN_FEASIBLE {
+        return total;
+    }
+    let percent = 50usize.saturating_sub(total / 125).max(MIN_PERCENT);
+    (total * percent / 100).max(MIN_FEASIBLE)
+}
+
+/// [`schedule()`] over a sample: filter nodes from index `start` on
+/// (wrapping around) until `wanted` feasible nodes are found, then pick the
+/// best of those. Returns the node and the index to start the next pod's
+/// search at, so successive pods look at different nodes, as
+/// kube-scheduler does. When no node is feasible every node has been
+/// filtered, so the reasons count the whole cluster.
+pub fn schedule_sampled(
+    pod: &v1::Pod,
+    nodes: &[NodeInfo],
+    start: usize,
+    wanted: usize,
+) -> Result<(String, usize), Unschedulable> {
     let mut unschedulable = Unschedulable {
         reasons: BTreeMap::new(),
         nodes: nodes.len(),
     };
+    let pi = PodInfo::new(pod);
     let mut best: Option<(u32, &str)> = None;
-    for node in nodes {
-        match filter(pod, node) {
+    let mut found = 0usize;
+    let n = nodes.len();
+    let start = if n == 0 { 0 } else { start % n };
+    let mut next = start;
+    for i in 0..n {
+        let idx = (start + i) % n;
+        next = (idx + 1) % n;
+        let node = &nodes[idx];
+        match filter_info(&pi, node) {
             Ok(()) => {
-                let candidate = (score(pod, node), node.name());
+                let candidate = (score_info(&pi, node), node.name());
                 best = match best {
                     Some(b) if !is_better(candidate, b) => Some(b),
                     _ => Some(candidate),
                 };
+                found += 1;
+                if found >= wanted.max(1) {
+                    break;
+                }
             }
             Err(reasons) => {
                 for reason in reasons {
@@ -67,7 +108,8 @@ pub fn schedule(pod: &v1::Pod, nodes: &[NodeInfo]) -> Result<String, Unschedulab
             }
         }
     }
-    best.map(|(_, name)| name.to_string()).ok_or(unschedulable)
+    best.map(|(_, name)| (name.to_string(), next))
+        .ok_or(unschedulable)
 }
 
 /// Higher score wins; on a tie, the smaller name.
@@ -82,6 +124,44 @@ mod tests {
 
     fn reasons(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
         pairs.iter().map(|(k, v)| ((*k).to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn feasible_nodes_to_find_follows_kube_scheduler() {
+        for (total, want) in [
+            (0, 0),
+            (3, 3),
+            (100, 100),
+            (101, 100),
+            (500, 230),
+            (1_000, 420),
+            (5_000, 500),
+            (6_000, 300),
+            (100_000, 5_000),
+        ] {
+            assert_eq!(feasible_nodes_to_find(total), want, "{total} nodes");
+        }
+    }
+
+    #[test]
+    fn sampled_search_stops_early_and_rotates() {
+        let nodes: Vec<NodeInfo> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| NodeInfo::new(node(n, "4", "8Gi"), []))
+            .collect();
+        let p = pod("p", "1", "1Gi");
+        // Two wanted from index 1: b and c are looked at; b wins the tie.
+        assert_eq!(schedule_sampled(&p, &nodes, 1, 2), Ok(("b".into(), 3)));
+        // From index 3 wrapping: d and a; a wins the tie by name.
+        assert_eq!(schedule_sampled(&p, &nodes, 3, 2), Ok(("a".into(), 1)));
+        // A start past the end wraps.
+        assert_eq!(schedule_sampled(&p, &nodes, 9, 1), Ok(("b".into(), 2)));
+        // Nothing feasible: every node counted.
+        let big = pod("p", "64", "1Gi");
+        let err = schedule_sampled(&big, &nodes, 2, 1).unwrap_err();
+        assert_eq!(err.nodes, 4);
+        assert_eq!(err.reasons.get("Insufficient cpu"), Some(&4));
+        assert!(schedule_sampled(&p, &[], 0, 5).is_err());
     }
 
     #[test]

@@ -25,7 +25,13 @@ const LEAST_ALLOCATED_RESOURCES: u32 = 2;
 /// The pod's combined score on the node: the weighted sum of
 /// [`least_allocated`] and [`spread`], 0 to [`MAX_COMBINED_SCORE`].
 pub fn score(pod: &v1::Pod, node: &NodeInfo) -> u32 {
-    LEAST_ALLOCATED_WEIGHT * least_allocated(pod, node) + SPREAD_WEIGHT * spread(pod, node)
+    score_info(&crate::filter::PodInfo::new(pod), node)
+}
+
+/// [`score()`] on a precomputed [`PodInfo`](crate::filter::PodInfo).
+pub fn score_info(pi: &crate::filter::PodInfo<'_>, node: &NodeInfo) -> u32 {
+    LEAST_ALLOCATED_WEIGHT * least_allocated_request(pi.requests_for_scoring, node)
+        + SPREAD_WEIGHT * spread(pi.pod, node)
 }
 
 /// Kubernetes' `LeastAllocated`: the share of the node left free once the
@@ -35,10 +41,12 @@ pub fn score(pod: &v1::Pod, node: &NodeInfo) -> u32 {
 /// scoring ([`pod_requests_for_scoring`]), so pods without requests count
 /// as small ones rather than nothing.
 pub fn least_allocated(pod: &v1::Pod, node: &NodeInfo) -> u32 {
+    least_allocated_request(pod_requests_for_scoring(pod), node)
+}
+
+fn least_allocated_request(request: crate::Resources, node: &NodeInfo) -> u32 {
     let allocatable = node.allocatable();
-    let after = node
-        .requested_for_scoring()
-        .saturating_add(pod_requests_for_scoring(pod));
+    let after = node.requested_for_scoring().saturating_add(request);
     let cpu = least_requested_score(after.cpu_millis, allocatable.cpu_millis);
     let memory = least_requested_score(after.memory_bytes, allocatable.memory_bytes);
     (cpu + memory) / LEAST_ALLOCATED_RESOURCES

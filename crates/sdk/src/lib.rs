@@ -11,6 +11,7 @@
 //! - [`watcher()`] and [`reflector()`]: a resumable watch and a cache
 //!   built on it (one writer, many readers).
 //! - [`LeaderElector`]: leader election on a store lease.
+//! - [`Recorder`]: Events written in the background, repeats aggregated.
 //!
 //! # Example
 //! ```no_run
@@ -31,13 +32,16 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod leader;
+pub mod leases;
 pub mod watcher;
 
 pub use api::{Api, DeleteParams, ListParams, ObjectList, WatchEvent};
 pub use client::Client;
 pub use config::Config;
 pub use error::{Error, Result};
+pub use events::{Involved, Recorder};
 pub use keelson_model::{Kind, Resource};
 pub use keelson_proto::v1 as types;
 pub use leader::{LeaderElector, Leadership};

@@ -147,6 +147,7 @@ type Map<K> = HashMap<String, Arc<K>>;
 pub struct Store<K> {
     map: Arc<RwLock<Arc<Map<K>>>>,
     ready: tokio::sync::watch::Receiver<bool>,
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl<K> Clone for Store<K> {
@@ -154,6 +155,7 @@ impl<K> Clone for Store<K> {
         Store {
             map: self.map.clone(),
             ready: self.ready.clone(),
+            changes: self.changes.clone(),
         }
     }
 }
@@ -181,6 +183,12 @@ impl<K: Resource> Store<K> {
         self.len() == 0
     }
 
+    /// A receiver that is notified after every change to the cache (its
+    /// value counts the changes), to wake a controller instead of polling.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
     /// Wait until the first list has been loaded.
     pub async fn wait_ready(&self) {
         let mut r = self.ready.clone();
@@ -192,18 +200,25 @@ impl<K: Resource> Store<K> {
 pub struct Writer<K> {
     map: Arc<RwLock<Arc<Map<K>>>>,
     ready: tokio::sync::watch::Sender<bool>,
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl<K: Resource> Writer<K> {
     pub fn new() -> (Writer<K>, Store<K>) {
         let map = Arc::new(RwLock::new(Arc::new(Map::new())));
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let (ctx, crx) = tokio::sync::watch::channel(0u64);
         (
             Writer {
                 map: map.clone(),
                 ready: tx,
+                changes: ctx,
             },
-            Store { map, ready: rx },
+            Store {
+                map,
+                ready: rx,
+                changes: crx,
+            },
         )
     }
 
@@ -229,6 +244,8 @@ impl<K: Resource> Writer<K> {
                 Arc::make_mut(&mut guard).remove(&object_key(&k));
             }
         }
+        drop(guard);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod describe;
 pub mod printers;
+pub mod rollout;
 pub mod table;
 
 use std::io::Write;

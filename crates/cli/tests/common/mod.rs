@@ -21,7 +21,21 @@ pub fn keelson_bin() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_keelson"))
 }
 
+/// Replicas without their scheduler and controllers (the store and API
+/// alone), so tests of those see only their own writes.
 pub async fn start_cluster(n: usize, dir: &std::path::Path, extra_args: &[&str]) -> ProcCluster {
+    let mut args = vec!["--disable-scheduler", "--disable-controllers"];
+    args.extend_from_slice(extra_args);
+    start_control_plane(n, dir, &args).await
+}
+
+/// Replicas as `keelson server` runs them: scheduler and controllers too
+/// (unless `extra_args` disables them).
+pub async fn start_control_plane(
+    n: usize,
+    dir: &std::path::Path,
+    extra_args: &[&str],
+) -> ProcCluster {
     let c = ProcCluster::start(
         Kind::Keelson {
             bin: keelson_bin(),
@@ -105,4 +119,37 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Helper processes (agents, schedulers...), killed when dropped.
+#[derive(Default)]
+pub struct Procs(pub Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Start `keelson <args> --server <all replicas> --token <admin>`, its
+/// stderr in `log`.
+pub fn spawn_client_process(
+    c: &ProcCluster,
+    args: &[&str],
+    log: &std::path::Path,
+) -> std::process::Child {
+    let log = std::fs::File::create(log).expect("log file");
+    std::process::Command::new(keelson_bin())
+        .args(args)
+        .arg("--server")
+        .arg(c.api_endpoints().join(","))
+        .args(["--token", &c.token("admin", None)])
+        .env("KEELSON_CONFIG", "/nonexistent")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start a keelson process")
 }

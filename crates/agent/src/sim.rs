@@ -1,0 +1,393 @@
+//! Simulated nodes (as kubemark and kwok do): N nodes in one process that
+//! register, heartbeat and report the pods bound to them as Running and
+//! Ready, without starting any process. For scale tests and benchmarks of
+//! the control plane.
+//!
+//! - **Registration**: each node `<prefix>-<i>` is created (or its status
+//!   refreshed) with the given capacity, `Ready=True`, and an address.
+//! - **Heartbeats**: each node holds a store lease (TTL
+//!   [`SimOptions::heartbeat_ttl_secs`]) with its Lease object
+//!   `kube-node-lease/<node>` attached, renewed over one keep-alive stream
+//!   for all nodes every [`SimOptions::heartbeat_every`]. When this process
+//!   stops, the leases expire and the node lifecycle controller sees the
+//!   nodes go silent. A lease found expired is granted again.
+//! - **Pods** (when [`SimOptions::report_pods`]): a pod bound to one of the
+//!   nodes is reported `Running` and `Ready` (podIP = the node's address);
+//!   a pod being deleted is confirmed at once (grace 0).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use keelson_proto::v1;
+use keelson_sdk::leases::{self, KeepAlive};
+use keelson_sdk::watcher::Event;
+use keelson_sdk::{watcher, Api, Client, DeleteParams, Error, ListParams, Resource};
+use tokio::sync::Semaphore;
+
+/// Namespace of the nodes' heartbeat Lease objects.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+/// Writes in flight at once (registration, leases, pod status).
+const WRITES_IN_FLIGHT: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Nodes are named `<prefix>-<i>`, i from 0.
+    pub prefix: String,
+    pub count: usize,
+    pub cpu: String,
+    pub memory: String,
+    pub max_pods: String,
+    pub labels: BTreeMap<String, String>,
+    /// Node i's address: this plus i.
+    pub first_address: Ipv4Addr,
+    pub heartbeat_ttl_secs: i64,
+    pub heartbeat_every: Duration,
+    /// Report bound pods Running and Ready, and confirm deletions.
+    pub report_pods: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> SimOptions {
+        SimOptions {
+            prefix: "sim".into(),
+            count: 1,
+            cpu: "32".into(),
+            memory: "128Gi".into(),
+            max_pods: "110".into(),
+            labels: BTreeMap::new(),
+            first_address: Ipv4Addr::new(127, 0, 100, 1),
+            heartbeat_ttl_secs: 10,
+            heartbeat_every: Duration::from_secs(1),
+            report_pods: true,
+        }
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn address(opts: &SimOptions, i: usize) -> String {
+    let base = u32::from(opts.first_address);
+    Ipv4Addr::from(base.wrapping_add(i as u32)).to_string()
+}
+
+/// The Node object of simulated node `i`.
+pub fn node_object(opts: &SimOptions, i: usize) -> v1::Node {
+    let name = format!("{}-{i}", opts.prefix);
+    let mut labels = opts.labels.clone();
+    labels.insert("kubernetes.io/hostname".into(), name.clone());
+    labels.insert("keelson.dev/simulated".into(), "true".into());
+    let resources: BTreeMap<String, String> = [
+        ("cpu", opts.cpu.as_str()),
+        ("memory", opts.memory.as_str()),
+        ("pods", opts.max_pods.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let t = now();
+    v1::Node {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        metadata: Some(v1::ObjectMeta {
+            name,
+            labels,
+            ..Default::default()
+        }),
+        spec: Some(v1::NodeSpec::default()),
+        status: Some(v1::NodeStatus {
+            capacity: resources.clone(),
+            allocatable: resources,
+            conditions: vec![v1::NodeCondition {
+                r#type: "Ready".into(),
+                status: "True".into(),
+                last_heartbeat_time: t.clone(),
+                last_transition_time: t,
+                reason: "KubeletReady".into(),
+                message: "simulated node is ready".into(),
+            }],
+            addresses: vec![v1::NodeAddress {
+                r#type: "InternalIP".into(),
+                address: address(opts, i),
+            }],
+            node_info: Some(v1::NodeSystemInfo {
+                operating_system: "linux".into(),
+                architecture: std::env::consts::ARCH.into(),
+                kubelet_version: format!("keelson-sim/{}", env!("CARGO_PKG_VERSION")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Create the node, or bring an existing one's status back to Ready.
+async fn register(client: &Client, node: v1::Node) -> keelson_sdk::Result<()> {
+    let api: Api<v1::Node> = Api::all(client.clone());
+    match api.create(&node).await {
+        Ok(_) => Ok(()),
+        Err(Error::AlreadyExists(_)) => {
+            let mut cur = api.get(&node.meta().name).await?;
+            cur.status = node.status;
+            api.update_status(&cur).await.map(drop)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Take a fresh heartbeat lease for `node` and attach its Lease object.
+async fn take_lease(client: &Client, node: &str, ttl: i64) -> keelson_sdk::Result<i64> {
+    let id = leases::grant(client, ttl).await?;
+    let api: Api<v1::Lease> = Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE);
+    let obj = v1::Lease {
+        api_version: "coordination.k8s.io/v1".into(),
+        kind: "Lease".into(),
+        metadata: Some(v1::ObjectMeta {
+            name: node.to_string(),
+            namespace: NODE_LEASE_NAMESPACE.into(),
+            ..Default::default()
+        }),
+        spec: Some(v1::LeaseSpec {
+            holder_identity: node.to_string(),
+            lease_duration_seconds: i32::try_from(ttl).ok(),
+            renew_time: now(),
+            ..Default::default()
+        }),
+    };
+    for _ in 0..3 {
+        match api.create_with_lease(&obj, id).await {
+            Ok(_) => return Ok(id),
+            Err(Error::AlreadyExists(_)) => {
+                // A previous run's object (its lease still alive): replace.
+                let _ = api.delete(node, &DeleteParams::default()).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Other(format!(
+        "could not take the heartbeat lease of {node}"
+    )))
+}
+
+/// Run the simulated nodes until the future is dropped.
+pub async fn run(client: Client, opts: SimOptions) -> keelson_sdk::Result<()> {
+    let sem = Arc::new(Semaphore::new(WRITES_IN_FLIGHT));
+    let names: Vec<String> = (0..opts.count)
+        .map(|i| format!("{}-{i}", opts.prefix))
+        .collect();
+    // Register every node.
+    let results = futures::stream::iter((0..opts.count).map(|i| {
+        let client = client.clone();
+        let node = node_object(&opts, i);
+        async move { register(&client, node).await }
+    }))
+    .buffer_unordered(WRITES_IN_FLIGHT)
+    .collect::<Vec<_>>()
+    .await;
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        return Err(e);
+    }
+    // Heartbeat leases.
+    let ttl = opts.heartbeat_ttl_secs.max(1);
+    let taken = futures::stream::iter(names.iter().map(|n| {
+        let client = client.clone();
+        async move { take_lease(&client, n, ttl).await.map(|id| (id, n.clone())) }
+    }))
+    .buffer_unordered(WRITES_IN_FLIGHT)
+    .collect::<Vec<_>>()
+    .await;
+    let mut by_id: HashMap<i64, String> = HashMap::new();
+    for t in taken {
+        let (id, n) = t?;
+        by_id.insert(id, n);
+    }
+    tracing::info!(nodes = opts.count, "simulated nodes registered");
+    let pods = if opts.report_pods {
+        Some(tokio::spawn(report_pods(
+            client.clone(),
+            names.iter().cloned().collect(),
+            opts.clone(),
+            sem,
+        )))
+    } else {
+        None
+    };
+    let r = heartbeat(&client, by_id, ttl, opts.heartbeat_every).await;
+    if let Some(p) = pods {
+        p.abort();
+    }
+    r
+}
+
+/// Renew every lease each period over one stream; re-take expired ones.
+async fn heartbeat(
+    client: &Client,
+    mut by_id: HashMap<i64, String>,
+    ttl: i64,
+    every: Duration,
+) -> keelson_sdk::Result<()> {
+    loop {
+        let mut ka = match KeepAlive::open(client).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::debug!(error = %e, "keep-alive stream");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut tick = tokio::time::interval(every);
+        'stream: loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    for id in by_id.keys() {
+                        if ka.renew(*id).await.is_err() {
+                            break 'stream;
+                        }
+                    }
+                }
+                reply = ka.next() => match reply {
+                    Some(Ok((id, remaining))) if remaining <= 0 => {
+                        if let Some(node) = by_id.remove(&id) {
+                            tracing::warn!(node = %node, "heartbeat lease expired; taking a new one");
+                            match take_lease(client, &node, ttl).await {
+                                Ok(new_id) => { by_id.insert(new_id, node); }
+                                Err(e) => {
+                                    tracing::warn!(node = %node, error = %e, "heartbeat lease");
+                                    by_id.insert(id, node);
+                                }
+                            }
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break 'stream,
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn is_running_and_ready(p: &v1::Pod) -> bool {
+    p.status.as_ref().is_some_and(|s| {
+        s.phase == "Running"
+            && s.conditions
+                .iter()
+                .any(|c| c.r#type == "Ready" && c.status == "True")
+    })
+}
+
+/// Report pods bound to our nodes Running and Ready; confirm deletions.
+async fn report_pods(
+    client: Client,
+    nodes: HashSet<String>,
+    opts: SimOptions,
+    sem: Arc<Semaphore>,
+) {
+    let index: HashMap<String, usize> = (0..opts.count)
+        .map(|i| (format!("{}-{i}", opts.prefix), i))
+        .collect();
+    let mut events = Box::pin(watcher(
+        Api::<v1::Pod>::all(client.clone()),
+        ListParams::default(),
+    ));
+    while let Some(ev) = events.next().await {
+        let pods = match ev {
+            Ok(Event::Applied(p)) => vec![p],
+            Ok(Event::Restarted(ps)) => ps,
+            Ok(Event::Deleted(_)) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "pod watch");
+                continue;
+            }
+        };
+        for p in pods {
+            let node = p.spec.as_ref().map_or("", |s| s.node_name.as_str());
+            let Some(&i) = index.get(node).filter(|_| nodes.contains(node)) else {
+                continue;
+            };
+            let deleting = !p.meta().deletion_timestamp.is_empty();
+            if !deleting && is_running_and_ready(&p) {
+                continue;
+            }
+            let Ok(permit) = sem.clone().acquire_owned().await else {
+                return;
+            };
+            let client = client.clone();
+            let ip = address(&opts, i);
+            tokio::spawn(async move {
+                let _permit = permit;
+                let api: Api<v1::Pod> = Api::namespaced(client, &p.meta().namespace);
+                let r = if deleting {
+                    let dp = DeleteParams {
+                        grace_period_seconds: Some(0),
+                        precondition_uid: p.meta().uid.clone(),
+                        ..Default::default()
+                    };
+                    api.delete(&p.meta().name, &dp).await.map(drop)
+                } else {
+                    api.update_status(&running(p, &ip)).await.map(drop)
+                };
+                match r {
+                    Ok(()) | Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => {}
+                    Err(e) => tracing::debug!(error = %e, "report pod"),
+                }
+            });
+        }
+    }
+}
+
+/// The pod as a node reports it once its containers run and are ready.
+fn running(mut p: v1::Pod, ip: &str) -> v1::Pod {
+    let t = now();
+    let containers: Vec<String> = p
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    let images: Vec<String> = p
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.image.clone()).collect())
+        .unwrap_or_default();
+    let status = p.status.get_or_insert_with(Default::default);
+    status.phase = "Running".into();
+    status.host_ip = ip.to_string();
+    status.pod_ip = ip.to_string();
+    if status.start_time.is_empty() {
+        status.start_time = t.clone();
+    }
+    let cond = |ty: &str| v1::PodCondition {
+        r#type: ty.into(),
+        status: "True".into(),
+        last_transition_time: t.clone(),
+        ..Default::default()
+    };
+    status.conditions = vec![
+        cond("PodScheduled"),
+        cond("Initialized"),
+        cond("ContainersReady"),
+        cond("Ready"),
+    ];
+    status.container_statuses = containers
+        .into_iter()
+        .zip(images)
+        .map(|(name, image)| v1::ContainerStatus {
+            name,
+            image,
+            ready: true,
+            started: Some(true),
+            state: Some(v1::ContainerState {
+                running: Some(v1::ContainerStateRunning {
+                    started_at: t.clone(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    p
+}

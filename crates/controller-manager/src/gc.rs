@@ -1,0 +1,241 @@
+//! The garbage collector's loop around [`keelson_controllers::gc::reconcile`]
+//! over every cached kind that can own or be owned (Deployments,
+//! ReplicaSets, pods, Services, Endpoints, nodes).
+//!
+//! Caches of different kinds lag each other, so an owner missing from its
+//! cache is confirmed gone with a read of the owner (by name, then uid)
+//! before its dependent is deleted, and that delete carries the
+//! dependent's uid as a precondition. Finalizer and ownerReference edits
+//! read the object fresh and write it back with a compare-and-swap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keelson_controllers::gc::{reconcile, Action, Node};
+use keelson_model::Kind;
+use keelson_proto::v1;
+use keelson_sdk::{DeleteParams, Error, Resource, Store};
+
+use crate::{concurrently, Ctx};
+
+const RESYNC: Duration = Duration::from_secs(5);
+
+pub async fn run(ctx: Arc<Ctx>) {
+    let mut changes = vec![
+        ctx.deployments.changes(),
+        ctx.replicasets.changes(),
+        ctx.pods.changes(),
+        ctx.services.changes(),
+        ctx.endpoints.changes(),
+        ctx.nodes.changes(),
+    ];
+    let mut leadership = ctx.leadership.clone();
+    loop {
+        if ctx
+            .wait_for_work(&mut changes, &mut leadership, RESYNC)
+            .await
+        {
+            pass(&ctx).await;
+        }
+    }
+}
+
+fn nodes_of<K: Resource>(store: &Store<K>, out: &mut Vec<Node>) {
+    for o in store.snapshot().values() {
+        let m = o.meta();
+        out.push(Node {
+            kind: K::KIND,
+            namespace: m.namespace.clone(),
+            name: m.name.clone(),
+            uid: m.uid.clone(),
+            owners: m.owner_references.clone(),
+            finalizers: m.finalizers.clone(),
+            deleting: !m.deletion_timestamp.is_empty(),
+        });
+    }
+}
+
+async fn pass(ctx: &Ctx) {
+    let mut graph = Vec::new();
+    nodes_of(&ctx.deployments, &mut graph);
+    nodes_of(&ctx.replicasets, &mut graph);
+    nodes_of(&ctx.pods, &mut graph);
+    nodes_of(&ctx.services, &mut graph);
+    nodes_of(&ctx.endpoints, &mut graph);
+    nodes_of(&ctx.nodes, &mut graph);
+    let actions = reconcile(&graph);
+    if actions.is_empty() || !ctx.leading() {
+        return;
+    }
+    concurrently(actions, |a| async move {
+        if let Err(e) = act(ctx, a).await {
+            tracing::debug!(error = %e, "garbage collector");
+        }
+    })
+    .await;
+}
+
+async fn act(ctx: &Ctx, a: Action) -> keelson_sdk::Result<()> {
+    match a {
+        Action::DeleteOrphaned {
+            kind,
+            namespace,
+            name,
+            uid,
+            owners,
+        } => {
+            for o in &owners {
+                if owner_exists(ctx, &namespace, o).await? {
+                    return Ok(());
+                }
+            }
+            delete(ctx, kind, &namespace, &name, &uid, "Background").await
+        }
+        Action::DeleteDependent {
+            kind,
+            namespace,
+            name,
+            uid,
+        } => delete(ctx, kind, &namespace, &name, &uid, "Foreground").await,
+        Action::RemoveOwnerRef {
+            kind,
+            namespace,
+            name,
+            uid,
+            owner_uid,
+        } => {
+            edit_meta(ctx, kind, &namespace, &name, &uid, |m| {
+                let before = m.owner_references.len();
+                m.owner_references.retain(|r| r.uid != owner_uid);
+                m.owner_references.len() != before
+            })
+            .await
+        }
+        Action::RemoveFinalizer {
+            kind,
+            namespace,
+            name,
+            uid,
+            finalizer,
+        } => {
+            edit_meta(ctx, kind, &namespace, &name, &uid, |m| {
+                let before = m.finalizers.len();
+                m.finalizers.retain(|f| *f != finalizer);
+                m.finalizers.len() != before
+            })
+            .await
+        }
+    }
+}
+
+/// Whether the owner a reference names exists (same uid), read live.
+async fn owner_exists(
+    ctx: &Ctx,
+    namespace: &str,
+    r: &v1::OwnerReference,
+) -> keelson_sdk::Result<bool> {
+    let Some(kind) = Kind::parse(&r.kind) else {
+        // A kind this API does not serve cannot exist here.
+        return Ok(false);
+    };
+    let ns = if kind.namespaced() { namespace } else { "" };
+    macro_rules! get_uid {
+        ($t:ty) => {
+            ctx.api::<$t>(ns)
+                .get(&r.name)
+                .await
+                .map(|o| o.meta().uid.clone())
+        };
+    }
+    let uid = match kind {
+        Kind::Namespace => get_uid!(v1::Namespace),
+        Kind::Node => get_uid!(v1::Node),
+        Kind::Pod => get_uid!(v1::Pod),
+        Kind::ReplicaSet => get_uid!(v1::ReplicaSet),
+        Kind::Deployment => get_uid!(v1::Deployment),
+        Kind::Service => get_uid!(v1::Service),
+        Kind::Endpoints => get_uid!(v1::Endpoints),
+        Kind::Event => get_uid!(v1::Event),
+        Kind::Lease => get_uid!(v1::Lease),
+    };
+    match uid {
+        Ok(u) => Ok(u == r.uid),
+        Err(Error::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+async fn delete(
+    ctx: &Ctx,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    propagation: &str,
+) -> keelson_sdk::Result<()> {
+    let p = DeleteParams {
+        propagation_policy: propagation.to_string(),
+        precondition_uid: uid.to_string(),
+        ..Default::default()
+    };
+    macro_rules! del {
+        ($t:ty) => {
+            ctx.api::<$t>(namespace).delete(name, &p).await.map(drop)
+        };
+    }
+    let r = match kind {
+        Kind::Namespace => del!(v1::Namespace),
+        Kind::Node => del!(v1::Node),
+        Kind::Pod => del!(v1::Pod),
+        Kind::ReplicaSet => del!(v1::ReplicaSet),
+        Kind::Deployment => del!(v1::Deployment),
+        Kind::Service => del!(v1::Service),
+        Kind::Endpoints => del!(v1::Endpoints),
+        Kind::Event => del!(v1::Event),
+        Kind::Lease => del!(v1::Lease),
+    };
+    match r {
+        Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => Ok(()),
+        r => r,
+    }
+}
+
+/// Read the object, apply `f` to its metadata and write it back with a
+/// compare-and-swap (nothing when `f` changes nothing or the uid differs).
+async fn edit_meta(
+    ctx: &Ctx,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    f: impl Fn(&mut v1::ObjectMeta) -> bool,
+) -> keelson_sdk::Result<()> {
+    macro_rules! edit {
+        ($t:ty) => {{
+            let api = ctx.api::<$t>(namespace);
+            let mut o = match api.get(name).await {
+                Ok(o) => o,
+                Err(Error::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if o.meta().uid != uid || !f(o.meta_mut()) {
+                return Ok(());
+            }
+            match api.update(&o).await {
+                Ok(_) | Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }};
+    }
+    match kind {
+        Kind::Namespace => edit!(v1::Namespace),
+        Kind::Node => edit!(v1::Node),
+        Kind::Pod => edit!(v1::Pod),
+        Kind::ReplicaSet => edit!(v1::ReplicaSet),
+        Kind::Deployment => edit!(v1::Deployment),
+        Kind::Service => edit!(v1::Service),
+        Kind::Endpoints => edit!(v1::Endpoints),
+        Kind::Event => edit!(v1::Event),
+        Kind::Lease => edit!(v1::Lease),
+    }
+}
