@@ -125,18 +125,35 @@ pub fn node_object(opts: &SimOptions, i: usize) -> v1::Node {
     }
 }
 
-/// Create the node, or bring an existing one's status back to Ready.
+/// Create the node, or bring an existing one's status back to Ready;
+/// retried while the node changes under it or no replica answers.
 async fn register(client: &Client, node: v1::Node) -> keelson_sdk::Result<()> {
     let api: Api<v1::Node> = Api::all(client.clone());
-    match api.create(&node).await {
-        Ok(_) => Ok(()),
-        Err(Error::AlreadyExists(_)) => {
-            let mut cur = api.get(&node.meta().name).await?;
-            cur.status = node.status;
-            api.update_status(&cur).await.map(drop)
+    let mut last = None;
+    for attempt in 0..10u64 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
         }
-        Err(e) => Err(e),
+        let r = match api.create(&node).await {
+            Ok(_) => return Ok(()),
+            Err(Error::AlreadyExists(_)) => match api.get(&node.meta().name).await {
+                Ok(mut cur) => {
+                    cur.status = node.status.clone();
+                    api.update_status(&cur).await.map(drop)
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e @ (Error::Conflict(_) | Error::Unavailable(_) | Error::NotFound(_))) => {
+                last = Some(e)
+            }
+            Err(e) => return Err(e),
+        }
     }
+    Err(last.unwrap_or_else(|| Error::Other("registration failed".into())))
 }
 
 /// Take a fresh heartbeat lease for `node` and attach its Lease object.
@@ -158,12 +175,15 @@ async fn take_lease(client: &Client, node: &str, ttl: i64) -> keelson_sdk::Resul
             ..Default::default()
         }),
     };
-    for _ in 0..3 {
+    for attempt in 0..10u64 {
         match api.create_with_lease(&obj, id).await {
             Ok(_) => return Ok(id),
             Err(Error::AlreadyExists(_)) => {
                 // A previous run's object (its lease still alive): replace.
                 let _ = api.delete(node, &DeleteParams::default()).await;
+            }
+            Err(Error::Unavailable(_)) => {
+                tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
             }
             Err(e) => return Err(e),
         }
@@ -230,6 +250,7 @@ async fn heartbeat(
     ttl: i64,
     every: Duration,
 ) -> keelson_sdk::Result<()> {
+    let (retaken_tx, mut retaken) = tokio::sync::mpsc::unbounded_channel::<(i64, String)>();
     loop {
         let mut ka = match KeepAlive::open(client).await {
             Ok(k) => k,
@@ -249,17 +270,30 @@ async fn heartbeat(
                         }
                     }
                 }
+                Some((id, node)) = retaken.recv() => {
+                    by_id.insert(id, node);
+                }
                 reply = ka.next() => match reply {
                     Some(Ok((id, remaining))) if remaining <= 0 => {
+                        // Taken again in the background, so the other
+                        // nodes' renewals go on meanwhile.
                         if let Some(node) = by_id.remove(&id) {
                             tracing::warn!(node = %node, "heartbeat lease expired; taking a new one");
-                            match take_lease(client, &node, ttl).await {
-                                Ok(new_id) => { by_id.insert(new_id, node); }
-                                Err(e) => {
-                                    tracing::warn!(node = %node, error = %e, "heartbeat lease");
-                                    by_id.insert(id, node);
+                            let (client, tx) = (client.clone(), retaken_tx.clone());
+                            tokio::spawn(async move {
+                                loop {
+                                    match take_lease(&client, &node, ttl).await {
+                                        Ok(new_id) => {
+                                            let _ = tx.send((new_id, node));
+                                            return;
+                                        }
+                                        Err(e) => {
+                                            tracing::warn!(node = %node, error = %e, "heartbeat lease");
+                                            tokio::time::sleep(Duration::from_millis(500)).await;
+                                        }
+                                    }
                                 }
-                            }
+                            });
                         }
                     }
                     Some(Ok(_)) => {}

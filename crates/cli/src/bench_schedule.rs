@@ -63,6 +63,10 @@ pub struct ScheduleBenchArgs {
     /// Skip the etcd anchor.
     #[arg(long)]
     pub no_etcd: bool,
+    /// Keep the clusters' data and logs in this directory (default: a
+    /// temporary one, removed at the end).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -355,7 +359,8 @@ async fn keelson_failover(
     c.wait_healthy(Duration::from_secs(60)).await?;
     let client = Client::new(&Config::new(c.api_endpoints(), c.token("admin", None)))?;
     let nodes: Api<v1::Node> = Api::all(client.clone());
-    for i in 0..10 {
+    // Room for every pod the stream creates (110 per node).
+    for i in 0..100 {
         nodes.create(&node(i)).await?;
     }
     let (binds, watch) = watch_binds(client.clone(), "fo");
@@ -530,7 +535,17 @@ async fn etcd_anchor(a: &ScheduleBenchArgs, dir: &std::path::Path) -> anyhow::Re
 }
 
 pub async fn run(a: ScheduleBenchArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+    let tmp = tempfile::tempdir()?;
+    let dir = match &a.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::Builder::new()
+                .prefix("schedule-")
+                .tempdir_in(d)?
+                .keep()
+        }
+        None => tmp.path().to_path_buf(),
+    };
     println!(
         "machine: {} cores; 3 replicas, fsync on; {} nodes, {} pods per phase, {} creates in flight",
         std::thread::available_parallelism()
@@ -540,16 +555,16 @@ pub async fn run(a: ScheduleBenchArgs) -> anyhow::Result<()> {
         a.pods,
         a.in_flight
     );
-    let t = keelson_throughput(&a, &dir.path().join("keelson")).await?;
+    let t = keelson_throughput(&a, &dir.join("keelson")).await?;
     let gaps = if a.kills > 0 {
-        keelson_failover(&a, &dir.path().join("failover")).await?
+        keelson_failover(&a, &dir.join("failover")).await?
     } else {
         Vec::new()
     };
     let anchor = if a.no_etcd {
         None
     } else {
-        Some(etcd_anchor(&a, &dir.path().join("etcd")).await?)
+        Some(etcd_anchor(&a, &dir.join("etcd")).await?)
     };
     println!();
     println!("| phase | pods/s | notes |");

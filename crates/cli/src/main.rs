@@ -83,6 +83,9 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     let Some(count) = a.simulate else {
         anyhow::bail!("only simulated nodes are implemented so far: pass --simulate N");
     };
+    if a.heartbeat_ttl < 1 {
+        anyhow::bail!("--heartbeat-ttl must be at least 1 second");
+    }
     let mut labels = std::collections::BTreeMap::new();
     for l in &a.labels {
         let (k, v) = l
@@ -100,7 +103,9 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         first_address: a.first_address,
         heartbeat_ttl_secs: a.heartbeat_ttl,
         heartbeat_every: std::time::Duration::try_from_secs_f64(a.heartbeat_interval)
-            .map_err(|_| anyhow::anyhow!("--heartbeat-interval must be a positive number"))?,
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| anyhow::anyhow!("--heartbeat-interval must be a positive number"))?,
         report_pods: !a.no_pod_status,
     };
     let client = a.client.client()?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keelson_controllers::endpoints::{desired, up_to_date};
+use keelson_model::selector::LabelSelector;
 use keelson_proto::v1;
 use keelson_sdk::{DeleteParams, Error, Resource};
 
@@ -52,12 +53,22 @@ async fn pass(ctx: &Ctx) {
         if !m.deletion_timestamp.is_empty() {
             continue;
         }
-        let in_ns: Vec<v1::Pod> = by_ns
-            .get(m.namespace.as_str())
-            .into_iter()
-            .flatten()
-            .map(|p| (*p).clone())
-            .collect();
+        // Only the selected pods are copied for the pure function.
+        let selector = svc
+            .spec
+            .as_ref()
+            .filter(|s| !s.selector.is_empty())
+            .map(|s| LabelSelector::from_map(&s.selector));
+        let in_ns: Vec<v1::Pod> = match &selector {
+            Some(sel) => by_ns
+                .get(m.namespace.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|p| sel.matches(&p.meta().labels))
+                .map(|p| (*p).clone())
+                .collect(),
+            None => Vec::new(),
+        };
         let Some(mut want) = desired(svc, &in_ns) else {
             continue;
         };

@@ -19,6 +19,15 @@ use keelson_sdk::{DeleteParams, Error, Resource, Store};
 use crate::{concurrently, Ctx};
 
 const RESYNC: Duration = Duration::from_secs(5);
+/// The kinds in the collector's graph.
+const CACHED: [Kind; 6] = [
+    Kind::Deployment,
+    Kind::ReplicaSet,
+    Kind::Pod,
+    Kind::Service,
+    Kind::Endpoints,
+    Kind::Node,
+];
 
 pub async fn run(ctx: Arc<Ctx>) {
     let mut changes = vec![
@@ -63,7 +72,18 @@ async fn pass(ctx: &Ctx) {
     nodes_of(&ctx.services, &mut graph);
     nodes_of(&ctx.endpoints, &mut graph);
     nodes_of(&ctx.nodes, &mut graph);
-    let actions = reconcile(&graph);
+    // Owners of kinds this collector does not cache (a Job or a custom
+    // resource from a Kubernetes manifest, a Namespace...) cannot be seen
+    // to be gone: their dependents are left alone.
+    let actions: Vec<Action> = reconcile(&graph)
+        .into_iter()
+        .filter(|a| match a {
+            Action::DeleteOrphaned { owners, .. } => owners
+                .iter()
+                .all(|o| Kind::parse(&o.kind).is_some_and(|k| CACHED.contains(&k))),
+            _ => true,
+        })
+        .collect();
     if actions.is_empty() || !ctx.leading() {
         return;
     }
@@ -135,8 +155,8 @@ async fn owner_exists(
     r: &v1::OwnerReference,
 ) -> keelson_sdk::Result<bool> {
     let Some(kind) = Kind::parse(&r.kind) else {
-        // A kind this API does not serve cannot exist here.
-        return Ok(false);
+        // A kind this API does not serve: not ours to judge.
+        return Ok(true);
     };
     let ns = if kind.namespaced() { namespace } else { "" };
     macro_rules! get_uid {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use keelson_controllers::replicaset::{reconcile, Action};
+use keelson_model::selector::LabelSelector;
 use keelson_proto::v1;
 use keelson_sdk::{DeleteParams, Error, Involved, Resource};
 
@@ -45,16 +46,16 @@ pub(crate) fn controller_uid(meta: &v1::ObjectMeta) -> Option<&str> {
 pub async fn run(ctx: Arc<Ctx>) {
     let mut changes = vec![ctx.pods.changes(), ctx.replicasets.changes()];
     let mut leadership = ctx.leadership.clone();
+    // Kept across leadership changes: a blip must not forget pods this
+    // instance created that its cache has not shown yet.
     let mut expectations: HashMap<String, Expect> = HashMap::new();
     loop {
-        if !ctx
+        if ctx
             .wait_for_work(&mut changes, &mut leadership, RESYNC)
             .await
         {
-            expectations.clear();
-            continue;
+            pass(&ctx, &mut expectations).await;
         }
-        pass(&ctx, &mut expectations).await;
     }
 }
 
@@ -66,7 +67,11 @@ async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>) {
         let m = p.meta();
         match controller_uid(m) {
             Some(uid) => owned.entry(uid).or_default().push(p),
-            None => orphans.entry(m.namespace.as_str()).or_default().push(p),
+            // Only active orphans can be adopted.
+            None if m.deletion_timestamp.is_empty() => {
+                orphans.entry(m.namespace.as_str()).or_default().push(p)
+            }
+            None => {}
         }
     }
     let now = Instant::now();
@@ -83,11 +88,26 @@ async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>) {
         if expectations.contains_key(&m.uid) {
             continue;
         }
+        let selector = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|s| LabelSelector::from_proto(s).ok());
         let mine: Vec<v1::Pod> = owned
             .get(m.uid.as_str())
             .into_iter()
             .flatten()
-            .chain(orphans.get(m.namespace.as_str()).into_iter().flatten())
+            .chain(
+                orphans
+                    .get(m.namespace.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| {
+                        selector
+                            .as_ref()
+                            .is_some_and(|s| !s.is_empty() && s.matches(&p.meta().labels))
+                    }),
+            )
             .map(|p| (*p).clone())
             .collect();
         let actions = reconcile(&rs, &mine, SystemTime::now());
@@ -152,6 +172,11 @@ async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Option<Exp
         let pods = pods.clone();
         let involved = involved.clone();
         async move {
+            // Leadership is checked before every write, not once a pass:
+            // an instance that lost its lease stops within one request.
+            if !ctx.leading() {
+                return None;
+            }
             match pods.create(&p).await {
                 Ok(c) => {
                     let name = c.meta().name.clone();
@@ -180,6 +205,9 @@ async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Option<Exp
         let pods = pods.clone();
         let involved = involved.clone();
         async move {
+            if !ctx.leading() {
+                return None;
+            }
             match pods.delete(&name, &DeleteParams::default()).await {
                 Ok(_) | Err(Error::NotFound(_)) => {
                     ctx.recorder.record(

@@ -8,16 +8,20 @@
 //!   (highest first), then creation time, then arrival. A pod no node fits
 //!   gets `PodScheduled=False` with the reasons and a `FailedScheduling`
 //!   event, and waits out a backoff (1 s doubling to 10 s); any change to
-//!   the nodes, or a bound pod going away, puts every waiting pod back in
-//!   the queue at once.
+//!   the nodes, or a bound pod going away, shortens every wait to a second
+//!   after the pod's last try (so churn retries a pod at most once a
+//!   second).
 //! - **Decisions** run only while this instance holds the
-//!   `kube-system/keelson-scheduler` leadership lease, over a sample of the
-//!   nodes in large clusters ([`feasible_nodes_to_find`]).
+//!   `kube-system/keelson-scheduler` leadership lease, once both watches
+//!   have delivered their first list, over a sample of the nodes in large
+//!   clusters ([`feasible_nodes_to_find`]).
 //! - **Binds** are compare-and-swap updates of the pod on the resourceVersion
 //!   it was read at (so a pod is never bound twice, even by two instances),
 //!   up to [`Options::binds_in_flight`] at a time. The pod is *assumed* on its
 //!   node as soon as it is decided, so the next decision sees it; a bind that
-//!   fails forgets the assumption and requeues the pod.
+//!   fails forgets the assumption and requeues the pod. Each decision is
+//!   numbered and a bind's result counts only for its own decision (a late
+//!   result for a pod deleted and created again is ignored).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
@@ -96,9 +100,24 @@ struct QueueKey {
 }
 
 enum Outcome {
-    Bound(Box<v1::Pod>),
-    BindFailed { key: String, conflict: bool },
+    /// The bind of decision `attempt` landed.
+    Bound(Box<v1::Pod>, u64),
+    /// The bind of decision `attempt` failed; `conflict`: the pod changed
+    /// or went away meanwhile (anything else backs off longer).
+    BindFailed {
+        key: String,
+        attempt: u64,
+        conflict: bool,
+    },
     Marked,
+}
+
+/// A pod waiting out a backoff.
+struct Waiting {
+    /// When it goes back in the queue.
+    until: Instant,
+    /// When it was last tried.
+    tried: Instant,
 }
 
 /// Everything the scheduler knows, owned by its one task. Pure bookkeeping:
@@ -114,15 +133,26 @@ struct State {
     /// Unbound pods, latest version seen.
     pending: HashMap<String, (v1::Pod, QueueKey)>,
     queue: BTreeSet<QueueKey>,
-    /// Pods waiting out a backoff: when they may go back, and the backoff.
-    backoff: HashMap<String, (Instant, u64)>,
-    /// Pods decided and being bound: their node.
-    assumed: HashMap<String, String>,
+    /// Pods waiting out a backoff.
+    waiting: HashMap<String, Waiting>,
+    /// The last backoff of each pod that failed, for doubling; forgotten
+    /// once the pod is bound or gone.
+    last_backoff: HashMap<String, u64>,
+    /// Pods decided and being bound: their node and the decision's number.
+    assumed: HashMap<String, (String, u64)>,
+    attempts: u64,
     seq: u64,
     next_start: usize,
+    /// Both watches have delivered their first list: decisions may start.
+    pods_synced: bool,
+    nodes_synced: bool,
 }
 
 impl State {
+    fn synced(&self) -> bool {
+        self.pods_synced && self.nodes_synced
+    }
+
     fn account(&mut self, key: &str, pod: v1::Pod) {
         let node = node_of(&pod).to_string();
         match self.node_index.get(&node) {
@@ -153,17 +183,18 @@ impl State {
         if let Some((_, qk)) = self.pending.remove(key) {
             self.queue.remove(&qk);
         }
-        self.backoff.remove(key);
+        self.waiting.remove(key);
+        self.last_backoff.remove(key);
     }
 
-    /// Every pod waiting out a backoff goes back in the queue.
-    fn flush_backoff(&mut self) {
-        for (k, _) in std::mem::take(&mut self.backoff) {
-            if let Some((_, qk)) = self.pending.get(&k) {
-                if !self.assumed.contains_key(&k) {
-                    self.queue.insert(qk.clone());
-                }
-            }
+    /// The cluster changed (a node came or changed, a bound pod went):
+    /// pods waiting out a backoff may go back once a second has passed
+    /// since they were last tried, however long their backoff. Their
+    /// doubling is kept, so churn retries each pod at most once a second.
+    fn cluster_changed(&mut self) {
+        let soon = Duration::from_millis(BACKOFF_FIRST_MS);
+        for w in self.waiting.values_mut() {
+            w.until = w.until.min(w.tried + soon);
         }
     }
 
@@ -172,13 +203,13 @@ impl State {
         let deleting = !pod.meta().deletion_timestamp.is_empty();
         if !node_of(&pod).is_empty() {
             // Bound (by us or anyone): account it where it is.
-            let was_terminal_or_new = !self.placed.contains_key(&key);
+            let was_held = self.placed.contains_key(&key) && !self.assumed.contains_key(&key);
             self.assumed.remove(&key);
             self.dequeue(&key);
             self.unaccount(&key);
             if is_terminal(&pod) {
-                if !was_terminal_or_new {
-                    self.flush_backoff();
+                if was_held {
+                    self.cluster_changed();
                 }
             } else {
                 self.account(&key, pod);
@@ -202,8 +233,7 @@ impl State {
                 }
             }
         };
-        let queued = !self.assumed.contains_key(&key) && !self.backoff.contains_key(&key);
-        if queued {
+        if !self.assumed.contains_key(&key) && !self.waiting.contains_key(&key) {
             self.queue.insert(qk.clone());
         }
         self.pending.insert(key, (pod, qk));
@@ -220,7 +250,7 @@ impl State {
         let held = self.placed.contains_key(&key) && !self.assumed.contains_key(&key);
         self.forget(&key);
         if held {
-            self.flush_backoff();
+            self.cluster_changed();
         }
     }
 
@@ -233,11 +263,12 @@ impl State {
         self.unplaced.clear();
         self.pending.clear();
         self.queue.clear();
-        self.backoff.clear();
+        self.waiting.clear();
+        self.last_backoff.clear();
         for p in pods {
             self.on_pod(p);
         }
-        for (key, node) in assumed {
+        for (key, (node, attempt)) in assumed {
             if let Some((pod, qk)) = self.pending.get(&key) {
                 let qk = qk.clone();
                 let mut a = pod.clone();
@@ -246,9 +277,10 @@ impl State {
                 }
                 self.queue.remove(&qk);
                 self.account(&key, a);
-                self.assumed.insert(key, node);
+                self.assumed.insert(key, (node, attempt));
             }
         }
+        self.pods_synced = true;
     }
 
     fn on_node(&mut self, node: v1::Node) {
@@ -261,7 +293,7 @@ impl State {
                 self.nodes.push(NodeInfo::new(node, pods));
             }
         }
-        self.flush_backoff();
+        self.cluster_changed();
     }
 
     fn on_node_deleted(&mut self, name: &str) {
@@ -274,7 +306,7 @@ impl State {
         }
         // Its pods stay known (they may come back with the node).
         self.unplaced.insert(name.to_string(), info.pods().to_vec());
-        self.flush_backoff();
+        self.cluster_changed();
     }
 
     fn on_nodes_relisted(&mut self, nodes: Vec<v1::Node>) {
@@ -285,12 +317,30 @@ impl State {
         for n in nodes {
             self.on_node(n);
         }
+        self.nodes_synced = true;
     }
 
-    /// Decide the next queued pod: `Some(Ok(pod to bind))`, `Some(Err((pod,
-    /// message)))` when no node fits (the pod then waits out its backoff),
-    /// `None` when the queue is empty.
-    fn decide_next(&mut self, now: Instant) -> Option<Result<v1::Pod, (v1::Pod, String)>> {
+    /// Wait out a doubling backoff (from `first_ms`) before trying again.
+    fn back_off(&mut self, key: &str, first_ms: u64, now: Instant) {
+        let ms = self
+            .last_backoff
+            .get(key)
+            .map_or(first_ms, |d| (d * 2).clamp(first_ms, BACKOFF_MAX_MS));
+        self.last_backoff.insert(key.to_string(), ms);
+        self.waiting.insert(
+            key.to_string(),
+            Waiting {
+                until: now + Duration::from_millis(ms),
+                tried: now,
+            },
+        );
+    }
+
+    /// Decide the next queued pod: `Some(Ok((pod to bind, attempt)))`,
+    /// `Some(Err((pod, message)))` when no node fits (the pod then waits
+    /// out its backoff), `None` when the queue is empty.
+    #[allow(clippy::type_complexity)]
+    fn decide_next(&mut self, now: Instant) -> Option<Result<(v1::Pod, u64), (v1::Pod, String)>> {
         loop {
             let qk = self.queue.pop_first()?;
             let Some((pod, _)) = self.pending.get(&qk.key) else {
@@ -306,54 +356,69 @@ impl State {
                         s.node_name = node.clone();
                     }
                     self.account(&qk.key, bound.clone());
-                    self.assumed.insert(qk.key.clone(), node);
-                    return Some(Ok(bound));
+                    self.attempts += 1;
+                    self.assumed.insert(qk.key.clone(), (node, self.attempts));
+                    return Some(Ok((bound, self.attempts)));
                 }
                 Err(why) => {
-                    let next = self
-                        .backoff
-                        .get(&qk.key)
-                        .map_or(BACKOFF_FIRST_MS, |(_, d)| (d * 2).min(BACKOFF_MAX_MS));
-                    self.backoff
-                        .insert(qk.key, (now + Duration::from_millis(next), next));
+                    self.back_off(&qk.key, BACKOFF_FIRST_MS, now);
                     return Some(Err((pod, why.to_string())));
                 }
             }
         }
     }
 
-    /// A bind failed: forget the assumption; the pod retries shortly (with
-    /// the latest version the watch brings).
-    fn bind_failed(&mut self, key: &str, now: Instant) {
-        if self.assumed.remove(key).is_some() {
-            self.unaccount(key);
+    /// A bind failed. If it is the current decision for the pod, forget the
+    /// assumption; the pod retries shortly (with the latest version the
+    /// watch brings), or after a doubling backoff when the failure was not
+    /// a conflict. Results of older decisions are ignored.
+    fn bind_failed(&mut self, key: &str, attempt: u64, conflict: bool, now: Instant) {
+        if self.assumed.get(key).is_none_or(|(_, a)| *a != attempt) {
+            return;
         }
+        self.assumed.remove(key);
+        self.unaccount(key);
         if self.pending.contains_key(key) {
-            self.backoff.insert(
-                key.to_string(),
-                (now + Duration::from_millis(BIND_RETRY_MS), BIND_RETRY_MS),
-            );
+            if conflict {
+                self.waiting.insert(
+                    key.to_string(),
+                    Waiting {
+                        until: now + Duration::from_millis(BIND_RETRY_MS),
+                        tried: now,
+                    },
+                );
+            } else {
+                self.back_off(key, BIND_RETRY_MS, now);
+            }
+        }
+    }
+
+    /// A bind landed: account it at once (if it is still the current
+    /// decision; if the watch got there first it knows better).
+    fn bound(&mut self, pod: v1::Pod, attempt: u64) {
+        if self
+            .assumed
+            .get(&key_of(&pod))
+            .is_some_and(|(_, a)| *a == attempt)
+        {
+            self.on_pod(pod);
         }
     }
 
     /// Pods whose backoff is over go back in the queue.
     fn requeue_due(&mut self, now: Instant) {
         let due: Vec<String> = self
-            .backoff
+            .waiting
             .iter()
-            .filter(|(_, (until, _))| *until <= now)
+            .filter(|(_, w)| w.until <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for k in due {
+            self.waiting.remove(&k);
             if let Some((_, qk)) = self.pending.get(&k) {
                 if !self.assumed.contains_key(&k) {
                     self.queue.insert(qk.clone());
                 }
-            }
-            // The backoff length is kept (for doubling) by leaving the
-            // entry's duration; only its deadline matters for queueing.
-            if let Some(e) = self.backoff.get_mut(&k) {
-                e.0 = now + Duration::from_secs(3600);
             }
         }
     }
@@ -397,7 +462,8 @@ pub async fn run_with(client: Client, opts: Options) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
     loop {
-        let can_decide = leading && in_flight < opts.binds_in_flight && !st.queue.is_empty();
+        let can_decide =
+            leading && st.synced() && in_flight < opts.binds_in_flight && !st.queue.is_empty();
         tokio::select! {
             Some(ev) = pod_events.next() => match ev {
                 Ok(Event::Applied(p)) => st.on_pod(p),
@@ -414,18 +480,9 @@ pub async fn run_with(client: Client, opts: Options) {
             Some(outcome) = done_rx.recv() => {
                 in_flight = in_flight.saturating_sub(1);
                 match outcome {
-                    // Only while still assumed: if the watch got there
-                    // first it knows better (the pod may be gone by now).
-                    Outcome::Bound(p) => {
-                        if st.assumed.contains_key(&key_of(&p)) {
-                            st.on_pod(*p);
-                        }
-                    }
-                    Outcome::BindFailed { key, conflict } => {
-                        if !conflict {
-                            tracing::debug!(pod = %key, "bind failed; retrying");
-                        }
-                        st.bind_failed(&key, Instant::now());
+                    Outcome::Bound(p, attempt) => st.bound(*p, attempt),
+                    Outcome::BindFailed { key, attempt, conflict } => {
+                        st.bind_failed(&key, attempt, conflict, Instant::now());
                     }
                     Outcome::Marked => {}
                 }
@@ -443,7 +500,7 @@ pub async fn run_with(client: Client, opts: Options) {
             _ = tick.tick() => st.requeue_due(Instant::now()),
             _ = std::future::ready(()), if can_decide => {}
         }
-        if !leading {
+        if !leading || !st.synced() {
             continue;
         }
         let mut decided = 0;
@@ -455,7 +512,7 @@ pub async fn run_with(client: Client, opts: Options) {
             in_flight += 1;
             let tx = done_tx.clone();
             match d {
-                Ok(pod) => {
+                Ok((pod, attempt)) => {
                     let api: Api<v1::Pod> = Api::namespaced(client.clone(), &pod.meta().namespace);
                     let recorder = recorder.clone();
                     tokio::spawn(async move {
@@ -470,12 +527,19 @@ pub async fn run_with(client: Client, opts: Options) {
                                     "Scheduled",
                                     &format!("Successfully assigned {key} to {node}"),
                                 );
-                                Outcome::Bound(Box::new(stored))
+                                Outcome::Bound(Box::new(stored), attempt)
                             }
-                            Err(e) => Outcome::BindFailed {
-                                key,
-                                conflict: matches!(e, Error::Conflict(_) | Error::NotFound(_)),
-                            },
+                            Err(e) => {
+                                let conflict = matches!(e, Error::Conflict(_) | Error::NotFound(_));
+                                if !conflict {
+                                    tracing::warn!(pod = %key, error = %e, "bind failed; backing off");
+                                }
+                                Outcome::BindFailed {
+                                    key,
+                                    attempt,
+                                    conflict,
+                                }
+                            }
                         };
                         let _ = tx.send(outcome);
                     });
@@ -535,11 +599,19 @@ mod tests {
         p
     }
 
-    fn decide(st: &mut State) -> Option<Result<(String, String), String>> {
-        st.decide_next(Instant::now()).map(|r| match r {
-            Ok(p) => Ok((p.meta().name.clone(), node_of(&p).to_string())),
+    fn decide_at(st: &mut State, at: Instant) -> Option<Result<(String, String), String>> {
+        st.decide_next(at).map(|r| match r {
+            Ok((p, _)) => Ok((p.meta().name.clone(), node_of(&p).to_string())),
             Err((_, m)) => Err(m),
         })
+    }
+
+    fn decide(st: &mut State) -> Option<Result<(String, String), String>> {
+        decide_at(st, Instant::now())
+    }
+
+    fn attempt_of(st: &State, key: &str) -> u64 {
+        st.assumed.get(key).map_or(0, |(_, a)| *a)
     }
 
     #[test]
@@ -580,8 +652,12 @@ mod tests {
         // The watch confirms p1 on a: still accounted once.
         st.on_pod(bound(pod("p1", "2", "1Gi"), "a"));
         assert_eq!(st.nodes[st.node_index["a"]].pod_count(), 1);
+        // A stale result (an older decision) changes nothing.
+        let a2 = attempt_of(&st, "default/p2");
+        st.bind_failed("default/p2", a2 - 1, true, Instant::now());
+        assert_eq!(st.nodes[st.node_index["b"]].pod_count(), 1);
         // p2's bind fails: b frees up, and p2 waits a short retry.
-        st.bind_failed("default/p2", Instant::now());
+        st.bind_failed("default/p2", a2, true, Instant::now());
         assert_eq!(st.nodes[st.node_index["b"]].pod_count(), 0);
         assert!(st.queue.is_empty());
         st.requeue_due(Instant::now() + Duration::from_secs(1));
@@ -593,20 +669,36 @@ mod tests {
     }
 
     #[test]
-    fn unschedulable_pods_retry_when_the_cluster_changes() {
+    fn unschedulable_pods_back_off_and_retry_sooner_when_the_cluster_changes() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
         let mut st = State::default();
         st.on_node(node("a", "1", "8Gi"));
         st.on_pod(bound(pod("hog", "1", "1Gi"), "a"));
         st.on_pod(pod("p", "1", "1Gi"));
-        assert!(matches!(decide(&mut st), Some(Err(_))));
-        assert!(decide(&mut st).is_none(), "p waits out its backoff");
+        assert!(matches!(decide_at(&mut st, t0), Some(Err(_))));
+        assert!(decide_at(&mut st, t0).is_none(), "p waits out its backoff");
+        st.requeue_due(t0 + s(1));
+        assert!(matches!(decide_at(&mut st, t0 + s(1)), Some(Err(_))));
+        // Now backing off 2 s: nothing changes for 1.5 s.
+        st.requeue_due(t0 + Duration::from_millis(2500));
+        assert!(st.queue.is_empty(), "the doubled backoff holds");
+        // A bound pod goes away: a second after its last try, it retries.
         st.on_pod_deleted(&bound(pod("hog", "1", "1Gi"), "a"));
-        assert_eq!(decide(&mut st), Some(Ok(("p".into(), "a".into()))));
-        // A new node also retries at once.
+        st.requeue_due(t0 + s(2));
+        assert_eq!(
+            decide_at(&mut st, t0 + s(2)),
+            Some(Ok(("p".into(), "a".into())))
+        );
+        // A new node also shortens the wait.
         st.on_pod(pod("q", "1", "1Gi"));
-        assert!(matches!(decide(&mut st), Some(Err(_))));
+        assert!(matches!(decide_at(&mut st, t0 + s(3)), Some(Err(_))));
         st.on_node(node("b", "1", "8Gi"));
-        assert_eq!(decide(&mut st), Some(Ok(("q".into(), "b".into()))));
+        st.requeue_due(t0 + s(4));
+        assert_eq!(
+            decide_at(&mut st, t0 + s(4)),
+            Some(Ok(("q".into(), "b".into())))
+        );
     }
 
     #[test]
@@ -623,15 +715,37 @@ mod tests {
     }
 
     #[test]
+    fn a_late_result_for_a_recreated_pod_is_ignored() {
+        let mut st = State::default();
+        st.on_node(node("a", "4", "8Gi"));
+        st.on_pod(pod("x", "1", "1Gi"));
+        let Some(Ok((bound_x, first))) = st.decide_next(Instant::now()) else {
+            panic!("x is decided");
+        };
+        // x is deleted and created again under the same name.
+        st.on_pod_deleted(&pod("x", "1", "1Gi"));
+        st.on_pod(pod("x", "1", "1Gi"));
+        assert!(matches!(decide(&mut st), Some(Ok(_))));
+        // The first decision's bind result arrives late: ignored.
+        st.bound(bound_x, first);
+        st.bind_failed("default/x", first, false, Instant::now());
+        assert_eq!(st.nodes[0].pod_count(), 1, "only the new decision");
+        assert!(st.assumed.contains_key("default/x"));
+    }
+
+    #[test]
     fn relists_keep_assumed_pods_and_nodes_keep_their_pods() {
         let mut st = State::default();
+        assert!(!st.synced());
         st.on_node(node("a", "4", "8Gi"));
         st.on_pod(pod("x", "1", "1Gi"));
         assert!(matches!(decide(&mut st), Some(Ok(_))));
         st.on_pods_relisted(vec![pod("x", "1", "1Gi"), bound(pod("z", "1", "1Gi"), "a")]);
+        assert!(!st.synced(), "nodes not listed yet");
         assert_eq!(st.nodes[0].pod_count(), 2, "z bound, x still assumed");
         assert!(st.queue.is_empty());
         st.on_nodes_relisted(vec![node("a", "8", "8Gi"), node("b", "4", "8Gi")]);
+        assert!(st.synced());
         assert_eq!(st.nodes[st.node_index["a"]].pod_count(), 2);
         assert_eq!(st.nodes.len(), 2);
         // A pod bound to a node not seen yet is accounted when it appears.

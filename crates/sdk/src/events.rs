@@ -8,6 +8,9 @@
 //! - Repeats are aggregated: the same object, type, reason and message
 //!   again bumps `count` and `lastTimestamp` of the Event already written
 //!   (a compare-and-swap update) instead of creating another.
+//! - Events expire: each is attached to a store lease of [`EVENT_TTL_SECS`]
+//!   (Kubernetes' default `--event-ttl` of an hour), a new lease every
+//!   [`EVENT_LEASE_ROTATE_SECS`], so the store does not fill with them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +25,11 @@ use crate::{Api, Client, Error};
 
 /// Events queued for writing before new ones are dropped.
 const QUEUE_EVENTS_MAX: usize = 1024;
+/// How long an Event lives after its lease was granted.
+pub const EVENT_TTL_SECS: i64 = 3600;
+/// A new lease for new Events this often (so they expire between
+/// `EVENT_TTL_SECS - EVENT_LEASE_ROTATE_SECS` and `EVENT_TTL_SECS`).
+pub const EVENT_LEASE_ROTATE_SECS: u64 = 600;
 /// Written events remembered for aggregation; the memory is cleared when
 /// it grows past this (later repeats then start a new Event).
 const REMEMBERED_EVENTS_MAX: usize = 4096;
@@ -109,6 +117,7 @@ async fn write_events(client: Client, component: String, mut rx: mpsc::Receiver<
     // The last written Event per (namespace, uid/name, type, reason,
     // message), for aggregation.
     let mut written: HashMap<AggregateKey, v1::Event> = HashMap::new();
+    let mut lease: Option<(i64, std::time::Instant)> = None;
     while let Some(p) = rx.recv().await {
         let key: AggregateKey = (
             p.involved.namespace.clone(),
@@ -178,12 +187,28 @@ async fn write_events(client: Client, component: String, mut rx: mpsc::Receiver<
             count: 1,
             ..Default::default()
         };
-        match api.create(&e).await {
+        let rotate = std::time::Duration::from_secs(EVENT_LEASE_ROTATE_SECS);
+        if lease.is_none_or(|(_, at)| at.elapsed() >= rotate) {
+            match crate::leases::grant(&client, EVENT_TTL_SECS).await {
+                Ok(id) => lease = Some((id, std::time::Instant::now())),
+                Err(e) => {
+                    tracing::debug!(error = %e, "event lease");
+                    continue;
+                }
+            }
+        }
+        let lease_id = lease.map_or(0, |(id, _)| id);
+        match api.create_with_lease(&e, lease_id).await {
             Ok(stored) => {
                 if written.len() >= REMEMBERED_EVENTS_MAX {
                     written.clear();
                 }
                 written.insert(key, stored);
+            }
+            Err(e) if e.to_string().contains("lease not found") => {
+                // The lease ended early (revoked, or a store restore):
+                // the next event takes a new one.
+                lease = None;
             }
             Err(e) => tracing::debug!(error = %e, "record event"),
         }
