@@ -344,8 +344,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    let had_components = !components.is_empty();
     for c in components {
         c.abort();
+    }
+    if had_components {
+        // Their leader electors give the leadership leases back (through
+        // this replica's API, still up) so others take over at once.
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     server.shutdown().await;
     Ok(())

@@ -170,18 +170,31 @@ pub async fn run(client: Client, options: Options) {
         endpoints,
         options,
     });
-    let tasks = vec![
-        tokio::spawn(replicasets::run(ctx.clone())),
-        tokio::spawn(deployments::run(ctx.clone())),
-        tokio::spawn(endpoints::run(ctx.clone())),
-        tokio::spawn(gc::run(ctx.clone())),
-        tokio::spawn(nodes::run(ctx.clone())),
-    ];
-    // Keep the reflectors and tasks alive for as long as this runs.
-    let _keep = (_t1, _t2, _t3, _t4, _t5, _t6, _t7);
-    for t in tasks {
-        if let Err(e) = t.await {
+    // The loops and reflectors live exactly as long as this future: when
+    // it is dropped they are aborted, the leadership receivers go, and the
+    // elector gives the lease back.
+    let _reflectors = AbortOnDrop(vec![_t1, _t2, _t3, _t4, _t5, _t6, _t7]);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(replicasets::run(ctx.clone()));
+    tasks.spawn(deployments::run(ctx.clone()));
+    tasks.spawn(endpoints::run(ctx.clone()));
+    tasks.spawn(gc::run(ctx.clone()));
+    tasks.spawn(nodes::run(ctx.clone()));
+    drop(ctx);
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
             tracing::error!(error = %e, "controller task ended");
+        }
+    }
+}
+
+/// Aborts its tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
         }
     }
 }

@@ -144,7 +144,7 @@ impl LeaderElector {
                     leading: true,
                     holder: self.identity.clone(),
                 });
-                let r = self.hold(lease_id, granted_at).await;
+                let r = self.hold(lease_id, granted_at, tx).await;
                 tx.send_replace(Leadership {
                     leading: false,
                     holder: String::new(),
@@ -180,7 +180,12 @@ impl LeaderElector {
     }
 
     /// Keep the lease alive; return when it can no longer be trusted.
-    async fn hold(&self, lease_id: i64, granted_at: Instant) -> Result<()> {
+    async fn hold(
+        &self,
+        lease_id: i64,
+        granted_at: Instant,
+        tx: &watch::Sender<Leadership>,
+    ) -> Result<()> {
         let ttl = Duration::from_secs(self.ttl_secs as u64);
         let margin = ttl * SAFETY_MARGIN_PERCENT / 100;
         let mut valid_until = granted_at + ttl - margin;
@@ -228,6 +233,9 @@ impl LeaderElector {
                             break;
                         }
                     },
+                    // Nobody listens any more (the component stopped):
+                    // give the lease back so another takes over at once.
+                    _ = tx.closed() => return Ok(()),
                     _ = tokio::time::sleep_until(valid_until) => {
                         return Err(Error::Unavailable("could not renew the leadership lease in time".into()));
                     }
