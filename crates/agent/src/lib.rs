@@ -1,5 +1,13 @@
-//! The node agent (the kubelet's and kube-proxy's roles). So far: the
-//! simulated nodes ([`sim`]) that scale tests, the scheduler's and the
-//! controllers' tests and benchmarks run against.
+//! The node agent (the kubelet's and kube-proxy's roles): it registers its
+//! Node, heartbeats, runs the pods bound to it through a [`runtime`], probes
+//! them and reports their status. [`sim`] runs simulated nodes instead.
 
+pub mod agent;
+pub mod builtin;
+pub mod kubelet;
+pub mod logs;
+pub mod probe;
+pub mod process;
+pub mod proxy;
+pub mod runtime;
 pub mod sim;

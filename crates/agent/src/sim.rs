@@ -127,7 +127,7 @@ pub fn node_object(opts: &SimOptions, i: usize) -> v1::Node {
 
 /// Create the node, or bring an existing one's status back to Ready;
 /// retried while the node changes under it or no replica answers.
-async fn register(client: &Client, node: v1::Node) -> keelson_sdk::Result<()> {
+pub(crate) async fn register(client: &Client, node: v1::Node) -> keelson_sdk::Result<()> {
     let api: Api<v1::Node> = Api::all(client.clone());
     let mut last = None;
     for attempt in 0..10u64 {
@@ -157,7 +157,7 @@ async fn register(client: &Client, node: v1::Node) -> keelson_sdk::Result<()> {
 }
 
 /// Take a fresh heartbeat lease for `node` and attach its Lease object.
-async fn take_lease(client: &Client, node: &str, ttl: i64) -> keelson_sdk::Result<i64> {
+pub(crate) async fn take_lease(client: &Client, node: &str, ttl: i64) -> keelson_sdk::Result<i64> {
     let id = leases::grant(client, ttl).await?;
     let api: Api<v1::Lease> = Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE);
     let obj = v1::Lease {
@@ -244,7 +244,7 @@ pub async fn run(client: Client, opts: SimOptions) -> keelson_sdk::Result<()> {
 }
 
 /// Renew every lease each period over one stream; re-take expired ones.
-async fn heartbeat(
+pub(crate) async fn heartbeat(
     client: &Client,
     mut by_id: HashMap<i64, String>,
     ttl: i64,

@@ -38,6 +38,9 @@ pub struct Api {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+type LogStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
+/// How long the API server waits to reach a node agent for logs.
+const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The metrics label for a requested resource: a known plural or
 /// "unknown" (never the raw string, which a client controls).
@@ -258,6 +261,123 @@ impl Resources for Api {
         }
         .await;
         self.done("watch", resource, start, r)
+    }
+
+    type LogsStream = LogStream;
+
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogStream>, Status> {
+        let start = Instant::now();
+        let r = async {
+            let who = self.who(&req)?;
+            self.logs_inner(&who, req.into_inner())
+                .await
+                .map(Response::new)
+        }
+        .await;
+        self.done("logs", "pods", start, r)
+    }
+}
+
+impl Api {
+    /// Resources.Logs: find the pod's node and its agent's address, and
+    /// relay the agent's stream.
+    async fn logs_inner(&self, who: &Identity, req: LogsRequest) -> Result<LogStream, Error> {
+        use keelson_model::Resource;
+        use keelson_proto::api::node_agent_client::NodeAgentClient;
+        use keelson_proto::v1;
+        let ns = namespace_for(Kind::Pod, &req.namespace);
+        authorize(who, Verb::Get, Kind::Pod, &req.name, None, None)?;
+        let pod = v1::Pod::from_object(self.registry.get(Kind::Pod, &ns, &req.name).await?)
+            .ok_or_else(|| Error::Internal("stored object is not a pod".into()))?;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let container = if req.container.is_empty() {
+            match spec.containers.as_slice() {
+                [only] => only.name.clone(),
+                many => {
+                    let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
+                    return Err(Error::BadRequest(format!(
+                        "a container name must be given for pod {}: choose one of [{}]",
+                        req.name,
+                        names.join(" ")
+                    )));
+                }
+            }
+        } else {
+            req.container.clone()
+        };
+        if !spec.containers.iter().any(|c| c.name == container) {
+            return Err(Error::BadRequest(format!(
+                "container {container} is not valid for pod {}",
+                req.name
+            )));
+        }
+        if spec.node_name.is_empty() {
+            return Err(Error::BadRequest(format!(
+                "pod {} is not scheduled to a node yet",
+                req.name
+            )));
+        }
+        let restarts = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.iter().find(|c| c.name == container))
+            .map_or(0, |c| u32::try_from(c.restart_count).unwrap_or(0));
+        let attempt = if req.previous {
+            restarts.checked_sub(1).ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "previous terminated container {container:?} in pod {:?} not found",
+                    req.name
+                ))
+            })?
+        } else {
+            restarts
+        };
+        let node = v1::Node::from_object(self.registry.get(Kind::Node, "", &spec.node_name).await?)
+            .ok_or_else(|| Error::Internal("stored object is not a node".into()))?;
+        let status = node.status.unwrap_or_default();
+        let address = status
+            .addresses
+            .iter()
+            .find(|a| a.r#type == "InternalIP")
+            .map(|a| a.address.clone())
+            .ok_or_else(|| {
+                Error::Unavailable(format!("node {} has no InternalIP address", spec.node_name))
+            })?;
+        let port = status
+            .daemon_endpoints
+            .and_then(|d| d.kubelet_endpoint)
+            .map(|k| k.port)
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "node {} does not serve logs (no kubelet endpoint)",
+                    spec.node_name
+                ))
+            })?;
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}:{port}"))
+            .map_err(|e| Error::Internal(format!("agent address: {e}")))?
+            .connect_timeout(AGENT_CONNECT_TIMEOUT);
+        let channel = endpoint.connect().await.map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot reach the agent of node {} at {address}:{port}: {e}",
+                spec.node_name
+            ))
+        })?;
+        let stream = NodeAgentClient::new(channel)
+            .logs(NodeLogsRequest {
+                pod_uid: pod.metadata.unwrap_or_default().uid,
+                container,
+                attempt,
+                follow: req.follow,
+                tail_lines: req.tail_lines,
+            })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::NotFound => Error::BadRequest(s.message().to_string()),
+                _ => Error::Unavailable(format!("agent: {}", s.message())),
+            })?
+            .into_inner();
+        Ok(Box::pin(stream))
     }
 }
 

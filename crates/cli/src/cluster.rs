@@ -399,3 +399,14 @@ pub fn signal(pid: u32, sig: i32) {
         libc::kill(pid as libc::pid_t, sig);
     }
 }
+
+/// Send `sig` to the process group `pgid` (a process started with setsid).
+pub fn signal_group(pgid: u32, sig: i32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: kill(2) on a process group; no memory is involved.
+    unsafe {
+        libc::kill(-pgid, sig);
+    }
+}

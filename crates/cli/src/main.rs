@@ -48,6 +48,25 @@ struct ControllersArgs {
 struct AgentArgs {
     #[command(flatten)]
     client: kubectl::ClientArgs,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// This node's address: pods get addresses of their own in
+    /// 127.<last octet>.0.0/16, the log endpoint and Service ports listen here.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: std::net::Ipv4Addr,
+    /// Port of the agent's log endpoint on --address.
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// Where pods' files and logs go (default: ./<name>.agent).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Node taints, key[=value]:Effect (repeatable).
+    #[arg(long = "taint")]
+    taints: Vec<String>,
+    /// First restart back-off of a crashing container, in seconds (doubles to 60).
+    #[arg(long, default_value_t = 1.0)]
+    crash_backoff: f64,
     /// Run this many simulated nodes (register, heartbeat, report pods
     /// Running) instead of a real agent.
     #[arg(long)]
@@ -58,11 +77,11 @@ struct AgentArgs {
     /// First simulated node's address (the next ones count up from it).
     #[arg(long, default_value = "127.0.100.1")]
     first_address: std::net::Ipv4Addr,
-    /// Capacity of each simulated node.
-    #[arg(long, default_value = "32")]
-    cpu: String,
-    #[arg(long, default_value = "128Gi")]
-    memory: String,
+    /// Capacity (default: the machine's; simulated nodes: 32 cpus, 128Gi).
+    #[arg(long)]
+    cpu: Option<String>,
+    #[arg(long)]
+    memory: Option<String>,
     #[arg(long, default_value = "110")]
     max_pods: String,
     /// Node labels, key=value (repeatable).
@@ -74,18 +93,31 @@ struct AgentArgs {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 1.0)]
     heartbeat_interval: f64,
-    /// Leave bound pods as they are (do not report them Running).
+    /// Simulated nodes: leave bound pods as they are (do not report them Running).
     #[arg(long)]
     no_pod_status: bool,
 }
 
-async fn agent(a: AgentArgs) -> anyhow::Result<()> {
-    let Some(count) = a.simulate else {
-        anyhow::bail!("only simulated nodes are implemented so far: pass --simulate N");
-    };
-    if a.heartbeat_ttl < 1 {
-        anyhow::bail!("--heartbeat-ttl must be at least 1 second");
+fn parse_taint(s: &str) -> anyhow::Result<keelson_proto::v1::Taint> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--taint {s:?} is not key[=value]:Effect"))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        anyhow::bail!("--taint {s:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute");
     }
+    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+    if key.is_empty() {
+        anyhow::bail!("--taint {s:?}: empty key");
+    }
+    Ok(keelson_proto::v1::Taint {
+        key: key.into(),
+        value: value.into(),
+        effect: effect.into(),
+        ..Default::default()
+    })
+}
+
+async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     let mut labels = std::collections::BTreeMap::new();
     for l in &a.labels {
         let (k, v) = l
@@ -93,28 +125,63 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("--label {l:?} is not key=value"))?;
         labels.insert(k.to_string(), v.to_string());
     }
-    let opts = keelson_agent::sim::SimOptions {
-        prefix: a.name_prefix,
-        count,
-        cpu: a.cpu,
-        memory: a.memory,
-        max_pods: a.max_pods,
-        labels,
-        first_address: a.first_address,
-        heartbeat_ttl_secs: a.heartbeat_ttl,
-        heartbeat_every: std::time::Duration::try_from_secs_f64(a.heartbeat_interval)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| anyhow::anyhow!("--heartbeat-interval must be a positive number"))?,
-        report_pods: !a.no_pod_status,
-    };
+    if a.heartbeat_ttl < 1 {
+        anyhow::bail!("--heartbeat-ttl must be at least 1 second");
+    }
+    let heartbeat_every = std::time::Duration::try_from_secs_f64(a.heartbeat_interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| anyhow::anyhow!("--heartbeat-interval must be a positive number"))?;
     let client = a.client.client()?;
-    until_signal(async move {
-        keelson_agent::sim::run(client, opts)
-            .await
-            .map_err(anyhow::Error::from)
-    })
-    .await
+    if let Some(count) = a.simulate {
+        let opts = keelson_agent::sim::SimOptions {
+            prefix: a.name_prefix,
+            count,
+            cpu: a.cpu.unwrap_or_else(|| "32".into()),
+            memory: a.memory.unwrap_or_else(|| "128Gi".into()),
+            max_pods: a.max_pods,
+            labels,
+            first_address: a.first_address,
+            heartbeat_ttl_secs: a.heartbeat_ttl,
+            heartbeat_every,
+            report_pods: !a.no_pod_status,
+        };
+        return until_signal(async move {
+            keelson_agent::sim::run(client, opts)
+                .await
+                .map_err(anyhow::Error::from)
+        })
+        .await;
+    }
+    let name = match a.name {
+        Some(n) => n,
+        None => std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("give the node a --name"))?,
+    };
+    let data_dir = a
+        .data_dir
+        .unwrap_or_else(|| std::path::PathBuf::from(format!("{name}.agent")));
+    let mut opts = keelson_agent::agent::AgentOptions::new(&name, a.address, data_dir);
+    opts.port = a.port;
+    opts.cpu = a.cpu;
+    opts.memory = a.memory;
+    opts.max_pods = a.max_pods;
+    opts.labels = labels;
+    opts.taints = a
+        .taints
+        .iter()
+        .map(|t| parse_taint(t))
+        .collect::<anyhow::Result<_>>()?;
+    opts.heartbeat_ttl_secs = a.heartbeat_ttl;
+    opts.heartbeat_every = heartbeat_every;
+    opts.backoff_base = std::time::Duration::try_from_secs_f64(a.crash_backoff)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| anyhow::anyhow!("--crash-backoff must be a positive number"))?;
+    until_signal(keelson_agent::agent::run(client, opts)).await
 }
 
 /// Run `f` until it ends or SIGINT/SIGTERM arrives.
@@ -160,10 +227,25 @@ enum Command {
     Scheduler(SchedulerArgs),
     /// Run a controller-manager instance (leader-elected: one of many acts).
     Controllers(ControllersArgs),
-    /// Run a node agent (so far: simulated nodes, `--simulate N`).
+    /// Run a node agent: pods as processes (or `--simulate N` nodes).
     Agent(AgentArgs),
+    /// Print a container's log.
+    Logs(kubectl::logs::LogsArgs),
     /// Who the token belongs to, and its role.
     Whoami(kubectl::ClientArgs),
+    /// Run a built-in image (http-echo, sleep, crash-after): what the
+    /// process runtime starts for `builtin/<name>` images.
+    #[command(hide = true)]
+    Builtin(BuiltinArgs),
+}
+
+#[derive(clap::Args)]
+struct BuiltinArgs {
+    /// The image's name (`builtin/<name>`).
+    name: String,
+    /// Its command and args.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -209,6 +291,7 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Command::Agent(a) => agent(a).await,
+            Command::Logs(a) => kubectl::exit_on_error(kubectl::logs::run(a).await),
             Command::Get(a) => kubectl::exit_on_error(kubectl::get(a).await),
             Command::Describe(a) => kubectl::exit_on_error(kubectl::describe(a).await),
             Command::Apply(a) => kubectl::exit_on_error(kubectl::apply(a).await),
@@ -218,6 +301,9 @@ fn main() -> anyhow::Result<()> {
             Command::Rollout(c) => kubectl::exit_on_error(kubectl::rollout::run(c).await),
             Command::Cluster(c) => kubectl::exit_on_error(kubectl::cluster(c).await),
             Command::Whoami(c) => kubectl::exit_on_error(kubectl::whoami(c).await),
+            Command::Builtin(b) => {
+                std::process::exit(keelson_agent::builtin::run(&b.name, &b.args).await)
+            }
         }
     })
 }

@@ -77,7 +77,7 @@ impl KeepAlive {
     }
 
     /// Ask for a renewal of `id`; the reply comes from [`KeepAlive::next`].
-    pub async fn renew(&self, id: i64) -> Result<()> {
+    pub async fn renew(&mut self, id: i64) -> Result<()> {
         self.tx
             .send(LeaseKeepAliveRequest { id })
             .await

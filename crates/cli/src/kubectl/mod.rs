@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod describe;
+pub mod logs;
 pub mod printers;
 pub mod rollout;
 pub mod table;

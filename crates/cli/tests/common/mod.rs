@@ -153,3 +153,41 @@ pub fn spawn_client_process(
         .spawn()
         .expect("start a keelson process")
 }
+
+/// Kills, when dropped, every process an agent's runtime recorded under
+/// `dir` (pods run on after their agent dies, by design; a test must not
+/// leave them behind, even when it fails).
+pub struct PodReaper(pub std::path::PathBuf);
+
+impl Drop for PodReaper {
+    fn drop(&mut self) {
+        fn walk(dir: &std::path::Path, out: &mut Vec<u32>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "json") {
+                    let pid = std::fs::read_to_string(&p)
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                        .and_then(|v| v.get("pid").and_then(|p| p.as_u64()));
+                    if let Some(pid) = pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 1) {
+                        out.push(pid);
+                    }
+                }
+            }
+        }
+        let mut pids = Vec::new();
+        walk(&self.0, &mut pids);
+        for pid in pids {
+            // The container's process group, then the process itself.
+            keelson::cluster::signal_group(pid, SIGKILL);
+            keelson::cluster::signal(pid, SIGKILL);
+        }
+    }
+}
+
+const SIGKILL: i32 = 9;

@@ -1,0 +1,296 @@
+//! The node agent's IO loop: `keelson agent --name n1 --address 127.0.0.11`.
+//!
+//! - Registers (or refreshes) its Node: capacity and allocatable from the
+//!   machine (cpu count, MemTotal) unless given, labels, taints, its
+//!   address, `Ready=True`.
+//! - Heartbeats: a store lease with the Lease `kube-node-lease/<node>`
+//!   attached, renewed every second over one keep-alive stream to any
+//!   replica (renewals are served from the store leader's memory: no Raft
+//!   write per heartbeat); the stream moves to another replica when its
+//!   replica dies. The node lifecycle controller watches that Lease.
+//! - Pods: a watch of the pods bound to this node (`spec.nodeName`), which
+//!   resumes from its last revision on another replica without missing a
+//!   change; every [`AgentOptions::sync_every`] the [`Kubelet`] syncs them
+//!   with the runtime, and changed statuses, deletions to confirm and due
+//!   probes are carried out concurrently.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use keelson_proto::v1;
+use keelson_sdk::watcher::Event;
+use keelson_sdk::{watcher, Api, Client, DeleteParams, Error, ListParams, Resource};
+use tokio::sync::mpsc;
+
+use crate::kubelet::{Config, Kubelet};
+use crate::probe::{Kind as ProbeKind, Outcome};
+use crate::process::ProcessRuntime;
+use crate::runtime::Runtime;
+
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    pub name: String,
+    pub address: Ipv4Addr,
+    /// Port of the log endpoint on `address` (recorded in the Node).
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// Capacity overrides (default: the machine's).
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub max_pods: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<v1::Taint>,
+    pub heartbeat_ttl_secs: i64,
+    pub heartbeat_every: Duration,
+    pub sync_every: Duration,
+    /// First restart back-off of a crashing container (doubles to 60 s).
+    pub backoff_base: Duration,
+}
+
+impl AgentOptions {
+    pub fn new(name: &str, address: Ipv4Addr, data_dir: PathBuf) -> AgentOptions {
+        AgentOptions {
+            name: name.to_string(),
+            address,
+            port: 10250,
+            data_dir,
+            cpu: None,
+            memory: None,
+            max_pods: "110".into(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            heartbeat_ttl_secs: 10,
+            heartbeat_every: Duration::from_secs(1),
+            sync_every: Duration::from_millis(100),
+            backoff_base: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The machine's memory (MemTotal) as a quantity, if readable.
+fn machine_memory() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = text
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(format!("{kb}Ki"))
+}
+
+fn node_object(o: &AgentOptions) -> v1::Node {
+    let cpu = o.cpu.clone().unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .to_string()
+    });
+    let memory = o
+        .memory
+        .clone()
+        .or_else(machine_memory)
+        .unwrap_or_else(|| "1Gi".into());
+    let resources: BTreeMap<String, String> = [
+        ("cpu", cpu),
+        ("memory", memory),
+        ("pods", o.max_pods.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut labels = o.labels.clone();
+    labels.insert("kubernetes.io/hostname".into(), o.name.clone());
+    labels.insert("kubernetes.io/os".into(), "linux".into());
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let oct = o.address.octets();
+    v1::Node {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        metadata: Some(v1::ObjectMeta {
+            name: o.name.clone(),
+            labels,
+            ..Default::default()
+        }),
+        spec: Some(v1::NodeSpec {
+            taints: o.taints.clone(),
+            pod_cidr: format!("127.{}.0.0/16", oct[3]),
+            ..Default::default()
+        }),
+        status: Some(v1::NodeStatus {
+            capacity: resources.clone(),
+            allocatable: resources,
+            conditions: vec![v1::NodeCondition {
+                r#type: "Ready".into(),
+                status: "True".into(),
+                last_heartbeat_time: now.clone(),
+                last_transition_time: now,
+                reason: "KubeletReady".into(),
+                message: "keelson agent is posting ready status".into(),
+            }],
+            addresses: vec![
+                v1::NodeAddress {
+                    r#type: "InternalIP".into(),
+                    address: o.address.to_string(),
+                },
+                v1::NodeAddress {
+                    r#type: "Hostname".into(),
+                    address: o.name.clone(),
+                },
+            ],
+            daemon_endpoints: Some(v1::NodeDaemonEndpoints {
+                kubelet_endpoint: Some(v1::DaemonEndpoint {
+                    port: i32::from(o.port),
+                }),
+            }),
+            node_info: Some(v1::NodeSystemInfo {
+                operating_system: "linux".into(),
+                architecture: std::env::consts::ARCH.into(),
+                kubelet_version: format!("keelson/{}", env!("CARGO_PKG_VERSION")),
+                container_runtime_version: "keelson-process://0.1".into(),
+                ..Default::default()
+            }),
+        }),
+    }
+}
+
+enum Done {
+    Probe {
+        pod_uid: String,
+        container: String,
+        container_id: String,
+        kind: ProbeKind,
+        outcome: Outcome,
+    },
+}
+
+/// Run the agent until the future is dropped (or registration fails).
+pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&o.data_dir)
+        .map_err(|e| anyhow::anyhow!("create {}: {e}", o.data_dir.display()))?;
+    let exe =
+        std::env::current_exe().map_err(|e| anyhow::anyhow!("find the keelson binary: {e}"))?;
+    let runtime: Arc<dyn Runtime> = Arc::new(
+        ProcessRuntime::new(o.data_dir.clone(), exe)
+            .map_err(|e| anyhow::anyhow!("runtime: {e}"))?,
+    );
+    if let Err(why) = runtime.limits_supported() {
+        tracing::warn!("{why}");
+    }
+    let logs = {
+        let (runtime, addr) = (runtime.clone(), SocketAddr::from((o.address, o.port)));
+        tokio::spawn(async move {
+            if let Err(e) = crate::logs::serve(runtime, addr).await {
+                tracing::error!("{e}");
+            }
+        })
+    };
+    let _logs = AbortOnDrop(logs);
+    let proxy = tokio::spawn(crate::proxy::run(client.clone(), o.name.clone(), o.address));
+    let _proxy = AbortOnDrop(proxy);
+    crate::sim::register(&client, node_object(&o))
+        .await
+        .map_err(|e| anyhow::anyhow!("register node {}: {e}", o.name))?;
+    let ttl = o.heartbeat_ttl_secs.max(1);
+    let lease = crate::sim::take_lease(&client, &o.name, ttl)
+        .await
+        .map_err(|e| anyhow::anyhow!("heartbeat lease: {e}"))?;
+    tracing::info!(node = %o.name, address = %o.address, "registered; heartbeating");
+    let hb = {
+        let client = client.clone();
+        let by_id: HashMap<i64, String> = [(lease, o.name.clone())].into();
+        let every = o.heartbeat_every;
+        tokio::spawn(async move { crate::sim::heartbeat(&client, by_id, ttl, every).await })
+    };
+    let _hb = AbortOnDrop(hb);
+
+    let mut cfg = Config::new(&o.name, o.address);
+    cfg.backoff_base = o.backoff_base;
+    let mut kubelet = Kubelet::new(runtime, cfg);
+    let params = ListParams::default().fields(&format!("spec.nodeName={}", o.name));
+    let mut pod_events = Box::pin(watcher(Api::<v1::Pod>::all(client.clone()), params));
+    let mut desired: HashMap<String, v1::Pod> = HashMap::new();
+    let mut listed = false;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let (unreported_tx, mut unreported_rx) = mpsc::unbounded_channel::<String>();
+    let mut tick = tokio::time::interval(o.sync_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            Some(ev) = pod_events.next() => match ev {
+                Ok(Event::Applied(p)) => { desired.insert(p.meta().uid.clone(), p); }
+                Ok(Event::Deleted(p)) => { desired.remove(&p.meta().uid); }
+                Ok(Event::Restarted(ps)) => {
+                    desired = ps.into_iter().map(|p| (p.meta().uid.clone(), p)).collect();
+                    listed = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "pod watch"),
+            },
+            Some(Done::Probe { pod_uid, container, container_id, kind, outcome }) = done_rx.recv() => {
+                kubelet.probe_result(&pod_uid, &container, &container_id, kind, &outcome, Instant::now());
+            }
+            Some(uid) = unreported_rx.recv() => kubelet.forget_reported(&uid),
+            _ = tick.tick() => {
+                let pods: Vec<v1::Pod> = desired.values().cloned().collect();
+                let res = kubelet.sync(listed.then_some(pods.as_slice()), Instant::now());
+                for mut p in res.statuses {
+                    let (client, tx) = (client.clone(), unreported_tx.clone());
+                    tokio::spawn(async move {
+                        // The agent owns its pods' status: an unconditional
+                        // status write (resourceVersion cleared).
+                        p.meta_mut().resource_version.clear();
+                        let api: Api<v1::Pod> = Api::namespaced(client, &p.meta().namespace);
+                        match api.update_status(&p).await {
+                            Ok(_) | Err(Error::NotFound(_)) => {}
+                            Err(e) => {
+                                tracing::debug!(pod = %p.meta().name, error = %e, "pod status; will retry");
+                                let _ = tx.send(p.meta().uid.clone());
+                            }
+                        }
+                    });
+                }
+                for (ns, name, uid) in res.confirm_deletions {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let api: Api<v1::Pod> = Api::namespaced(client, &ns);
+                        let dp = DeleteParams {
+                            grace_period_seconds: Some(0),
+                            precondition_uid: uid,
+                            ..Default::default()
+                        };
+                        match api.delete(&name, &dp).await {
+                            Ok(_) | Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => {}
+                            Err(e) => tracing::debug!(pod = %name, error = %e, "confirm deletion"),
+                        }
+                    });
+                }
+                for r in res.probes {
+                    let tx = done_tx.clone();
+                    tokio::spawn(async move {
+                        let outcome = crate::probe::run(&r.probe, &r.target).await;
+                        let _ = tx.send(Done::Probe {
+                            pod_uid: r.pod_uid,
+                            container: r.container,
+                            container_id: r.container_id,
+                            kind: r.kind,
+                            outcome,
+                        });
+                    });
+                }
+            }
+        }
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,110 @@
+//! The container runtime interface the agent drives, and the types it
+//! speaks. [`crate::process::ProcessRuntime`] runs containers as host
+//! processes; tests use a fake.
+//!
+//! Every call is quick and never blocks on the container: `start` spawns,
+//! `stop` sends SIGTERM (the agent sends `kill` after the grace period),
+//! `list` reports what is running and what has exited since.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// What to run: one container of one pod, as the agent resolved it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub pod_uid: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    /// The container's name in the pod.
+    pub name: String,
+    /// Restart count of this container so far (0 for the first start).
+    pub attempt: u32,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    /// The container's env plus what the agent adds: PORT (its first
+    /// declared port), PORT_<NAME> per named port (upper case, '-' -> '_'),
+    /// POD_IP, HOST (= POD_IP), POD_NAME, POD_NAMESPACE, NODE_NAME.
+    pub env: BTreeMap<String, String>,
+    /// Relative to the container's own directory (created by the runtime
+    /// under the agent's data dir); empty: that directory.
+    pub working_dir: String,
+    /// Limits from `resources.limits` (None: unlimited).
+    pub memory_limit_bytes: Option<i64>,
+    pub cpu_limit_millis: Option<i64>,
+}
+
+/// How a container stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    Running {
+        pid: u32,
+        started_at: SystemTime,
+    },
+    Exited {
+        /// None when the exit status could not be observed (the process
+        /// was adopted after an agent restart and is gone).
+        exit_code: Option<i32>,
+        /// The signal that ended it, if any.
+        signal: Option<i32>,
+        started_at: SystemTime,
+        finished_at: SystemTime,
+    },
+}
+
+/// A container the runtime knows (running, or exited and not yet removed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    /// Unique per start (e.g. `<pod uid>-<name>-<attempt>`).
+    pub id: String,
+    pub pod_uid: String,
+    pub name: String,
+    pub attempt: u32,
+    pub image: String,
+    pub state: State,
+}
+
+/// Why a start failed. `ImageNotSupported` and `InvalidSpec` are the
+/// pod's fault (it waits with the reason); `Io` is the machine's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartError {
+    /// The runtime cannot run this image (reason "ErrImagePull"-like:
+    /// "InvalidImageName" / "ImageNotSupported").
+    ImageNotSupported(String),
+    /// Nothing to run (no command for a non-builtin image, bad args).
+    InvalidSpec(String),
+    Io(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::ImageNotSupported(m) | StartError::InvalidSpec(m) | StartError::Io(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+/// A container runtime.
+pub trait Runtime: Send + Sync {
+    /// Start a container; its id.
+    fn start(&self, spec: &ContainerSpec) -> Result<Container, StartError>;
+    /// Ask it to stop (SIGTERM). Idempotent; no-op when exited.
+    fn stop(&self, id: &str);
+    /// Stop it now (SIGKILL). Idempotent.
+    fn kill(&self, id: &str);
+    /// Every container known: running, or exited and not removed.
+    fn list(&self) -> Vec<Container>;
+    /// Forget an exited container (its record; its log files stay until the
+    /// pod is removed).
+    fn remove(&self, id: &str);
+    /// Remove everything of a pod that is gone (containers must have
+    /// exited; their directories and logs are deleted).
+    fn remove_pod(&self, pod_uid: &str);
+    /// The log file of a container (current), and the rotated one before it.
+    fn log_paths(&self, pod_uid: &str, name: &str, attempt: u32) -> (PathBuf, PathBuf);
+    /// Whether cgroup limits are enforced on this host (else a reason).
+    fn limits_supported(&self) -> Result<(), String>;
+}
