@@ -205,7 +205,7 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
         let client = client.clone();
         let by_id: HashMap<i64, String> = [(lease, o.name.clone())].into();
         let every = o.heartbeat_every;
-        tokio::spawn(async move { crate::sim::heartbeat(&client, by_id, ttl, every).await })
+        tokio::spawn(async move { crate::sim::heartbeat(&client, by_id, ttl, every, None).await })
     };
     let _hb = AbortOnDrop(hb);
 
@@ -237,7 +237,11 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
             Some(uid) = unreported_rx.recv() => kubelet.forget_reported(&uid),
             _ = tick.tick() => {
                 let pods: Vec<v1::Pod> = desired.values().cloned().collect();
-                let res = kubelet.sync(listed.then_some(pods.as_slice()), Instant::now());
+                let began = Instant::now();
+                let res = kubelet.sync(listed.then_some(pods.as_slice()), began);
+                if began.elapsed() > Duration::from_millis(200) {
+                    tracing::info!(pods = pods.len(), took_ms = began.elapsed().as_millis() as u64, "slow sync");
+                }
                 for mut p in res.statuses {
                     let (client, tx) = (client.clone(), unreported_tx.clone());
                     tokio::spawn(async move {

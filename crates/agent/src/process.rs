@@ -13,8 +13,9 @@
 //!   `pods/<pod uid>/<container>-<attempt>.json` the record of that start
 //!   (pid, the process' start time in `/proc/<pid>/stat`, and the exit
 //!   status once known).
-//! - **Processes**: each one leads a session and process group of its own
-//!   (stop and kill signal the whole group), stdin is /dev/null, the
+//! - **Processes**: each one leads a process group of its own (a session
+//!   too when it joins a cgroup) (stop and kill signal the whole group),
+//!   stdin is /dev/null, the
 //!   environment is the agent's `PATH` plus exactly the container's env.
 //! - **Limits**: with a writable cgroup v2 hierarchy at `/sys/fs/cgroup`,
 //!   each container runs in `keelson/<container id>` with `memory.max` and
@@ -458,24 +459,33 @@ impl Inner {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
-        // SAFETY: between fork and exec only async-signal-safe calls
-        // (setsid, open, write, close), on memory prepared before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setsid() < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if let Some(p) = &procs {
+        match &procs {
+            // SAFETY: between fork and exec only async-signal-safe calls
+            // (setsid, open, write, close), on memory prepared before the fork.
+            Some(procs) => unsafe {
+                let procs = procs.clone();
+                cmd.pre_exec(move || {
+                    if libc::setsid() < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
                     // Join the cgroup before exec; best effort (the parent
                     // writes the pid again after the spawn).
-                    let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                     if fd >= 0 {
                         libc::write(fd, b"0".as_ptr().cast(), 1);
                         libc::close(fd);
                     }
-                }
-                Ok(())
-            });
+                    Ok(())
+                });
+            },
+            // No cgroup to join: a process group of its own is all it needs
+            // (stop and kill signal the group), and without a pre_exec hook
+            // the standard library spawns with posix_spawn (vfork), which
+            // is much cheaper than a fork of the agent: starting 50 pods at
+            // once took 0.8-1 s with fork.
+            None => {
+                cmd.process_group(0);
+            }
         }
         let started_at = SystemTime::now();
         let child = match cmd.spawn() {

@@ -47,6 +47,8 @@ pub struct SimOptions {
     pub heartbeat_every: Duration,
     /// Report bound pods Running and Ready, and confirm deletions.
     pub report_pods: bool,
+    /// Where to record heartbeat round trips (benchmarks).
+    pub rtt: Option<RttSink>,
 }
 
 impl Default for SimOptions {
@@ -62,6 +64,7 @@ impl Default for SimOptions {
             heartbeat_ttl_secs: 10,
             heartbeat_every: Duration::from_secs(1),
             report_pods: true,
+            rtt: None,
         }
     }
 }
@@ -213,9 +216,9 @@ pub async fn run(client: Client, opts: SimOptions) -> keelson_sdk::Result<()> {
     }
     // Heartbeat leases.
     let ttl = opts.heartbeat_ttl_secs.max(1);
-    let taken = futures::stream::iter(names.iter().map(|n| {
+    let taken = futures::stream::iter(names.clone().into_iter().map(|n| {
         let client = client.clone();
-        async move { take_lease(&client, n, ttl).await.map(|id| (id, n.clone())) }
+        async move { take_lease(&client, &n, ttl).await.map(|id| (id, n)) }
     }))
     .buffer_unordered(WRITES_IN_FLIGHT)
     .collect::<Vec<_>>()
@@ -236,21 +239,28 @@ pub async fn run(client: Client, opts: SimOptions) -> keelson_sdk::Result<()> {
     } else {
         None
     };
-    let r = heartbeat(&client, by_id, ttl, opts.heartbeat_every).await;
+    let r = heartbeat(&client, by_id, ttl, opts.heartbeat_every, opts.rtt.clone()).await;
     if let Some(p) = pods {
         p.abort();
     }
     r
 }
 
-/// Renew every lease each period over one stream; re-take expired ones.
+/// Heartbeat round trips (send of a renewal to its reply), in microseconds.
+pub type RttSink = Arc<std::sync::Mutex<Vec<u32>>>;
+
+/// Renew every lease each period over one stream (sent from a task of its
+/// own, so replies are read while a burst goes out); re-take expired ones.
 pub(crate) async fn heartbeat(
     client: &Client,
-    mut by_id: HashMap<i64, String>,
+    by_id: HashMap<i64, String>,
     ttl: i64,
     every: Duration,
+    rtt: Option<RttSink>,
 ) -> keelson_sdk::Result<()> {
     let (retaken_tx, mut retaken) = tokio::sync::mpsc::unbounded_channel::<(i64, String)>();
+    let ids: Arc<std::sync::Mutex<HashMap<i64, String>>> = Arc::new(std::sync::Mutex::new(by_id));
+    let sent: Arc<std::sync::Mutex<HashMap<i64, std::time::Instant>>> = Arc::default();
     loop {
         let mut ka = match KeepAlive::open(client).await {
             Ok(k) => k,
@@ -260,24 +270,50 @@ pub(crate) async fn heartbeat(
                 continue;
             }
         };
-        let mut tick = tokio::time::interval(every);
-        'stream: loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    for id in by_id.keys() {
-                        if ka.renew(*id).await.is_err() {
-                            break 'stream;
+        let sender = {
+            let (renewer, ids, sent) = (ka.renewer(), ids.clone(), sent.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let batch: Vec<i64> = ids
+                        .lock()
+                        .map(|m| m.keys().copied().collect())
+                        .unwrap_or_default();
+                    for id in batch {
+                        if let Ok(mut s) = sent.lock() {
+                            s.insert(id, std::time::Instant::now());
+                        }
+                        if renewer.renew(id).await.is_err() {
+                            return;
                         }
                     }
                 }
+            })
+        };
+        loop {
+            tokio::select! {
                 Some((id, node)) = retaken.recv() => {
-                    by_id.insert(id, node);
+                    if let Ok(mut m) = ids.lock() {
+                        m.insert(id, node);
+                    }
                 }
                 reply = ka.next() => match reply {
-                    Some(Ok((id, remaining))) if remaining <= 0 => {
-                        // Taken again in the background, so the other
-                        // nodes' renewals go on meanwhile.
-                        if let Some(node) = by_id.remove(&id) {
+                    Some(Ok((id, remaining))) => {
+                        let at = sent.lock().ok().and_then(|mut s| s.remove(&id));
+                        if let (Some(at), Some(sink)) = (at, rtt.as_ref()) {
+                            let us = u32::try_from(at.elapsed().as_micros()).unwrap_or(u32::MAX);
+                            if let Ok(mut v) = sink.lock() {
+                                v.push(us);
+                            }
+                        }
+                        if remaining > 0 {
+                            continue;
+                        }
+                        // Expired: taken again in the background, so the
+                        // other nodes' renewals go on meanwhile.
+                        let node = ids.lock().ok().and_then(|mut m| m.remove(&id));
+                        if let Some(node) = node {
                             tracing::warn!(node = %node, "heartbeat lease expired; taking a new one");
                             let (client, tx) = (client.clone(), retaken_tx.clone());
                             tokio::spawn(async move {
@@ -296,11 +332,11 @@ pub(crate) async fn heartbeat(
                             });
                         }
                     }
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => break 'stream,
+                    Some(Err(_)) | None => break,
                 }
             }
         }
+        sender.abort();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -37,10 +37,15 @@ pub enum BenchCommand {
     /// and failover of the scheduler lease, with etcd's store work as the
     /// anchor.
     Schedule(schedule::ScheduleBenchArgs),
+    /// Node agents: 10,000 simulated nodes heartbeating (etcd keeping as
+    /// many leases alive as the anchor), and pod startup on real agents.
+    Nodes(nodes::NodesBenchArgs),
 }
 
 #[path = "bench_api.rs"]
 mod api;
+#[path = "bench_nodes.rs"]
+mod nodes;
 #[path = "bench_schedule.rs"]
 mod schedule;
 
@@ -113,6 +118,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Failover(a) => failover(a).await,
         BenchCommand::Api(a) => api::run(a).await,
         BenchCommand::Schedule(a) => schedule::run(a).await,
+        BenchCommand::Nodes(a) => nodes::run(a).await,
     }
 }
 

@@ -145,6 +145,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
             heartbeat_ttl_secs: a.heartbeat_ttl,
             heartbeat_every,
             report_pods: !a.no_pod_status,
+            rtt: None,
         };
         return until_signal(async move {
             keelson_agent::sim::run(client, opts)
@@ -258,9 +259,17 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // The built-in images run as pods, many at once: a one-thread runtime
+    // starts faster and weighs less than the multi-threaded one.
+    let runtime = if matches!(cli.command, Command::Builtin(_)) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,

@@ -76,6 +76,14 @@ impl KeepAlive {
         Ok(KeepAlive { tx, rx })
     }
 
+    /// A handle that sends renewals on this stream from another task (so a
+    /// burst of renewals never waits on the replies being read).
+    pub fn renewer(&self) -> Renewer {
+        Renewer {
+            tx: self.tx.clone(),
+        }
+    }
+
     /// Ask for a renewal of `id`; the reply comes from [`KeepAlive::next`].
     pub async fn renew(&mut self, id: i64) -> Result<()> {
         self.tx
@@ -88,5 +96,20 @@ impl KeepAlive {
     /// None when the stream ended.
     pub async fn next(&mut self) -> Option<Result<(i64, i64)>> {
         self.rx.next().await
+    }
+}
+
+/// Sends renewals on a [`KeepAlive`] stream.
+#[derive(Clone)]
+pub struct Renewer {
+    tx: mpsc::Sender<LeaseKeepAliveRequest>,
+}
+
+impl Renewer {
+    pub async fn renew(&self, id: i64) -> Result<()> {
+        self.tx
+            .send(LeaseKeepAliveRequest { id })
+            .await
+            .map_err(|_| Error::Unavailable("keep-alive stream closed".into()))
     }
 }
