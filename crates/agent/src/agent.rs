@@ -217,7 +217,10 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
     let mut desired: HashMap<String, v1::Pod> = HashMap::new();
     let mut listed = false;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let (unreported_tx, mut unreported_rx) = mpsc::unbounded_channel::<String>();
+    let (written_tx, mut written_rx) = mpsc::unbounded_channel::<(String, bool)>();
+    let mut writing: std::collections::HashSet<String> = Default::default();
+    let mut queued: HashMap<String, v1::Pod> = HashMap::new();
+    let mut confirming: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(o.sync_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -234,7 +237,16 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
             Some(Done::Probe { pod_uid, container, container_id, kind, outcome }) = done_rx.recv() => {
                 kubelet.probe_result(&pod_uid, &container, &container_id, kind, &outcome, Instant::now());
             }
-            Some(uid) = unreported_rx.recv() => kubelet.forget_reported(&uid),
+            Some((uid, ok)) = written_rx.recv() => {
+                writing.remove(&uid);
+                if !ok {
+                    kubelet.forget_reported(&uid);
+                }
+                if let Some(p) = queued.remove(&uid) {
+                    writing.insert(uid);
+                    spawn_status_write(&client, p, written_tx.clone());
+                }
+            }
             _ = tick.tick() => {
                 let pods: Vec<v1::Pod> = desired.values().cloned().collect();
                 let began = Instant::now();
@@ -242,23 +254,25 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                 if began.elapsed() > Duration::from_millis(200) {
                     tracing::info!(pods = pods.len(), took_ms = began.elapsed().as_millis() as u64, "slow sync");
                 }
-                for mut p in res.statuses {
-                    let (client, tx) = (client.clone(), unreported_tx.clone());
-                    tokio::spawn(async move {
-                        // The agent owns its pods' status: an unconditional
-                        // status write (resourceVersion cleared).
-                        p.meta_mut().resource_version.clear();
-                        let api: Api<v1::Pod> = Api::namespaced(client, &p.meta().namespace);
-                        match api.update_status(&p).await {
-                            Ok(_) | Err(Error::NotFound(_)) => {}
-                            Err(e) => {
-                                tracing::debug!(pod = %p.meta().name, error = %e, "pod status; will retry");
-                                let _ = tx.send(p.meta().uid.clone());
-                            }
-                        }
-                    });
+                for p in res.statuses {
+                    let uid = p.meta().uid.clone();
+                    if writing.contains(&uid) {
+                        // One write per pod at a time, the newest last: a
+                        // status never lands after a newer one.
+                        queued.insert(uid, p);
+                    } else {
+                        writing.insert(uid);
+                        spawn_status_write(&client, p, written_tx.clone());
+                    }
                 }
+                let now = Instant::now();
+                confirming.retain(|_, at| now.duration_since(*at) < CONFIRM_RETRY);
                 for (ns, name, uid) in res.confirm_deletions {
+                    // Once per pod until the watch shows it gone (or a retry).
+                    if confirming.contains_key(&uid) {
+                        continue;
+                    }
+                    confirming.insert(uid.clone(), now);
                     let client = client.clone();
                     tokio::spawn(async move {
                         let api: Api<v1::Pod> = Api::namespaced(client, &ns);
@@ -289,6 +303,35 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// A deletion confirmation is sent again after this long without the pod
+/// going away.
+const CONFIRM_RETRY: Duration = Duration::from_secs(2);
+
+/// Write a pod's status (the agent owns it: an unconditional write); report
+/// the outcome on `done`. A failed write is reported again by the next
+/// sync, after a pause so a write that keeps failing does not spin.
+fn spawn_status_write(
+    client: &Client,
+    mut p: v1::Pod,
+    done: mpsc::UnboundedSender<(String, bool)>,
+) {
+    let client = client.clone();
+    tokio::spawn(async move {
+        let uid = p.meta().uid.clone();
+        p.meta_mut().resource_version.clear();
+        let api: Api<v1::Pod> = Api::namespaced(client, &p.meta().namespace);
+        let ok = match api.update_status(&p).await {
+            Ok(_) | Err(Error::NotFound(_)) => true,
+            Err(e) => {
+                tracing::warn!(pod = %p.meta().name, error = %e, "pod status; will retry");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                false
+            }
+        };
+        let _ = done.send((uid, ok));
+    });
 }
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);

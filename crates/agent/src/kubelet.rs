@@ -166,10 +166,13 @@ fn restart_policy(pod: &v1::Pod) -> &str {
 }
 
 /// Whether an exited container restarts under `policy`.
+/// An unknown exit status (the container ended while the agent was down)
+/// does not restart under OnFailure: re-running work that may have
+/// succeeded is worse than reporting it.
 pub fn restarts(policy: &str, exit_code: Option<i32>) -> bool {
     match policy {
         "Never" => false,
-        "OnFailure" => exit_code != Some(0),
+        "OnFailure" => exit_code.is_some_and(|c| c != 0),
         _ => true,
     }
 }
@@ -253,6 +256,25 @@ impl Kubelet {
                 }
             }
         }
+        // Pods already running here keep their addresses: reserve those
+        // before any new pod gets one (after an agent restart).
+        let [a, b] = self.cfg.pod_ip_prefix;
+        let prefix = format!("{a}.{b}.");
+        for pod in desired {
+            let uid = &pod.meta().uid;
+            let ip = pod.status.as_ref().map_or("", |s| s.pod_ip.as_str());
+            if !self.pods.contains_key(uid)
+                && ip.starts_with(&prefix)
+                && !self.pods.values().any(|p| p.ip == ip)
+            {
+                let cs: Vec<Container> = by_pod
+                    .get(uid.as_str())
+                    .map(|v| v.iter().map(|c| (*c).clone()).collect())
+                    .unwrap_or_default();
+                let track = new_track(pod, &cs, ip.to_string());
+                self.pods.insert(uid.clone(), track);
+            }
+        }
         for pod in desired {
             let uid = pod.meta().uid.clone();
             let cs: Vec<Container> = by_pod
@@ -269,35 +291,8 @@ impl Kubelet {
         let uid = meta.uid.clone();
         if !self.pods.contains_key(&uid) {
             let ip = self.pod_ip(pod);
-            let mut containers: HashMap<String, Track> = HashMap::new();
-            // Adoption: continue from what the runtime and the pod say.
-            for c in pod.spec.iter().flat_map(|s| &s.containers) {
-                let highest = cs
-                    .iter()
-                    .filter(|x| x.name == c.name)
-                    .map(|x| x.attempt)
-                    .max();
-                let reported = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.container_statuses.iter().find(|x| x.name == c.name))
-                    .map_or(0, |x| u32::try_from(x.restart_count).unwrap_or(0));
-                containers.insert(
-                    c.name.clone(),
-                    Track {
-                        restarts: highest.map_or(reported, |h| h.max(reported)),
-                        ..Default::default()
-                    },
-                );
-            }
-            self.pods.insert(
-                uid.clone(),
-                PodTrack {
-                    ip,
-                    containers,
-                    start_time: SystemTime::now(),
-                },
-            );
+            let track = new_track(pod, cs, ip);
+            self.pods.insert(uid.clone(), track);
         }
         let deleting = !meta.deletion_timestamp.is_empty();
         let grace = Duration::from_secs(
@@ -668,6 +663,36 @@ impl Kubelet {
     }
 }
 
+/// A pod's bookkeeping when first seen: restart counts continue from what
+/// the runtime and the pod say (adoption).
+fn new_track(pod: &v1::Pod, cs: &[Container], ip: String) -> PodTrack {
+    let mut containers: HashMap<String, Track> = HashMap::new();
+    for c in pod.spec.iter().flat_map(|s| &s.containers) {
+        let highest = cs
+            .iter()
+            .filter(|x| x.name == c.name)
+            .map(|x| x.attempt)
+            .max();
+        let reported = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.iter().find(|x| x.name == c.name))
+            .map_or(0, |x| u32::try_from(x.restart_count).unwrap_or(0));
+        containers.insert(
+            c.name.clone(),
+            Track {
+                restarts: highest.map_or(reported, |h| h.max(reported)),
+                ..Default::default()
+            },
+        );
+    }
+    PodTrack {
+        ip,
+        containers,
+        start_time: SystemTime::now(),
+    }
+}
+
 fn waiting_state(reason: &str, message: &str) -> v1::ContainerState {
     v1::ContainerState {
         waiting: Some(v1::ContainerStateWaiting {
@@ -714,8 +739,10 @@ fn terminated_state(c: &Container) -> v1::ContainerState {
 }
 
 fn stop(runtime: &dyn Runtime, track: &mut Track, id: &str, now: Instant, grace: Duration) {
-    match &track.stopping {
+    match track.stopping.as_mut() {
         Some((sid, kill_at)) if sid == id => {
+            // A shorter grace (a deletion during a probe's stop) wins.
+            *kill_at = (*kill_at).min(now + grace);
             if now >= *kill_at {
                 runtime.kill(id);
             }
@@ -1165,6 +1192,35 @@ mod tests {
     }
 
     #[test]
+    fn adopted_pods_keep_their_addresses_before_new_pods_get_one() {
+        let fake = Arc::new(Fake::default());
+        let mut k = kubelet(fake.clone());
+        let new = pod("a", "", "img");
+        let mut old = pod("b", "", "img");
+        old.status = Some(v1::PodStatus {
+            pod_ip: "127.11.0.1".into(),
+            ..Default::default()
+        });
+        // The new pod comes first in the list; the old one keeps .1.
+        let r = k.sync(Some(&[new, old]), Instant::now());
+        let ips: BTreeMap<String, String> = r
+            .statuses
+            .iter()
+            .map(|p| {
+                (
+                    p.meta().uid.clone(),
+                    p.status
+                        .as_ref()
+                        .map(|s| s.pod_ip.clone())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(ips.get("b").map(String::as_str), Some("127.11.0.1"));
+        assert_eq!(ips.get("a").map(String::as_str), Some("127.11.0.2"));
+    }
+
+    #[test]
     fn backoff_and_policy_helpers() {
         let s = Duration::from_secs;
         assert_eq!(next_backoff(None, s(1), s(60)), s(1));
@@ -1172,7 +1228,8 @@ mod tests {
         assert_eq!(next_backoff(Some(s(40)), s(1), s(60)), s(60));
         assert!(restarts("Always", Some(0)));
         assert!(!restarts("OnFailure", Some(0)));
-        assert!(restarts("OnFailure", None));
+        assert!(!restarts("OnFailure", None));
+        assert!(restarts("OnFailure", Some(2)));
         assert!(!restarts("Never", Some(1)));
     }
 }

@@ -63,13 +63,24 @@ impl NodeAgent for LogService {
 
     async fn logs(&self, req: Request<NodeLogsRequest>) -> Result<Response<LogStream>, Status> {
         let r = req.into_inner();
-        let (current, rotated) = self.runtime.log_paths(&r.pod_uid, &r.container, r.attempt);
-        if !current.exists() {
+        for (what, v) in [("pod uid", &r.pod_uid), ("container", &r.container)] {
+            if v.is_empty() || v.contains(['/', '\0']) || v == ".." || v == "." {
+                return Err(Status::invalid_argument(format!("invalid {what} {v:?}")));
+            }
+        }
+        // The asked-for start, or the newest one before it that has a log:
+        // a container waiting to restart has not written its next log yet.
+        let Some((current, rotated)) = (0..=r.attempt)
+            .rev()
+            .take(2)
+            .map(|a| self.runtime.log_paths(&r.pod_uid, &r.container, a))
+            .find(|(c, _)| c.exists())
+        else {
             return Err(Status::not_found(format!(
                 "no log of container {:?} (start {}) on this node",
                 r.container, r.attempt
             )));
-        }
+        };
         let (tx, rx) = mpsc::channel::<Result<LogChunk, Status>>(16);
         tokio::spawn(async move {
             let mut data = read_all(&rotated).await;

@@ -354,14 +354,40 @@ impl Api {
                     spec.node_name
                 ))
             })?;
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}:{port}"))
-            .map_err(|e| Error::Internal(format!("agent address: {e}")))?
-            .connect_timeout(AGENT_CONNECT_TIMEOUT);
-        let channel = endpoint.connect().await.map_err(|e| {
+        // The address comes from the Node object, which a node's own
+        // credential may write: only an IP address (no names), never a
+        // link-local or unspecified one, and errors that say nothing of
+        // what is listening where.
+        let ip: std::net::IpAddr = address.parse().map_err(|_| {
             Error::Unavailable(format!(
-                "cannot reach the agent of node {} at {address}:{port}: {e}",
+                "node {} has no usable InternalIP address",
                 spec.node_name
             ))
+        })?;
+        let link_local = match ip {
+            std::net::IpAddr::V4(v4) => v4.is_link_local(),
+            std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        };
+        let port = u16::try_from(port).map_err(|_| {
+            Error::Unavailable(format!("node {} has an invalid agent port", spec.node_name))
+        })?;
+        if link_local || ip.is_unspecified() || ip.is_multicast() {
+            return Err(Error::Unavailable(format!(
+                "node {} has no usable InternalIP address",
+                spec.node_name
+            )));
+        }
+        let unreachable =
+            || Error::Unavailable(format!("cannot reach the agent of node {}", spec.node_name));
+        let endpoint = tonic::transport::Endpoint::from_shared(format!(
+            "http://{}",
+            std::net::SocketAddr::new(ip, port)
+        ))
+        .map_err(|e| Error::Internal(format!("agent address: {e}")))?
+        .connect_timeout(AGENT_CONNECT_TIMEOUT);
+        let channel = endpoint.connect().await.map_err(|e| {
+            tracing::debug!(node = %spec.node_name, error = %e, "logs: agent unreachable");
+            unreachable()
         })?;
         let stream = NodeAgentClient::new(channel)
             .logs(NodeLogsRequest {
@@ -373,8 +399,13 @@ impl Api {
             })
             .await
             .map_err(|s| match s.code() {
-                tonic::Code::NotFound => Error::BadRequest(s.message().to_string()),
-                _ => Error::Unavailable(format!("agent: {}", s.message())),
+                tonic::Code::NotFound | tonic::Code::InvalidArgument => {
+                    Error::BadRequest(s.message().to_string())
+                }
+                _ => {
+                    tracing::debug!(error = %s, "logs: agent call failed");
+                    unreachable()
+                }
             })?
             .into_inner();
         Ok(Box::pin(stream))
