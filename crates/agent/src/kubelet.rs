@@ -275,18 +275,58 @@ impl Kubelet {
                 self.pods.insert(uid.clone(), track);
             }
         }
+        let mut starts: Vec<ContainerSpec> = Vec::new();
         for pod in desired {
             let uid = pod.meta().uid.clone();
             let cs: Vec<Container> = by_pod
                 .get(uid.as_str())
                 .map(|v| v.iter().map(|c| (*c).clone()).collect())
                 .unwrap_or_default();
-            self.sync_pod(pod, &cs, now, &mut out);
+            self.sync_pod(pod, &cs, now, &mut out, &mut starts);
         }
+        // Starts run in parallel (each a process spawn), then every pod's
+        // status is computed from what runs now.
+        for (spec, r) in start_all(&*self.runtime, starts) {
+            let Some(track) = self
+                .pods
+                .get_mut(&spec.pod_uid)
+                .and_then(|p| p.containers.get_mut(&spec.name))
+            else {
+                continue;
+            };
+            started(track, &spec, r, now);
+        }
+        let confirming: HashSet<&str> = out
+            .confirm_deletions
+            .iter()
+            .map(|(_, _, u)| u.as_str())
+            .collect();
+        let mut statuses = Vec::new();
+        for pod in desired {
+            let uid = &pod.meta().uid;
+            if confirming.contains(uid.as_str()) || !self.pods.contains_key(uid) {
+                continue;
+            }
+            let status = self.status(pod, now);
+            if self.reported.get(uid) != Some(&status) {
+                self.reported.insert(uid.clone(), status.clone());
+                let mut p = pod.clone();
+                p.status = Some(status);
+                statuses.push(p);
+            }
+        }
+        out.statuses = statuses;
         out
     }
 
-    fn sync_pod(&mut self, pod: &v1::Pod, cs: &[Container], now: Instant, out: &mut SyncResult) {
+    fn sync_pod(
+        &mut self,
+        pod: &v1::Pod,
+        cs: &[Container],
+        now: Instant,
+        out: &mut SyncResult,
+        starts: &mut Vec<ContainerSpec>,
+    ) {
         let meta = pod.meta();
         let uid = meta.uid.clone();
         if !self.pods.contains_key(&uid) {
@@ -430,7 +470,7 @@ impl Kubelet {
                     if track.backoff_until.is_some_and(|t| now < t) {
                         continue;
                     }
-                    start(&*runtime, pod, c, track, &ip, &node, now);
+                    starts.push(container_spec(pod, c, track, &ip, &node));
                     any_running = true;
                 }
                 None => {
@@ -440,7 +480,7 @@ impl Kubelet {
                     if track.backoff_until.is_some_and(|t| now < t) {
                         continue;
                     }
-                    start(&*runtime, pod, c, track, &ip, &node, now);
+                    starts.push(container_spec(pod, c, track, &ip, &node));
                     any_running = true;
                 }
             }
@@ -459,15 +499,7 @@ impl Kubelet {
                     meta.name.clone(),
                     uid.clone(),
                 ));
-                return;
             }
-        }
-        let status = self.status(pod, now);
-        if self.reported.get(&uid) != Some(&status) {
-            self.reported.insert(uid.clone(), status.clone());
-            let mut p = pod.clone();
-            p.status = Some(status);
-            out.statuses.push(p);
         }
     }
 
@@ -757,16 +789,15 @@ fn stop(runtime: &dyn Runtime, track: &mut Track, id: &str, now: Instant, grace:
     }
 }
 
-fn start(
-    runtime: &dyn Runtime,
+/// What to start for container `c` of `pod` (its next attempt).
+fn container_spec(
     pod: &v1::Pod,
     c: &v1::Container,
-    track: &mut Track,
+    track: &Track,
     ip: &str,
     node: &str,
-    now: Instant,
-) {
-    let spec = ContainerSpec {
+) -> ContainerSpec {
+    ContainerSpec {
         pod_uid: pod.meta().uid.clone(),
         pod_namespace: pod.meta().namespace.clone(),
         pod_name: pod.meta().name.clone(),
@@ -779,8 +810,60 @@ fn start(
         working_dir: c.working_dir.clone(),
         memory_limit_bytes: limit(c, "memory"),
         cpu_limit_millis: limit(c, "cpu"),
-    };
-    match runtime.start(&spec) {
+    }
+}
+
+/// Starts run this many at a time.
+const PARALLEL_STARTS: usize = 4;
+
+/// Start every container, up to [`PARALLEL_STARTS`] at once.
+fn start_all(
+    runtime: &dyn Runtime,
+    specs: Vec<ContainerSpec>,
+) -> Vec<(ContainerSpec, Result<Container, StartError>)> {
+    if specs.len() <= 1 {
+        return specs
+            .into_iter()
+            .map(|s| {
+                let r = runtime.start(&s);
+                (s, r)
+            })
+            .collect();
+    }
+    let mut lanes: Vec<Vec<ContainerSpec>> = (0..PARALLEL_STARTS).map(|_| Vec::new()).collect();
+    for (i, s) in specs.into_iter().enumerate() {
+        lanes[i % PARALLEL_STARTS].push(s);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = lanes
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .map(|lane| {
+                scope.spawn(move || {
+                    lane.into_iter()
+                        .map(|s| {
+                            let r = runtime.start(&s);
+                            (s, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Record how a start went.
+fn started(
+    track: &mut Track,
+    spec: &ContainerSpec,
+    r: Result<Container, StartError>,
+    now: Instant,
+) {
+    match r {
         Ok(_) => {
             track.waiting = None;
             track.backoff_until = None;
@@ -791,7 +874,7 @@ fn start(
                 StartError::InvalidSpec(_) => "CreateContainerError",
                 StartError::Io(_) => "RunContainerError",
             };
-            tracing::warn!(pod = %pod.meta().name, container = %c.name, error = %e, "cannot start container");
+            tracing::warn!(pod = %spec.pod_name, container = %spec.name, error = %e, "cannot start container");
             track.waiting = Some((reason.to_string(), e.to_string()));
             // Try again later, backing off like a crash.
             let d = next_backoff(

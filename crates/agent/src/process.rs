@@ -77,6 +77,8 @@ struct Inner {
 #[derive(Default)]
 struct Table {
     containers: BTreeMap<String, Entry>,
+    /// Containers being started (their spawn runs without the lock).
+    starting: std::collections::HashSet<String>,
     /// Cgroups to remove once their last processes are gone.
     stale_cgroups: Vec<PathBuf>,
 }
@@ -420,15 +422,36 @@ impl Inner {
         }
         let (program, args, builtin) = self.resolve(spec)?;
         let id = format!("{}-{}-{}", spec.pod_uid, spec.name, spec.attempt);
-        let mut table = self.lock();
-        self.refresh(&mut table);
-        if table
-            .containers
-            .get(&id)
-            .is_some_and(|e| e.rec.exit.is_none())
         {
-            return Err(StartError::Io(format!("container {id} is already running")));
+            let mut table = self.lock();
+            self.refresh(&mut table);
+            if table.starting.contains(&id)
+                || table
+                    .containers
+                    .get(&id)
+                    .is_some_and(|e| e.rec.exit.is_none())
+            {
+                return Err(StartError::Io(format!("container {id} is already running")));
+            }
+            // Reserved: the spawn runs without the lock, so starts can run
+            // in parallel (a spawn of the keelson binary takes milliseconds).
+            table.starting.insert(id.clone());
         }
+        let r = self.start_reserved(spec, &id, program, args, builtin);
+        self.lock().starting.remove(&id);
+        r
+    }
+
+    /// The rest of `start`, with `id` reserved.
+    fn start_reserved(
+        &self,
+        spec: &ContainerSpec,
+        id: &str,
+        program: OsString,
+        args: Vec<OsString>,
+        builtin: bool,
+    ) -> Result<Container, StartError> {
+        let id = id.to_string();
         let io_err = |what: &str, p: &Path, e: io::Error| {
             StartError::Io(format!("cannot {what} {}: {e}", p.display()))
         };
@@ -492,7 +515,7 @@ impl Inner {
             Ok(c) => c,
             Err(e) => {
                 if let Some(cg) = cgroup {
-                    remove_cgroup(cg, &mut table.stale_cgroups);
+                    remove_cgroup(cg, &mut self.lock().stale_cgroups);
                 }
                 let prog = program.to_string_lossy();
                 return Err(match e.kind() {
@@ -538,7 +561,7 @@ impl Inner {
             signal_group(pid, libc::SIGKILL);
         }
         let container = to_container(&rec);
-        table.containers.insert(
+        self.lock().containers.insert(
             id,
             Entry {
                 rec,

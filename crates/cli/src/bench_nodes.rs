@@ -375,8 +375,9 @@ async fn pod_startup(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::Resul
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let running: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let bound: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let watch = {
-        let (client, running) = (client.clone(), running.clone());
+        let (client, running, bound) = (client.clone(), running.clone(), bound.clone());
         tokio::spawn(async move {
             let mut events = Box::pin(watcher(
                 Api::<v1::Pod>::namespaced(client, "default"),
@@ -390,7 +391,11 @@ async fn pod_startup(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::Resul
                     _ => continue,
                 };
                 let mut g = running.lock().await;
+                let mut b = bound.lock().await;
                 for p in pods {
+                    if p.spec.as_ref().is_some_and(|s| !s.node_name.is_empty()) {
+                        b.entry(p.meta().name.clone()).or_insert(now);
+                    }
                     if p.status.as_ref().is_some_and(|s| s.phase == "Running") {
                         g.entry(p.meta().name.clone()).or_insert(now);
                     }
@@ -457,6 +462,31 @@ async fn pod_startup(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::Resul
         lat.len(),
         a.pods
     );
+    {
+        let b = bound.lock().await;
+        let k = acked.lock().await;
+        let r = running.lock().await;
+        let ms = |from: &Instant, to: &Instant| {
+            to.saturating_duration_since(*from).as_secs_f64() * 1000.0
+        };
+        let mut to_bind: Vec<f64> = k
+            .iter()
+            .filter_map(|(n, at)| b.get(n).map(|t| ms(at, t)))
+            .collect();
+        let mut to_run: Vec<f64> = b
+            .iter()
+            .filter_map(|(n, at)| r.get(n).map(|t| ms(at, t)))
+            .collect();
+        to_bind.sort_by(f64::total_cmp);
+        to_run.sort_by(f64::total_cmp);
+        println!(
+            "pod startup split: created -> bound p50 {:.0} ms, p99 {:.0} ms; bound -> Running p50 {:.0} ms, p99 {:.0} ms",
+            pct(&to_bind, 0.5),
+            pct(&to_bind, 0.99),
+            pct(&to_run, 0.5),
+            pct(&to_run, 0.99)
+        );
+    }
     watch.abort();
     // Clean up: delete the pods (the agents stop their processes).
     for i in 0..a.pods {
