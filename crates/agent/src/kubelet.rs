@@ -301,13 +301,15 @@ impl Kubelet {
             .iter()
             .map(|(_, _, u)| u.as_str())
             .collect();
+        // One look at the runtime for every status of this sync.
+        let containers = self.runtime.list();
         let mut statuses = Vec::new();
         for pod in desired {
             let uid = &pod.meta().uid;
             if confirming.contains(uid.as_str()) || !self.pods.contains_key(uid) {
                 continue;
             }
-            let status = self.status(pod, now);
+            let status = self.status(pod, &containers, now);
             if self.reported.get(uid) != Some(&status) {
                 self.reported.insert(uid.clone(), status.clone());
                 let mut p = pod.clone();
@@ -532,10 +534,10 @@ impl Kubelet {
         }
     }
 
-    /// The pod's status as the runtime and the probes say now.
-    fn status(&self, pod: &v1::Pod, now: Instant) -> v1::PodStatus {
+    /// The pod's status as the runtime (`containers`, its listing) and the
+    /// probes say now.
+    fn status(&self, pod: &v1::Pod, containers: &[Container], now: Instant) -> v1::PodStatus {
         let uid = &pod.meta().uid;
-        let containers = self.runtime.list();
         let Some(pt) = self.pods.get(uid) else {
             return pod.status.clone().unwrap_or_default();
         };

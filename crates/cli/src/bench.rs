@@ -257,6 +257,14 @@ impl Load {
     }
 }
 
+/// The `p` quantile (0 to 1) of sorted samples, 0 when there are none.
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
 /// utime + stime of a process, in clock ticks (0 if it is gone).
 fn process_ticks(stat_path: &str) -> u64 {
     let Ok(stat) = std::fs::read_to_string(stat_path) else {

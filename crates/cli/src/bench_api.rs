@@ -59,12 +59,7 @@ struct Latencies {
     achieved_per_sec: f64,
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+use super::pct;
 
 fn bench_pod(i: u64) -> v1::Pod {
     v1::Pod {

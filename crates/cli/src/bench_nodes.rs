@@ -54,12 +54,7 @@ fn pct_us(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]) / 1000.0
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+use super::pct;
 
 /// VmRSS of a process, in MiB.
 fn rss_mib(pid: u32) -> f64 {

@@ -69,12 +69,7 @@ pub struct ScheduleBenchArgs {
     pub dir: Option<PathBuf>,
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+use super::pct;
 
 fn node(i: usize) -> v1::Node {
     let res: std::collections::BTreeMap<String, String> =

@@ -15,14 +15,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{eventually, keelson_bin, serial, start_control_plane, PodReaper, Procs};
+use common::{
+    admin_client, eventually, keelson_bin, run_cli, serial, start_control_plane, PodReaper, Procs,
+};
 use keelson::cluster::ProcCluster;
 use keelson_sdk::types::{self as v1};
-use keelson_sdk::{Api, Client, Config, DeleteParams, Resource};
-
-fn client(c: &ProcCluster) -> Client {
-    Client::new(&Config::new(c.api_endpoints(), c.token("admin", None))).expect("client")
-}
+use keelson_sdk::{Api, DeleteParams, Resource};
 
 fn start_agent(
     c: &ProcCluster,
@@ -104,24 +102,6 @@ fn pod(name: &str, image: &str, args: &[&str]) -> v1::Pod {
     }
 }
 
-fn run_cli(c: &ProcCluster, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(keelson_bin())
-        .args(args)
-        .args(["--server", &c.api_endpoints().join(",")])
-        .args(["--token", &c.token("admin", None)])
-        .env("KEELSON_CONFIG", "/nonexistent")
-        .output()
-        .expect("run keelson");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 fn status(p: &v1::Pod) -> v1::PodStatus {
     p.status.clone().unwrap_or_default()
 }
@@ -184,7 +164,7 @@ async fn agents_run_probe_restart_delete_and_readopt_pods() {
         dir.path(),
         &["--taint", "dedicated=proxy:NoSchedule"],
     )]);
-    let cl = client(&c);
+    let cl = admin_client(&c);
     let pods: Api<v1::Pod> = Api::namespaced(cl.clone(), "default");
     let nodes: Api<v1::Node> = Api::all(cl.clone());
     eventually(Duration::from_secs(20), "the nodes registered", || async {

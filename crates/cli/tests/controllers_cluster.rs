@@ -14,14 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{eventually, keelson_bin, serial, spawn_client_process, start_control_plane, Procs};
-use keelson::cluster::ProcCluster;
+use common::{
+    admin_client, eventually, run_cli, serial, spawn_client_process, start_control_plane, Procs,
+};
 use keelson_sdk::types::{self as v1};
-use keelson_sdk::{Api, Client, Config, DeleteParams, ListParams, Resource};
-
-fn client(c: &ProcCluster) -> Client {
-    Client::new(&Config::new(c.api_endpoints(), c.token("admin", None))).expect("client")
-}
+use keelson_sdk::{Api, Client, DeleteParams, ListParams, Resource};
 
 fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
     kv.iter()
@@ -131,24 +128,6 @@ async fn rolled_out(cl: &Client, name: &str, replicas: i32, image: &str) -> bool
         && pods.iter().all(|p| image_of(p) == image && is_ready(p))
 }
 
-fn run_cli(c: &ProcCluster, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(keelson_bin())
-        .args(args)
-        .args(["--server", &c.api_endpoints().join(",")])
-        .args(["--token", &c.token("admin", None)])
-        .env("KEELSON_CONFIG", "/nonexistent")
-        .output()
-        .expect("run keelson");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_rolls_out_within_its_bounds_undoes_and_is_collected() {
     let _g = serial().await;
@@ -159,7 +138,7 @@ async fn deployment_rolls_out_within_its_bounds_undoes_and_is_collected() {
         &["agent", "--simulate", "3", "--name-prefix", "n"],
         &dir.path().join("agent.log"),
     )]);
-    let cl = client(&c);
+    let cl = admin_client(&c);
     let deployments: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
     deployments
         .create(&deployment("web", 4, "builtin/http-echo:v1"))
@@ -374,7 +353,7 @@ async fn another_replica_takes_over_after_the_lease_holder_is_killed() {
         &["agent", "--simulate", "2", "--name-prefix", "n"],
         &dir.path().join("agent.log"),
     )]);
-    let cl = client(&c);
+    let cl = admin_client(&c);
     let deployments: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
     deployments
         .create(&deployment("api", 2, "builtin/sleep"))
@@ -509,7 +488,7 @@ async fn pods_of_a_dead_node_are_recreated_elsewhere() {
             &dir.path().join("agent-b.log"),
         ),
     ]);
-    let cl = client(&c);
+    let cl = admin_client(&c);
     let deployments: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
     deployments
         .create(&deployment("db", 4, "builtin/sleep"))

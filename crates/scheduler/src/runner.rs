@@ -75,9 +75,9 @@ impl Options {
     }
 }
 
+/// A pod's key, `namespace/name` (the reflectors' key).
 fn key_of(p: &v1::Pod) -> String {
-    let m = p.meta();
-    format!("{}/{}", m.namespace, m.name)
+    keelson_sdk::watcher::object_key(p)
 }
 
 fn node_of(p: &v1::Pod) -> &str {

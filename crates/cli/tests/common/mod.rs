@@ -191,3 +191,32 @@ impl Drop for PodReaper {
 }
 
 const SIGKILL: i32 = 9;
+
+/// An SDK client of every replica, as the admin.
+pub fn admin_client(c: &ProcCluster) -> keelson_sdk::Client {
+    keelson_sdk::Client::new(&keelson_sdk::Config::new(
+        c.api_endpoints(),
+        c.token("admin", None),
+    ))
+    .expect("client")
+}
+
+/// Run `keelson <args>` as the admin against every replica: (success,
+/// stdout then stderr).
+pub fn run_cli(c: &ProcCluster, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(keelson_bin())
+        .args(args)
+        .args(["--server", &c.api_endpoints().join(",")])
+        .args(["--token", &c.token("admin", None)])
+        .env("KEELSON_CONFIG", "/nonexistent")
+        .output()
+        .expect("run keelson");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
