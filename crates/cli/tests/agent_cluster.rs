@@ -190,6 +190,12 @@ async fn agents_run_probe_restart_delete_and_readopt_pods() {
         ip.starts_with("127.11.") || ip.starts_with("127.12."),
         "pod ip {ip}"
     );
+    // Ready without a readiness probe means started; it answers once it
+    // listens.
+    eventually(Duration::from_secs(5), "web answers", || async {
+        get(&ip, "/").is_some()
+    })
+    .await;
     let (code, body) = get(&ip, "/").expect("web answers");
     assert_eq!(code, 200);
     assert!(body.contains("hello from web"), "{body}");
@@ -266,11 +272,12 @@ async fn agents_run_probe_restart_delete_and_readopt_pods() {
         },
     )
     .await;
-    assert_eq!(
-        get(&live_ip, "/healthz").map(|r| r.0),
-        Some(200),
-        "a fresh process"
-    );
+    // Without a readiness probe, Ready means started, not yet listening:
+    // the fresh process answers healthy once it listens.
+    eventually(Duration::from_secs(5), "a fresh process", || async {
+        get(&live_ip, "/healthz").map(|r| r.0) == Some(200)
+    })
+    .await;
 
     // Logs through the API server, from the agent: current and previous.
     let (ok, text) = run_cli(&c, &["logs", "web"]);
