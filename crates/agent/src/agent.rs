@@ -305,6 +305,36 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
     }
 }
 
+/// Stop every container recorded under an agent's data dir: SIGTERM, then
+/// SIGKILL for those still running after `grace` (for an agent told to
+/// leave nothing behind when it exits). Blocking; how many were running.
+pub fn stop_all_containers(data_dir: &std::path::Path, grace: Duration) -> anyhow::Result<usize> {
+    let exe =
+        std::env::current_exe().map_err(|e| anyhow::anyhow!("find the keelson binary: {e}"))?;
+    let runtime = ProcessRuntime::new(data_dir.to_path_buf(), exe)
+        .map_err(|e| anyhow::anyhow!("runtime: {e}"))?;
+    let running = |rt: &ProcessRuntime| -> Vec<String> {
+        rt.list()
+            .into_iter()
+            .filter(|c| matches!(c.state, crate::runtime::State::Running { .. }))
+            .map(|c| c.id)
+            .collect()
+    };
+    let ids = running(&runtime);
+    for id in &ids {
+        runtime.stop(id);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && !running(&runtime).is_empty() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in running(&runtime) {
+        tracing::warn!(container = %id, "did not stop within {grace:?}: SIGKILL");
+        runtime.kill(&id);
+    }
+    Ok(ids.len())
+}
+
 /// A deletion confirmation is sent again after this long without the pod
 /// going away.
 const CONFIRM_RETRY: Duration = Duration::from_secs(2);

@@ -6,6 +6,7 @@ mod bench;
 mod certs;
 mod kubectl;
 mod server_cmd;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -96,6 +97,11 @@ struct AgentArgs {
     /// Simulated nodes: leave bound pods as they are (do not report them Running).
     #[arg(long)]
     no_pod_status: bool,
+    /// On SIGTERM/SIGINT, stop this node's pods too (SIGTERM, then SIGKILL
+    /// after 10 s) instead of leaving them running for the next agent to
+    /// adopt (`keelson up` uses it, so `down` leaves nothing behind).
+    #[arg(long)]
+    stop_pods_on_exit: bool,
 }
 
 fn parse_taint(s: &str) -> anyhow::Result<keelson_proto::v1::Taint> {
@@ -182,7 +188,16 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| anyhow::anyhow!("--crash-backoff must be a positive number"))?;
-    until_signal(keelson_agent::agent::run(client, opts)).await
+    let data_dir = opts.data_dir.clone();
+    let result = until_signal(keelson_agent::agent::run(client, opts)).await;
+    if a.stop_pods_on_exit {
+        let stopped = tokio::task::spawn_blocking(move || {
+            keelson_agent::agent::stop_all_containers(&data_dir, std::time::Duration::from_secs(10))
+        })
+        .await??;
+        tracing::info!(stopped, "stopped this node's containers");
+    }
+    result
 }
 
 /// Run `f` until it ends or SIGINT/SIGTERM arrives.
@@ -199,6 +214,11 @@ async fn until_signal(
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a local HA cluster (3 replicas, 2 agents) and keep it running
+    /// until Ctrl-C; started again, it resumes the same cluster.
+    Up(up::UpArgs),
+    /// Stop the cluster `keelson up` runs (from another terminal).
+    Down(up::DownArgs),
     /// Run one control-plane replica (with no flags: a single-replica cluster on 127.0.0.1:2379).
     Server(server_cmd::ServerArgs),
     /// Create a local CA and a certificate for the replicas (TLS).
@@ -273,6 +293,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,
+            Command::Up(a) => up::up(a).await,
+            Command::Down(a) => up::down(a).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Certs(args) => certs::run(args),
             Command::Scheduler(a) => {
