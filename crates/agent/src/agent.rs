@@ -211,6 +211,7 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
 
     let mut cfg = Config::new(&o.name, o.address);
     cfg.backoff_base = o.backoff_base;
+    cfg.address_free = address_free;
     let mut kubelet = Kubelet::new(runtime, cfg);
     let params = ListParams::default().fields(&format!("spec.nodeName={}", o.name));
     let mut pod_events = Box::pin(watcher(Api::<v1::Pod>::all(client.clone()), params));
@@ -303,6 +304,16 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Whether each (ip, port) can be bound now (nothing else listens there).
+fn address_free(ip: &str, ports: &[u16]) -> bool {
+    let Ok(ip) = ip.parse::<Ipv4Addr>() else {
+        return false;
+    };
+    ports
+        .iter()
+        .all(|p| std::net::TcpListener::bind(SocketAddr::from((ip, *p))).is_ok())
 }
 
 /// Stop every container recorded under an agent's data dir: SIGTERM, then

@@ -7,7 +7,8 @@
 //!   `"<message> from <POD_NAME>\n"`; `GET /healthz` answers 200 `ok`, or
 //!   500 once `GET /fail` was called, until `GET /recover` (so probes can be
 //!   made to fail from outside); anything else is 404. One line per request
-//!   on stdout; SIGTERM ends it with 0.
+//!   on stdout; on SIGTERM it keeps serving for `--drain` (default 2 s:
+//!   while its pod leaves the Service's endpoints), then exits with 0.
 //! - `sleep [SECONDS]`: sleeps that long (default: forever); SIGTERM ends it
 //!   with 0.
 //! - `crash-after [SECONDS] [CODE]`: exits with CODE (default 1) after
@@ -99,7 +100,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 struct EchoOptions {
     message: String,
     listen: String,
+    /// How long it keeps serving after SIGTERM (while the endpoints drop
+    /// the terminating pod, so no connection meets a closed port).
+    drain: Duration,
 }
+
+/// http-echo's default `--drain`.
+const DEFAULT_DRAIN: Duration = Duration::from_secs(2);
 
 fn parse_http_echo(
     args: &[String],
@@ -107,6 +114,7 @@ fn parse_http_echo(
 ) -> Result<EchoOptions, String> {
     let mut message = None;
     let mut listen = None;
+    let mut drain = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -116,6 +124,7 @@ fn parse_http_echo(
         let slot = match flag {
             "--message" | "-message" => &mut message,
             "--listen" | "-listen" => &mut listen,
+            "--drain" | "-drain" => &mut drain,
             _ => return Err(format!("unexpected argument {a:?}")),
         };
         let value = match inline {
@@ -143,9 +152,14 @@ fn parse_http_echo(
             }
         }
     };
+    let drain = match drain {
+        Some(d) => parse_duration(&d)?,
+        None => DEFAULT_DRAIN,
+    };
     Ok(EchoOptions {
         message: message.unwrap_or_else(|| "hello".into()),
         listen,
+        drain,
     })
 }
 
@@ -154,7 +168,7 @@ async fn http_echo(args: &[String]) -> i32 {
         Ok(o) => o,
         Err(e) => {
             eprintln!("http-echo: {e}");
-            eprintln!("usage: http-echo [--message M] [--listen HOST:PORT]");
+            eprintln!("usage: http-echo [--message M] [--listen HOST:PORT] [--drain SECONDS]");
             return 2;
         }
     };
@@ -174,13 +188,25 @@ async fn http_echo(args: &[String]) -> i32 {
         .ok()
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "unknown".into());
+    // Boxed so that dropping it closes the listening socket.
+    let mut server = Box::pin(serve(listener, Echo::new(&opts.message, &pod)));
     tokio::select! {
-        _ = serve(listener, Echo::new(&opts.message, &pod)) => 1,
-        _ = term.wait() => {
-            println!("http-echo: terminated");
-            0
-        }
+        _ = &mut server => return 1,
+        _ = term.wait() => {}
     }
+    // Terminating: the pod leaves its Service's endpoints about now; keep
+    // answering meanwhile, then close the port (a second signal: at once).
+    println!("http-echo: terminating; serving {:?} more", opts.drain);
+    tokio::select! {
+        _ = &mut server => return 1,
+        _ = term.wait() => {}
+        _ = tokio::time::sleep(opts.drain) => {}
+    }
+    drop(server);
+    // Requests already accepted get a moment to finish.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    println!("http-echo: terminated");
+    0
 }
 
 /// The http-echo server's state.
@@ -478,7 +504,8 @@ mod tests {
             parse_http_echo(&[], none),
             Ok(EchoOptions {
                 message: "hello".into(),
-                listen: "127.0.0.1:8080".into()
+                listen: "127.0.0.1:8080".into(),
+                drain: DEFAULT_DRAIN,
             })
         );
         let env = |k: &str| match k {
@@ -495,10 +522,20 @@ mod tests {
         let v6 = |k: &str| (k == "HOST").then(|| "::1".to_string());
         assert_eq!(parse_http_echo(&[], v6).unwrap().listen, "[::1]:8080");
         assert_eq!(
-            parse_http_echo(&s(&["--message", "hi there", "--listen=0.0.0.0:1"]), env),
+            parse_http_echo(
+                &s(&[
+                    "--message",
+                    "hi there",
+                    "--listen=0.0.0.0:1",
+                    "--drain",
+                    "0"
+                ]),
+                env
+            ),
             Ok(EchoOptions {
                 message: "hi there".into(),
-                listen: "0.0.0.0:1".into()
+                listen: "0.0.0.0:1".into(),
+                drain: Duration::ZERO,
             })
         );
         assert_eq!(
@@ -508,6 +545,7 @@ mod tests {
             "a=b"
         );
         assert!(parse_http_echo(&s(&["--message"]), none).is_err());
+        assert!(parse_http_echo(&s(&["--drain", "soon"]), none).is_err());
         assert!(parse_http_echo(&s(&["--port", "1"]), none).is_err());
         assert!(parse_http_echo(&s(&["extra"]), none).is_err());
     }

@@ -49,6 +49,10 @@ pub struct Config {
     pub backoff_max: Duration,
     /// A container that ran this long has its back-off reset.
     pub backoff_reset: Duration,
+    /// Whether nothing else listens on (ip, port) for each port: a new
+    /// pod never gets an address a stray process (another agent's orphan)
+    /// holds. The default says yes; the agent binds to check.
+    pub address_free: fn(&str, &[u16]) -> bool,
 }
 
 impl Config {
@@ -62,6 +66,7 @@ impl Config {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             backoff_reset: Duration::from_secs(120),
+            address_free: |_, _| true,
         }
     }
 }
@@ -202,10 +207,17 @@ impl Kubelet {
                 return ip.to_string();
             }
         }
+        let ports: Vec<u16> = pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| &c.ports)
+            .filter_map(|p| u16::try_from(p.container_port).ok())
+            .collect();
         for i in 0..=255u32 {
             for j in 1..=254u32 {
                 let ip = format!("{prefix}{i}.{j}");
-                if !used.contains(ip.as_str()) {
+                if !used.contains(ip.as_str()) && (self.cfg.address_free)(&ip, &ports) {
                     return ip;
                 }
             }
@@ -560,9 +572,21 @@ impl Kubelet {
             let (state, ready, started) = match current.map(|x| &x.state) {
                 Some(State::Running { started_at, .. }) => {
                     running += 1;
-                    let probes = track.and_then(|t| t.probes.as_ref()).map(|(_, p)| p);
-                    let ready = probes.is_none_or(|p| p.ready());
-                    let started = probes.is_none_or(|p| p.started());
+                    // The probes of this very start; before they exist (a
+                    // container that started since the last sync), as
+                    // they begin: not ready while a readiness or startup
+                    // probe has yet to pass.
+                    let probes = track
+                        .and_then(|t| t.probes.as_ref())
+                        .filter(|(id, _)| current.is_some_and(|x| x.id == *id))
+                        .map(|(_, p)| p);
+                    let (ready, started) = match probes {
+                        Some(p) => (p.ready(), p.started()),
+                        None => (
+                            c.readiness_probe.is_none() && c.startup_probe.is_none(),
+                            c.startup_probe.is_none(),
+                        ),
+                    };
                     (
                         v1::ContainerState {
                             running: Some(v1::ContainerStateRunning {
@@ -1092,6 +1116,27 @@ mod tests {
     }
 
     #[test]
+    fn a_new_pod_skips_addresses_something_else_listens_on() {
+        let fake = Arc::new(Fake::default());
+        let mut cfg = Config::new("n1", Ipv4Addr::new(127, 0, 0, 11));
+        // A stray process holds 127.11.0.1:8080 and 127.11.0.2:8080.
+        cfg.address_free =
+            |ip, ports| !(ports.contains(&8080) && (ip == "127.11.0.1" || ip == "127.11.0.2"));
+        let mut k = Kubelet::new(fake, cfg);
+        let mut p = pod("u1", "", "builtin/http-echo");
+        p.spec.as_mut().unwrap().containers[0].ports = vec![v1::ContainerPort {
+            container_port: 8080,
+            ..Default::default()
+        }];
+        let r = k.sync(Some(std::slice::from_ref(&p)), Instant::now());
+        assert_eq!(status_of(&r).map(|s| s.pod_ip.as_str()), Some("127.11.0.3"));
+        // A pod without ports takes the first address.
+        let q = pod("u2", "", "builtin/sleep");
+        let r = k.sync(Some(&[p, q]), Instant::now());
+        assert_eq!(status_of(&r).map(|s| s.pod_ip.as_str()), Some("127.11.0.1"));
+    }
+
+    #[test]
     fn a_crashing_container_restarts_with_a_growing_back_off() {
         let fake = Arc::new(Fake::default());
         let mut k = kubelet(fake.clone());
@@ -1229,6 +1274,43 @@ mod tests {
         assert_eq!(st.container_statuses[0].restart_count, 2);
         assert_eq!(st.pod_ip, "127.11.0.9", "the pod keeps its address");
         assert_eq!(st.phase, "Running");
+    }
+
+    #[test]
+    fn a_container_with_a_readiness_probe_is_not_ready_until_it_passes() {
+        let fake = Arc::new(Fake::default());
+        let mut k = kubelet(fake.clone());
+        let t0 = Instant::now();
+        let mut p = pod("u", "", "img");
+        p.spec.as_mut().unwrap().containers[0].readiness_probe = Some(v1::Probe {
+            tcp_socket: Some(v1::TcpSocketAction {
+                port: "8080".into(),
+                ..Default::default()
+            }),
+            period_seconds: 1,
+            ..Default::default()
+        });
+        let p = [p];
+        // The sync that starts it reports it Running, not Ready.
+        let r = k.sync(Some(&p), t0);
+        assert_eq!(fake.calls(), ["start u-main-0"]);
+        let st = status_of(&r).expect("a status");
+        assert_eq!(st.phase, "Running");
+        assert!(!ready(st), "not ready before its readiness probe passed");
+        assert!(!st.container_statuses[0].ready);
+        let r = k.sync(Some(&p), t0);
+        assert_eq!(r.probes.len(), 1, "the readiness probe is due");
+        let rq = &r.probes[0];
+        k.probe_result(
+            &rq.pod_uid,
+            &rq.container,
+            &rq.container_id,
+            rq.kind,
+            &Outcome::Success,
+            t0,
+        );
+        let r = k.sync(Some(&p), t0);
+        assert!(status_of(&r).is_some_and(ready), "ready once it passed");
     }
 
     #[test]

@@ -440,6 +440,29 @@ async fn stop_all(procs: &mut [Proc], grace: Duration) {
     }
 }
 
+/// Stop the pods agents left running: those of an agent that was SIGKILLed
+/// (and not restarted) outlive it. Each agent's data dir records its
+/// containers.
+async fn stop_orphaned_pods(dirs: &Dirs, layout: &Layout) {
+    for m in &layout.agents {
+        let dir = dirs.data(&m.name);
+        if !dir.exists() {
+            continue;
+        }
+        let name = m.name.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            keelson_agent::agent::stop_all_containers(&dir, Duration::from_secs(5))
+        })
+        .await;
+        match res {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => println!("stopped {n} container(s) {name} had left running"),
+            Ok(Err(e)) => eprintln!("{name}: cannot stop its containers: {e:#}"),
+            Err(e) => eprintln!("{name}: {e}"),
+        }
+    }
+}
+
 /// Progress lines: `[ 1.2s] message`.
 struct Progress {
     t0: Instant,
@@ -655,6 +678,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     }
     progress.say("stopping: agents (and their pods) first, then the replicas");
     stop_all(&mut agents, STOP_GRACE).await;
+    stop_orphaned_pods(&dirs, &layout).await;
     stop_all(&mut replicas, STOP_GRACE).await;
     for m in layout.replicas.iter().chain(&layout.agents) {
         let _ = std::fs::remove_file(dirs.pid(&m.name));
@@ -951,6 +975,7 @@ pub async fn down(a: DownArgs) -> anyhow::Result<()> {
             }
         }
     }
+    stop_orphaned_pods(&dirs, &layout).await;
     for m in layout.replicas.iter().chain(&layout.agents) {
         let _ = std::fs::remove_file(dirs.pid(&m.name));
     }

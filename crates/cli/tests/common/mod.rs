@@ -170,11 +170,22 @@ impl Drop for PodReaper {
                 if p.is_dir() {
                     walk(&p, out);
                 } else if p.extension().is_some_and(|x| x == "json") {
-                    let pid = std::fs::read_to_string(&p)
+                    let rec = std::fs::read_to_string(&p)
                         .ok()
-                        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                        .and_then(|v| v.get("pid").and_then(|p| p.as_u64()));
-                    if let Some(pid) = pid.and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 1) {
+                        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+                    let field = |k: &str| rec.as_ref().and_then(|v| v.get(k)?.as_u64());
+                    let pid = field("pid").and_then(|p| u32::try_from(p).ok());
+                    // Only the process recorded, not a later one with its pid.
+                    let same = |pid: u32| {
+                        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                            .unwrap_or_default();
+                        let start = stat
+                            .rfind(')')
+                            .and_then(|i| stat[i + 1..].split_whitespace().nth(19))
+                            .and_then(|t| t.parse::<u64>().ok());
+                        start.is_some() && start == field("proc_start_time")
+                    };
+                    if let Some(pid) = pid.filter(|p| *p > 1 && same(*p)) {
                         out.push(pid);
                     }
                 }
@@ -219,4 +230,144 @@ pub fn run_cli(c: &ProcCluster, args: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// `GET path` on `host:port` over a fresh connection: (status, body), or
+/// None when the connection or the exchange failed.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+/// A `keelson up` process: started in `dir` with `args`, its output lines
+/// collected. Dropping it stops the cluster (SIGTERM to `up`, then `keelson
+/// down` for anything left, then the pods of agents that were killed).
+pub struct Up {
+    pub child: Option<std::process::Child>,
+    pub data_dir: std::path::PathBuf,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Up {
+    /// `keelson up --data-dir <data_dir> <args>` with `cwd` and `home`.
+    pub fn start(
+        data_dir: &std::path::Path,
+        args: &[&str],
+        cwd: &std::path::Path,
+        home: &std::path::Path,
+    ) -> Up {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(keelson_bin())
+            .arg("up")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .current_dir(cwd)
+            .env("HOME", home)
+            .env_remove("KEELSON_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start keelson up");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    eprintln!("up| {line}");
+                    if let Ok(mut l) = lines.lock() {
+                        l.push(line);
+                    }
+                }
+            });
+        }
+        Up {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            lines,
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.lines.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Wait until `up` printed `what`; panics if it exits first.
+    pub async fn wait_for_line(&mut self, what: &str, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.output().contains(what) {
+                return;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!(
+                        "keelson up exited ({status}) before {what:?}:\n{}",
+                        self.output()
+                    );
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "keelson up: no {what:?} within {timeout:?}:\n{}",
+                    self.output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The pid `up` recorded for one of its processes (m1, n2...).
+    pub fn pid(&self, name: &str) -> u32 {
+        std::fs::read_to_string(self.data_dir.join("run").join(format!("{name}.pid")))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid file for {name}"))
+    }
+
+    /// SIGTERM (or SIGINT) to `up`; wait for it to exit.
+    pub fn stop(&mut self, sig: i32) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("up runs");
+        keelson::cluster::signal(c.id(), sig);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("keelson up did not stop within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop(15);
+        }
+        let _ = std::process::Command::new(keelson_bin())
+            .arg("down")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .stdout(std::process::Stdio::null())
+            .status();
+        // Pods of agents that were SIGKILLed (nothing stopped them).
+        drop(PodReaper(self.data_dir.clone()));
+    }
 }
