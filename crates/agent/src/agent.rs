@@ -3,15 +3,16 @@
 //! - Registers (or refreshes) its Node: capacity and allocatable from the
 //!   machine (cpu count, MemTotal) unless given, labels, taints, its
 //!   address, `Ready=True`.
-//! - Heartbeats: a store lease with the Lease `kube-node-lease/<node>`
-//!   attached, renewed every second over one keep-alive stream to any
-//!   replica (renewals are served from the store leader's memory: no Raft
-//!   write per heartbeat); the stream moves to another replica when its
-//!   replica dies. The node lifecycle controller watches that Lease.
-//! - Pods: a watch of the pods bound to this node (`spec.nodeName`), which
-//!   resumes from its last revision on another replica without missing a
-//!   change; every [`AgentOptions::sync_every`] the [`Kubelet`] syncs them
-//!   with the runtime, and changed statuses, deletions to confirm and due
+//! - One session stream (`Nodes.Session`, [`crate::session`]) to any
+//!   replica, reopened on another when it dies: heartbeats up (each renews
+//!   the store lease the Lease `kube-node-lease/<node>` is attached to, in
+//!   the store leader's memory: no Raft write per heartbeat; the node
+//!   lifecycle controller watches that Lease), pod statuses up in batches,
+//!   the pods bound to this node down (listed, then the changes, resumed
+//!   from the last revision after a reconnect without missing a change).
+//!   Every [`AgentOptions::sync_every`] (at once for a new pod or a
+//!   deletion) the [`Kubelet`] syncs them with the runtime, and changed
+//!   statuses, deletions to confirm and due
 //!   probes are carried out concurrently.
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,10 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
 use keelson_proto::v1;
 use keelson_sdk::watcher::Event;
-use keelson_sdk::{watcher, Api, Client, DeleteParams, Error, ListParams, Resource};
+use keelson_sdk::{Api, Client, DeleteParams, Error, Resource};
 use tokio::sync::mpsc;
 
 use crate::kubelet::{Config, Kubelet};
@@ -196,29 +196,27 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
     crate::sim::register(&client, node_object(&o))
         .await
         .map_err(|e| anyhow::anyhow!("register node {}: {e}", o.name))?;
-    let ttl = o.heartbeat_ttl_secs.max(1);
-    let lease = crate::sim::take_lease(&client, &o.name, ttl)
-        .await
-        .map_err(|e| anyhow::anyhow!("heartbeat lease: {e}"))?;
-    tracing::info!(node = %o.name, address = %o.address, "registered; heartbeating");
-    let hb = {
-        let client = client.clone();
-        let by_id: HashMap<i64, String> = [(lease, o.name.clone())].into();
-        let every = o.heartbeat_every;
-        tokio::spawn(async move { crate::sim::heartbeat(&client, by_id, ttl, every, None).await })
-    };
-    let _hb = AbortOnDrop(hb);
+    // One session stream: heartbeats and statuses up, pods down.
+    let session = crate::session::start(
+        client.clone(),
+        o.name.clone(),
+        o.heartbeat_ttl_secs.max(1),
+        o.heartbeat_every,
+    );
+    let crate::session::Channels {
+        pods: mut pod_events,
+        written: mut written_rx,
+        statuses: status_tx,
+    } = session;
+    tracing::info!(node = %o.name, address = %o.address, "registered");
 
     let mut cfg = Config::new(&o.name, o.address);
     cfg.backoff_base = o.backoff_base;
     cfg.address_free = address_free;
     let mut kubelet = Kubelet::new(runtime, cfg);
-    let params = ListParams::default().fields(&format!("spec.nodeName={}", o.name));
-    let mut pod_events = Box::pin(watcher(Api::<v1::Pod>::all(client.clone()), params));
     let mut desired: HashMap<String, v1::Pod> = HashMap::new();
     let mut listed = false;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let (written_tx, mut written_rx) = mpsc::unbounded_channel::<(String, bool)>();
     let mut writing: std::collections::HashSet<String> = Default::default();
     let mut queued: HashMap<String, v1::Pod> = HashMap::new();
     let mut confirming: HashMap<String, Instant> = HashMap::new();
@@ -226,14 +224,24 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            Some(ev) = pod_events.next() => match ev {
-                Ok(Event::Applied(p)) => { desired.insert(p.meta().uid.clone(), p); }
-                Ok(Event::Deleted(p)) => { desired.remove(&p.meta().uid); }
-                Ok(Event::Restarted(ps)) => {
+            ev = pod_events.recv() => match ev {
+                Some(Event::Applied(p)) => {
+                    // A new pod (or a deletion) is acted on at once, not at
+                    // the next tick.
+                    let urgent = desired.get(&p.meta().uid).is_none_or(|old| {
+                        old.meta().deletion_timestamp != p.meta().deletion_timestamp
+                    });
+                    desired.insert(p.meta().uid.clone(), p);
+                    if urgent && listed {
+                        tick.reset_immediately();
+                    }
+                }
+                Some(Event::Deleted(p)) => { desired.remove(&p.meta().uid); }
+                Some(Event::Restarted(ps)) => {
                     desired = ps.into_iter().map(|p| (p.meta().uid.clone(), p)).collect();
                     listed = true;
                 }
-                Err(e) => tracing::warn!(error = %e, "pod watch"),
+                None => anyhow::bail!("the session task ended"),
             },
             Some(Done::Probe { pod_uid, container, container_id, kind, outcome }) = done_rx.recv() => {
                 kubelet.probe_result(&pod_uid, &container, &container_id, kind, &outcome, Instant::now());
@@ -245,11 +253,17 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                 }
                 if let Some(p) = queued.remove(&uid) {
                     writing.insert(uid);
-                    spawn_status_write(&client, p, written_tx.clone());
+                    let _ = status_tx.send(p);
                 }
             }
             _ = tick.tick() => {
-                let pods: Vec<v1::Pod> = desired.values().cloned().collect();
+                // Oldest first: starts beyond one sync's share go to the
+                // newest pods.
+                let mut pods: Vec<v1::Pod> = desired.values().cloned().collect();
+                pods.sort_by(|a, b| {
+                    (&a.meta().creation_timestamp, &a.meta().name)
+                        .cmp(&(&b.meta().creation_timestamp, &b.meta().name))
+                });
                 let began = Instant::now();
                 let res = kubelet.sync(listed.then_some(pods.as_slice()), began);
                 if began.elapsed() > Duration::from_millis(200) {
@@ -263,7 +277,7 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                         queued.insert(uid, p);
                     } else {
                         writing.insert(uid);
-                        spawn_status_write(&client, p, written_tx.clone());
+                        let _ = status_tx.send(p);
                     }
                 }
                 let now = Instant::now();
@@ -287,6 +301,9 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                             Err(e) => tracing::debug!(pod = %name, error = %e, "confirm deletion"),
                         }
                     });
+                }
+                if res.more_starts {
+                    tick.reset_immediately();
                 }
                 for r in res.probes {
                     let tx = done_tx.clone();
@@ -349,31 +366,6 @@ pub fn stop_all_containers(data_dir: &std::path::Path, grace: Duration) -> anyho
 /// A deletion confirmation is sent again after this long without the pod
 /// going away.
 const CONFIRM_RETRY: Duration = Duration::from_secs(2);
-
-/// Write a pod's status (the agent owns it: an unconditional write); report
-/// the outcome on `done`. A failed write is reported again by the next
-/// sync, after a pause so a write that keeps failing does not spin.
-fn spawn_status_write(
-    client: &Client,
-    mut p: v1::Pod,
-    done: mpsc::UnboundedSender<(String, bool)>,
-) {
-    let client = client.clone();
-    tokio::spawn(async move {
-        let uid = p.meta().uid.clone();
-        p.meta_mut().resource_version.clear();
-        let api: Api<v1::Pod> = Api::namespaced(client, &p.meta().namespace);
-        let ok = match api.update_status(&p).await {
-            Ok(_) | Err(Error::NotFound(_)) => true,
-            Err(e) => {
-                tracing::warn!(pod = %p.meta().name, error = %e, "pod status; will retry");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                false
-            }
-        };
-        let _ = done.send((uid, ok));
-    });
-}
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 

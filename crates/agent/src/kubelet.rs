@@ -116,7 +116,15 @@ pub struct SyncResult {
     /// Pods whose containers are all gone after a deletion: confirm it.
     pub confirm_deletions: Vec<(String, String, String)>,
     pub probes: Vec<ProbeRequest>,
+    /// Starts were left for the next sync (more than
+    /// [`MAX_STARTS_PER_SYNC`] were due): sync again at once.
+    pub more_starts: bool,
 }
+
+/// Containers started by one sync at most: the pods started are reported
+/// when it ends, so a burst of new pods is started (and reported) in
+/// batches rather than all at the end of one long sync.
+pub const MAX_STARTS_PER_SYNC: usize = 8;
 
 pub struct Kubelet {
     runtime: Arc<dyn Runtime>,
@@ -296,6 +304,16 @@ impl Kubelet {
                 .unwrap_or_default();
             self.sync_pod(pod, &cs, now, &mut out, &mut starts);
         }
+        // At most MAX_STARTS_PER_SYNC starts (in `desired`'s order: the
+        // caller puts older pods first); pods left waiting are not reported
+        // before their first start.
+        let mut deferred: HashSet<String> = HashSet::new();
+        if starts.len() > MAX_STARTS_PER_SYNC {
+            for s in starts.drain(MAX_STARTS_PER_SYNC..) {
+                deferred.insert(s.pod_uid);
+            }
+            out.more_starts = true;
+        }
         // Starts run in parallel (each a process spawn), then every pod's
         // status is computed from what runs now.
         for (spec, r) in start_all(&*self.runtime, starts) {
@@ -319,6 +337,9 @@ impl Kubelet {
         for pod in desired {
             let uid = &pod.meta().uid;
             if confirming.contains(uid.as_str()) || !self.pods.contains_key(uid) {
+                continue;
+            }
+            if deferred.contains(uid.as_str()) && !self.reported.contains_key(uid) {
                 continue;
             }
             let status = self.status(pod, &containers, now);
@@ -1134,6 +1155,34 @@ mod tests {
         let q = pod("u2", "", "builtin/sleep");
         let r = k.sync(Some(&[p, q]), Instant::now());
         assert_eq!(status_of(&r).map(|s| s.pod_ip.as_str()), Some("127.11.0.1"));
+    }
+
+    #[test]
+    fn a_burst_of_pods_starts_in_batches_reported_as_they_start() {
+        let fake = Arc::new(Fake::default());
+        let mut k = kubelet(fake.clone());
+        let t0 = Instant::now();
+        let pods: Vec<v1::Pod> = (0..MAX_STARTS_PER_SYNC + 2)
+            .map(|i| pod(&format!("u{i:02}"), "", "builtin/sleep"))
+            .collect();
+        let r = k.sync(Some(&pods), t0);
+        assert!(r.more_starts, "starts were left for the next sync");
+        assert_eq!(fake.calls().len(), MAX_STARTS_PER_SYNC);
+        // Only the pods started are reported (Running), the first ones.
+        let reported: Vec<&str> = r.statuses.iter().map(|p| p.meta().uid.as_str()).collect();
+        let first: Vec<String> = (0..MAX_STARTS_PER_SYNC)
+            .map(|i| format!("u{i:02}"))
+            .collect();
+        assert_eq!(reported, first);
+        assert!(r
+            .statuses
+            .iter()
+            .all(|p| p.status.as_ref().is_some_and(|s| s.phase == "Running")));
+        let r = k.sync(Some(&pods), t0);
+        assert!(!r.more_starts);
+        assert_eq!(fake.calls(), ["start u08-main-0", "start u09-main-0"]);
+        let reported: Vec<&str> = r.statuses.iter().map(|p| p.meta().uid.as_str()).collect();
+        assert_eq!(reported, ["u08", "u09"]);
     }
 
     #[test]

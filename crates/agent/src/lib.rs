@@ -10,4 +10,5 @@ pub mod probe;
 pub mod process;
 pub mod proxy;
 pub mod runtime;
+pub mod session;
 pub mod sim;

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod registry;
 pub mod service;
+pub mod session;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -114,6 +115,11 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
                 .max_encoding_message_size(API_MESSAGE_BYTES_MAX),
         )
         .add_service(LeasesServer::new(svc.clone()))
+        .add_service(
+            keelson_proto::api::nodes_server::NodesServer::new(svc.clone())
+                .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(API_MESSAGE_BYTES_MAX),
+        )
         .add_service(ClusterServer::new(svc));
     tasks.push(tokio::spawn(async move {
         let shutdown = async move {

@@ -73,7 +73,7 @@ fn name_of(o: &Object) -> String {
 }
 
 impl Api {
-    fn who<T>(&self, req: &Request<T>) -> Result<Identity, Error> {
+    pub(crate) fn who<T>(&self, req: &Request<T>) -> Result<Identity, Error> {
         self.tokens.authenticate(req)
     }
 
@@ -248,6 +248,7 @@ impl Resources for Api {
                     other => other,
                 },
                 bookmarks: req.allow_bookmarks,
+                mark_listed: false,
             };
             let (tx, rx) = mpsc::channel(WATCH_QUEUE_EVENTS_MAX);
             tokio::spawn(watch::run(

@@ -32,6 +32,9 @@ pub struct WatchSpec {
     /// None: send the current objects as ADDED first.
     pub from: Option<i64>,
     pub bookmarks: bool,
+    /// With `from: None`: end the initial list with a BOOKMARK at its
+    /// revision (node sessions: "you have everything").
+    pub mark_listed: bool,
 }
 
 fn event(typ: &str, object: Option<Object>, rev: i64) -> WatchEvent {
@@ -164,6 +167,14 @@ async fn stream(
                     }
                 }
                 if page.continue_token.is_empty() {
+                    if spec.mark_listed
+                        && tx
+                            .send(Ok(event("BOOKMARK", None, page.revision)))
+                            .await
+                            .is_err()
+                    {
+                        return Ok(());
+                    }
                     break page.revision;
                 }
                 token = page.continue_token;
@@ -291,6 +302,7 @@ mod tests {
             fields: FieldSelector::default(),
             from: Some(0),
             bookmarks: false,
+            mark_listed: false,
         }
     }
 
