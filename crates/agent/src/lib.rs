@@ -3,7 +3,6 @@
 //! them and reports their status. [`sim`] runs simulated nodes instead.
 
 pub mod agent;
-pub mod builtin;
 pub mod kubelet;
 pub mod logs;
 pub mod probe;
@@ -12,3 +11,6 @@ pub mod proxy;
 pub mod runtime;
 pub mod session;
 pub mod sim;
+
+/// The built-in images (their own crate, for a small binary).
+pub use keelson_builtin as builtin;

@@ -138,6 +138,9 @@ mod rfc3339 {
     }
 }
 
+/// The small binary of the built-in images, looked for beside keelson's.
+pub const SMALL_BUILTIN_EXE: &str = "keelson-builtin";
+
 impl ProcessRuntime {
     /// A runtime keeping its containers under `data_dir` (created if
     /// needed); `builtin_exe` is the keelson binary that runs the builtin
@@ -589,10 +592,18 @@ impl Inner {
                     crate::builtin::NAMES.join(", builtin/")
                 )));
             }
+            let rest = spec.command.iter().chain(&spec.args).map(OsString::from);
+            // The small `keelson-builtin` next to the keelson binary when
+            // it is there (built with it), else `keelson builtin`.
+            let small = self.builtin_exe.with_file_name(SMALL_BUILTIN_EXE);
+            if small.is_file() {
+                let args = std::iter::once(OsString::from(name)).chain(rest).collect();
+                return Ok((small.into_os_string(), args, true));
+            }
             let args = ["builtin", name]
                 .into_iter()
                 .map(OsString::from)
-                .chain(spec.command.iter().chain(&spec.args).map(OsString::from))
+                .chain(rest)
                 .collect();
             return Ok((self.builtin_exe.clone().into_os_string(), args, true));
         }
@@ -1231,6 +1242,25 @@ mod tests {
         let c = rt.start(&b).unwrap();
         assert_eq!(exit_of(&wait_exited(&rt, &c.id)), (Some(0), None));
         assert_eq!(log(&rt, "u6", "web", 0), "builtin sleep 5 --x\n");
+
+        // With a keelson-builtin beside the exe, that small binary runs it.
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.path().join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        let small = bin.join(SMALL_BUILTIN_EXE);
+        fs::write(&small, "#!/bin/sh\necho small \"$@\"\n").unwrap();
+        fs::set_permissions(&small, fs::Permissions::from_mode(0o755)).unwrap();
+        let rt2 = ProcessRuntime::with_cgroup_root(
+            dir.path().join("rt2"),
+            bin.join("keelson"),
+            &dir.path().join("no-cgroup"),
+        )
+        .unwrap();
+        let mut b2 = b.clone();
+        b2.pod_uid = "u8".into();
+        let c = rt2.start(&b2).unwrap();
+        assert_eq!(exit_of(&wait_exited(&rt2, &c.id)), (Some(0), None));
+        assert_eq!(log(&rt2, "u8", "web", 0), "small sleep 5 --x\n");
     }
 
     #[test]
