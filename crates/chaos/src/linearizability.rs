@@ -65,7 +65,9 @@ fn effects(ops: &[&Op]) -> Vec<(Effect, u64, u64)> {
     let end = u64::MAX;
     ops.iter()
         .filter_map(|op| {
-            let known = op.complete_ns.filter(|_| !matches!(op.outcome, Outcome::Unknown));
+            let known = op
+                .complete_ns
+                .filter(|_| !matches!(op.outcome, Outcome::Unknown));
             let effect = match (&op.kind, &op.outcome) {
                 (_, Outcome::Failed) => return None,
                 (Kind::Read, Outcome::Read(v)) => Effect::Read(v.clone()),
@@ -243,7 +245,12 @@ mod tests {
 
     #[test]
     fn sequential_histories() {
-        assert!(lin(&[w(0, 1, "a"), r(2, 3, Some("a")), w(4, 5, "b"), r(6, 7, Some("b"))]));
+        assert!(lin(&[
+            w(0, 1, "a"),
+            r(2, 3, Some("a")),
+            w(4, 5, "b"),
+            r(6, 7, Some("b"))
+        ]));
         assert!(lin(&[r(0, 1, None), w(2, 3, "a")]));
         // A read of a value overwritten before it began.
         assert!(!lin(&[w(0, 1, "a"), w(2, 3, "b"), r(4, 5, Some("a"))]));
@@ -268,11 +275,7 @@ mod tests {
         // ...but one read of either value is.
         assert!(lin(&[w(0, 10, "a"), w(0, 10, "b"), r(11, 12, Some("a"))]));
         // A read seeing the new value, then a later read the old one.
-        assert!(!lin(&[
-            w(0, 10, "a"),
-            r(1, 2, Some("a")),
-            r(3, 4, None),
-        ]));
+        assert!(!lin(&[w(0, 10, "a"), r(1, 2, Some("a")), r(3, 4, None),]));
     }
 
     #[test]
@@ -301,9 +304,19 @@ mod tests {
         assert!(lin(&[lost("a"), r(5, 6, Some("a"))]));
         assert!(lin(&[lost("a"), r(5, 6, None)]));
         // But not seen, then unseen again (it cannot take effect twice).
-        assert!(!lin(&[lost("a"), r(5, 6, Some("a")), w(7, 8, "b"), r(9, 10, Some("a"))]));
+        assert!(!lin(&[
+            lost("a"),
+            r(5, 6, Some("a")),
+            w(7, 8, "b"),
+            r(9, 10, Some("a"))
+        ]));
         // A failed operation never happened.
-        let failed = op(0, Some(1), Kind::Write { value: "x".into() }, Outcome::Failed);
+        let failed = op(
+            0,
+            Some(1),
+            Kind::Write { value: "x".into() },
+            Outcome::Failed,
+        );
         assert!(!lin(&[failed, r(2, 3, Some("x"))]));
         // An unknown swap applies only if the value matched.
         let unknown_cas = op(
@@ -315,7 +328,11 @@ mod tests {
             },
             Outcome::Unknown,
         );
-        assert!(lin(&[w(0, 1, "a"), unknown_cas.clone(), r(5, 6, Some("b"))]));
+        assert!(lin(&[
+            w(0, 1, "a"),
+            unknown_cas.clone(),
+            r(5, 6, Some("b"))
+        ]));
         assert!(!lin(&[w(0, 1, "z"), unknown_cas, r(5, 6, Some("b"))]));
     }
 

@@ -4,6 +4,7 @@
 
 mod bench;
 mod certs;
+mod chaos_cmd;
 mod kubectl;
 mod server_cmd;
 mod up;
@@ -219,6 +220,10 @@ enum Command {
     Up(up::UpArgs),
     /// Stop the cluster `keelson up` runs (from another terminal).
     Down(up::DownArgs),
+    /// Run a seeded fault schedule against a local 3-replica cluster under
+    /// a KV workload, then check the history (linearizability, lost writes,
+    /// watch order); non-zero exit on any violation.
+    Chaos(chaos_cmd::ChaosArgs),
     /// Run one control-plane replica (with no flags: a single-replica cluster on 127.0.0.1:2379).
     Server(server_cmd::ServerArgs),
     /// Create a local CA and a certificate for the replicas (TLS).
@@ -294,6 +299,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,
             Command::Up(a) => up::up(a).await,
+            Command::Chaos(a) => chaos_cmd::run(a).await,
             Command::Down(a) => up::down(a).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Certs(args) => certs::run(args),

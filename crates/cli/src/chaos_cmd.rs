@@ -1,0 +1,661 @@
+//! `keelson chaos`: a real 3-replica cluster on loopback, a seeded schedule
+//! of faults (SIGKILL of the leader or of a random replica then a restart,
+//! SIGSTOP/SIGCONT pauses), and meanwhile KV clients doing reads, writes and
+//! compare-and-swaps on a few keys over the etcd API plus watchers. Every
+//! operation is recorded (invocation, completion, outcome: ok, failed, or
+//! indeterminate); afterwards `keelson_chaos` judges the history:
+//! linearizability per key, acknowledged writes all in every complete watch
+//! stream, watch order, revisions never going backwards. Prints a report
+//! and fails, naming the seed, on any violation.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use keelson::cluster::{channel, Kind as ClusterKind, ProcCluster};
+use keelson_chaos::history::{Kind, Op, Outcome};
+use keelson_chaos::invariants::{self, Verdict, Watched};
+use keelson_chaos::linearizability;
+use keelson_proto::etcdserverpb::kv_client::KvClient;
+use keelson_proto::etcdserverpb::watch_client::WatchClient;
+use keelson_proto::etcdserverpb::{
+    compare, request_op, watch_request, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    WatchCreateRequest, WatchRequest,
+};
+use rand::{Rng, SeedableRng};
+
+/// Keys live under this prefix.
+const PREFIX: &str = "chaos/";
+/// A client gives an operation this long.
+const OP_TIMEOUT: Duration = Duration::from_secs(1);
+/// States the linearizability search may visit per key.
+const SEARCH_BUDGET: usize = 20_000_000;
+
+#[derive(Args, Debug)]
+pub struct ChaosArgs {
+    /// How long the workload runs (faults stop a little before the end).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// The seed of the fault schedule and the workload (default: random,
+    /// printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Concurrent KV clients.
+    #[arg(long, default_value_t = 6)]
+    pub clients: usize,
+    /// Keys they share.
+    #[arg(long, default_value_t = 4)]
+    pub keys: usize,
+    /// Mean time between faults.
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    pub fault_every: Duration,
+    /// Fault kinds: kill-leader, kill-random, pause-leader, pause-random.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kill-leader,kill-random,pause-leader,pause-random"
+    )]
+    pub faults: Vec<String>,
+    /// Keep the cluster's data and logs here (default: a temporary dir).
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FaultKind {
+    KillLeader,
+    KillRandom,
+    PauseLeader,
+    PauseRandom,
+}
+
+impl FaultKind {
+    fn parse(s: &str) -> anyhow::Result<FaultKind> {
+        Ok(match s.trim() {
+            "kill-leader" => FaultKind::KillLeader,
+            "kill-random" => FaultKind::KillRandom,
+            "pause-leader" => FaultKind::PauseLeader,
+            "pause-random" => FaultKind::PauseRandom,
+            other => bail!(
+                "unknown fault {other:?} (kill-leader, kill-random, pause-leader, pause-random)"
+            ),
+        })
+    }
+}
+
+/// One fault injected: when, what, how long.
+struct Fault {
+    at: Duration,
+    what: String,
+    lasted: Duration,
+}
+
+/// The shared record of the run.
+struct Recorder {
+    t0: Instant,
+    ops: Mutex<Vec<Op>>,
+    watched: Mutex<Vec<Watched>>,
+}
+
+impl Recorder {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.t0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+    fn push(&self, op: Op) {
+        if let Ok(mut ops) = self.ops.lock() {
+            ops.push(op);
+        }
+    }
+}
+
+fn key_name(i: usize) -> String {
+    format!("{PREFIX}k{i}")
+}
+
+fn kv(endpoint: &str) -> anyhow::Result<KvClient<tonic::transport::Channel>> {
+    Ok(KvClient::new(channel(endpoint)?))
+}
+
+fn timed<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(OP_TIMEOUT);
+    r
+}
+
+/// One operation against `client`: (outcome, revision).
+async fn perform(
+    client: &mut KvClient<tonic::transport::Channel>,
+    key: &str,
+    kind: &Kind,
+) -> (Outcome, i64) {
+    let rev = |h: Option<keelson_proto::etcdserverpb::ResponseHeader>| h.map_or(0, |h| h.revision);
+    match kind {
+        Kind::Read => match client
+            .range(timed(RangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..Default::default()
+            }))
+            .await
+        {
+            Ok(r) => {
+                let r = r.into_inner();
+                let v = r
+                    .kvs
+                    .first()
+                    .map(|kv| String::from_utf8_lossy(&kv.value).to_string());
+                (Outcome::Read(v), rev(r.header))
+            }
+            // A read that failed tells nothing.
+            Err(_) => (Outcome::Failed, 0),
+        },
+        Kind::Write { value } => match client
+            .put(timed(PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: value.as_bytes().to_vec(),
+                ..Default::default()
+            }))
+            .await
+        {
+            Ok(r) => (Outcome::Ok, rev(r.into_inner().header)),
+            Err(_) => (Outcome::Unknown, 0),
+        },
+        Kind::Cas { expect, new } => {
+            let compare = match expect {
+                Some(v) => Compare {
+                    result: compare::CompareResult::Equal as i32,
+                    target: compare::CompareTarget::Value as i32,
+                    key: key.as_bytes().to_vec(),
+                    target_union: Some(compare::TargetUnion::Value(v.as_bytes().to_vec())),
+                    ..Default::default()
+                },
+                None => Compare {
+                    result: compare::CompareResult::Equal as i32,
+                    target: compare::CompareTarget::Create as i32,
+                    key: key.as_bytes().to_vec(),
+                    target_union: Some(compare::TargetUnion::CreateRevision(0)),
+                    ..Default::default()
+                },
+            };
+            let put = RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: key.as_bytes().to_vec(),
+                    value: new.as_bytes().to_vec(),
+                    ..Default::default()
+                })),
+            };
+            match client
+                .txn(timed(TxnRequest {
+                    compare: vec![compare],
+                    success: vec![put],
+                    failure: vec![],
+                }))
+                .await
+            {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    (Outcome::Swapped(r.succeeded), rev(r.header))
+                }
+                Err(_) => (Outcome::Unknown, 0),
+            }
+        }
+    }
+}
+
+/// A KV client: one operation at a time until `until`, moving to the next
+/// replica after an error.
+async fn client_loop(
+    id: usize,
+    endpoints: Vec<String>,
+    keys: usize,
+    seed: u64,
+    until: Instant,
+    rec: Arc<Recorder>,
+) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9e37_79b9));
+    let mut at = id % endpoints.len();
+    let mut client = kv(&endpoints[at]).ok();
+    let mut last_read: Vec<Option<String>> = vec![None; keys];
+    let mut n = 0u64;
+    while Instant::now() < until {
+        let k = rng.random_range(0..keys);
+        let key = key_name(k);
+        n += 1;
+        let kind = match rng.random_range(0..10) {
+            0..=3 => Kind::Read,
+            4..=6 => Kind::Write {
+                value: format!("c{id}-{n}"),
+            },
+            _ => Kind::Cas {
+                expect: last_read[k].clone(),
+                new: format!("c{id}-{n}"),
+            },
+        };
+        let invoke_ns = rec.now_ns();
+        let (outcome, revision) = match client.as_mut() {
+            Some(c) => perform(c, &key, &kind).await,
+            // No channel to this replica: nothing was sent.
+            None => (Outcome::Failed, 0),
+        };
+        let complete_ns = rec.now_ns();
+        if let Outcome::Read(v) = &outcome {
+            last_read[k] = v.clone();
+        }
+        let failed = matches!(outcome, Outcome::Failed | Outcome::Unknown);
+        rec.push(Op {
+            client: id,
+            key,
+            kind,
+            invoke_ns,
+            complete_ns: (!matches!(outcome, Outcome::Unknown)).then_some(complete_ns),
+            outcome,
+            revision,
+        });
+        if failed {
+            at = (at + 1) % endpoints.len();
+            client = kv(&endpoints[at]).ok();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A watcher of the prefix from `from` until `until`, resuming on the next
+/// replica after an error; false if it could not resume (compacted).
+async fn watch_loop(
+    id: usize,
+    endpoints: Vec<String>,
+    from: i64,
+    until: Arc<Mutex<Option<i64>>>,
+    rec: Arc<Recorder>,
+) -> bool {
+    let mut at = id % endpoints.len();
+    let mut next = from;
+    let deadline = || until.lock().ok().and_then(|u| *u);
+    loop {
+        if deadline().is_some_and(|last| next > last) {
+            return true;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let create = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: PREFIX.as_bytes().to_vec(),
+                    range_end: prefix_end(PREFIX.as_bytes()),
+                    start_revision: next,
+                    ..Default::default()
+                },
+            )),
+        };
+        if tx.send(create).await.is_err() {
+            return false;
+        }
+        let opened = match channel(&endpoints[at]) {
+            Ok(ch) => {
+                WatchClient::new(ch)
+                    .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await
+            }
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        };
+        let mut stream = match opened {
+            Ok(s) => s.into_inner(),
+            Err(_) => {
+                at = (at + 1) % endpoints.len();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        loop {
+            let msg = tokio::time::timeout(Duration::from_millis(500), stream.message()).await;
+            let resp = match msg {
+                Err(_) => {
+                    // Idle: done if past the end, else keep waiting.
+                    if deadline().is_some_and(|last| next > last) {
+                        return true;
+                    }
+                    continue;
+                }
+                Ok(Ok(Some(r))) => r,
+                Ok(_) => break,
+            };
+            if resp.compact_revision > 0 {
+                return false;
+            }
+            if resp.canceled {
+                break;
+            }
+            for ev in resp.events {
+                let Some(kv) = ev.kv else { continue };
+                let value =
+                    (ev.r#type == 0).then(|| String::from_utf8_lossy(&kv.value).to_string());
+                if let Ok(mut w) = rec.watched.lock() {
+                    w.push(Watched {
+                        watcher: id,
+                        revision: kv.mod_revision,
+                        key: String::from_utf8_lossy(&kv.key).to_string(),
+                        value,
+                    });
+                }
+                next = next.max(kv.mod_revision + 1);
+            }
+        }
+        // The stream broke: resume on the next replica.
+        drop(tx);
+        at = (at + 1) % endpoints.len();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn prefix_end(p: &[u8]) -> Vec<u8> {
+    let mut end = p.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+/// Inject faults until `until`: one at a time, each undone (restart,
+/// SIGCONT) before the next.
+async fn faults_loop(
+    c: &mut ProcCluster,
+    kinds: &[FaultKind],
+    every: Duration,
+    seed: u64,
+    t0: Instant,
+    until: Instant,
+) -> Vec<Fault> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xfa17);
+    let mut done = Vec::new();
+    loop {
+        let wait = every.mul_f64(rng.random_range(0.5..1.5));
+        if Instant::now() + wait >= until {
+            return done;
+        }
+        tokio::time::sleep(wait).await;
+        let kind = kinds[rng.random_range(0..kinds.len())];
+        let n = c.members.len();
+        let target = match kind {
+            FaultKind::KillLeader | FaultKind::PauseLeader => match c.leader().await {
+                Some(i) => i,
+                None => rng.random_range(0..n),
+            },
+            _ => rng.random_range(0..n),
+        };
+        let lasted = Duration::from_millis(rng.random_range(500..3000));
+        let at = t0.elapsed();
+        let name = c.members[target].name.clone();
+        match kind {
+            FaultKind::KillLeader | FaultKind::KillRandom => {
+                c.kill(target);
+                tokio::time::sleep(lasted).await;
+                if let Err(e) = c.restart(target) {
+                    eprintln!("restart {name}: {e:#}");
+                }
+            }
+            FaultKind::PauseLeader | FaultKind::PauseRandom => {
+                c.pause(target, true);
+                tokio::time::sleep(lasted).await;
+                c.pause(target, false);
+            }
+        }
+        let what = match kind {
+            FaultKind::KillLeader => format!("SIGKILL leader {name}, restarted"),
+            FaultKind::KillRandom => format!("SIGKILL {name}, restarted"),
+            FaultKind::PauseLeader => format!("SIGSTOP leader {name}, SIGCONT"),
+            FaultKind::PauseRandom => format!("SIGSTOP {name}, SIGCONT"),
+        };
+        done.push(Fault { at, what, lasted });
+    }
+}
+
+pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
+    let seed = a.seed.unwrap_or_else(rand::random);
+    let kinds: Vec<FaultKind> = a
+        .faults
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| FaultKind::parse(s))
+        .collect::<anyhow::Result<_>>()?;
+    if a.clients == 0 || a.keys == 0 {
+        bail!("--clients and --keys must be at least 1");
+    }
+    println!(
+        "chaos: seed {seed}, {} s, {} clients on {} keys, faults {:?} every ~{:?}",
+        a.duration.as_secs(),
+        a.clients,
+        a.keys,
+        a.faults,
+        a.fault_every
+    );
+    let tmp = tempfile::tempdir()?;
+    let dir = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let exe = std::env::current_exe().context("find the keelson binary")?;
+    let mut c = ProcCluster::start(
+        ClusterKind::Keelson {
+            bin: exe,
+            extra_args: vec!["--disable-scheduler".into(), "--disable-controllers".into()],
+        },
+        3,
+        &dir,
+    )?;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    let endpoints = c.endpoints();
+    let rec = Arc::new(Recorder {
+        t0: Instant::now(),
+        ops: Mutex::new(Vec::new()),
+        watched: Mutex::new(Vec::new()),
+    });
+    // Every key starts with a value (recorded like any write).
+    let mut first = kv(&endpoints[0])?;
+    let mut start_rev = 0;
+    for k in 0..a.keys {
+        let kind = Kind::Write {
+            value: format!("init-{k}"),
+        };
+        let invoke_ns = rec.now_ns();
+        let (outcome, revision) = perform(&mut first, &key_name(k), &kind).await;
+        if outcome != Outcome::Ok {
+            bail!("initial write failed on a healthy cluster");
+        }
+        if start_rev == 0 {
+            start_rev = revision;
+        }
+        rec.push(Op {
+            client: a.clients,
+            key: key_name(k),
+            kind,
+            invoke_ns,
+            complete_ns: Some(rec.now_ns()),
+            outcome,
+            revision,
+        });
+    }
+    let t0 = Instant::now();
+    let until = t0 + a.duration;
+    let watch_end = Arc::new(Mutex::new(None));
+    let watchers: Vec<_> = (0..2)
+        .map(|w| {
+            tokio::spawn(watch_loop(
+                w,
+                endpoints.clone(),
+                start_rev,
+                watch_end.clone(),
+                rec.clone(),
+            ))
+        })
+        .collect();
+    let clients: Vec<_> = (0..a.clients)
+        .map(|i| {
+            tokio::spawn(client_loop(
+                i,
+                endpoints.clone(),
+                a.keys,
+                seed,
+                until,
+                rec.clone(),
+            ))
+        })
+        .collect();
+    // Faults stop a quarter of the run (at most 10 s) before the end, so
+    // the end of the history shows the cluster back to normal.
+    let quiet = (a.duration / 4).min(Duration::from_secs(10));
+    let faults = if kinds.is_empty() {
+        Vec::new()
+    } else {
+        faults_loop(&mut c, &kinds, a.fault_every, seed, t0, until - quiet).await
+    };
+    for h in clients {
+        let _ = h.await;
+    }
+    c.wait_healthy(Duration::from_secs(30)).await?;
+    // Final reads of every key on every replica, then the watchers catch
+    // up to the last revision.
+    let mut last_rev = 0;
+    for (i, e) in endpoints.iter().enumerate() {
+        let mut cl = kv(e)?;
+        for k in 0..a.keys {
+            let invoke_ns = rec.now_ns();
+            let (outcome, revision) = perform(&mut cl, &key_name(k), &Kind::Read).await;
+            last_rev = last_rev.max(revision);
+            rec.push(Op {
+                client: a.clients + 1 + i,
+                key: key_name(k),
+                kind: Kind::Read,
+                invoke_ns,
+                complete_ns: Some(rec.now_ns()),
+                outcome,
+                revision,
+            });
+        }
+    }
+    if let Ok(mut e) = watch_end.lock() {
+        *e = Some(last_rev);
+    }
+    let mut complete = Vec::new();
+    for (w, h) in watchers.into_iter().enumerate() {
+        match tokio::time::timeout(Duration::from_secs(20), h).await {
+            Ok(Ok(true)) => complete.push(w),
+            _ => eprintln!("watcher {w} did not see the whole run (compacted or stuck)"),
+        }
+    }
+    let ops = rec.ops.lock().map(|o| o.clone()).unwrap_or_default();
+    let watched = rec.watched.lock().map(|w| w.clone()).unwrap_or_default();
+    drop(c);
+
+    let report = judge(&ops, &watched, &complete, a.keys);
+    print_report(
+        &faults,
+        &ops,
+        &report,
+        t0.duration_since(rec.t0),
+        a.duration,
+    );
+    let violations: Vec<&Verdict> = report.iter().filter(|v| !v.ok).collect();
+    if violations.is_empty() {
+        println!("\nviolations: 0 (seed {seed})");
+        Ok(())
+    } else {
+        bail!(
+            "{} invariant(s) violated; reproduce with `keelson chaos --seed {seed} --duration {}s`",
+            violations.len(),
+            a.duration.as_secs()
+        )
+    }
+}
+
+/// Every verdict over the history.
+fn judge(ops: &[Op], watched: &[Watched], complete: &[usize], keys: usize) -> Vec<Verdict> {
+    let mut verdicts = Vec::new();
+    let mut bad = Vec::new();
+    let mut unknown = Vec::new();
+    for k in 0..keys {
+        let key = key_name(k);
+        let of_key: Vec<&Op> = ops.iter().filter(|o| o.key == key).collect();
+        match linearizability::check(&None, &of_key, SEARCH_BUDGET) {
+            Some(true) => {}
+            Some(false) => bad.push(format!("{key} ({} operations)", of_key.len())),
+            None => unknown.push(key.clone()),
+        }
+    }
+    verdicts.push(Verdict {
+        name: "linearizable per key".into(),
+        ok: bad.is_empty(),
+        detail: if bad.is_empty() {
+            format!(
+                "{keys} keys{}",
+                if unknown.is_empty() {
+                    String::new()
+                } else {
+                    format!("; search budget ran out for {unknown:?} (not judged)")
+                }
+            )
+        } else {
+            format!("not linearizable: {}", bad.join(", "))
+        },
+    });
+    verdicts.push(invariants::watch_gap_free(ops, watched, complete));
+    verdicts.push(invariants::watch_ordered(watched));
+    verdicts.push(invariants::revisions_monotonic(ops));
+    verdicts
+}
+
+fn print_report(
+    faults: &[Fault],
+    ops: &[Op],
+    verdicts: &[Verdict],
+    offset: Duration,
+    run: Duration,
+) {
+    println!("\nfaults injected: {}", faults.len());
+    for f in faults {
+        println!(
+            "  {:>6.1}s  {} ({:.1}s)",
+            f.at.as_secs_f64(),
+            f.what,
+            f.lasted.as_secs_f64()
+        );
+    }
+    let count = |label: &str| ops.iter().filter(|o| o.outcome.label() == label).count();
+    println!(
+        "\noperations: {} (ok {}, failed {}, indeterminate {})",
+        ops.len(),
+        count("ok"),
+        count("failed"),
+        count("indeterminate")
+    );
+    // Availability: successful operations per second of the run.
+    let secs = run.as_secs().max(1) as usize;
+    let mut ok = vec![0usize; secs + 1];
+    let mut err = vec![0usize; secs + 1];
+    for o in ops {
+        let t = Duration::from_nanos(o.invoke_ns)
+            .saturating_sub(offset)
+            .as_secs() as usize;
+        if t > secs {
+            continue;
+        }
+        if o.outcome.label() == "ok" {
+            ok[t] += 1;
+        } else {
+            err[t] += 1;
+        }
+    }
+    println!("\navailability (ok/not ok operations per second):");
+    for (chunk_start, (oks, errs)) in ok.chunks(10).zip(err.chunks(10)).enumerate() {
+        let cells: Vec<String> = oks
+            .iter()
+            .zip(errs)
+            .map(|(o, e)| format!("{o:>4}/{e:<3}"))
+            .collect();
+        println!("  {:>4}s {}", chunk_start * 10, cells.join(" "));
+    }
+    println!("\ninvariants:");
+    for v in verdicts {
+        println!(
+            "  [{}] {}: {}",
+            if v.ok { "ok" } else { "VIOLATED" },
+            v.name,
+            v.detail
+        );
+    }
+}
