@@ -1,6 +1,8 @@
 //! `keelson chaos`: a real 3-replica cluster on loopback, a seeded schedule
 //! of faults (SIGKILL of the leader or of a random replica then a restart,
-//! SIGSTOP/SIGCONT pauses), and meanwhile KV clients doing reads, writes and
+//! SIGSTOP/SIGCONT pauses, network partitions through a fault layer of
+//! proxies between the replicas: one replica or the leader cut off both
+//! ways, the leader unheard one way), and meanwhile KV clients doing reads, writes and
 //! compare-and-swaps on a few keys over the etcd API plus watchers. Every
 //! operation is recorded (invocation, completion, outcome: ok, failed, or
 //! indeterminate); afterwards `keelson_chaos` judges the history:
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use keelson::cluster::{channel, Kind as ClusterKind, ProcCluster};
+use keelson::faultnet::FaultNet;
 use keelson_chaos::history::{Kind, Op, Outcome};
 use keelson_chaos::invariants::{self, Verdict, Watched};
 use keelson_chaos::linearizability;
@@ -30,7 +33,7 @@ const PREFIX: &str = "chaos/";
 /// A client gives an operation this long.
 const OP_TIMEOUT: Duration = Duration::from_secs(1);
 /// States the linearizability search may visit per key.
-const SEARCH_BUDGET: usize = 20_000_000;
+const SEARCH_BUDGET: usize = 5_000_000;
 
 #[derive(Args, Debug)]
 pub struct ChaosArgs {
@@ -44,19 +47,29 @@ pub struct ChaosArgs {
     /// Concurrent KV clients.
     #[arg(long, default_value_t = 6)]
     pub clients: usize,
-    /// Keys they share.
+    /// Keys they share at a time.
     #[arg(long, default_value_t = 4)]
     pub keys: usize,
+    /// Clients move to fresh keys this often (as Jepsen's independent
+    /// keys): each key's history stays small enough to search.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub rotate: Duration,
     /// Mean time between faults.
     #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
     pub fault_every: Duration,
-    /// Fault kinds: kill-leader, kill-random, pause-leader, pause-random.
+    /// Fault kinds: kill-leader, kill-random, pause-leader, pause-random,
+    /// partition-random, partition-leader, one-way-leader.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "kill-leader,kill-random,pause-leader,pause-random"
+        default_value = "kill-leader,kill-random,pause-leader,pause-random,partition-random,partition-leader,one-way-leader"
     )]
     pub faults: Vec<String>,
+    /// Read with `serializable` (a replica's local state, possibly stale)
+    /// instead of linearizable reads: not a guarantee the store makes, so
+    /// the checker should catch it (a check of the checker).
+    #[arg(long)]
+    pub serializable_reads: bool,
     /// Keep the cluster's data and logs here (default: a temporary dir).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
@@ -68,6 +81,11 @@ enum FaultKind {
     KillRandom,
     PauseLeader,
     PauseRandom,
+    /// A replica cut off from the others, both ways.
+    PartitionRandom,
+    PartitionLeader,
+    /// The leader's messages to the others lost (it still hears them).
+    OneWayLeader,
 }
 
 impl FaultKind {
@@ -77,8 +95,11 @@ impl FaultKind {
             "kill-random" => FaultKind::KillRandom,
             "pause-leader" => FaultKind::PauseLeader,
             "pause-random" => FaultKind::PauseRandom,
+            "partition-random" => FaultKind::PartitionRandom,
+            "partition-leader" => FaultKind::PartitionLeader,
+            "one-way-leader" => FaultKind::OneWayLeader,
             other => bail!(
-                "unknown fault {other:?} (kill-leader, kill-random, pause-leader, pause-random)"
+                "unknown fault {other:?} (kill-leader, kill-random, pause-leader, pause-random, partition-random, partition-leader, one-way-leader)"
             ),
         })
     }
@@ -109,8 +130,10 @@ impl Recorder {
     }
 }
 
-fn key_name(i: usize) -> String {
-    format!("{PREFIX}k{i}")
+/// Key `i` of generation `gen`: clients move to fresh keys every
+/// `--rotate`, which bounds each key's history (and so the search).
+fn key_name(gen: u64, i: usize) -> String {
+    format!("{PREFIX}g{gen:05}-k{i}")
 }
 
 fn kv(endpoint: &str) -> anyhow::Result<KvClient<tonic::transport::Channel>> {
@@ -128,12 +151,14 @@ async fn perform(
     client: &mut KvClient<tonic::transport::Channel>,
     key: &str,
     kind: &Kind,
+    serializable: bool,
 ) -> (Outcome, i64) {
     let rev = |h: Option<keelson_proto::etcdserverpb::ResponseHeader>| h.map_or(0, |h| h.revision);
     match kind {
         Kind::Read => match client
             .range(timed(RangeRequest {
                 key: key.as_bytes().to_vec(),
+                serializable,
                 ..Default::default()
             }))
             .await
@@ -202,24 +227,43 @@ async fn perform(
     }
 }
 
-/// A KV client: one operation at a time until `until`, moving to the next
-/// replica after an error.
-async fn client_loop(
-    id: usize,
+/// What every KV client is told.
+#[derive(Clone)]
+struct Workload {
     endpoints: Vec<String>,
     keys: usize,
+    rotate: Duration,
+    serializable: bool,
     seed: u64,
     until: Instant,
-    rec: Arc<Recorder>,
-) {
+}
+
+/// A KV client: one operation at a time until `until`, moving to the next
+/// replica after an error.
+async fn client_loop(id: usize, w: Workload, rec: Arc<Recorder>) {
+    let Workload {
+        endpoints,
+        keys,
+        rotate,
+        serializable,
+        seed,
+        until,
+    } = w;
+    let rotate_ns = u64::try_from(rotate.as_nanos()).unwrap_or(u64::MAX).max(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9e37_79b9));
     let mut at = id % endpoints.len();
     let mut client = kv(&endpoints[at]).ok();
     let mut last_read: Vec<Option<String>> = vec![None; keys];
+    let mut gen = 0u64;
     let mut n = 0u64;
     while Instant::now() < until {
+        let now_gen = rec.now_ns() / rotate_ns;
+        if now_gen != gen {
+            gen = now_gen;
+            last_read = vec![None; keys];
+        }
         let k = rng.random_range(0..keys);
-        let key = key_name(k);
+        let key = key_name(gen, k);
         n += 1;
         let kind = match rng.random_range(0..10) {
             0..=3 => Kind::Read,
@@ -233,7 +277,7 @@ async fn client_loop(
         };
         let invoke_ns = rec.now_ns();
         let (outcome, revision) = match client.as_mut() {
-            Some(c) => perform(c, &key, &kind).await,
+            Some(c) => perform(c, &key, &kind, serializable).await,
             // No channel to this replica: nothing was sent.
             None => (Outcome::Failed, 0),
         };
@@ -358,6 +402,7 @@ fn prefix_end(p: &[u8]) -> Vec<u8> {
 /// SIGCONT) before the next.
 async fn faults_loop(
     c: &mut ProcCluster,
+    net: &FaultNet,
     kinds: &[FaultKind],
     every: Duration,
     seed: u64,
@@ -375,7 +420,10 @@ async fn faults_loop(
         let kind = kinds[rng.random_range(0..kinds.len())];
         let n = c.members.len();
         let target = match kind {
-            FaultKind::KillLeader | FaultKind::PauseLeader => match c.leader().await {
+            FaultKind::KillLeader
+            | FaultKind::PauseLeader
+            | FaultKind::PartitionLeader
+            | FaultKind::OneWayLeader => match c.leader().await {
                 Some(i) => i,
                 None => rng.random_range(0..n),
             },
@@ -397,12 +445,29 @@ async fn faults_loop(
                 tokio::time::sleep(lasted).await;
                 c.pause(target, false);
             }
+            FaultKind::PartitionRandom | FaultKind::PartitionLeader => {
+                net.isolate(target, n);
+                tokio::time::sleep(lasted).await;
+                net.heal();
+            }
+            FaultKind::OneWayLeader => {
+                for j in (0..n).filter(|j| *j != target) {
+                    net.block(target, j);
+                }
+                tokio::time::sleep(lasted).await;
+                net.heal();
+            }
         }
         let what = match kind {
             FaultKind::KillLeader => format!("SIGKILL leader {name}, restarted"),
             FaultKind::KillRandom => format!("SIGKILL {name}, restarted"),
             FaultKind::PauseLeader => format!("SIGSTOP leader {name}, SIGCONT"),
             FaultKind::PauseRandom => format!("SIGSTOP {name}, SIGCONT"),
+            FaultKind::PartitionRandom => format!("partition: {name} cut off, healed"),
+            FaultKind::PartitionLeader => format!("partition: leader {name} cut off, healed"),
+            FaultKind::OneWayLeader => {
+                format!("one-way: leader {name} not heard by the others, healed")
+            }
         };
         done.push(Fault { at, what, lasted });
     }
@@ -430,14 +495,29 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let exe = std::env::current_exe().context("find the keelson binary")?;
-    let mut c = ProcCluster::start(
+    // Replicas on addresses of their own, their peer traffic through the
+    // fault layer's proxies.
+    let octet: u8 = rand::random_range(30..200);
+    let mut c = ProcCluster::start_proxied(
         ClusterKind::Keelson {
             bin: exe,
             extra_args: vec!["--disable-scheduler".into(), "--disable-controllers".into()],
         },
         3,
         &dir,
+        octet,
     )?;
+    let net = FaultNet::new();
+    let (pairs, sources) = c.peer_proxies();
+    let sources = Arc::new(sources);
+    let mut proxies = Vec::new();
+    for (i, (listen, upstream)) in pairs.into_iter().enumerate() {
+        proxies.push(
+            net.proxy(i, listen, upstream, sources.clone())
+                .await
+                .with_context(|| format!("fault layer proxy on {listen}"))?,
+        );
+    }
     c.wait_healthy(Duration::from_secs(60)).await?;
     let endpoints = c.endpoints();
     let rec = Arc::new(Recorder {
@@ -445,31 +525,12 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
         ops: Mutex::new(Vec::new()),
         watched: Mutex::new(Vec::new()),
     });
-    // Every key starts with a value (recorded like any write).
+    // Keys start absent; the watchers start after the current revision.
     let mut first = kv(&endpoints[0])?;
-    let mut start_rev = 0;
-    for k in 0..a.keys {
-        let kind = Kind::Write {
-            value: format!("init-{k}"),
-        };
-        let invoke_ns = rec.now_ns();
-        let (outcome, revision) = perform(&mut first, &key_name(k), &kind).await;
-        if outcome != Outcome::Ok {
-            bail!("initial write failed on a healthy cluster");
-        }
-        if start_rev == 0 {
-            start_rev = revision;
-        }
-        rec.push(Op {
-            client: a.clients,
-            key: key_name(k),
-            kind,
-            invoke_ns,
-            complete_ns: Some(rec.now_ns()),
-            outcome,
-            revision,
-        });
-    }
+    let start_rev = match perform(&mut first, &key_name(0, 0), &Kind::Read, false).await {
+        (Outcome::Read(_), r) if r > 0 => r + 1,
+        _ => bail!("a first read failed on a healthy cluster"),
+    };
     let t0 = Instant::now();
     let until = t0 + a.duration;
     let watch_end = Arc::new(Mutex::new(None));
@@ -484,17 +545,16 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
             ))
         })
         .collect();
+    let workload = Workload {
+        endpoints: endpoints.clone(),
+        keys: a.keys,
+        rotate: a.rotate,
+        serializable: a.serializable_reads,
+        seed,
+        until,
+    };
     let clients: Vec<_> = (0..a.clients)
-        .map(|i| {
-            tokio::spawn(client_loop(
-                i,
-                endpoints.clone(),
-                a.keys,
-                seed,
-                until,
-                rec.clone(),
-            ))
-        })
+        .map(|i| tokio::spawn(client_loop(i, workload.clone(), rec.clone())))
         .collect();
     // Faults stop a quarter of the run (at most 10 s) before the end, so
     // the end of the history shows the cluster back to normal.
@@ -502,24 +562,29 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
     let faults = if kinds.is_empty() {
         Vec::new()
     } else {
-        faults_loop(&mut c, &kinds, a.fault_every, seed, t0, until - quiet).await
+        faults_loop(&mut c, &net, &kinds, a.fault_every, seed, t0, until - quiet).await
     };
     for h in clients {
         let _ = h.await;
     }
     c.wait_healthy(Duration::from_secs(30)).await?;
-    // Final reads of every key on every replica, then the watchers catch
-    // up to the last revision.
+    // Final reads of every key used on every replica, then the watchers
+    // catch up to the last revision.
+    let used: std::collections::BTreeSet<String> = rec
+        .ops
+        .lock()
+        .map(|o| o.iter().map(|op| op.key.clone()).collect())
+        .unwrap_or_default();
     let mut last_rev = 0;
     for (i, e) in endpoints.iter().enumerate() {
         let mut cl = kv(e)?;
-        for k in 0..a.keys {
+        for key in &used {
             let invoke_ns = rec.now_ns();
-            let (outcome, revision) = perform(&mut cl, &key_name(k), &Kind::Read).await;
+            let (outcome, revision) = perform(&mut cl, key, &Kind::Read, false).await;
             last_rev = last_rev.max(revision);
             rec.push(Op {
                 client: a.clients + 1 + i,
-                key: key_name(k),
+                key: key.clone(),
                 kind: Kind::Read,
                 invoke_ns,
                 complete_ns: Some(rec.now_ns()),
@@ -541,8 +606,11 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
     let ops = rec.ops.lock().map(|o| o.clone()).unwrap_or_default();
     let watched = rec.watched.lock().map(|w| w.clone()).unwrap_or_default();
     drop(c);
+    for p in proxies {
+        p.abort();
+    }
 
-    let report = judge(&ops, &watched, &complete, a.keys);
+    let report = judge(&ops, &watched, &complete);
     print_report(
         &faults,
         &ops,
@@ -556,25 +624,35 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!(
-            "{} invariant(s) violated; reproduce with `keelson chaos --seed {seed} --duration {}s`",
+            "{} invariant(s) violated; reproduce with: keelson chaos --seed {seed} --duration {}ms --clients {} --keys {} --rotate {}ms --fault-every {}ms --faults {}{}",
             violations.len(),
-            a.duration.as_secs()
+            a.duration.as_millis(),
+            a.clients,
+            a.keys,
+            a.rotate.as_millis(),
+            a.fault_every.as_millis(),
+            a.faults.join(","),
+            if a.serializable_reads { " --serializable-reads" } else { "" }
         )
     }
 }
 
 /// Every verdict over the history.
-fn judge(ops: &[Op], watched: &[Watched], complete: &[usize], keys: usize) -> Vec<Verdict> {
+fn judge(ops: &[Op], watched: &[Watched], complete: &[usize]) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
     let mut bad = Vec::new();
     let mut unknown = Vec::new();
-    for k in 0..keys {
-        let key = key_name(k);
-        let of_key: Vec<&Op> = ops.iter().filter(|o| o.key == key).collect();
-        match linearizability::check(&None, &of_key, SEARCH_BUDGET) {
+    let mut by_key: std::collections::BTreeMap<&str, Vec<&Op>> = Default::default();
+    for op in ops {
+        by_key.entry(op.key.as_str()).or_default().push(op);
+    }
+    let keys = by_key.len();
+    let largest = by_key.values().map(Vec::len).max().unwrap_or(0);
+    for (key, of_key) in &by_key {
+        match linearizability::check(&None, of_key, SEARCH_BUDGET) {
             Some(true) => {}
             Some(false) => bad.push(format!("{key} ({} operations)", of_key.len())),
-            None => unknown.push(key.clone()),
+            None => unknown.push(key.to_string()),
         }
     }
     verdicts.push(Verdict {
@@ -582,7 +660,7 @@ fn judge(ops: &[Op], watched: &[Watched], complete: &[usize], keys: usize) -> Ve
         ok: bad.is_empty(),
         detail: if bad.is_empty() {
             format!(
-                "{keys} keys{}",
+                "{keys} keys, up to {largest} operations each{}",
                 if unknown.is_empty() {
                     String::new()
                 } else {
@@ -590,7 +668,12 @@ fn judge(ops: &[Op], watched: &[Watched], complete: &[usize], keys: usize) -> Ve
                 }
             )
         } else {
-            format!("not linearizable: {}", bad.join(", "))
+            format!(
+                "not linearizable: {} of {keys} keys: {}{}",
+                bad.len(),
+                bad.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                if bad.len() > 5 { ", ..." } else { "" }
+            )
         },
     });
     verdicts.push(invariants::watch_gap_free(ops, watched, complete));

@@ -3,6 +3,7 @@
 //! time, SIGKILL/SIGSTOP/SIGCONT/restart of any member, and every process
 //! killed when the cluster is dropped.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,8 +71,23 @@ impl Member {
     }
 }
 
+/// Where members listen for peers, and the URLs they know each other by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PeerLayout {
+    /// 127.0.0.1, directly.
+    Direct,
+    /// Own addresses 127.0.`octet`.(i+1), known through proxies on
+    /// 127.0.(`octet`+1).(i+1).
+    Proxied { octet: u8 },
+}
+
+fn member_octet(i: usize) -> u8 {
+    u8::try_from(i + 1).unwrap_or(u8::MAX)
+}
+
 pub struct ProcCluster {
     pub kind: Kind,
+    layout: PeerLayout,
     pub members: Vec<Member>,
     initial_cluster: String,
     /// Keelson's tokens file, shared by every replica.
@@ -125,6 +141,64 @@ pub fn channel(endpoint: &str) -> anyhow::Result<Channel> {
 impl ProcCluster {
     /// Start `n` members with data under `dir`.
     pub fn start(kind: Kind, n: usize, dir: &Path) -> anyhow::Result<ProcCluster> {
+        ProcCluster::start_with(kind, n, dir, PeerLayout::Direct)
+    }
+
+    /// Start `n` Keelson members whose peer traffic goes through proxies
+    /// (see [`crate::faultnet`]): member i listens for peers on
+    /// 127.0.`octet`.(i+1) and connects from there; its peer URL is its
+    /// proxy's, 127.0.(`octet`+1).(i+1), same port. Start the proxies with
+    /// [`ProcCluster::peer_proxies`].
+    pub fn start_proxied(
+        kind: Kind,
+        n: usize,
+        dir: &Path,
+        octet: u8,
+    ) -> anyhow::Result<ProcCluster> {
+        if octet == 0 || octet >= 254 {
+            anyhow::bail!("octet {octet}: use 1-253");
+        }
+        ProcCluster::start_with(kind, n, dir, PeerLayout::Proxied { octet })
+    }
+
+    /// (proxy address, member's peer address) per member, and the source
+    /// address of each member's peer connections.
+    pub fn peer_proxies(&self) -> (Vec<(SocketAddr, SocketAddr)>, Vec<std::net::IpAddr>) {
+        let pairs = (0..self.members.len())
+            .map(|i| (self.peer_url_addr(i), self.peer_listen_addr(i)))
+            .collect();
+        let sources = (0..self.members.len())
+            .map(|i| self.peer_listen_addr(i).ip())
+            .collect();
+        (pairs, sources)
+    }
+
+    fn peer_listen_addr(&self, i: usize) -> SocketAddr {
+        let port = self.members[i].peer_port;
+        match self.layout {
+            PeerLayout::Direct => SocketAddr::from(([127, 0, 0, 1], port)),
+            PeerLayout::Proxied { octet } => {
+                SocketAddr::from(([127, 0, octet, member_octet(i)], port))
+            }
+        }
+    }
+
+    fn peer_url_addr(&self, i: usize) -> SocketAddr {
+        let port = self.members[i].peer_port;
+        match self.layout {
+            PeerLayout::Direct => SocketAddr::from(([127, 0, 0, 1], port)),
+            PeerLayout::Proxied { octet } => {
+                SocketAddr::from(([127, 0, octet + 1, member_octet(i)], port))
+            }
+        }
+    }
+
+    fn start_with(
+        kind: Kind,
+        n: usize,
+        dir: &Path,
+        layout: PeerLayout,
+    ) -> anyhow::Result<ProcCluster> {
         let mut members = Vec::new();
         for i in 0..n {
             members.push(Member::new(i, dir)?);
@@ -138,7 +212,16 @@ impl ProcCluster {
         };
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}={scheme}://127.0.0.1:{}", m.name, m.peer_port))
+            .enumerate()
+            .map(|(i, m)| {
+                let host = match layout {
+                    PeerLayout::Direct => "127.0.0.1".to_string(),
+                    PeerLayout::Proxied { octet } => {
+                        format!("127.0.{}.{}", octet + 1, member_octet(i))
+                    }
+                };
+                format!("{}={scheme}://{host}:{}", m.name, m.peer_port)
+            })
             .collect::<Vec<_>>()
             .join(",");
         let tokens: Vec<(String, String, String)> = [
@@ -167,6 +250,7 @@ impl ProcCluster {
         .context("write tokens file")?;
         let mut c = ProcCluster {
             kind,
+            layout,
             members,
             initial_cluster,
             token_file,
@@ -191,7 +275,7 @@ impl ProcCluster {
                     .arg("--listen-client")
                     .arg(format!("127.0.0.1:{}", m.client_port))
                     .arg("--listen-peer")
-                    .arg(format!("127.0.0.1:{}", m.peer_port))
+                    .arg(self.peer_listen_addr(i).to_string())
                     .arg("--initial-cluster")
                     .arg(&self.initial_cluster)
                     .arg("--initial-cluster-state")

@@ -3,3 +3,4 @@
 //! processes on loopback).
 
 pub mod cluster;
+pub mod faultnet;

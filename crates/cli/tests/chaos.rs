@@ -1,10 +1,17 @@
 //! The short seeded chaos scenario CI runs: `keelson chaos` for 90 s with
 //! every fault kind it has (SIGKILL of the leader or of a random replica,
-//! SIGSTOP pauses), KV clients and watchers; the command exits non-zero on
-//! any violation, and its report must show faults and judged operations.
+//! SIGSTOP pauses, partitions through the fault layer), KV clients and
+//! watchers; the command exits non-zero on any violation, and its report
+//! must show faults and judged operations. And a check of the checker: the
+//! same harness with serializable (possibly stale) reads under partitions
+//! must report the history not linearizable.
+
+/// One chaos cluster at a time (the machine has two cores).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn a_short_seeded_chaos_run_finds_no_violation() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_keelson"))
         .args(["chaos", "--duration", "90s", "--seed", "20261123"])
         .env("RUST_LOG", "warn")
@@ -34,4 +41,40 @@ fn a_short_seeded_chaos_run_finds_no_violation() {
         assert!(stdout.contains(verdict), "{verdict} in\n{stdout}");
     }
     assert!(!stdout.contains("search budget ran out"), "{stdout}");
+}
+
+#[test]
+fn stale_reads_are_caught() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keelson"))
+        .args([
+            "chaos",
+            "--duration",
+            "20s",
+            "--seed",
+            "7",
+            "--fault-every",
+            "2s",
+            "--faults",
+            "partition-random",
+            "--serializable-reads",
+        ])
+        .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run keelson chaos");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "stale reads went unnoticed:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("[VIOLATED] linearizable per key"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("reproduce with: keelson chaos --seed 7"),
+        "{stderr}"
+    );
 }

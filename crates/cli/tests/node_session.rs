@@ -173,7 +173,10 @@ async fn node_sessions_authorize_list_heartbeat_write_and_resume() {
             .collect::<Vec<_>>(),
         ["ADDED a", "BOOKMARK "]
     );
-    let mut last_rv = evs[1].2.clone();
+    assert!(
+        !evs[1].2.is_empty(),
+        "the BOOKMARK carries the list's revision"
+    );
 
     // Heartbeats renew the lease.
     tx.send(NodeSessionUp {
@@ -209,20 +212,27 @@ async fn node_sessions_authorize_list_heartbeat_write_and_resume() {
     })
     .await
     .expect("send");
-    let msgs = until(&mut rx, |m| matches!(m, Down::Statuses(_))).await;
-    match msgs.last() {
-        Some(Down::Statuses(r)) => {
-            assert_eq!(r.seq, 9);
-            assert_eq!(r.errors.len(), 2);
-            assert!(r.errors[0].is_empty(), "{:?}", r.errors);
-            assert!(
-                !r.errors[1].is_empty(),
-                "n2's pod is refused: {:?}",
-                r.errors
-            );
+    // The batch's result and our own write coming back as a change of a,
+    // in either order.
+    let (mut result, mut modified) = (None, false);
+    let msgs = until(&mut rx, |m| {
+        match m {
+            Down::Statuses(r) => result = Some(r.clone()),
+            Down::Pod(e) if e.r#type == "MODIFIED" => modified = true,
+            _ => {}
         }
-        other => panic!("a batch result, not {other:?}"),
-    }
+        result.is_some() && modified
+    })
+    .await;
+    let r = result.expect("a batch result");
+    assert_eq!(r.seq, 9);
+    assert_eq!(r.errors.len(), 2);
+    assert!(r.errors[0].is_empty(), "{:?}", r.errors);
+    assert!(
+        !r.errors[1].is_empty(),
+        "n2's pod is refused: {:?}",
+        r.errors
+    );
     let status = |p: &v1::Pod| {
         p.status
             .as_ref()
@@ -231,16 +241,10 @@ async fn node_sessions_authorize_list_heartbeat_write_and_resume() {
     };
     assert_eq!(status(&pods.get("a").await.expect("a")), "Running");
     assert_ne!(status(&pods.get("x").await.expect("x")), "Running");
-    // Our own write comes back as a change of a.
-    let msgs = until(
-        &mut rx,
-        |m| matches!(m, Down::Pod(e) if e.r#type == "MODIFIED"),
-    )
-    .await;
-    if let Some((_, name, rv)) = pod_events(&msgs).last() {
-        assert_eq!(name, "a");
-        last_rv = rv.clone();
-    }
+    let evs = pod_events(&msgs);
+    let (_, name, rv) = evs.last().expect("a's change");
+    assert_eq!(name, "a");
+    let last_rv = rv.clone();
 
     // The agent loses its replica; meanwhile b is bound to n1, a deleted,
     // y bound to n2. Resumed on another replica: b and a's deletion only.

@@ -40,12 +40,18 @@ pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// Mutual TLS to peers (https:// peer URLs).
     tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Local address of connections to peers: the replica's peer address
+    /// when it is a loopback one, so that several replicas on one machine
+    /// are told apart by their source address (a fault layer between them
+    /// can then cut one pair of replicas off from each other).
+    local: Option<std::net::IpAddr>,
 }
 
 impl PeerPool {
-    pub fn new(tls: Option<&crate::server::PeerTls>) -> PeerPool {
+    pub fn new(tls: Option<&crate::server::PeerTls>, local: Option<std::net::IpAddr>) -> PeerPool {
         PeerPool {
             channels: Default::default(),
+            local,
             tls: tls.map(|t| {
                 tonic::transport::ClientTlsConfig::new()
                     .ca_certificate(tonic::transport::Certificate::from_pem(&t.ca_pem))
@@ -72,6 +78,7 @@ impl PeerPool {
                         .map_err(|e| format!("TLS for peer {url}: {e}"))?;
                 }
                 let c = e
+                    .local_address(self.local)
                     .connect_timeout(Duration::from_millis(PEER_CONNECT_TIMEOUT_MS))
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(1))

@@ -430,7 +430,8 @@ impl Server {
                 .validate()
                 .map_err(|e| format!("raft config: {e}"))?,
         );
-        let pool = PeerPool::new(config.peer_tls.as_ref());
+        let local = Some(config.listen_peer.ip()).filter(|ip| ip.is_loopback());
+        let pool = PeerPool::new(config.peer_tls.as_ref(), local);
         let raft = Raft::new(
             id,
             raft_config,

@@ -1,0 +1,178 @@
+//! A fault layer between replicas on one machine: a TCP proxy in front of
+//! each replica's peer port. Every replica's peer URL points at its proxy;
+//! replicas connect from addresses of their own (their peer address, see
+//! the store's `PeerPool`), so a proxy knows which replica each connection
+//! comes from. Per direction (from -> to) the bytes can be dropped:
+//! `isolate` cuts a replica off both ways, `block` one way (a replica that
+//! hears the others but is not heard, or the reverse). Dropped bytes are
+//! discarded, not refused: to the replicas it looks like a network that
+//! loses packets, which keep-alives and timeouts then detect.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Which directions drop their bytes, by member index.
+#[derive(Clone, Default)]
+pub struct FaultNet {
+    blocked: Arc<RwLock<HashSet<(usize, usize)>>>,
+}
+
+impl FaultNet {
+    pub fn new() -> FaultNet {
+        FaultNet::default()
+    }
+
+    fn is_blocked(&self, from: usize, to: usize) -> bool {
+        self.blocked
+            .read()
+            .map(|b| b.contains(&(from, to)))
+            .unwrap_or(false)
+    }
+
+    /// Drop everything `from` sends to `to`.
+    pub fn block(&self, from: usize, to: usize) {
+        if let Ok(mut b) = self.blocked.write() {
+            b.insert((from, to));
+        }
+    }
+
+    /// Cut member `i` off from the `n` members, both ways.
+    pub fn isolate(&self, i: usize, n: usize) {
+        for j in (0..n).filter(|j| *j != i) {
+            self.block(i, j);
+            self.block(j, i);
+        }
+    }
+
+    /// Let everything through again.
+    pub fn heal(&self) {
+        if let Ok(mut b) = self.blocked.write() {
+            b.clear();
+        }
+    }
+
+    /// Proxy for member `to`: accept on `listen`, forward to `upstream`.
+    /// `sources[i]` is the address member i connects from.
+    pub async fn proxy(
+        &self,
+        to: usize,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        sources: Arc<Vec<IpAddr>>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let listener = TcpListener::bind(listen).await?;
+        let net = self.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                let Ok((conn, peer)) = listener.accept().await else {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                let from = sources.iter().position(|s| *s == peer.ip());
+                let net = net.clone();
+                tokio::spawn(async move {
+                    let Ok(up) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = conn.set_nodelay(true);
+                    let _ = up.set_nodelay(true);
+                    let (cr, cw) = conn.into_split();
+                    let (ur, uw) = up.into_split();
+                    // Requests flow from -> to, replies to -> from.
+                    let a = pump(cr, uw, net.clone(), from, Some(to));
+                    let b = pump(ur, cw, net, Some(to), from);
+                    tokio::select! {
+                        _ = a => {}
+                        _ = b => {}
+                    }
+                });
+            }
+        }))
+    }
+}
+
+/// Copy `r` to `w`, dropping the bytes while `from -> to` is blocked.
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    net: FaultNet,
+    from: Option<usize>,
+    to: Option<usize>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let dropped = matches!((from, to), (Some(f), Some(t)) if net.is_blocked(f, t));
+        if !dropped && w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn bytes_flow_until_blocked_and_again_after_heal() {
+        // An echo server as member 1; member 0 connects from 127.0.0.1.
+        let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = echo.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let net = FaultNet::new();
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = probe.local_addr().unwrap();
+        drop(probe);
+        let sources = Arc::new(vec![
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from([127, 0, 0, 2]),
+        ]);
+        let _p = net.proxy(1, listen, upstream, sources).await.unwrap();
+        let mut c = TcpStream::connect(listen).await.unwrap();
+        let mut buf = [0u8; 4];
+        c.write_all(b"ping").await.unwrap();
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        // 0 -> 1 blocked: nothing comes back.
+        net.block(0, 1);
+        c.write_all(b"lost").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await;
+        assert!(r.is_err(), "no reply while blocked");
+        // Healed: a fresh exchange goes through.
+        net.heal();
+        c.write_all(b"back").await.unwrap();
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"back");
+        // The reverse direction alone: requests arrive, replies are lost.
+        net.block(1, 0);
+        c.write_all(b"half").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await;
+        assert!(r.is_err(), "the reply is dropped");
+        net.heal();
+        net.isolate(1, 2);
+        assert!(net.is_blocked(0, 1) && net.is_blocked(1, 0));
+    }
+}
