@@ -996,15 +996,20 @@ pub async fn down(a: DownArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn layout_counts_addresses_up() {
-        let l = Layout::new(
+    /// The default shape: 3 replicas from 127.0.10.1, 2 agents from 127.0.0.11.
+    fn default_layout() -> Layout {
+        Layout::new(
             3,
             2,
             Ipv4Addr::new(127, 0, 10, 1),
             Ipv4Addr::new(127, 0, 0, 11),
         )
-        .expect("layout");
+        .expect("layout")
+    }
+
+    #[test]
+    fn layout_counts_addresses_up() {
+        let l = default_layout();
         let r: Vec<String> = l
             .replicas
             .iter()
@@ -1041,13 +1046,7 @@ mod tests {
 
     #[test]
     fn summary_names_everything() {
-        let l = Layout::new(
-            3,
-            2,
-            Ipv4Addr::new(127, 0, 10, 1),
-            Ipv4Addr::new(127, 0, 0, 11),
-        )
-        .expect("layout");
+        let l = default_layout();
         let dirs = Dirs {
             root: PathBuf::from(".keelson"),
         };

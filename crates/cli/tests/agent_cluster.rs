@@ -11,8 +11,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::{
@@ -126,22 +124,7 @@ fn get(ip: &str, path: &str) -> Option<(u16, String)> {
 }
 
 fn get_port(ip: &str, port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(
-        &format!("{ip}:{port}").parse().ok()?,
-        Duration::from_secs(1),
-    )
-    .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((code, body))
+    common::http_get(&format!("{ip}:{port}"), path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
