@@ -231,6 +231,11 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                     let urgent = desired.get(&p.meta().uid).is_none_or(|old| {
                         old.meta().deletion_timestamp != p.meta().deletion_timestamp
                     });
+                    // A status other than ours with no write of ours in
+                    // flight (an older write that landed last): redo it.
+                    if !writing.contains(&p.meta().uid) {
+                        kubelet.observed(&p);
+                    }
                     desired.insert(p.meta().uid.clone(), p);
                     if urgent && listed {
                         tick.reset_immediately();
@@ -328,9 +333,11 @@ fn address_free(ip: &str, ports: &[u16]) -> bool {
     let Ok(ip) = ip.parse::<Ipv4Addr>() else {
         return false;
     };
-    ports
-        .iter()
-        .all(|p| std::net::TcpListener::bind(SocketAddr::from((ip, *p))).is_ok())
+    // Only "in use" means taken (not a port this agent may not bind).
+    ports.iter().all(|p| {
+        std::net::TcpListener::bind(SocketAddr::from((ip, *p)))
+            .map_or_else(|e| e.kind() != std::io::ErrorKind::AddrInUse, |_| true)
+    })
 }
 
 /// Stop every container recorded under an agent's data dir: SIGTERM, then

@@ -121,6 +121,23 @@ pub struct SyncResult {
     pub more_starts: bool,
 }
 
+/// What of a status must match for a report to count as landed.
+fn status_gist(s: &v1::PodStatus) -> (String, String, bool, Vec<(String, bool, i32)>) {
+    let ready = s
+        .conditions
+        .iter()
+        .any(|c| c.r#type == "Ready" && c.status == "True");
+    let containers = s
+        .container_statuses
+        .iter()
+        .map(|c| (c.name.clone(), c.ready, c.restart_count))
+        .collect();
+    (s.phase.clone(), s.pod_ip.clone(), ready, containers)
+}
+
+/// Addresses checked for a stray listener before a new pod gets one.
+const ADDRESS_PROBES: usize = 64;
+
 /// Containers started by one sync at most: the pods started are reported
 /// when it ends, so a burst of new pods is started (and reported) in
 /// batches rather than all at the end of one long sync.
@@ -222,15 +239,27 @@ impl Kubelet {
             .flat_map(|c| &c.ports)
             .filter_map(|p| u16::try_from(p.container_port).ok())
             .collect();
+        // The first free address; at most ADDRESS_PROBES of them are
+        // checked for strays, after that the first unused one is taken.
+        let mut probed = 0usize;
+        let mut first_unused = None;
         for i in 0..=255u32 {
             for j in 1..=254u32 {
                 let ip = format!("{prefix}{i}.{j}");
-                if !used.contains(ip.as_str()) && (self.cfg.address_free)(&ip, &ports) {
+                if used.contains(ip.as_str()) {
+                    continue;
+                }
+                if probed >= ADDRESS_PROBES {
+                    return first_unused.unwrap_or(ip);
+                }
+                probed += 1;
+                if (self.cfg.address_free)(&ip, &ports) {
                     return ip;
                 }
+                first_unused.get_or_insert(ip);
             }
         }
-        self.cfg.address.clone()
+        first_unused.unwrap_or_else(|| self.cfg.address.clone())
     }
 
     /// One round: `desired` are the pods bound to this node (None before
@@ -541,6 +570,22 @@ impl Kubelet {
     /// A status write failed: report this pod's status again next sync.
     pub fn forget_reported(&mut self, pod_uid: &str) {
         self.reported.remove(pod_uid);
+    }
+
+    /// The API shows `pod` with a status other than the one last reported
+    /// (in what matters: phase, address, readiness, restarts), e.g. an
+    /// older write that landed last after a broken session: forget the
+    /// report so the next sync writes it again. Only for pods with no
+    /// write in flight (the caller knows).
+    pub fn observed(&mut self, pod: &v1::Pod) {
+        let uid = &pod.meta().uid;
+        let Some(mine) = self.reported.get(uid) else {
+            return;
+        };
+        let seen = pod.status.clone().unwrap_or_default();
+        if status_gist(mine) != status_gist(&seen) {
+            self.reported.remove(uid);
+        }
     }
 
     /// A probe's outcome arrived.
@@ -1155,6 +1200,31 @@ mod tests {
         let q = pod("u2", "", "builtin/sleep");
         let r = k.sync(Some(&[p, q]), Instant::now());
         assert_eq!(status_of(&r).map(|s| s.pod_ip.as_str()), Some("127.11.0.1"));
+    }
+
+    #[test]
+    fn a_stale_status_seen_in_the_api_is_reported_again() {
+        let fake = Arc::new(Fake::default());
+        let mut k = kubelet(fake.clone());
+        let t0 = Instant::now();
+        let p = pod("u1", "", "builtin/sleep");
+        let r = k.sync(Some(std::slice::from_ref(&p)), t0);
+        let written = r.statuses[0].clone();
+        // The API shows what was written: nothing to do.
+        k.observed(&written);
+        assert!(k
+            .sync(Some(std::slice::from_ref(&p)), t0)
+            .statuses
+            .is_empty());
+        // It shows an older status (Pending, no address): written again.
+        let mut stale = written.clone();
+        stale.status = Some(v1::PodStatus {
+            phase: "Pending".into(),
+            ..Default::default()
+        });
+        k.observed(&stale);
+        let r = k.sync(Some(std::slice::from_ref(&p)), t0);
+        assert_eq!(status_of(&r).map(|s| s.phase.as_str()), Some("Running"));
     }
 
     #[test]

@@ -29,6 +29,8 @@ use tokio::sync::mpsc;
 
 /// Statuses sent in one batch at most (the server takes up to 1,000).
 const BATCH_MAX: usize = 256;
+/// Encoded bytes of one batch at most (the server takes 4 MiB messages).
+const BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// Pause before reopening a session (doubling to [`REOPEN_MAX`]).
 const REOPEN_FIRST: Duration = Duration::from_millis(100);
 const REOPEN_MAX: Duration = Duration::from_secs(2);
@@ -40,8 +42,10 @@ const REFUSED_PAUSE: Duration = Duration::from_secs(1);
 
 /// What the session hands the agent.
 pub struct Channels {
-    /// Pod events, as a watcher yields them.
-    pub pods: mpsc::Receiver<Event<v1::Pod>>,
+    /// Pod events, as a watcher yields them (unbounded: the session never
+    /// waits on the agent's loop, so heartbeats keep going during a long
+    /// sync).
+    pub pods: mpsc::UnboundedReceiver<Event<v1::Pod>>,
     /// (pod uid, written) per status handed to `statuses`.
     pub written: mpsc::UnboundedReceiver<(String, bool)>,
     /// Statuses to write.
@@ -52,7 +56,7 @@ pub struct Channels {
 /// seconds), then keep a session open until the returned channels are
 /// dropped.
 pub fn start(client: Client, node: String, ttl: i64, every: Duration) -> Channels {
-    let (pods_tx, pods) = mpsc::channel(1024);
+    let (pods_tx, pods) = mpsc::unbounded_channel();
     let (written_tx, written) = mpsc::unbounded_channel();
     let (statuses, statuses_rx) = mpsc::unbounded_channel();
     tokio::spawn(run(
@@ -76,7 +80,7 @@ async fn lease(
     client: &Client,
     node: &str,
     ttl: i64,
-    pods: &mpsc::Sender<Event<v1::Pod>>,
+    pods: &mpsc::UnboundedSender<Event<v1::Pod>>,
 ) -> Option<i64> {
     let mut pause = REOPEN_FIRST;
     loop {
@@ -114,7 +118,7 @@ async fn run(
     node: String,
     ttl: i64,
     every: Duration,
-    pods: mpsc::Sender<Event<v1::Pod>>,
+    pods: mpsc::UnboundedSender<Event<v1::Pod>>,
     written: mpsc::UnboundedSender<(String, bool)>,
     mut statuses: mpsc::UnboundedReceiver<v1::Pod>,
 ) {
@@ -168,7 +172,7 @@ async fn session(
     lease_id: i64,
     every: Duration,
     state: &mut State,
-    pods: &mpsc::Sender<Event<v1::Pod>>,
+    pods: &mpsc::UnboundedSender<Event<v1::Pod>>,
     written: &mpsc::UnboundedSender<(String, bool)>,
     statuses: &mut mpsc::UnboundedReceiver<v1::Pod>,
 ) -> End {
@@ -215,10 +219,14 @@ async fn session(
             }
             first = statuses.recv() => {
                 let Some(first) = first else { break End::Gone };
+                let mut bytes = first.encoded_len();
                 let mut batch = vec![first];
-                while batch.len() < BATCH_MAX {
+                while batch.len() < BATCH_MAX && bytes < BATCH_BYTES_MAX {
                     match statuses.try_recv() {
-                        Ok(p) => batch.push(p),
+                        Ok(p) => {
+                            bytes += p.encoded_len();
+                            batch.push(p);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -232,7 +240,7 @@ async fn session(
             msg = inbound.message() => match msg {
                 Ok(Some(down)) => match down.msg {
                     Some(Down::Pod(ev)) => {
-                        if !pod_event(ev, state, pods).await {
+                        if !pod_event(ev, state, pods) {
                             break End::Gone;
                         }
                     }
@@ -293,10 +301,10 @@ fn ended(
 }
 
 /// Hand one pod event to the agent; false when the agent is gone.
-async fn pod_event(
+fn pod_event(
     ev: keelson_proto::api::WatchEvent,
     state: &mut State,
-    pods: &mpsc::Sender<Event<v1::Pod>>,
+    pods: &mpsc::UnboundedSender<Event<v1::Pod>>,
 ) -> bool {
     // The resume point moves with the changes, and with a list only once
     // it is complete (a list cut short is taken again from the start).
@@ -327,5 +335,5 @@ async fn pod_event(
         }
         _ => return true,
     };
-    pods.send(out).await.is_ok()
+    pods.send(out).is_ok()
 }

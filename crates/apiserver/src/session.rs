@@ -36,6 +36,10 @@ use crate::watch::{self, WatchSpec, WATCH_QUEUE_EVENTS_MAX};
 const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 /// Pods in one status batch at most.
 pub const STATUS_BATCH_MAX: usize = 1000;
+/// A session must say hello this soon.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Status batches of one session being written at once.
+const BATCHES_IN_FLIGHT_MAX: usize = 4;
 
 pub type SessionStream = Pin<Box<dyn Stream<Item = Result<NodeSessionDown, Status>> + Send>>;
 
@@ -137,7 +141,10 @@ impl Nodes for Api {
     ) -> Result<Response<SessionStream>, Status> {
         let who = self.who(&req).map_err(Status::from)?;
         let mut inbound = req.into_inner();
-        let hello = match inbound.message().await? {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello"))??;
+        let hello = match first {
             Some(NodeSessionUp {
                 msg: Some(Up::Hello(h)),
             }) => h,
@@ -186,6 +193,7 @@ impl Nodes for Api {
         let api = self.clone();
         let lease = hello.lease_id;
         tracing::debug!(node = %node, lease = %format!("{lease:x}"), resume = ?from, "node session");
+        let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT_MAX));
         tokio::spawn(async move {
             loop {
                 let msg = match inbound.message().await {
@@ -200,21 +208,28 @@ impl Nodes for Api {
                             .await;
                         break;
                     }
-                    Up::Heartbeat(h) => {
-                        let reply = match api.registry.replica.keep_alive(lease).await {
-                            Ok(r) => Ok(NodeSessionDown {
+                    Up::Heartbeat(h) => match api.registry.replica.keep_alive(lease).await {
+                        Ok(r) => {
+                            // The lease is renewed either way; an ack that
+                            // finds the stream full of pod events is dropped
+                            // rather than making heartbeats wait behind them.
+                            let ack = NodeSessionDown {
                                 msg: Some(Down::Heartbeat(NodeHeartbeatAck {
                                     seq: h.seq,
                                     ttl_seconds: r.ttl,
                                 })),
-                            }),
-                            Err(e) => Err(Status::from(Error::from(e))),
-                        };
-                        let end = reply.is_err();
-                        if tx.send(reply).await.is_err() || end {
-                            break;
+                            };
+                            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(Ok(ack))
+                            {
+                                break;
+                            }
                         }
-                    }
+                        // No leader for now: the next heartbeat tries again
+                        // (the lease outlives a few misses).
+                        Err(e) => {
+                            tracing::debug!(node = %node, error = %e, "heartbeat not renewed");
+                        }
+                    },
                     Up::Statuses(batch) => {
                         if batch.pods.len() > STATUS_BATCH_MAX {
                             let _ = tx
@@ -225,7 +240,11 @@ impl Nodes for Api {
                             break;
                         }
                         let (api, who, tx) = (api.clone(), who.clone(), tx.clone());
+                        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                            break;
+                        };
                         tokio::spawn(async move {
+                            let _permit = permit;
                             let errors = api.write_statuses(&who, batch.pods).await;
                             let _ = tx
                                 .send(Ok(NodeSessionDown {

@@ -32,6 +32,8 @@ use rand::{Rng, SeedableRng};
 const PREFIX: &str = "chaos/";
 /// A client gives an operation this long.
 const OP_TIMEOUT: Duration = Duration::from_secs(1);
+/// Watchers of the whole run.
+const WATCHERS: usize = 2;
 /// States the linearizability search may visit per key.
 const SEARCH_BUDGET: usize = 5_000_000;
 
@@ -534,7 +536,7 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let until = t0 + a.duration;
     let watch_end = Arc::new(Mutex::new(None));
-    let watchers: Vec<_> = (0..2)
+    let watchers: Vec<_> = (0..WATCHERS)
         .map(|w| {
             tokio::spawn(watch_loop(
                 w,
@@ -675,6 +677,11 @@ fn judge(ops: &[Op], watched: &[Watched], complete: &[usize]) -> Vec<Verdict> {
                 if bad.len() > 5 { ", ..." } else { "" }
             )
         },
+    });
+    verdicts.push(Verdict {
+        name: "every watcher saw the whole run".into(),
+        ok: complete.len() == WATCHERS,
+        detail: format!("{} of {WATCHERS} complete", complete.len()),
     });
     verdicts.push(invariants::watch_gap_free(ops, watched, complete));
     verdicts.push(invariants::watch_ordered(watched));

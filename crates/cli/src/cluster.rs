@@ -158,6 +158,9 @@ impl ProcCluster {
         if octet == 0 || octet >= 254 {
             anyhow::bail!("octet {octet}: use 1-253");
         }
+        if matches!(kind, Kind::Etcd { .. }) {
+            anyhow::bail!("proxied peers are for Keelson members (etcd advertises 127.0.0.1)");
+        }
         ProcCluster::start_with(kind, n, dir, PeerLayout::Proxied { octet })
     }
 

@@ -2,11 +2,12 @@
 //! each replica's peer port. Every replica's peer URL points at its proxy;
 //! replicas connect from addresses of their own (their peer address, see
 //! the store's `PeerPool`), so a proxy knows which replica each connection
-//! comes from. Per direction (from -> to) the bytes can be dropped:
+//! comes from. Per direction (from -> to) the bytes can be held back:
 //! `isolate` cuts a replica off both ways, `block` one way (a replica that
-//! hears the others but is not heard, or the reverse). Dropped bytes are
-//! discarded, not refused: to the replicas it looks like a network that
-//! loses packets, which keep-alives and timeouts then detect.
+//! hears the others but is not heard, or the reverse). Held bytes wait,
+//! in order, until the direction is healed (as TCP retransmits across a
+//! partition): the streams never get a hole, the senders feel
+//! backpressure, and keep-alives and timeouts detect the silence.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -96,7 +97,7 @@ impl FaultNet {
     }
 }
 
-/// Copy `r` to `w`, dropping the bytes while `from -> to` is blocked.
+/// Copy `r` to `w`, holding the bytes while `from -> to` is blocked.
 async fn pump(
     mut r: tokio::net::tcp::OwnedReadHalf,
     mut w: tokio::net::tcp::OwnedWriteHalf,
@@ -110,8 +111,10 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let dropped = matches!((from, to), (Some(f), Some(t)) if net.is_blocked(f, t));
-        if !dropped && w.write_all(&buf[..n]).await.is_err() {
+        while matches!((from, to), (Some(f), Some(t)) if net.is_blocked(f, t)) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }
@@ -158,20 +161,24 @@ mod tests {
         assert_eq!(&buf, b"ping");
         // 0 -> 1 blocked: nothing comes back.
         net.block(0, 1);
-        c.write_all(b"lost").await.unwrap();
+        c.write_all(b"held").await.unwrap();
         let r = tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await;
         assert!(r.is_err(), "no reply while blocked");
-        // Healed: a fresh exchange goes through.
+        // Healed: the held bytes arrive, in order, then the next ones.
         net.heal();
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"held");
         c.write_all(b"back").await.unwrap();
         c.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"back");
-        // The reverse direction alone: requests arrive, replies are lost.
+        // The reverse direction alone: requests arrive, replies wait.
         net.block(1, 0);
         c.write_all(b"half").await.unwrap();
         let r = tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await;
-        assert!(r.is_err(), "the reply is dropped");
+        assert!(r.is_err(), "the reply is held");
         net.heal();
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"half");
         net.isolate(1, 2);
         assert!(net.is_blocked(0, 1) && net.is_blocked(1, 0));
     }

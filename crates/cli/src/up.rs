@@ -216,7 +216,26 @@ impl Dirs {
     }
 }
 
-/// Whether `pid` is alive and runs this program (not a recycled pid).
+/// Whether `pid` is alive, runs this program and has `needle` among its
+/// arguments (not a recycled pid, not a pod of the same binary). A needle
+/// that is a path matches the same file however either side spelled it.
+fn alive_keelson_with(pid: u32, needle: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+    let want = std::fs::canonicalize(needle).ok();
+    alive_keelson(pid)
+        && cmdline.split(|b| *b == 0).skip(1).any(|arg| {
+            let arg = String::from_utf8_lossy(arg);
+            arg == needle
+                || want.as_ref().is_some_and(|w| {
+                    std::fs::canonicalize(cwd.join(arg.as_ref())).ok().as_ref() == Some(w)
+                })
+        })
+}
+
+/// Whether `pid` is alive and runs this program.
 fn alive_keelson(pid: u32) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
@@ -373,11 +392,12 @@ impl Proc {
             .process_group(0)
             .spawn()
             .with_context(|| format!("start {}", self.name))?;
-        write_file(&dirs.pid(&self.name), &format!("{}\n", child.id()), false)?;
+        let pid = child.id();
+        // Tracked before anything else can fail, so it is always stopped.
         self.child = Some(child);
         self.starts += 1;
         self.died_at = None;
-        Ok(())
+        write_file(&dirs.pid(&self.name), &format!("{pid}\n"), false)
     }
 
     fn pid(&self) -> Option<u32> {
@@ -576,14 +596,15 @@ where
 
 /// Refuse to start over a cluster that is already running from this dir.
 fn check_not_running(dirs: &Dirs, layout: &Layout) -> anyhow::Result<()> {
-    if let Some(pid) = read_pid(&dirs.pid("up")).filter(|p| alive_keelson(*p)) {
+    if let Some(pid) = read_pid(&dirs.pid("up")).filter(|p| alive_keelson_with(*p, "up")) {
         bail!(
             "a cluster is already up from {} (keelson up, pid {pid}); `keelson down` stops it",
             dirs.root.display()
         );
     }
     for m in layout.replicas.iter().chain(&layout.agents) {
-        if let Some(pid) = read_pid(&dirs.pid(&m.name)).filter(|p| alive_keelson(*p)) {
+        let data = dirs.data(&m.name).display().to_string();
+        if let Some(pid) = read_pid(&dirs.pid(&m.name)).filter(|p| alive_keelson_with(*p, &data)) {
             bail!(
                 "{} still runs from an earlier `keelson up` (pid {pid}); `keelson down --data-dir {}` stops it",
                 m.name,
@@ -668,10 +689,13 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         .collect();
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // A closed terminal stops the cluster too, rather than orphaning it.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let result = tokio::select! {
         r = run(&a, &dirs, &layout, &mut replicas, &mut agents, &progress, resumed) => r,
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = term.recv() => Ok(()),
+        _ = hup.recv() => Ok(()),
     };
     if let Err(e) = &result {
         eprintln!("error: {e:#}");
@@ -941,7 +965,7 @@ pub async fn down(a: DownArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a cluster layout", dirs.layout().display()))?;
     let t0 = Instant::now();
     let mut stopped = false;
-    if let Some(pid) = read_pid(&dirs.pid("up")).filter(|p| alive_keelson(*p)) {
+    if let Some(pid) = read_pid(&dirs.pid("up")).filter(|p| alive_keelson_with(*p, "up")) {
         keelson::cluster::signal(pid, libc::SIGTERM);
         // `up` stops the agents, then the replicas.
         let deadline = Instant::now() + STOP_GRACE * 3;
@@ -955,8 +979,9 @@ pub async fn down(a: DownArgs) -> anyhow::Result<()> {
         let pids: Vec<(String, u32)> = group
             .iter()
             .filter_map(|m| {
+                let data = dirs.data(&m.name).display().to_string();
                 read_pid(&dirs.pid(&m.name))
-                    .filter(|p| alive_keelson(*p))
+                    .filter(|p| alive_keelson_with(*p, &data))
                     .map(|p| (m.name.clone(), p))
             })
             .collect();
