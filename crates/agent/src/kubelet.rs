@@ -1395,20 +1395,26 @@ mod tests {
         assert_eq!(st.phase, "Running");
     }
 
+    /// A tcpSocket probe of port 8080 (0: the default failure threshold).
+    fn tcp_probe(period_seconds: i32, failure_threshold: i32) -> v1::Probe {
+        v1::Probe {
+            tcp_socket: Some(v1::TcpSocketAction {
+                port: "8080".into(),
+                ..Default::default()
+            }),
+            period_seconds,
+            failure_threshold,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn a_container_with_a_readiness_probe_is_not_ready_until_it_passes() {
         let fake = Arc::new(Fake::default());
         let mut k = kubelet(fake.clone());
         let t0 = Instant::now();
         let mut p = pod("u", "", "img");
-        p.spec.as_mut().unwrap().containers[0].readiness_probe = Some(v1::Probe {
-            tcp_socket: Some(v1::TcpSocketAction {
-                port: "8080".into(),
-                ..Default::default()
-            }),
-            period_seconds: 1,
-            ..Default::default()
-        });
+        p.spec.as_mut().unwrap().containers[0].readiness_probe = Some(tcp_probe(1, 0));
         let p = [p];
         // The sync that starts it reports it Running, not Ready.
         let r = k.sync(Some(&p), t0);
@@ -1441,15 +1447,7 @@ mod tests {
         let mut k = kubelet(fake.clone());
         let t0 = Instant::now();
         let mut p = pod("u", "", "img");
-        p.spec.as_mut().unwrap().containers[0].liveness_probe = Some(v1::Probe {
-            tcp_socket: Some(v1::TcpSocketAction {
-                port: "8080".into(),
-                ..Default::default()
-            }),
-            period_seconds: 1,
-            failure_threshold: 2,
-            ..Default::default()
-        });
+        p.spec.as_mut().unwrap().containers[0].liveness_probe = Some(tcp_probe(1, 2));
         let p = [p];
         k.sync(Some(&p), t0);
         fake.calls();
