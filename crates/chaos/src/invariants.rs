@@ -26,7 +26,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new(name: &str, problems: Vec<String>, fine: String) -> Verdict {
+    pub(crate) fn new(name: &str, problems: Vec<String>, fine: String) -> Verdict {
         Verdict {
             name: name.into(),
             ok: problems.is_empty(),
