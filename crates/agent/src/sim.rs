@@ -31,6 +31,8 @@ use tokio::sync::Semaphore;
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 /// Writes in flight at once (registration, leases, pod status).
 const WRITES_IN_FLIGHT: usize = 64;
+/// How long a pod report is retried while no replica takes it.
+const REPORT_RETRY_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct SimOptions {
@@ -391,19 +393,34 @@ async fn report_pods(
             tokio::spawn(async move {
                 let _permit = permit;
                 let api: Api<v1::Pod> = Api::namespaced(client, &p.meta().namespace);
-                let r = if deleting {
-                    let dp = DeleteParams {
-                        grace_period_seconds: Some(0),
-                        precondition_uid: p.meta().uid.clone(),
-                        ..Default::default()
+                // A report that fails for want of a replica is sent again
+                // (the pod may change no more, so no event would bring it
+                // back); a conflict means a newer version is on its way.
+                let mut backoff = Duration::from_millis(200);
+                let give_up = tokio::time::Instant::now() + REPORT_RETRY_FOR;
+                loop {
+                    let r = if deleting {
+                        let dp = DeleteParams {
+                            grace_period_seconds: Some(0),
+                            precondition_uid: p.meta().uid.clone(),
+                            ..Default::default()
+                        };
+                        api.delete(&p.meta().name, &dp).await.map(drop)
+                    } else {
+                        api.update_status(&running(p.clone(), &ip)).await.map(drop)
                     };
-                    api.delete(&p.meta().name, &dp).await.map(drop)
-                } else {
-                    api.update_status(&running(p, &ip)).await.map(drop)
-                };
-                match r {
-                    Ok(()) | Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => {}
-                    Err(e) => tracing::debug!(error = %e, "report pod"),
+                    match r {
+                        Ok(()) | Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => return,
+                        Err(e) if tokio::time::Instant::now() + backoff < give_up => {
+                            tracing::debug!(error = %e, "report pod; again");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                        }
+                        Err(e) => {
+                            tracing::warn!(pod = %p.meta().name, error = %e, "report pod: gave up");
+                            return;
+                        }
+                    }
                 }
             });
         }

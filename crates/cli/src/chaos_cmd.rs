@@ -1,14 +1,21 @@
-//! `keelson chaos`: a real 3-replica cluster on loopback, a seeded schedule
-//! of faults (SIGKILL of the leader or of a random replica then a restart,
+//! `keelson chaos`: a real 3-replica cluster on loopback (scheduler and
+//! controllers in every replica) with simulated nodes, a seeded schedule of
+//! faults (SIGKILL of the leader or of a random replica then a restart,
 //! SIGSTOP/SIGCONT pauses, network partitions through a fault layer of
 //! proxies between the replicas: one replica or the leader cut off both
-//! ways, the leader unheard one way), and meanwhile KV clients doing reads, writes and
-//! compare-and-swaps on a few keys over the etcd API plus watchers. Every
-//! operation is recorded (invocation, completion, outcome: ok, failed, or
+//! ways, the leader unheard one way; on client traffic, through proxies
+//! too: a replica cut off from its clients, every client connection to a
+//! replica reset; SIGKILL of an agent process then a restart), and
+//! meanwhile KV clients doing reads, writes and compare-and-swaps on a few
+//! keys over the etcd API plus watchers, and an operator scaling and
+//! rolling Deployments (see [`crate::chaos_cp`]). Every KV operation is
+//! recorded (invocation, completion, outcome: ok, failed, or
 //! indeterminate); afterwards `keelson_chaos` judges the history:
 //! linearizability per key, acknowledged writes all in every complete watch
-//! stream, watch order, revisions never going backwards. Prints a report
-//! and fails, naming the seed, on any violation.
+//! stream, watch order, revisions never going backwards, no pod bound
+//! twice, no ReplicaSet beyond its surge, no acknowledged spec change lost,
+//! every Deployment back at its desired state within a bound. Prints a
+//! report and fails, naming the seed, on any violation.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +24,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use keelson::cluster::{channel, Kind as ClusterKind, ProcCluster};
 use keelson::faultnet::FaultNet;
+
+use crate::chaos_cp;
 use keelson_chaos::history::{Kind, Op, Outcome};
 use keelson_chaos::invariants::{self, Verdict, Watched};
 use keelson_chaos::linearizability;
@@ -36,6 +45,11 @@ const OP_TIMEOUT: Duration = Duration::from_secs(1);
 const WATCHERS: usize = 2;
 /// States the linearizability search may visit per key.
 const SEARCH_BUDGET: usize = 5_000_000;
+/// Every Deployment must be back at its desired state this soon after the
+/// faults and the spec changes stop.
+const CONVERGENCE_BOUND: Duration = Duration::from_secs(60);
+/// Every fault kind.
+const ALL_FAULTS: &str = "kill-leader,kill-random,pause-leader,pause-random,partition-random,partition-leader,one-way-leader,clients-cut-random,clients-cut-leader,clients-reset,kill-agent";
 
 #[derive(Args, Debug)]
 pub struct ChaosArgs {
@@ -60,13 +74,18 @@ pub struct ChaosArgs {
     #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
     pub fault_every: Duration,
     /// Fault kinds: kill-leader, kill-random, pause-leader, pause-random,
-    /// partition-random, partition-leader, one-way-leader.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "kill-leader,kill-random,pause-leader,pause-random,partition-random,partition-leader,one-way-leader"
-    )]
+    /// partition-random, partition-leader, one-way-leader (peer traffic),
+    /// clients-cut-random, clients-cut-leader, clients-reset (client
+    /// traffic), kill-agent (a simulated agent process).
+    #[arg(long, value_delimiter = ',', default_value = ALL_FAULTS)]
     pub faults: Vec<String>,
+    /// Deployments the control-plane workload scales and rolls (0: a KV
+    /// run only, scheduler and controllers off, no nodes).
+    #[arg(long, default_value_t = 3)]
+    pub deployments: usize,
+    /// Simulated nodes (agent processes of 5 nodes each).
+    #[arg(long, default_value_t = 10)]
+    pub nodes: usize,
     /// Read with `serializable` (a replica's local state, possibly stale)
     /// instead of linearizable reads: not a guarantee the store makes, so
     /// the checker should catch it (a check of the checker).
@@ -88,6 +107,13 @@ enum FaultKind {
     PartitionLeader,
     /// The leader's messages to the others lost (it still hears them).
     OneWayLeader,
+    /// A replica unreachable for clients (held both ways).
+    ClientsCutRandom,
+    ClientsCutLeader,
+    /// Every client connection to a replica closed.
+    ClientsReset,
+    /// SIGKILL of an agent process, then a restart.
+    KillAgent,
 }
 
 impl FaultKind {
@@ -100,9 +126,11 @@ impl FaultKind {
             "partition-random" => FaultKind::PartitionRandom,
             "partition-leader" => FaultKind::PartitionLeader,
             "one-way-leader" => FaultKind::OneWayLeader,
-            other => bail!(
-                "unknown fault {other:?} (kill-leader, kill-random, pause-leader, pause-random, partition-random, partition-leader, one-way-leader)"
-            ),
+            "clients-cut-random" => FaultKind::ClientsCutRandom,
+            "clients-cut-leader" => FaultKind::ClientsCutLeader,
+            "clients-reset" => FaultKind::ClientsReset,
+            "kill-agent" => FaultKind::KillAgent,
+            other => bail!("unknown fault {other:?} (one of {ALL_FAULTS})"),
         })
     }
 }
@@ -402,9 +430,11 @@ fn prefix_end(p: &[u8]) -> Vec<u8> {
 
 /// Inject faults until `until`: one at a time, each undone (restart,
 /// SIGCONT) before the next.
+#[allow(clippy::too_many_arguments)]
 async fn faults_loop(
     c: &mut ProcCluster,
     net: &FaultNet,
+    agents: &mut Option<chaos_cp::Agents>,
     kinds: &[FaultKind],
     every: Duration,
     seed: u64,
@@ -425,15 +455,20 @@ async fn faults_loop(
             FaultKind::KillLeader
             | FaultKind::PauseLeader
             | FaultKind::PartitionLeader
-            | FaultKind::OneWayLeader => match c.leader().await {
+            | FaultKind::OneWayLeader
+            | FaultKind::ClientsCutLeader => match c.leader().await {
                 Some(i) => i,
                 None => rng.random_range(0..n),
             },
+            FaultKind::KillAgent => rng.random_range(0..agents.as_ref().map_or(1, |a| a.count())),
             _ => rng.random_range(0..n),
         };
-        let lasted = Duration::from_millis(rng.random_range(500..3000));
+        let mut lasted = Duration::from_millis(rng.random_range(500..3000));
         let at = t0.elapsed();
-        let name = c.members[target].name.clone();
+        let name = match kind {
+            FaultKind::KillAgent => format!("agent {target}"),
+            _ => c.members[target].name.clone(),
+        };
         match kind {
             FaultKind::KillLeader | FaultKind::KillRandom => {
                 c.kill(target);
@@ -459,6 +494,24 @@ async fn faults_loop(
                 tokio::time::sleep(lasted).await;
                 net.heal();
             }
+            FaultKind::ClientsCutRandom | FaultKind::ClientsCutLeader => {
+                net.cut_clients(target);
+                tokio::time::sleep(lasted).await;
+                net.heal();
+            }
+            FaultKind::ClientsReset => {
+                net.reset(target);
+                lasted = Duration::ZERO;
+            }
+            FaultKind::KillAgent => {
+                if let Some(a) = agents.as_mut() {
+                    a.kill(target);
+                    tokio::time::sleep(lasted).await;
+                    if let Err(e) = a.restart(target) {
+                        eprintln!("restart agent {target}: {e:#}");
+                    }
+                }
+            }
         }
         let what = match kind {
             FaultKind::KillLeader => format!("SIGKILL leader {name}, restarted"),
@@ -470,6 +523,10 @@ async fn faults_loop(
             FaultKind::OneWayLeader => {
                 format!("one-way: leader {name} not heard by the others, healed")
             }
+            FaultKind::ClientsCutRandom => format!("clients cut off from {name}, healed"),
+            FaultKind::ClientsCutLeader => format!("clients cut off from leader {name}, healed"),
+            FaultKind::ClientsReset => format!("every client connection to {name} reset"),
+            FaultKind::KillAgent => format!("SIGKILL {name} (simulated nodes), restarted"),
         };
         done.push(Fault { at, what, lasted });
     }
@@ -486,11 +543,20 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
     if a.clients == 0 || a.keys == 0 {
         bail!("--clients and --keys must be at least 1");
     }
+    let control_plane = a.deployments > 0;
+    if control_plane && a.nodes == 0 {
+        bail!("--deployments needs --nodes of at least 1");
+    }
+    if !control_plane && kinds.contains(&FaultKind::KillAgent) {
+        bail!("kill-agent needs the control-plane workload (--deployments of at least 1)");
+    }
     println!(
-        "chaos: seed {seed}, {} s, {} clients on {} keys, faults {:?} every ~{:?}",
+        "chaos: seed {seed}, {} s, {} clients on {} keys, {} deployments on {} simulated nodes, faults {:?} every ~{:?}",
         a.duration.as_secs(),
         a.clients,
         a.keys,
+        a.deployments,
+        if control_plane { a.nodes } else { 0 },
         a.faults,
         a.fault_every
     );
@@ -500,10 +566,15 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
     // Replicas on addresses of their own, their peer traffic through the
     // fault layer's proxies.
     let octet: u8 = rand::random_range(30..200);
+    let extra_args = if control_plane {
+        Vec::new()
+    } else {
+        vec!["--disable-scheduler".into(), "--disable-controllers".into()]
+    };
     let mut c = ProcCluster::start_proxied(
         ClusterKind::Keelson {
-            bin: exe,
-            extra_args: vec!["--disable-scheduler".into(), "--disable-controllers".into()],
+            bin: exe.clone(),
+            extra_args,
         },
         3,
         &dir,
@@ -520,8 +591,53 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("fault layer proxy on {listen}"))?,
         );
     }
+    // Clients reach each replica (etcd and API ports) through a proxy of
+    // the fault layer on 127.0.(octet+2).(i+1).
+    let mut endpoints = Vec::new();
+    let mut api_endpoints = Vec::new();
+    for (i, m) in c.members.iter().enumerate() {
+        let host = std::net::Ipv4Addr::new(127, 0, octet + 2, u8::try_from(i + 1)?);
+        for (port, list) in [
+            (m.client_port, &mut endpoints),
+            (m.api_port, &mut api_endpoints),
+        ] {
+            let listen = std::net::SocketAddr::from((host, port));
+            proxies.push(
+                net.client_proxy(i, listen, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                    .await
+                    .with_context(|| format!("client proxy on {listen}"))?,
+            );
+            list.push(format!("http://{listen}"));
+        }
+    }
     c.wait_healthy(Duration::from_secs(60)).await?;
-    let endpoints = c.endpoints();
+    // The control-plane workload: simulated nodes, Deployments at their
+    // desired state before the faults start, watchers of every change.
+    let token = c.token("admin", None);
+    let cp_rec = Arc::new(chaos_cp::CpRecord::default());
+    let cp_stop = Arc::new(Mutex::new(None));
+    let mut agents = None;
+    let mut cp_watchers = Vec::new();
+    let cp_client = chaos_cp::client(&api_endpoints, &token)?;
+    if control_plane {
+        agents = Some(chaos_cp::Agents::start(
+            exe.clone(),
+            a.nodes,
+            &api_endpoints,
+            &token,
+            &dir,
+        )?);
+        let from = chaos_cp::setup(&cp_client, a.deployments).await?;
+        cp_watchers = chaos_cp::spawn_watchers(&cp_client, &from, cp_stop.clone(), &cp_rec);
+        let took = chaos_cp::wait_converged(&cp_client, a.deployments, CONVERGENCE_BOUND).await;
+        if took.values().any(Option::is_none) {
+            bail!("the deployments did not reach their desired state before the faults: {took:?}");
+        }
+        println!(
+            "{} deployments at their desired state on {} simulated nodes",
+            a.deployments, a.nodes
+        );
+    }
     let rec = Arc::new(Recorder {
         t0: Instant::now(),
         ops: Mutex::new(Vec::new()),
@@ -558,18 +674,72 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
     let clients: Vec<_> = (0..a.clients)
         .map(|i| tokio::spawn(client_loop(i, workload.clone(), rec.clone())))
         .collect();
-    // Faults stop a quarter of the run (at most 10 s) before the end, so
-    // the end of the history shows the cluster back to normal.
+    // Faults and spec changes stop a quarter of the run (at most 10 s)
+    // before the end, so the end of the history shows the cluster back to
+    // normal.
     let quiet = (a.duration / 4).min(Duration::from_secs(10));
+    let operator = control_plane.then(|| {
+        tokio::spawn(chaos_cp::operator(
+            cp_client.clone(),
+            a.deployments,
+            seed,
+            until - quiet,
+            cp_rec.clone(),
+        ))
+    });
     let faults = if kinds.is_empty() {
         Vec::new()
     } else {
-        faults_loop(&mut c, &net, &kinds, a.fault_every, seed, t0, until - quiet).await
+        faults_loop(
+            &mut c,
+            &net,
+            &mut agents,
+            &kinds,
+            a.fault_every,
+            seed,
+            t0,
+            until - quiet,
+        )
+        .await
     };
+    net.heal();
+    if let Some(op) = operator {
+        let _ = op.await;
+    }
+    // From here on nothing changes specs: each Deployment has the bound to
+    // get back to its desired state.
+    let converging = control_plane.then(|| {
+        let cl = cp_client.clone();
+        let n = a.deployments;
+        tokio::spawn(async move { chaos_cp::wait_converged(&cl, n, CONVERGENCE_BOUND).await })
+    });
     for h in clients {
         let _ = h.await;
     }
     c.wait_healthy(Duration::from_secs(30)).await?;
+    let mut cp_verdicts = Vec::new();
+    if let Some(conv) = converging {
+        let took = conv.await.unwrap_or_default();
+        let seqs = chaos_cp::final_seqs(&cp_client, a.deployments).await;
+        // The watchers catch up to the present, then stop.
+        let now = chaos_cp::current_revision(&cp_client).await?;
+        if let Ok(mut s) = cp_stop.lock() {
+            *s = Some(now);
+        }
+        let mut complete = Vec::new();
+        for (name, h) in cp_watchers {
+            match tokio::time::timeout(Duration::from_secs(20), h).await {
+                Ok(Ok(true)) => complete.push(name),
+                _ => eprintln!("the {name} watcher did not see the whole run"),
+            }
+        }
+        print_control_plane(&cp_rec, &took);
+        for (d, _) in took.iter().filter(|(_, t)| t.is_none()) {
+            println!("  {d} now: {}", chaos_cp::describe(&cp_client, d).await);
+        }
+        cp_verdicts = chaos_cp::verdicts(&cp_rec, &complete, &took, CONVERGENCE_BOUND, &seqs);
+    }
+    drop(agents);
     // Final reads of every key used on every replica, then the watchers
     // catch up to the last revision.
     let used: std::collections::BTreeSet<String> = rec
@@ -612,7 +782,8 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
         p.abort();
     }
 
-    let report = judge(&ops, &watched, &complete);
+    let mut report = judge(&ops, &watched, &complete);
+    report.extend(cp_verdicts);
     print_report(
         &faults,
         &ops,
@@ -626,11 +797,13 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!(
-            "{} invariant(s) violated; reproduce with: keelson chaos --seed {seed} --duration {}ms --clients {} --keys {} --rotate {}ms --fault-every {}ms --faults {}{}",
+            "{} invariant(s) violated; reproduce with: keelson chaos --seed {seed} --duration {}ms --clients {} --keys {} --deployments {} --nodes {} --rotate {}ms --fault-every {}ms --faults {}{}",
             violations.len(),
             a.duration.as_millis(),
             a.clients,
             a.keys,
+            a.deployments,
+            a.nodes,
             a.rotate.as_millis(),
             a.fault_every.as_millis(),
             a.faults.join(","),
@@ -687,6 +860,36 @@ fn judge(ops: &[Op], watched: &[Watched], complete: &[usize]) -> Vec<Verdict> {
     verdicts.push(invariants::watch_ordered(watched));
     verdicts.push(invariants::revisions_monotonic(ops));
     verdicts
+}
+
+fn print_control_plane(
+    rec: &chaos_cp::CpRecord,
+    took: &std::collections::BTreeMap<String, Option<Duration>>,
+) {
+    let writes = rec.writes.lock().map(|w| w.clone()).unwrap_or_default();
+    let acked = writes.iter().filter(|w| w.acked == Some(true)).count();
+    let unknown = writes.iter().filter(|w| w.acked.is_none()).count();
+    let pods: std::collections::BTreeSet<String> = rec
+        .pods
+        .lock()
+        .map(|p| p.iter().map(|p| p.uid.clone()).collect())
+        .unwrap_or_default();
+    println!(
+        "\ncontrol plane: {} spec changes ({} scales, {} rollouts; acknowledged {acked}, unknown {unknown}), {} pods seen",
+        writes.len(),
+        rec.scaled.load(std::sync::atomic::Ordering::Relaxed),
+        rec.rolled.load(std::sync::atomic::Ordering::Relaxed),
+        pods.len()
+    );
+    for (d, t) in took {
+        match t {
+            Some(t) => println!(
+                "  {d}: at its desired state {:.1} s after the faults",
+                t.as_secs_f64()
+            ),
+            None => println!("  {d}: NOT at its desired state"),
+        }
+    }
 }
 
 fn print_report(

@@ -8,8 +8,13 @@
 //! in order, until the direction is healed (as TCP retransmits across a
 //! partition): the streams never get a hole, the senders feel
 //! backpressure, and keep-alives and timeouts detect the silence.
+//!
+//! Client traffic goes through proxies too ([`FaultNet::client_proxy`]):
+//! every client counts as the one sender [`CLIENTS`], so a replica can be
+//! cut off from its clients, and [`FaultNet::reset`] drops every
+//! connection to a replica at once (as a restarted middlebox would).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
@@ -17,10 +22,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+/// The sender index of every client (see [`FaultNet::client_proxy`]).
+pub const CLIENTS: usize = usize::MAX;
+
 /// Which directions drop their bytes, by member index.
 #[derive(Clone, Default)]
 pub struct FaultNet {
     blocked: Arc<RwLock<HashSet<(usize, usize)>>>,
+    /// Per member, how many times its connections were reset.
+    resets: Arc<RwLock<HashMap<usize, u64>>>,
+    reset_notify: Arc<tokio::sync::Notify>,
 }
 
 impl FaultNet {
@@ -50,6 +61,27 @@ impl FaultNet {
         }
     }
 
+    /// Hold everything between the clients and member `i`, both ways.
+    pub fn cut_clients(&self, i: usize) {
+        self.block(CLIENTS, i);
+        self.block(i, CLIENTS);
+    }
+
+    /// Close every connection open through the proxies to member `i`.
+    pub fn reset(&self, i: usize) {
+        if let Ok(mut r) = self.resets.write() {
+            *r.entry(i).or_default() += 1;
+        }
+        self.reset_notify.notify_waiters();
+    }
+
+    fn resets_of(&self, i: usize) -> u64 {
+        self.resets
+            .read()
+            .map(|r| r.get(&i).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     /// Let everything through again.
     pub fn heal(&self) {
         if let Ok(mut b) = self.blocked.write() {
@@ -66,6 +98,30 @@ impl FaultNet {
         upstream: SocketAddr,
         sources: Arc<Vec<IpAddr>>,
     ) -> std::io::Result<JoinHandle<()>> {
+        self.serve(to, listen, upstream, move |ip| {
+            sources.iter().position(|s| *s == ip)
+        })
+        .await
+    }
+
+    /// Proxy for clients of member `to`: every connection counts as sent
+    /// by [`CLIENTS`].
+    pub async fn client_proxy(
+        &self,
+        to: usize,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+    ) -> std::io::Result<JoinHandle<()>> {
+        self.serve(to, listen, upstream, |_| Some(CLIENTS)).await
+    }
+
+    async fn serve(
+        &self,
+        to: usize,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        sender: impl Fn(IpAddr) -> Option<usize> + Send + 'static,
+    ) -> std::io::Result<JoinHandle<()>> {
         let listener = TcpListener::bind(listen).await?;
         let net = self.clone();
         Ok(tokio::spawn(async move {
@@ -74,9 +130,10 @@ impl FaultNet {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 };
-                let from = sources.iter().position(|s| *s == peer.ip());
+                let from = sender(peer.ip());
                 let net = net.clone();
                 tokio::spawn(async move {
+                    let epoch = net.resets_of(to);
                     let Ok(up) = TcpStream::connect(upstream).await else {
                         return;
                     };
@@ -86,10 +143,21 @@ impl FaultNet {
                     let (ur, uw) = up.into_split();
                     // Requests flow from -> to, replies to -> from.
                     let a = pump(cr, uw, net.clone(), from, Some(to));
-                    let b = pump(ur, cw, net, Some(to), from);
+                    let b = pump(ur, cw, net.clone(), Some(to), from);
+                    let reset = async {
+                        loop {
+                            let notified = net.reset_notify.notified();
+                            if net.resets_of(to) != epoch {
+                                return;
+                            }
+                            notified.await;
+                        }
+                    };
+                    // Dropping both halves closes both connections.
                     tokio::select! {
                         _ = a => {}
                         _ = b => {}
+                        _ = reset => {}
                     }
                 });
             }
@@ -181,5 +249,59 @@ mod tests {
         assert_eq!(&buf, b"half");
         net.isolate(1, 2);
         assert!(net.is_blocked(0, 1) && net.is_blocked(1, 0));
+    }
+
+    #[tokio::test]
+    async fn clients_can_be_cut_off_and_reset() {
+        let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = echo.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = echo.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let net = FaultNet::new();
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = probe.local_addr().unwrap();
+        drop(probe);
+        let _p = net.client_proxy(0, listen, upstream).await.unwrap();
+        let mut c = TcpStream::connect(listen).await.unwrap();
+        let mut buf = [0u8; 4];
+        c.write_all(b"ping").await.unwrap();
+        c.read_exact(&mut buf).await.unwrap();
+        // Cut off from its clients: held, then delivered after the heal.
+        net.cut_clients(0);
+        c.write_all(b"held").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await;
+        assert!(r.is_err(), "no reply while cut off");
+        // Peers' faults do not touch clients, and a reset of another
+        // member leaves this connection alone.
+        net.heal();
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"held");
+        net.reset(1);
+        c.write_all(b"live").await.unwrap();
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"live");
+        // A reset closes it; a new connection works.
+        net.reset(0);
+        let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf))
+            .await
+            .expect("closed promptly");
+        assert!(matches!(n, Ok(0) | Err(_)), "closed: {n:?}");
+        let mut c2 = TcpStream::connect(listen).await.unwrap();
+        c2.write_all(b"anew").await.unwrap();
+        c2.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"anew");
     }
 }

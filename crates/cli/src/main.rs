@@ -5,6 +5,7 @@
 mod bench;
 mod certs;
 mod chaos_cmd;
+mod chaos_cp;
 mod kubectl;
 mod server_cmd;
 mod up;

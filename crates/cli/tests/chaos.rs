@@ -1,10 +1,12 @@
 //! The short seeded chaos scenario CI runs: `keelson chaos` for 90 s with
 //! every fault kind it has (SIGKILL of the leader or of a random replica,
-//! SIGSTOP pauses, partitions through the fault layer), KV clients and
-//! watchers; the command exits non-zero on any violation, and its report
-//! must show faults and judged operations. And a check of the checker: the
-//! same harness with serializable (possibly stale) reads under partitions
-//! must report the history not linearizable.
+//! SIGSTOP pauses, partitions through the fault layer, client traffic cut
+//! off or reset, agent restarts), KV clients and watchers, Deployments
+//! scaled and rolled on simulated nodes; the command exits non-zero on any
+//! violation, and its report must show faults, judged operations and the
+//! control plane's verdicts. And a check of the checker: the same harness
+//! with serializable (possibly stale) reads under partitions must report
+//! the history not linearizable.
 
 /// One chaos cluster at a time (the machine has two cores).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -37,9 +39,22 @@ fn a_short_seeded_chaos_run_finds_no_violation() {
         "[ok] no acknowledged write lost",
         "[ok] watch streams ordered",
         "[ok] revisions never go backwards",
+        "[ok] every control-plane watch saw the whole run",
+        "[ok] no pod bound twice",
+        "[ok] no ReplicaSet beyond its surge",
+        "[ok] no acknowledged Deployment change lost",
+        "[ok] every Deployment back at its desired state",
     ] {
         assert!(stdout.contains(verdict), "{verdict} in\n{stdout}");
     }
+    // The control plane had work to do under the faults.
+    let changes: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("control plane: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(changes >= 20, "spec changes: {changes}\n{stdout}");
     assert!(!stdout.contains("search budget ran out"), "{stdout}");
 }
 
@@ -57,6 +72,8 @@ fn stale_reads_are_caught() {
             "2s",
             "--faults",
             "partition-random",
+            "--deployments",
+            "0",
             "--serializable-reads",
         ])
         .env("RUST_LOG", "warn")
