@@ -385,6 +385,7 @@ async fn report_pods(
             if !deleting && is_running_and_ready(&p) {
                 continue;
             }
+            tracing::debug!(pod = %p.meta().name, node, rv = %p.meta().resource_version, deleting, "report pod");
             let Ok(permit) = sem.clone().acquire_owned().await else {
                 return;
             };
@@ -410,7 +411,10 @@ async fn report_pods(
                         api.update_status(&running(p.clone(), &ip)).await.map(drop)
                     };
                     match r {
-                        Ok(()) | Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => return,
+                        Ok(()) | Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => {
+                            tracing::debug!(pod = %p.meta().name, result = ?r.err(), "reported");
+                            return;
+                        }
                         Err(e) if tokio::time::Instant::now() + backoff < give_up => {
                             tracing::debug!(error = %e, "report pod; again");
                             tokio::time::sleep(backoff).await;

@@ -555,10 +555,15 @@ impl Registry {
             name: name.clone(),
         };
         for attempt in 0..WRITE_ATTEMPTS_MAX {
-            let cur = self
-                .read(kind, &ns, &name, attempt > 0)
-                .await?
-                .ok_or_else(not_found)?;
+            // The first read is local: this replica may not have applied
+            // the object's creation yet, so "absent" is only an answer
+            // after a read barrier.
+            let Some(cur) = self.read(kind, &ns, &name, attempt > 0).await? else {
+                if attempt == 0 {
+                    continue;
+                }
+                return Err(not_found());
+            };
             if let Some(rv) = client_rv {
                 if rv > cur.mod_revision && attempt == 0 {
                     continue; // this replica is behind: read again after a barrier

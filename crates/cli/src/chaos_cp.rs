@@ -92,6 +92,11 @@ impl Agents {
         let child = Command::new(&self.exe)
             .args(&self.args[j])
             .env("KEELSON_CONFIG", "/nonexistent")
+            // What a post-mortem needs: watch resumes and pod reports.
+            .env(
+                "RUST_LOG",
+                "info,keelson_sdk::watcher=debug,keelson_agent::sim=debug",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -626,3 +626,72 @@ async fn tls_on_the_api_and_mutual_tls_between_replicas() {
     assert!(plain.get("secure").await.is_err());
     assert!(Client::new(&Config::new(https, "x")).is_err());
 }
+
+/// A replica that has not applied an object's creation yet must not
+/// answer an update of it with NotFound (it reads again after a barrier):
+/// a follower cut off from the others misses a pod's creation; an update
+/// of the pod's status sent to it succeeds once the partition heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_on_a_replica_behind_is_not_answered_not_found() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let octet: u8 = 20 + (std::process::id() % 100) as u8 * 2;
+    let c = ProcCluster::start_proxied(
+        keelson::cluster::Kind::Keelson {
+            bin: common::keelson_bin(),
+            extra_args: vec!["--disable-scheduler".into(), "--disable-controllers".into()],
+        },
+        3,
+        dir.path(),
+        octet,
+    )
+    .expect("start cluster");
+    let net = keelson::faultnet::FaultNet::new();
+    let (pairs, sources) = c.peer_proxies();
+    let sources = std::sync::Arc::new(sources);
+    let mut proxies = Vec::new();
+    for (i, (listen, upstream)) in pairs.into_iter().enumerate() {
+        proxies.push(
+            net.proxy(i, listen, upstream, sources.clone())
+                .await
+                .expect("proxy"),
+        );
+    }
+    c.wait_healthy(Duration::from_secs(30))
+        .await
+        .expect("healthy");
+    wait_api(&c).await;
+    let leader = c.leader().await.expect("a leader");
+    let behind = (leader + 1) % 3;
+    let token = c.token("admin", None);
+    let only = |i: usize| {
+        Client::new(&Config::new(vec![c.members[i].api_endpoint()], &token)).expect("client")
+    };
+    net.isolate(behind, 3);
+    let at_leader: Api<v1::Pod> = Api::namespaced(only(leader), "default");
+    let created = at_leader
+        .create(&pod("late", &[], "n1"))
+        .await
+        .expect("create through the leader");
+    let mut p = created.clone();
+    p.status = Some(v1::PodStatus {
+        phase: "Running".into(),
+        ..Default::default()
+    });
+    let at_behind: Api<v1::Pod> = Api::namespaced(only(behind), "default");
+    let update = tokio::spawn(async move { at_behind.update_status(&p).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    net.heal();
+    let updated = tokio::time::timeout(Duration::from_secs(30), update)
+        .await
+        .expect("the update returns")
+        .expect("join")
+        .expect("the update succeeds on the replica that was behind");
+    assert_eq!(
+        updated.status.map(|s| s.phase).unwrap_or_default(),
+        "Running"
+    );
+    for p in proxies {
+        p.abort();
+    }
+}

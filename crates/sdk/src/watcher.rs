@@ -83,6 +83,7 @@ async fn run<K: Resource>(api: Api<K>, params: ListParams, tx: mpsc::Sender<Resu
                 }
             },
         };
+        tracing::debug!(kind = %K::KIND, from = %from, endpoint = %api.client().current_endpoint(), "watching");
         let mut stream = match api.watch_with_revisions(&params, &from).await {
             Ok(s) => Box::pin(s),
             Err(Error::Expired(_)) => {
@@ -121,6 +122,7 @@ async fn run<K: Resource>(api: Api<K>, params: ListParams, tx: mpsc::Sender<Resu
                 }
             }
         }
+        tracing::debug!(kind = %K::KIND, rv = ?rv, "watch ended");
         pause(&mut backoff).await;
     }
 }
