@@ -99,7 +99,11 @@ pub fn no_pod_bound_twice(seen: &[PodSeen]) -> Verdict {
 /// `maxSurge` of a Deployment with `replicas` (Kubernetes: a percentage
 /// rounds up; "" = 25%). None when it cannot be read.
 pub fn surge_of(max_surge: &str, replicas: i64) -> Option<i64> {
-    let s = if max_surge.is_empty() { "25%" } else { max_surge };
+    let s = if max_surge.is_empty() {
+        "25%"
+    } else {
+        max_surge
+    };
     match s.strip_suffix('%') {
         Some(p) => {
             let p: i64 = p.trim().parse().ok()?;
@@ -239,7 +243,12 @@ pub fn spec_writes_kept(writes: &[SpecWrite], last: &BTreeMap<String, Option<u64
             continue;
         };
         let allowed = match last_acked {
-            Some(a) => *end == a || mine.iter().any(|w| w.seq == *end && w.seq > a && w.acked.is_none()),
+            Some(a) => {
+                *end == a
+                    || mine
+                        .iter()
+                        .any(|w| w.seq == *end && w.seq > a && w.acked.is_none())
+            }
             None => *end == 0 || mine.iter().any(|w| w.seq == *end && w.acked.is_none()),
         };
         if !allowed {

@@ -603,9 +603,13 @@ pub async fn run(a: ChaosArgs) -> anyhow::Result<()> {
         ] {
             let listen = std::net::SocketAddr::from((host, port));
             proxies.push(
-                net.client_proxy(i, listen, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-                    .await
-                    .with_context(|| format!("client proxy on {listen}"))?,
+                net.client_proxy(
+                    i,
+                    listen,
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                )
+                .await
+                .with_context(|| format!("client proxy on {listen}"))?,
             );
             list.push(format!("http://{listen}"));
         }

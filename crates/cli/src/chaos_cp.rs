@@ -252,8 +252,12 @@ fn deployment_change(d: &v1::Deployment, deleted: bool) -> Change {
     let m = d.meta();
     let spec = d.spec.clone().unwrap_or_default();
     let strategy = spec.strategy.unwrap_or_default();
-    let max_surge = (strategy.r#type.is_empty() || strategy.r#type == "RollingUpdate")
-        .then(|| strategy.rolling_update.map(|r| r.max_surge).unwrap_or_default());
+    let max_surge = (strategy.r#type.is_empty() || strategy.r#type == "RollingUpdate").then(|| {
+        strategy
+            .rolling_update
+            .map(|r| r.max_surge)
+            .unwrap_or_default()
+    });
     Change::Deployment {
         revision: revision_of(m),
         uid: m.uid.clone(),
@@ -318,8 +322,7 @@ async fn watch_kind<K: Resource>(
         };
         let mut stream = std::pin::pin!(stream);
         loop {
-            let item = match tokio::time::timeout(Duration::from_millis(500), stream.next()).await
-            {
+            let item = match tokio::time::timeout(Duration::from_millis(500), stream.next()).await {
                 Err(_) if reached(&rv) => return true,
                 Err(_) => continue,
                 Ok(Some(Ok(item))) => item,
@@ -452,7 +455,13 @@ async fn change_spec(
 
 /// Until `until`: every 0.3-1.5 s one Deployment scaled (1-8 replicas),
 /// rolled (its template's version label + 1), or both.
-pub async fn operator(cl: Client, deployments: usize, seed: u64, until: Instant, rec: Arc<CpRecord>) {
+pub async fn operator(
+    cl: Client,
+    deployments: usize,
+    seed: u64,
+    until: Instant,
+    rec: Arc<CpRecord>,
+) {
     let api: Api<v1::Deployment> = Api::namespaced(cl, "default");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xc0de);
     let mut seq = 0u64;
@@ -576,7 +585,10 @@ pub async fn describe(cl: &Client, name: &str) -> String {
         st.available_replicas
     );
     for c in &st.conditions {
-        out.push_str(&format!("; {}={} ({}: {})", c.r#type, c.status, c.reason, c.message));
+        out.push_str(&format!(
+            "; {}={} ({}: {})",
+            c.r#type, c.status, c.reason, c.message
+        ));
     }
     let selector = ListParams::default().labels(&format!("app={name}"));
     if let Ok(l) = sets.list(&selector).await {
@@ -606,8 +618,14 @@ pub async fn describe(cl: &Client, name: &str) -> String {
                 "\n    pod {} version {} node {:?} phase {:?} ready {} deleting {}",
                 p.meta().name,
                 version_of(&p.meta().labels),
-                p.spec.as_ref().map(|s| s.node_name.clone()).unwrap_or_default(),
-                p.status.as_ref().map(|s| s.phase.clone()).unwrap_or_default(),
+                p.spec
+                    .as_ref()
+                    .map(|s| s.node_name.clone())
+                    .unwrap_or_default(),
+                p.status
+                    .as_ref()
+                    .map(|s| s.phase.clone())
+                    .unwrap_or_default(),
                 is_ready(&p),
                 !p.meta().deletion_timestamp.is_empty()
             ));
@@ -624,8 +642,9 @@ pub async fn wait_converged(
     bound: Duration,
 ) -> BTreeMap<String, Option<Duration>> {
     let t0 = Instant::now();
-    let mut took: BTreeMap<String, Option<Duration>> =
-        (0..deployments).map(|i| (deployment_name(i), None)).collect();
+    let mut took: BTreeMap<String, Option<Duration>> = (0..deployments)
+        .map(|i| (deployment_name(i), None))
+        .collect();
     while t0.elapsed() <= bound {
         let pending: Vec<String> = took
             .iter()
@@ -663,7 +682,10 @@ pub async fn final_seqs(cl: &Client, deployments: usize) -> BTreeMap<String, Opt
 /// The latest revision of the default namespace's objects (a list's).
 pub async fn current_revision(cl: &Client) -> anyhow::Result<i64> {
     let api: Api<v1::Pod> = Api::namespaced(cl.clone(), "default");
-    let rv = api.list(&ListParams::default().limit(1)).await?.resource_version;
+    let rv = api
+        .list(&ListParams::default().limit(1))
+        .await?
+        .resource_version;
     rv.parse()
         .with_context(|| format!("resourceVersion {rv:?} is not a revision"))
 }
