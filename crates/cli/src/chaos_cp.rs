@@ -351,51 +351,41 @@ pub fn spawn_watchers(
     stop: Arc<Mutex<Option<i64>>>,
     rec: &Arc<CpRecord>,
 ) -> Vec<(&'static str, tokio::task::JoinHandle<bool>)> {
+    fn spawn<K: Resource>(
+        cl: &Client,
+        name: &'static str,
+        from: &str,
+        stop: &Arc<Mutex<Option<i64>>>,
+        rec: &Arc<CpRecord>,
+        on: impl Fn(&CpRecord, &K, bool) + Send + 'static,
+    ) -> (&'static str, tokio::task::JoinHandle<bool>) {
+        let task = watch_kind::<K>(cl.clone(), name, from.into(), stop.clone(), rec.clone(), on);
+        (name, tokio::spawn(task))
+    }
+    fn push<T>(list: &Mutex<Vec<T>>, item: T) {
+        if let Ok(mut v) = list.lock() {
+            v.push(item);
+        }
+    }
     vec![
-        (
-            "pods",
-            tokio::spawn(watch_kind::<v1::Pod>(
-                cl.clone(),
-                "pods",
-                from.into(),
-                stop.clone(),
-                rec.clone(),
-                |r, p, deleted| {
-                    if let Ok(mut v) = r.pods.lock() {
-                        v.push(pod_seen(p, deleted));
-                    }
-                },
-            )),
-        ),
-        (
+        spawn(cl, "pods", from, &stop, rec, |r, p: &v1::Pod, deleted| {
+            push(&r.pods, pod_seen(p, deleted))
+        }),
+        spawn(
+            cl,
             "replicasets",
-            tokio::spawn(watch_kind::<v1::ReplicaSet>(
-                cl.clone(),
-                "replicasets",
-                from.into(),
-                stop.clone(),
-                rec.clone(),
-                |r, o, deleted| {
-                    if let Ok(mut v) = r.changes.lock() {
-                        v.push(replicaset_change(o, deleted));
-                    }
-                },
-            )),
+            from,
+            &stop,
+            rec,
+            |r, o: &v1::ReplicaSet, deleted| push(&r.changes, replicaset_change(o, deleted)),
         ),
-        (
+        spawn(
+            cl,
             "deployments",
-            tokio::spawn(watch_kind::<v1::Deployment>(
-                cl.clone(),
-                "deployments",
-                from.into(),
-                stop,
-                rec.clone(),
-                |r, o, deleted| {
-                    if let Ok(mut v) = r.changes.lock() {
-                        v.push(deployment_change(o, deleted));
-                    }
-                },
-            )),
+            from,
+            &stop,
+            rec,
+            |r, o: &v1::Deployment, deleted| push(&r.changes, deployment_change(o, deleted)),
         ),
     ]
 }

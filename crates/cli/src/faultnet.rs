@@ -193,9 +193,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn bytes_flow_until_blocked_and_again_after_heal() {
-        // An echo server as member 1; member 0 connects from 127.0.0.1.
+    /// An echo server's address, and a free one for a proxy.
+    async fn echo_and_free_addr() -> (SocketAddr, SocketAddr) {
         let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let upstream = echo.local_addr().unwrap();
         tokio::spawn(async move {
@@ -213,10 +212,16 @@ mod tests {
                 });
             }
         });
-        let net = FaultNet::new();
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let listen = probe.local_addr().unwrap();
-        drop(probe);
+        (upstream, listen)
+    }
+
+    #[tokio::test]
+    async fn bytes_flow_until_blocked_and_again_after_heal() {
+        // An echo server as member 1; member 0 connects from 127.0.0.1.
+        let (upstream, listen) = echo_and_free_addr().await;
+        let net = FaultNet::new();
         let sources = Arc::new(vec![
             IpAddr::from([127, 0, 0, 1]),
             IpAddr::from([127, 0, 0, 2]),
@@ -253,27 +258,8 @@ mod tests {
 
     #[tokio::test]
     async fn clients_can_be_cut_off_and_reset() {
-        let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let upstream = echo.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = echo.accept().await else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n) = s.read(&mut buf).await {
-                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
+        let (upstream, listen) = echo_and_free_addr().await;
         let net = FaultNet::new();
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let listen = probe.local_addr().unwrap();
-        drop(probe);
         let _p = net.client_proxy(0, listen, upstream).await.unwrap();
         let mut c = TcpStream::connect(listen).await.unwrap();
         let mut buf = [0u8; 4];
