@@ -56,6 +56,27 @@ fn pct_us(sorted: &[u32], p: f64) -> f64 {
 
 use super::pct;
 
+/// Per process of `pids`, over the next `secs`: cores used on average, and
+/// RSS (MiB) at the end; and the window's length in seconds.
+async fn replica_usage(pids: &[u32], secs: u64) -> (Vec<(f64, f64)>, f64) {
+    let before: Vec<u64> = pids.iter().map(|p| super::cpu_ticks(&[*p])).collect();
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let wall = start.elapsed().as_secs_f64();
+    let hz = super::clock_ticks_per_sec();
+    let usage = pids
+        .iter()
+        .zip(before)
+        .map(|(p, b)| {
+            (
+                (super::cpu_ticks(&[*p]).saturating_sub(b)) as f64 / hz / wall,
+                rss_mib(*p),
+            )
+        })
+        .collect();
+    (usage, wall)
+}
+
 /// VmRSS of a process, in MiB.
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -162,22 +183,7 @@ async fn keelson_heartbeats(
     if let Ok(mut v) = rtt.lock() {
         v.clear();
     }
-    let pids = c.pids();
-    let before: Vec<u64> = pids.iter().map(|p| super::cpu_ticks(&[*p])).collect();
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(a.secs)).await;
-    let wall = start.elapsed().as_secs_f64();
-    let hz = super::clock_ticks_per_sec();
-    let replicas: Vec<(f64, f64)> = pids
-        .iter()
-        .zip(before)
-        .map(|(p, b)| {
-            (
-                (super::cpu_ticks(&[*p]).saturating_sub(b)) as f64 / hz / wall,
-                rss_mib(*p),
-            )
-        })
-        .collect();
+    let (replicas, wall) = replica_usage(&c.pids(), a.secs).await;
     let mut samples = rtt.lock().map(|v| v.clone()).unwrap_or_default();
     samples.sort_unstable();
     let nodes: Api<v1::Node> = Api::all(client.clone());
@@ -296,22 +302,7 @@ async fn etcd_heartbeats(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::R
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
     samples.lock().await.clear();
-    let pids = c.pids();
-    let before: Vec<u64> = pids.iter().map(|p| super::cpu_ticks(&[*p])).collect();
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(a.secs)).await;
-    let wall = start.elapsed().as_secs_f64();
-    let hz = super::clock_ticks_per_sec();
-    let replicas: Vec<(f64, f64)> = pids
-        .iter()
-        .zip(before)
-        .map(|(p, b)| {
-            (
-                (super::cpu_ticks(&[*p]).saturating_sub(b)) as f64 / hz / wall,
-                rss_mib(*p),
-            )
-        })
-        .collect();
+    let (replicas, wall) = replica_usage(&c.pids(), a.secs).await;
     let mut s = samples.lock().await.clone();
     s.sort_unstable();
     sender.abort();
