@@ -460,7 +460,14 @@ impl Drop for ProcCluster {
             // A failing test: show what each member said last.
             for m in &self.members {
                 let log = std::fs::read_to_string(&m.log_path).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                // Backtrace frames would crowd out the error above them.
+                let frame = |l: &&str| {
+                    let t = l.trim_start();
+                    t.starts_with("at ")
+                        || t.split_once(": ")
+                            .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+                };
+                let tail: Vec<&str> = log.lines().rev().filter(|l| !frame(l)).take(40).collect();
                 eprintln!(
                     "---- last lines of {} ({}) ----",
                     m.name,

@@ -41,7 +41,8 @@ pub struct PeerPool {
     /// Mutual TLS to peers (https:// peer URLs).
     tls: Option<tonic::transport::ClientTlsConfig>,
     /// Local address of connections to peers: the replica's peer address
-    /// when it is a loopback one, so that several replicas on one machine
+    /// when it is a loopback one other than 127.0.0.1, so that several
+    /// replicas on one machine
     /// are told apart by their source address (a fault layer between them
     /// can then cut one pair of replicas off from each other).
     local: Option<std::net::IpAddr>,

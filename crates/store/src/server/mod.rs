@@ -430,7 +430,13 @@ impl Server {
                 .validate()
                 .map_err(|e| format!("raft config: {e}"))?,
         );
-        let local = Some(config.listen_peer.ip()).filter(|ip| ip.is_loopback());
+        // Only a loopback address of its own: 127.0.0.1 is every loopback
+        // connection's source anyway, and binding it explicitly takes the
+        // ephemeral port at bind time from the same pool the OS hands out
+        // for `port 0` listeners, so a restarting replica could find its
+        // port taken by another replica's outgoing connection.
+        let local = Some(config.listen_peer.ip())
+            .filter(|ip| ip.is_loopback() && *ip != std::net::IpAddr::from([127, 0, 0, 1]));
         let pool = PeerPool::new(config.peer_tls.as_ref(), local);
         let raft = Raft::new(
             id,
