@@ -194,14 +194,24 @@ pub fn surge_respected(changes: &[Change]) -> Verdict {
                 judged += 1;
                 match surge_of(ms, d.replicas) {
                     Some(surge) if after <= d.replicas + surge => {}
-                    Some(surge) => problems.push(format!(
-                        "deployment {}: replicaset {name} raised the total to {after} > {} + {surge} at revision {revision}",
-                        d.name, d.replicas
-                    )),
-                    None => problems.push(format!(
-                        "deployment {}: maxSurge {ms:?} unreadable",
-                        d.name
-                    )),
+                    Some(surge) => {
+                        let mut sizes: Vec<String> = sets
+                            .iter()
+                            .filter(|(_, (owner, r))| *owner == Some(o) && *r > 0)
+                            .map(|(uid, (_, r))| format!("{uid}={r}"))
+                            .collect();
+                        sizes.sort();
+                        problems.push(format!(
+                            "deployment {}: replicaset {name} raised the total to {after} > {} + {surge} at revision {revision} (generation {} observed; sets {})",
+                            d.name,
+                            d.replicas,
+                            d.generation,
+                            sizes.join(", ")
+                        ))
+                    }
+                    None => {
+                        problems.push(format!("deployment {}: maxSurge {ms:?} unreadable", d.name))
+                    }
                 }
             }
         }

@@ -136,8 +136,6 @@ pub struct CpRecord {
     pub writes: Mutex<Vec<SpecWrite>>,
     pub scaled: AtomicU64,
     pub rolled: AtomicU64,
-    /// Per watch stream: the last resourceVersion it got to.
-    pub watched_to: Mutex<BTreeMap<&'static str, i64>>,
 }
 
 fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -291,7 +289,6 @@ fn replicaset_change(r: &v1::ReplicaSet, deleted: bool) -> Change {
 /// a revision it has reached. False: it could not resume (compacted).
 async fn watch_kind<K: Resource>(
     cl: Client,
-    name: &'static str,
     from: String,
     stop: Arc<Mutex<Option<i64>>>,
     rec: Arc<CpRecord>,
@@ -336,9 +333,6 @@ async fn watch_kind<K: Resource>(
                 WatchEvent::Bookmark(_) => {}
             }
             rv = next;
-            if let Ok(mut w) = rec.watched_to.lock() {
-                w.insert(name, rv.parse().unwrap_or(0));
-            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -359,7 +353,7 @@ pub fn spawn_watchers(
         rec: &Arc<CpRecord>,
         on: impl Fn(&CpRecord, &K, bool) + Send + 'static,
     ) -> (&'static str, tokio::task::JoinHandle<bool>) {
-        let task = watch_kind::<K>(cl.clone(), name, from.into(), stop.clone(), rec.clone(), on);
+        let task = watch_kind::<K>(cl.clone(), from.into(), stop.clone(), rec.clone(), on);
         (name, tokio::spawn(task))
     }
     fn push<T>(list: &Mutex<Vec<T>>, item: T) {
@@ -402,6 +396,12 @@ fn version_of(labels: &BTreeMap<String, String>) -> u64 {
         .get("version")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// The version label of a pod template (0: none).
+fn template_version(t: Option<&v1::PodTemplateSpec>) -> u64 {
+    t.and_then(|t| t.metadata.as_ref())
+        .map_or(0, |m| version_of(&m.labels))
 }
 
 /// One spec change, identified by `seq`: read, change, write with the
@@ -513,12 +513,7 @@ async fn at_desired_state(cl: &Client, name: &str) -> bool {
     };
     let spec = d.spec.clone().unwrap_or_default();
     let want = spec.replicas.unwrap_or(1);
-    let version = spec
-        .template
-        .as_ref()
-        .and_then(|t| t.metadata.as_ref())
-        .map(|m| version_of(&m.labels))
-        .unwrap_or(0);
+    let version = template_version(spec.template.as_ref());
     let st = d.status.clone().unwrap_or_default();
     if st.observed_generation != d.meta().generation
         || st.replicas != want
@@ -558,12 +553,7 @@ pub async fn describe(cl: &Client, name: &str) -> String {
     };
     let spec = d.spec.clone().unwrap_or_default();
     let st = d.status.clone().unwrap_or_default();
-    let version = spec
-        .template
-        .as_ref()
-        .and_then(|t| t.metadata.as_ref())
-        .map(|m| version_of(&m.labels))
-        .unwrap_or(0);
+    let version = template_version(spec.template.as_ref());
     let mut out = format!(
         "spec replicas {:?} version {version} generation {}; status observed {} replicas {} updated {} ready {} available {}",
         spec.replicas,
@@ -588,12 +578,7 @@ pub async fn describe(cl: &Client, name: &str) -> String {
                 "\n    rs {} replicas {:?} version {} (status replicas {} ready {} available {}, observed {} of generation {})",
                 r.meta().name,
                 r.spec.as_ref().and_then(|s| s.replicas),
-                r.spec
-                    .as_ref()
-                    .and_then(|s| s.template.as_ref())
-                    .and_then(|t| t.metadata.as_ref())
-                    .map(|m| version_of(&m.labels))
-                    .unwrap_or(0),
+                template_version(r.spec.as_ref().and_then(|s| s.template.as_ref())),
                 rs.replicas,
                 rs.ready_replicas,
                 rs.available_replicas,
