@@ -627,14 +627,15 @@ async fn tls_on_the_api_and_mutual_tls_between_replicas() {
     assert!(Client::new(&Config::new(https, "x")).is_err());
 }
 
-/// A replica that has not applied an object's creation yet must not
-/// answer an update of it with NotFound (it reads again after a barrier):
-/// a follower cut off from the others misses a pod's creation; an update
-/// of the pod's status sent to it succeeds once the partition heals.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_on_a_replica_behind_is_not_answered_not_found() {
-    let _g = serial().await;
-    let dir = tempfile::tempdir().expect("tempdir");
+/// 3 replicas (store and API only) whose peer traffic goes through a fault
+/// layer the test controls, healthy and answering; and the proxies' tasks.
+async fn start_partitionable(
+    dir: &std::path::Path,
+) -> (
+    ProcCluster,
+    keelson::faultnet::FaultNet,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
     let octet: u8 = 20 + (std::process::id() % 100) as u8 * 2;
     let c = ProcCluster::start_proxied(
         keelson::cluster::Kind::Keelson {
@@ -642,7 +643,7 @@ async fn an_update_on_a_replica_behind_is_not_answered_not_found() {
             extra_args: vec!["--disable-scheduler".into(), "--disable-controllers".into()],
         },
         3,
-        dir.path(),
+        dir,
         octet,
     )
     .expect("start cluster");
@@ -661,6 +662,73 @@ async fn an_update_on_a_replica_behind_is_not_answered_not_found() {
         .await
         .expect("healthy");
     wait_api(&c).await;
+    (c, net, proxies)
+}
+
+/// A leader cut off from the others must not renew leases in its own
+/// memory (the old behaviour): meanwhile a new leader runs the leases'
+/// clocks down, and a leadership lease would have two holders acting at
+/// once. Found by `keelson chaos` (two controller managers, a ReplicaSet
+/// beyond its surge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_renews_no_lease() {
+    use keelson_proto::etcdserverpb::lease_client::LeaseClient;
+    use keelson_proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest};
+    let _g = serial().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, net, proxies) = start_partitionable(dir.path()).await;
+    let leader = c.leader().await.expect("a leader");
+    let mut lease = LeaseClient::new(
+        keelson::cluster::channel(&c.members[leader].endpoint()).expect("channel"),
+    );
+    let granted = lease
+        .lease_grant(LeaseGrantRequest { ttl: 5, id: 0 })
+        .await
+        .expect("grant")
+        .into_inner();
+    let keep_alive = |lease: &mut LeaseClient<tonic::transport::Channel>| {
+        let mut lease = lease.clone();
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tx.send(LeaseKeepAliveRequest { id: granted.id })
+                .await
+                .ok()?;
+            let mut s = lease
+                .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .ok()?
+                .into_inner();
+            let r = tokio::time::timeout(Duration::from_secs(3), s.next()).await;
+            r.ok()??.ok().map(|r| r.ttl)
+        }
+    };
+    assert_eq!(
+        keep_alive(&mut lease).await,
+        Some(5),
+        "renewed while healthy"
+    );
+    net.isolate(leader, 3);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let renewed = keep_alive(&mut lease).await;
+    assert!(
+        renewed.is_none_or(|ttl| ttl <= 0),
+        "a leader cut off from the others renewed a lease: ttl {renewed:?}"
+    );
+    net.heal();
+    for p in proxies {
+        p.abort();
+    }
+}
+
+/// A replica that has not applied an object's creation yet must not
+/// answer an update of it with NotFound (it reads again after a barrier):
+/// a follower cut off from the others misses a pod's creation; an update
+/// of the pod's status sent to it succeeds once the partition heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_on_a_replica_behind_is_not_answered_not_found() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, net, proxies) = start_partitionable(dir.path()).await;
     let leader = c.leader().await.expect("a leader");
     let behind = (leader + 1) % 3;
     let token = c.token("admin", None);

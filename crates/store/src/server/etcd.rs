@@ -291,6 +291,12 @@ impl Replica {
     pub async fn keep_alive(&self, id: i64) -> Result<pb::LeaseKeepAliveResponse> {
         match self.route().await? {
             Route::Local => {
+                // Renew only as a leader a quorum still follows (a read
+                // index, batched with the others): a leader cut off from
+                // the rest must not keep leases alive in its own memory
+                // while a new leader runs their clocks down, or two
+                // holders of one leadership lease would both act.
+                self.read_index(true).await?;
                 let ttl = match self.keep_alive_local(id) {
                     Ok(ttl) => ttl,
                     Err(Error::LeaseNotFound) => {
