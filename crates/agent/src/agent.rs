@@ -19,15 +19,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use keelson_model::time::format_rfc3339;
 use keelson_proto::v1;
 use keelson_sdk::watcher::Event;
 use keelson_sdk::{Api, Client, DeleteParams, Error, Resource};
 use tokio::sync::mpsc;
 
 use crate::kubelet::{Config, Kubelet};
-use crate::probe::{Kind as ProbeKind, Outcome};
+use crate::probe::{Outcome, ProbeKind};
 use crate::process::ProcessRuntime;
 use crate::runtime::Runtime;
 
@@ -107,7 +108,7 @@ fn node_object(o: &AgentOptions) -> v1::Node {
     let mut labels = o.labels.clone();
     labels.insert("kubernetes.io/hostname".into(), o.name.clone());
     labels.insert("kubernetes.io/os".into(), "linux".into());
-    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let now = format_rfc3339(std::time::SystemTime::now());
     let oct = o.address.octets();
     v1::Node {
         api_version: "v1".into(),
@@ -216,6 +217,9 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
     let mut kubelet = Kubelet::new(runtime, cfg);
     let mut desired: HashMap<String, v1::Pod> = HashMap::new();
     let mut listed = false;
+    // Unbounded, and safe: one message per probe run, and a probe is not
+    // started again while its last run is in flight (the tracker's
+    // `in_flight`), so at most (containers x 3 kinds) messages can wait.
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut writing: std::collections::HashSet<String> = Default::default();
     let mut queued: HashMap<String, v1::Pod> = HashMap::new();

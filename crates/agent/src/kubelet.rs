@@ -31,10 +31,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use keelson_model::quantity;
+use keelson_model::time::format_rfc3339;
 use keelson_proto::v1;
 use keelson_sdk::Resource;
 
-use crate::probe::{self, ContainerProbes, Kind as ProbeKind, Outcome};
+use crate::probe::{self, ContainerProbes, Outcome, ProbeKind};
 use crate::runtime::{Container, ContainerSpec, Runtime, StartError, State};
 
 /// Tuning of the lifecycle.
@@ -181,10 +182,6 @@ fn container_spec_env(
 fn limit(c: &v1::Container, name: &str) -> Option<i64> {
     let q = c.resources.as_ref()?.limits.get(name)?;
     quantity::parse(name, q).ok()
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn restart_policy(pod: &v1::Pod) -> &str {
@@ -656,7 +653,7 @@ impl Kubelet {
                     (
                         v1::ContainerState {
                             running: Some(v1::ContainerStateRunning {
-                                started_at: rfc3339(*started_at),
+                                started_at: format_rfc3339(*started_at),
                             }),
                             ..Default::default()
                         },
@@ -755,7 +752,7 @@ impl Kubelet {
                 .iter()
                 .find(|c| c.r#type == ty && c.status == status)
                 .map(|c| c.last_transition_time.clone())
-                .unwrap_or_else(|| rfc3339(SystemTime::now()))
+                .unwrap_or_else(|| format_rfc3339(std::time::SystemTime::now()))
         };
         let cond = |ty: &str, ok: bool| {
             let status = if ok { "True" } else { "False" };
@@ -777,7 +774,7 @@ impl Kubelet {
             host_ip: self.cfg.address.clone(),
             pod_ip: pt.ip.clone(),
             start_time: if prev.start_time.is_empty() {
-                rfc3339(pt.start_time)
+                format_rfc3339(pt.start_time)
             } else {
                 prev.start_time.clone()
             },
@@ -848,14 +845,14 @@ fn terminated_state(c: &Container) -> v1::ContainerState {
                 } else {
                     String::new()
                 },
-                started_at: rfc3339(*started_at),
-                finished_at: rfc3339(*finished_at),
+                started_at: format_rfc3339(*started_at),
+                finished_at: format_rfc3339(*finished_at),
             }),
             ..Default::default()
         },
         State::Running { started_at, .. } => v1::ContainerState {
             running: Some(v1::ContainerStateRunning {
-                started_at: rfc3339(*started_at),
+                started_at: format_rfc3339(*started_at),
             }),
             ..Default::default()
         },
@@ -1250,7 +1247,10 @@ mod tests {
             .all(|p| p.status.as_ref().is_some_and(|s| s.phase == "Running")));
         let r = k.sync(Some(&pods), t0);
         assert!(!r.more_starts);
-        assert_eq!(fake.calls(), ["start u08-main-0", "start u09-main-0"]);
+        // Started concurrently: in either order.
+        let mut calls = fake.calls();
+        calls.sort();
+        assert_eq!(calls, ["start u08-main-0", "start u09-main-0"]);
         let reported: Vec<&str> = r.statuses.iter().map(|p| p.meta().uid.as_str()).collect();
         assert_eq!(reported, ["u08", "u09"]);
     }

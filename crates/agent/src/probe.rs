@@ -65,22 +65,23 @@ const EXEC_OUTPUT_GRACE: Duration = Duration::from_millis(100);
 /// PATH for exec probes when neither the container nor the agent has one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Which probe of a container.
+/// Which of a container's three probes (the kubelet's `probeType`); not
+/// the handler (exec, HTTP GET, TCP), which the [`v1::Probe`] says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub enum ProbeKind {
     Startup,
     Liveness,
     Readiness,
 }
 
-impl fmt::Display for Kind {
+impl fmt::Display for ProbeKind {
     /// "Startup", "Liveness" or "Readiness", as in the kubelet's events
     /// ("Liveness probe failed: ...").
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Kind::Startup => "Startup",
-            Kind::Liveness => "Liveness",
-            Kind::Readiness => "Readiness",
+            ProbeKind::Startup => "Startup",
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
         })
     }
 }
@@ -122,10 +123,10 @@ impl Settings {
     /// The settings of `probe` used as a `kind` probe: 0 is the default,
     /// negative the minimum; `successThreshold` is 1 for liveness and
     /// startup probes whatever the spec says.
-    pub fn new(kind: Kind, probe: &v1::Probe) -> Settings {
+    pub fn new(kind: ProbeKind, probe: &v1::Probe) -> Settings {
         let success_threshold = match kind {
-            Kind::Readiness => positive(probe.success_threshold, DEFAULT_SUCCESS_THRESHOLD),
-            Kind::Liveness | Kind::Startup => 1,
+            ProbeKind::Readiness => positive(probe.success_threshold, DEFAULT_SUCCESS_THRESHOLD),
+            ProbeKind::Liveness | ProbeKind::Startup => 1,
         };
         Settings {
             initial_delay: Duration::from_secs(
@@ -477,7 +478,7 @@ async fn run_tcp(tcp: &v1::TcpSocketAction, target: &Target, timeout: Duration) 
 /// result after thresholds. No IO, time passed in.
 #[derive(Clone, Debug)]
 pub struct Tracker {
-    kind: Kind,
+    kind: ProbeKind,
     probe: v1::Probe,
     settings: Settings,
     container_started: Instant,
@@ -495,7 +496,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(kind: Kind, probe: &v1::Probe, container_started: Instant) -> Tracker {
+    pub fn new(kind: ProbeKind, probe: &v1::Probe, container_started: Instant) -> Tracker {
         Tracker {
             kind,
             probe: probe.clone(),
@@ -503,7 +504,7 @@ impl Tracker {
             container_started,
             last_sent: None,
             in_flight: false,
-            passing: kind == Kind::Liveness,
+            passing: kind == ProbeKind::Liveness,
             failed: None,
             last_success: None,
             run: 0,
@@ -511,7 +512,7 @@ impl Tracker {
         }
     }
 
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> ProbeKind {
         self.kind
     }
 
@@ -528,9 +529,9 @@ impl Tracker {
     /// must be restarted).
     fn on_hold(&self) -> bool {
         match self.kind {
-            Kind::Readiness => false,
-            Kind::Liveness => self.failed.is_some(),
-            Kind::Startup => self.passing || self.failed.is_some(),
+            ProbeKind::Readiness => false,
+            ProbeKind::Liveness => self.failed.is_some(),
+            ProbeKind::Startup => self.passing || self.failed.is_some(),
         }
     }
 
@@ -633,25 +634,25 @@ impl ContainerProbes {
             probe.as_ref().map(|p| Tracker::new(kind, p, started))
         };
         ContainerProbes {
-            startup: tracker(Kind::Startup, &container.startup_probe),
-            liveness: tracker(Kind::Liveness, &container.liveness_probe),
-            readiness: tracker(Kind::Readiness, &container.readiness_probe),
+            startup: tracker(ProbeKind::Startup, &container.startup_probe),
+            liveness: tracker(ProbeKind::Liveness, &container.liveness_probe),
+            readiness: tracker(ProbeKind::Readiness, &container.readiness_probe),
         }
     }
 
-    pub fn tracker(&self, kind: Kind) -> Option<&Tracker> {
+    pub fn tracker(&self, kind: ProbeKind) -> Option<&Tracker> {
         match kind {
-            Kind::Startup => self.startup.as_ref(),
-            Kind::Liveness => self.liveness.as_ref(),
-            Kind::Readiness => self.readiness.as_ref(),
+            ProbeKind::Startup => self.startup.as_ref(),
+            ProbeKind::Liveness => self.liveness.as_ref(),
+            ProbeKind::Readiness => self.readiness.as_ref(),
         }
     }
 
-    fn tracker_mut(&mut self, kind: Kind) -> Option<&mut Tracker> {
+    fn tracker_mut(&mut self, kind: ProbeKind) -> Option<&mut Tracker> {
         match kind {
-            Kind::Startup => self.startup.as_mut(),
-            Kind::Liveness => self.liveness.as_mut(),
-            Kind::Readiness => self.readiness.as_mut(),
+            ProbeKind::Startup => self.startup.as_mut(),
+            ProbeKind::Liveness => self.liveness.as_mut(),
+            ProbeKind::Readiness => self.readiness.as_mut(),
         }
     }
 
@@ -669,7 +670,7 @@ impl ContainerProbes {
 
     /// Which probes to send now (kinds), given gating and `due`, in the
     /// order startup, liveness, readiness.
-    pub fn due(&self, now: Instant) -> Vec<Kind> {
+    pub fn due(&self, now: Instant) -> Vec<ProbeKind> {
         self.active()
             .into_iter()
             .filter(|t| t.due(now))
@@ -687,7 +688,7 @@ impl ContainerProbes {
     }
 
     /// A `kind` probe was sent at `now` (no-op when the container has none).
-    pub fn sent(&mut self, kind: Kind, now: Instant) {
+    pub fn sent(&mut self, kind: ProbeKind, now: Instant) {
         if let Some(t) = self.tracker_mut(kind) {
             t.sent(now);
         }
@@ -695,7 +696,7 @@ impl ContainerProbes {
 
     /// A `kind` probe's outcome arrived; true when that probe's overall
     /// result changed (false when the container has no such probe).
-    pub fn record(&mut self, kind: Kind, outcome: &Outcome, now: Instant) -> bool {
+    pub fn record(&mut self, kind: ProbeKind, outcome: &Outcome, now: Instant) -> bool {
         self.tracker_mut(kind)
             .is_some_and(|t| t.record(outcome, now))
     }
@@ -730,7 +731,7 @@ impl ContainerProbes {
     }
 
     /// The container's `kind` probe, if it has one.
-    pub fn probe(&self, kind: Kind) -> Option<&v1::Probe> {
+    pub fn probe(&self, kind: ProbeKind) -> Option<&v1::Probe> {
         self.tracker(kind).map(Tracker::probe)
     }
 }
@@ -820,29 +821,29 @@ mod tests {
             failure_threshold: 6,
             ..Default::default()
         };
-        let cases: Vec<(&str, Kind, v1::Probe, Settings)> = vec![
+        let cases: Vec<(&str, ProbeKind, v1::Probe, Settings)> = vec![
             (
                 "zero: defaults",
-                Kind::Readiness,
+                ProbeKind::Readiness,
                 v1::Probe::default(),
                 defaults,
             ),
             (
                 "zero liveness",
-                Kind::Liveness,
+                ProbeKind::Liveness,
                 v1::Probe::default(),
                 defaults,
             ),
             (
                 "negative: minimums",
-                Kind::Readiness,
+                ProbeKind::Readiness,
                 negative.clone(),
                 minimums,
             ),
-            ("negative startup", Kind::Startup, negative, minimums),
+            ("negative startup", ProbeKind::Startup, negative, minimums),
             (
                 "explicit readiness",
-                Kind::Readiness,
+                ProbeKind::Readiness,
                 explicit.clone(),
                 Settings {
                     initial_delay: s(7),
@@ -854,7 +855,7 @@ mod tests {
             ),
             (
                 "liveness forces successThreshold 1",
-                Kind::Liveness,
+                ProbeKind::Liveness,
                 explicit.clone(),
                 Settings {
                     initial_delay: s(7),
@@ -866,7 +867,7 @@ mod tests {
             ),
             (
                 "startup forces successThreshold 1",
-                Kind::Startup,
+                ProbeKind::Startup,
                 explicit,
                 Settings {
                     initial_delay: s(7),
@@ -887,9 +888,9 @@ mod tests {
         let start = t0();
         let p = probe(0, 0, 0, 0);
         for (kind, passing) in [
-            (Kind::Readiness, false),
-            (Kind::Liveness, true),
-            (Kind::Startup, false),
+            (ProbeKind::Readiness, false),
+            (ProbeKind::Liveness, true),
+            (ProbeKind::Startup, false),
         ] {
             let t = Tracker::new(kind, &p, start);
             assert_eq!(t.passing(), passing, "{kind}");
@@ -902,7 +903,7 @@ mod tests {
     #[test]
     fn initial_delay_and_period() {
         let start = t0();
-        let mut t = Tracker::new(Kind::Readiness, &probe(5, 3, 0, 0), start);
+        let mut t = Tracker::new(ProbeKind::Readiness, &probe(5, 3, 0, 0), start);
         // (seconds after start, due?)
         for (at, due) in [(0, false), (4, false), (5, true), (6, true)] {
             assert_eq!(t.due(start + s(at)), due, "before the first, at {at}s");
@@ -922,7 +923,7 @@ mod tests {
     #[test]
     fn default_period_is_ten_seconds() {
         let start = t0();
-        let mut t = Tracker::new(Kind::Liveness, &probe(0, 0, 0, 0), start);
+        let mut t = Tracker::new(ProbeKind::Liveness, &probe(0, 0, 0, 0), start);
         step(&mut t, &Outcome::Success, start);
         assert!(!t.due(start + s(9)));
         assert!(t.due(start + s(10)));
@@ -931,9 +932,13 @@ mod tests {
     #[test]
     fn huge_initial_delay_does_not_panic() {
         let start = t0();
-        let t = Tracker::new(Kind::Readiness, &probe(i32::MAX, i32::MAX, 0, 0), start);
+        let t = Tracker::new(
+            ProbeKind::Readiness,
+            &probe(i32::MAX, i32::MAX, 0, 0),
+            start,
+        );
         assert!(!t.due(start + s(1_000_000)));
-        let mut t = Tracker::new(Kind::Readiness, &probe(0, i32::MAX, 0, 0), start);
+        let mut t = Tracker::new(ProbeKind::Readiness, &probe(0, i32::MAX, 0, 0), start);
         step(&mut t, &Outcome::Success, start);
         assert!(!t.due(start + s(1_000_000)));
     }
@@ -946,7 +951,7 @@ mod tests {
         //  expected passing after each, expected "changed" after each)
         type Case<'a> = (
             &'a str,
-            Kind,
+            ProbeKind,
             i32,
             i32,
             Vec<&'a Outcome>,
@@ -956,7 +961,7 @@ mod tests {
         let cases: Vec<Case> = vec![
             (
                 "readiness: ready after one success by default",
-                Kind::Readiness,
+                ProbeKind::Readiness,
                 0,
                 0,
                 vec![&ok, &ok],
@@ -965,7 +970,7 @@ mod tests {
             ),
             (
                 "readiness: not ready after 3 failures by default",
-                Kind::Readiness,
+                ProbeKind::Readiness,
                 0,
                 0,
                 vec![&ok, &no, &no, &no, &no],
@@ -974,7 +979,7 @@ mod tests {
             ),
             (
                 "readiness: successThreshold 3 needs 3 in a row",
-                Kind::Readiness,
+                ProbeKind::Readiness,
                 3,
                 1,
                 vec![&ok, &ok, &no, &ok, &ok, &ok],
@@ -983,7 +988,7 @@ mod tests {
             ),
             (
                 "readiness: failureThreshold 2, a success in between resets",
-                Kind::Readiness,
+                ProbeKind::Readiness,
                 1,
                 2,
                 vec![&ok, &no, &ok, &no, &no],
@@ -992,7 +997,7 @@ mod tests {
             ),
             (
                 "liveness: healthy until 3 failures in a row",
-                Kind::Liveness,
+                ProbeKind::Liveness,
                 0,
                 0,
                 vec![&no, &no, &ok, &no, &no, &no],
@@ -1001,7 +1006,7 @@ mod tests {
             ),
             (
                 "liveness: failureThreshold 1",
-                Kind::Liveness,
+                ProbeKind::Liveness,
                 0,
                 1,
                 vec![&ok, &no],
@@ -1010,7 +1015,7 @@ mod tests {
             ),
             (
                 "liveness ignores successThreshold",
-                Kind::Liveness,
+                ProbeKind::Liveness,
                 5,
                 1,
                 vec![&no],
@@ -1019,7 +1024,7 @@ mod tests {
             ),
             (
                 "startup: started after one success",
-                Kind::Startup,
+                ProbeKind::Startup,
                 0,
                 0,
                 vec![&no, &no, &ok],
@@ -1028,7 +1033,7 @@ mod tests {
             ),
             (
                 "startup ignores successThreshold",
-                Kind::Startup,
+                ProbeKind::Startup,
                 4,
                 0,
                 vec![&ok],
@@ -1053,7 +1058,7 @@ mod tests {
     #[test]
     fn readiness_flapping() {
         let start = t0();
-        let mut t = Tracker::new(Kind::Readiness, &probe(0, 1, 1, 1), start);
+        let mut t = Tracker::new(ProbeKind::Readiness, &probe(0, 1, 1, 1), start);
         for i in 0..10u64 {
             let outcome = if i % 2 == 0 { Outcome::Success } else { fail() };
             assert!(
@@ -1070,20 +1075,20 @@ mod tests {
     #[test]
     fn liveness_and_startup_failures_hold() {
         let start = t0();
-        let mut t = Tracker::new(Kind::Liveness, &probe(0, 1, 0, 2), start);
+        let mut t = Tracker::new(ProbeKind::Liveness, &probe(0, 1, 0, 2), start);
         step(&mut t, &Outcome::Failure("first".into()), start);
         assert_eq!(t.failed(), None);
         step(&mut t, &Outcome::Failure("second".into()), start + s(1));
         assert_eq!(t.failed(), Some("second"));
         assert!(!t.due(start + s(100)), "on hold after a liveness failure");
 
-        let mut t = Tracker::new(Kind::Startup, &probe(0, 1, 0, 1), start);
+        let mut t = Tracker::new(ProbeKind::Startup, &probe(0, 1, 0, 1), start);
         step(&mut t, &fail(), start);
         assert_eq!(t.failed(), Some("boom"));
         assert!(!t.passing());
         assert!(!t.due(start + s(100)), "on hold after a startup failure");
 
-        let mut t = Tracker::new(Kind::Startup, &probe(0, 1, 0, 0), start);
+        let mut t = Tracker::new(ProbeKind::Startup, &probe(0, 1, 0, 0), start);
         step(&mut t, &Outcome::Success, start);
         assert!(
             !t.due(start + s(100)),
@@ -1094,7 +1099,7 @@ mod tests {
     #[test]
     fn record_without_sent_counts_as_sent() {
         let start = t0();
-        let mut t = Tracker::new(Kind::Readiness, &probe(0, 5, 0, 0), start);
+        let mut t = Tracker::new(ProbeKind::Readiness, &probe(0, 5, 0, 0), start);
         assert!(t.record(&Outcome::Success, start + s(2)));
         assert!(!t.due(start + s(6)));
         assert!(t.due(start + s(7)));
@@ -1110,7 +1115,11 @@ mod tests {
         assert_eq!(p.next_due(), None);
         assert_eq!(p.liveness_failed(), None);
         assert_eq!(p.startup_failed(), None);
-        for kind in [Kind::Startup, Kind::Liveness, Kind::Readiness] {
+        for kind in [
+            ProbeKind::Startup,
+            ProbeKind::Liveness,
+            ProbeKind::Readiness,
+        ] {
             assert_eq!(p.probe(kind), None);
         }
     }
@@ -1127,35 +1136,35 @@ mod tests {
                 container(None, None, Some(rp.clone())),
                 true,
                 false,
-                vec![Kind::Readiness],
+                vec![ProbeKind::Readiness],
             ),
             (
                 "liveness only: ready at once",
                 container(None, Some(lp.clone()), None),
                 true,
                 true,
-                vec![Kind::Liveness],
+                vec![ProbeKind::Liveness],
             ),
             (
                 "liveness and readiness",
                 container(None, Some(lp.clone()), Some(rp.clone())),
                 true,
                 false,
-                vec![Kind::Liveness, Kind::Readiness],
+                vec![ProbeKind::Liveness, ProbeKind::Readiness],
             ),
             (
                 "startup gates the others",
                 container(Some(sp.clone()), Some(lp.clone()), Some(rp.clone())),
                 false,
                 false,
-                vec![Kind::Startup],
+                vec![ProbeKind::Startup],
             ),
             (
                 "startup only",
                 container(Some(sp), None, None),
                 false,
                 false,
-                vec![Kind::Startup],
+                vec![ProbeKind::Startup],
             ),
         ];
         for (name, c, started, ready, due) in cases {
@@ -1164,10 +1173,18 @@ mod tests {
             assert_eq!(p.started(), started, "{name}");
             assert_eq!(p.ready(), ready, "{name}");
             assert_eq!(p.due(start), due, "{name}");
-            assert_eq!(p.probe(Kind::Startup), c.startup_probe.as_ref(), "{name}");
-            assert_eq!(p.probe(Kind::Liveness), c.liveness_probe.as_ref(), "{name}");
             assert_eq!(
-                p.probe(Kind::Readiness),
+                p.probe(ProbeKind::Startup),
+                c.startup_probe.as_ref(),
+                "{name}"
+            );
+            assert_eq!(
+                p.probe(ProbeKind::Liveness),
+                c.liveness_probe.as_ref(),
+                "{name}"
+            );
+            assert_eq!(
+                p.probe(ProbeKind::Readiness),
                 c.readiness_probe.as_ref(),
                 "{name}"
             );
@@ -1186,10 +1203,10 @@ mod tests {
         // Startup fails twice (under its threshold): still only startup.
         for i in 0..2u64 {
             let at = start + s(2 * i);
-            assert_eq!(p.due(at), vec![Kind::Startup], "#{i}");
-            p.sent(Kind::Startup, at);
+            assert_eq!(p.due(at), vec![ProbeKind::Startup], "#{i}");
+            p.sent(ProbeKind::Startup, at);
             assert!(p.due(at).is_empty(), "in flight");
-            assert!(!p.record(Kind::Startup, &fail(), at));
+            assert!(!p.record(ProbeKind::Startup, &fail(), at));
             assert!(!p.started());
             assert!(!p.ready());
         }
@@ -1197,16 +1214,16 @@ mod tests {
         // It passes at 4 s: started, liveness due; readiness too (its
         // initial delay of 3 s counts from the container's start).
         let at = start + s(4);
-        p.sent(Kind::Startup, at);
-        assert!(p.record(Kind::Startup, &Outcome::Success, at));
+        p.sent(ProbeKind::Startup, at);
+        assert!(p.record(ProbeKind::Startup, &Outcome::Success, at));
         assert!(p.started());
         assert!(!p.ready(), "readiness has not passed yet");
-        assert_eq!(p.due(at), vec![Kind::Liveness, Kind::Readiness]);
-        p.sent(Kind::Readiness, at);
-        assert!(p.record(Kind::Readiness, &Outcome::Success, at));
+        assert_eq!(p.due(at), vec![ProbeKind::Liveness, ProbeKind::Readiness]);
+        p.sent(ProbeKind::Readiness, at);
+        assert!(p.record(ProbeKind::Readiness, &Outcome::Success, at));
         assert!(p.ready());
         // Startup is never sent again.
-        assert!(!p.due(start + s(100)).contains(&Kind::Startup));
+        assert!(!p.due(start + s(100)).contains(&ProbeKind::Startup));
     }
 
     #[test]
@@ -1214,11 +1231,11 @@ mod tests {
         let start = t0();
         let c = container(Some(probe(0, 1, 0, 0)), None, Some(probe(10, 1, 0, 0)));
         let mut p = ContainerProbes::new(&c, start);
-        p.sent(Kind::Startup, start);
-        p.record(Kind::Startup, &Outcome::Success, start);
+        p.sent(ProbeKind::Startup, start);
+        p.record(ProbeKind::Startup, &Outcome::Success, start);
         assert!(p.due(start + s(9)).is_empty());
         assert_eq!(p.next_due(), Some(start + s(10)));
-        assert_eq!(p.due(start + s(10)), vec![Kind::Readiness]);
+        assert_eq!(p.due(start + s(10)), vec![ProbeKind::Readiness]);
     }
 
     #[test]
@@ -1228,8 +1245,12 @@ mod tests {
         let mut p = ContainerProbes::new(&c, start);
         for i in 0..2u64 {
             let at = start + s(i);
-            p.sent(Kind::Startup, at);
-            p.record(Kind::Startup, &Outcome::Failure(format!("no #{i}")), at);
+            p.sent(ProbeKind::Startup, at);
+            p.record(
+                ProbeKind::Startup,
+                &Outcome::Failure(format!("no #{i}")),
+                at,
+            );
         }
         assert_eq!(p.startup_failed().as_deref(), Some("no #1"));
         assert_eq!(p.liveness_failed(), None);
@@ -1245,17 +1266,17 @@ mod tests {
         for i in 0..3u64 {
             let at = start + s(i);
             assert_eq!(p.liveness_failed(), None, "#{i}");
-            p.sent(Kind::Liveness, at);
-            let changed = p.record(Kind::Liveness, &Outcome::Failure("dead".into()), at);
+            p.sent(ProbeKind::Liveness, at);
+            let changed = p.record(ProbeKind::Liveness, &Outcome::Failure("dead".into()), at);
             assert_eq!(changed, i == 2, "#{i}");
         }
         assert_eq!(p.liveness_failed().as_deref(), Some("dead"));
         // Liveness is on hold; readiness keeps going.
-        assert_eq!(p.due(start + s(10)), vec![Kind::Readiness]);
+        assert_eq!(p.due(start + s(10)), vec![ProbeKind::Readiness]);
         // An absent probe is a no-op.
         let mut none = ContainerProbes::new(&container(None, None, None), start);
-        none.sent(Kind::Liveness, start);
-        assert!(!none.record(Kind::Liveness, &fail(), start));
+        none.sent(ProbeKind::Liveness, start);
+        assert!(!none.record(ProbeKind::Liveness, &fail(), start));
         assert_eq!(none.liveness_failed(), None);
     }
 
@@ -1272,14 +1293,20 @@ mod tests {
         };
         let c = container(Some(weird.clone()), Some(weird.clone()), Some(weird));
         let mut p = ContainerProbes::new(&c, start);
-        assert_eq!(p.due(start), vec![Kind::Startup]);
-        p.sent(Kind::Startup, start);
-        p.record(Kind::Startup, &Outcome::Success, start);
-        assert_eq!(p.due(start), vec![Kind::Liveness, Kind::Readiness]);
-        p.sent(Kind::Readiness, start);
-        p.record(Kind::Readiness, &Outcome::Success, start);
+        assert_eq!(p.due(start), vec![ProbeKind::Startup]);
+        p.sent(ProbeKind::Startup, start);
+        p.record(ProbeKind::Startup, &Outcome::Success, start);
+        assert_eq!(
+            p.due(start),
+            vec![ProbeKind::Liveness, ProbeKind::Readiness]
+        );
+        p.sent(ProbeKind::Readiness, start);
+        p.record(ProbeKind::Readiness, &Outcome::Success, start);
         assert!(p.ready());
-        assert!(p.due(start + s(1)).contains(&Kind::Readiness), "period 1 s");
+        assert!(
+            p.due(start + s(1)).contains(&ProbeKind::Readiness),
+            "period 1 s"
+        );
     }
 
     // -- run ---------------------------------------------------------------

@@ -108,7 +108,7 @@ struct Record {
     /// Field 22 of `/proc/<pid>/stat` (clock ticks after boot): tells the
     /// process from a later one with the same pid. 0: unknown.
     proc_start_time: u64,
-    #[serde(with = "rfc3339")]
+    #[serde(with = "keelson_model::time::serde_nanos")]
     started_at: SystemTime,
     #[serde(default)]
     cgroup: Option<PathBuf>,
@@ -120,22 +120,8 @@ struct Record {
 struct ExitRecord {
     exit_code: Option<i32>,
     signal: Option<i32>,
-    #[serde(with = "rfc3339")]
+    #[serde(with = "keelson_model::time::serde_nanos")]
     finished_at: SystemTime,
-}
-
-mod rfc3339 {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::SystemTime;
-
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_nanos(*t))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_rfc3339(&s).map_err(serde::de::Error::custom)
-    }
 }
 
 /// The small binary of the built-in images, looked for beside keelson's.

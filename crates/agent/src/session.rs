@@ -46,9 +46,12 @@ pub struct Channels {
     /// waits on the agent's loop, so heartbeats keep going during a long
     /// sync).
     pub pods: mpsc::UnboundedReceiver<Event<v1::Pod>>,
-    /// (pod uid, written) per status handed to `statuses`.
+    /// (pod uid, written) per status handed to `statuses` (unbounded, and
+    /// safe: one answer per status sent, see `statuses`).
     pub written: mpsc::UnboundedReceiver<(String, bool)>,
-    /// Statuses to write.
+    /// Statuses to write (unbounded, and safe: the agent hands over at most
+    /// one status per pod until its answer comes back, so no more than
+    /// the node's pods can wait).
     pub statuses: mpsc::UnboundedSender<v1::Pod>,
 }
 

@@ -18,9 +18,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::StreamExt;
+use keelson_model::pod::is_ready;
+use keelson_model::time::format_rfc3339;
 use keelson_proto::v1;
 use keelson_sdk::leases::{self, KeepAlive};
 use keelson_sdk::watcher::Event;
@@ -71,10 +73,6 @@ impl Default for SimOptions {
     }
 }
 
-fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
 fn address(opts: &SimOptions, i: usize) -> String {
     let base = u32::from(opts.first_address);
     Ipv4Addr::from(base.wrapping_add(i as u32)).to_string()
@@ -94,7 +92,7 @@ pub fn node_object(opts: &SimOptions, i: usize) -> v1::Node {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let t = now();
+    let t = format_rfc3339(std::time::SystemTime::now());
     v1::Node {
         api_version: "v1".into(),
         kind: "Node".into(),
@@ -176,7 +174,7 @@ pub(crate) async fn take_lease(client: &Client, node: &str, ttl: i64) -> keelson
         spec: Some(v1::LeaseSpec {
             holder_identity: node.to_string(),
             lease_duration_seconds: i32::try_from(ttl).ok(),
-            renew_time: now(),
+            renew_time: format_rfc3339(std::time::SystemTime::now()),
             ..Default::default()
         }),
     };
@@ -260,6 +258,9 @@ pub(crate) async fn heartbeat(
     every: Duration,
     rtt: Option<RttSink>,
 ) -> keelson_sdk::Result<()> {
+    // Unbounded, and safe: one message per expired lease taken again, and a
+    // node's lease is re-taken by one task at a time (its id leaves `ids`
+    // first), so at most one message per simulated node can wait.
     let (retaken_tx, mut retaken) = tokio::sync::mpsc::unbounded_channel::<(i64, String)>();
     let ids: Arc<std::sync::Mutex<HashMap<i64, String>>> = Arc::new(std::sync::Mutex::new(by_id));
     let sent: Arc<std::sync::Mutex<HashMap<i64, std::time::Instant>>> = Arc::default();
@@ -344,12 +345,7 @@ pub(crate) async fn heartbeat(
 }
 
 fn is_running_and_ready(p: &v1::Pod) -> bool {
-    p.status.as_ref().is_some_and(|s| {
-        s.phase == "Running"
-            && s.conditions
-                .iter()
-                .any(|c| c.r#type == "Ready" && c.status == "True")
-    })
+    p.status.as_ref().is_some_and(|s| s.phase == "Running") && is_ready(p)
 }
 
 /// Report pods bound to our nodes Running and Ready; confirm deletions.
@@ -433,7 +429,7 @@ async fn report_pods(
 
 /// The pod as a node reports it once its containers run and are ready.
 fn running(mut p: v1::Pod, ip: &str) -> v1::Pod {
-    let t = now();
+    let t = format_rfc3339(std::time::SystemTime::now());
     let containers: Vec<String> = p
         .spec
         .as_ref()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use keelson_model::selector::{FieldSelector, LabelSelector};
+use keelson_model::time::format_rfc3339;
 use keelson_model::validation::GRACE_PERIOD_MAX_SECS;
 use keelson_model::{defaults, kind_of, meta_of, meta_of_mut, validation, Kind, Object};
 use keelson_proto::api::object;
@@ -66,15 +67,12 @@ pub struct DeleteOptions {
     pub precondition_resource_version: String,
 }
 
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
+/// `secs` (clamped to `0..=GRACE_PERIOD_MAX_SECS`) from now, in RFC 3339.
 fn rfc3339_in(secs: i64) -> String {
     let secs = secs.clamp(0, GRACE_PERIOD_MAX_SECS) as u64;
     let now = SystemTime::now();
     let t = now.checked_add(Duration::from_secs(secs)).unwrap_or(now);
-    humantime::format_rfc3339_seconds(t).to_string()
+    format_rfc3339(t)
 }
 
 /// The end of a prefix range (etcd's `--prefix`).
@@ -492,7 +490,7 @@ impl Registry {
                 m.name = format!("{}{}", m.generate_name, random_suffix());
             }
             m.uid = uuid::Uuid::new_v4().to_string();
-            m.creation_timestamp = now_rfc3339();
+            m.creation_timestamp = format_rfc3339(SystemTime::now());
             m.resource_version.clear();
             m.deletion_timestamp.clear();
             m.deletion_grace_period_seconds = None;

@@ -15,6 +15,11 @@
 //!   SECONDS (default 1).
 //!
 //! Durations are seconds (`1.5`) or humantime (`2m`, `300ms`).
+//!
+//! The crate's binary, `keelson-builtin <name> [args...]` (`src/main.rs`),
+//! runs one of them from a binary of a few MB (tokio only); the process
+//! runtime prefers it, found beside the keelson binary, to `keelson
+//! builtin`, so pods of built-in images start fast.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

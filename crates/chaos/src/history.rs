@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// An operation on one key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Kind {
+pub enum OpKind {
     /// A linearizable read.
     Read,
     /// A write of a value no one else writes.
@@ -43,7 +43,7 @@ impl Outcome {
 pub struct Op {
     pub client: usize,
     pub key: String,
-    pub kind: Kind,
+    pub kind: OpKind,
     /// Nanoseconds since the start of the run.
     pub invoke_ns: u64,
     /// None while in flight (or never answered).

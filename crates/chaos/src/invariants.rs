@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::history::{Kind, Op, Outcome};
+use crate::history::{Op, OpKind, Outcome};
 
 /// One event a watcher received.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,10 +82,10 @@ pub fn watch_gap_free(ops: &[Op], events: &[Watched], complete: &[usize]) -> Ver
     let acked: Vec<(i64, &str, &str)> = ops
         .iter()
         .filter_map(|op| match (&op.kind, &op.outcome) {
-            (Kind::Write { value }, Outcome::Ok) if op.revision > 0 => {
+            (OpKind::Write { value }, Outcome::Ok) if op.revision > 0 => {
                 Some((op.revision, op.key.as_str(), value.as_str()))
             }
-            (Kind::Cas { new, .. }, Outcome::Swapped(true)) if op.revision > 0 => {
+            (OpKind::Cas { new, .. }, Outcome::Swapped(true)) if op.revision > 0 => {
                 Some((op.revision, op.key.as_str(), new.as_str()))
             }
             _ => None,
@@ -94,9 +94,9 @@ pub fn watch_gap_free(ops: &[Op], events: &[Watched], complete: &[usize]) -> Ver
     let written: HashSet<&str> = ops
         .iter()
         .filter_map(|op| match &op.kind {
-            Kind::Write { value } => Some(value.as_str()),
-            Kind::Cas { new, .. } => Some(new.as_str()),
-            Kind::Read => None,
+            OpKind::Write { value } => Some(value.as_str()),
+            OpKind::Cas { new, .. } => Some(new.as_str()),
+            OpKind::Read => None,
         })
         .collect();
     let mut problems = Vec::new();
@@ -179,7 +179,7 @@ mod tests {
         Op {
             client,
             key: key.into(),
-            kind: Kind::Write { value: v.into() },
+            kind: OpKind::Write { value: v.into() },
             invoke_ns: rev as u64 * 10,
             complete_ns: Some(rev as u64 * 10 + 5),
             outcome,

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use crate::history::{Kind, Op, Outcome};
+use crate::history::{Op, OpKind, Outcome};
 
 /// The register's value: None while the key is absent.
 pub type Value = Option<String>;
@@ -70,15 +70,15 @@ fn effects(ops: &[&Op]) -> Vec<(Effect, u64, u64)> {
                 .filter(|_| !matches!(op.outcome, Outcome::Unknown));
             let effect = match (&op.kind, &op.outcome) {
                 (_, Outcome::Failed) => return None,
-                (Kind::Read, Outcome::Read(v)) => Effect::Read(v.clone()),
-                (Kind::Read, _) => return None,
-                (Kind::Write { value }, _) => Effect::Write(value.clone()),
-                (Kind::Cas { expect, new }, Outcome::Swapped(s)) => Effect::Cas {
+                (OpKind::Read, Outcome::Read(v)) => Effect::Read(v.clone()),
+                (OpKind::Read, _) => return None,
+                (OpKind::Write { value }, _) => Effect::Write(value.clone()),
+                (OpKind::Cas { expect, new }, Outcome::Swapped(s)) => Effect::Cas {
                     expect: expect.clone(),
                     new: new.clone(),
                     swapped: *s,
                 },
-                (Kind::Cas { expect, new }, _) => Effect::CasUnknown {
+                (OpKind::Cas { expect, new }, _) => Effect::CasUnknown {
                     expect: expect.clone(),
                     new: new.clone(),
                 },
@@ -110,7 +110,7 @@ pub fn check(initial: &Value, ops: &[&Op], budget: usize) -> Option<bool> {
         .filter_map(|op| match (&op.kind, &op.outcome) {
             (_, Outcome::Read(Some(v))) => Some(v.as_str()),
             (
-                Kind::Cas {
+                OpKind::Cas {
                     expect: Some(v), ..
                 },
                 Outcome::Swapped(true),
@@ -121,9 +121,9 @@ pub fn check(initial: &Value, ops: &[&Op], budget: usize) -> Option<bool> {
     let unobserved = |op: &&Op| {
         op.outcome == Outcome::Unknown
             && match &op.kind {
-                Kind::Write { value } => !observed.contains(value.as_str()),
-                Kind::Cas { new, .. } => !observed.contains(new.as_str()),
-                Kind::Read => false,
+                OpKind::Write { value } => !observed.contains(value.as_str()),
+                OpKind::Cas { new, .. } => !observed.contains(new.as_str()),
+                OpKind::Read => false,
             }
     };
     if ops.iter().any(unobserved) {
@@ -245,9 +245,9 @@ fn search(initial: &Value, ops: &[&Op], budget: usize) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Kind, Op, Outcome};
+    use crate::history::{Op, OpKind, Outcome};
 
-    fn op(invoke: u64, complete: Option<u64>, kind: Kind, outcome: Outcome) -> Op {
+    fn op(invoke: u64, complete: Option<u64>, kind: OpKind, outcome: Outcome) -> Op {
         Op {
             client: 0,
             key: "k".into(),
@@ -259,16 +259,21 @@ mod tests {
         }
     }
     fn w(a: u64, b: u64, v: &str) -> Op {
-        op(a, Some(b), Kind::Write { value: v.into() }, Outcome::Ok)
+        op(a, Some(b), OpKind::Write { value: v.into() }, Outcome::Ok)
     }
     fn r(a: u64, b: u64, v: Option<&str>) -> Op {
-        op(a, Some(b), Kind::Read, Outcome::Read(v.map(str::to_string)))
+        op(
+            a,
+            Some(b),
+            OpKind::Read,
+            Outcome::Read(v.map(str::to_string)),
+        )
     }
     fn cas(a: u64, b: u64, expect: Option<&str>, new: &str, swapped: bool) -> Op {
         op(
             a,
             Some(b),
-            Kind::Cas {
+            OpKind::Cas {
                 expect: expect.map(str::to_string),
                 new: new.into(),
             },
@@ -336,7 +341,7 @@ mod tests {
 
     #[test]
     fn unknown_outcomes_may_or_may_not_have_happened() {
-        let lost = |v: &str| op(0, None, Kind::Write { value: v.into() }, Outcome::Unknown);
+        let lost = |v: &str| op(0, None, OpKind::Write { value: v.into() }, Outcome::Unknown);
         // Seen later, or never: both fine.
         assert!(lin(&[lost("a"), r(5, 6, Some("a"))]));
         assert!(lin(&[lost("a"), r(5, 6, None)]));
@@ -351,7 +356,7 @@ mod tests {
         let failed = op(
             0,
             Some(1),
-            Kind::Write { value: "x".into() },
+            OpKind::Write { value: "x".into() },
             Outcome::Failed,
         );
         assert!(!lin(&[failed, r(2, 3, Some("x"))]));
@@ -359,7 +364,7 @@ mod tests {
         let unknown_cas = op(
             2,
             None,
-            Kind::Cas {
+            OpKind::Cas {
                 expect: Some("a".into()),
                 new: "b".into(),
             },
@@ -382,7 +387,7 @@ mod tests {
                 op(
                     i * 10,
                     None,
-                    Kind::Write {
+                    OpKind::Write {
                         value: format!("lost{i}"),
                     },
                     Outcome::Unknown,
@@ -397,7 +402,12 @@ mod tests {
         let refs: Vec<&Op> = ops.iter().collect();
         assert_eq!(check(&None, &refs, 100_000), Some(true));
         // And a lost write that explains a failed swap is still found.
-        let lost = op(0, None, Kind::Write { value: "z".into() }, Outcome::Unknown);
+        let lost = op(
+            0,
+            None,
+            OpKind::Write { value: "z".into() },
+            Outcome::Unknown,
+        );
         let hist = [lost, w(1, 2, "a"), cas(10, 11, Some("a"), "b", false)];
         assert!(lin(&hist), "the lost write landed after a: the swap fails");
         let no_lost = [w(1, 2, "a"), cas(10, 11, Some("a"), "b", false)];

@@ -1,15 +1,15 @@
 //! The `keelson` binary: `keelson server` runs a control-plane replica,
-//! `keelson bench` measures it (and etcd) over the etcd v3 API, and
-//! kubectl-like commands (`get`, `describe`, `apply`...) talk to the API.
+//! `keelson agent` a node agent, `keelson up` a local cluster of both,
+//! kubectl-like commands (`get`, `describe`, `apply`...) talk to the API;
+//! `keelson chaos` and `keelson bench` hand off to their crates
+//! (keelson-chaos, keelson-bench).
 
-mod bench;
 mod certs;
-mod chaos_cmd;
-mod chaos_cp;
 mod kubectl;
 mod server_cmd;
 mod up;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 // glibc malloc's arena locks showed up in profiles of the server under load.
@@ -224,14 +224,14 @@ enum Command {
     /// Run a seeded fault schedule against a local 3-replica cluster under
     /// a KV workload, then check the history (linearizability, lost writes,
     /// watch order); non-zero exit on any violation.
-    Chaos(chaos_cmd::ChaosArgs),
+    Chaos(keelson_chaos::runner::ChaosArgs),
     /// Run one control-plane replica (with no flags: a single-replica cluster on 127.0.0.1:2379).
     Server(server_cmd::ServerArgs),
     /// Create a local CA and a certificate for the replicas (TLS).
     Certs(certs::CertsArgs),
     /// Benchmarks over the etcd v3 API (Keelson and etcd alike).
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(keelson_bench::BenchCommand),
     /// Show objects as a table (or YAML, JSON, names), and optionally watch them.
     Get(kubectl::GetArgs),
     /// Show an object in detail, with its events.
@@ -300,9 +300,12 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,
             Command::Up(a) => up::up(a).await,
-            Command::Chaos(a) => chaos_cmd::run(a).await,
+            Command::Chaos(a) => {
+                let bin = std::env::current_exe().context("find the keelson binary")?;
+                keelson_chaos::runner::run(bin, a).await
+            }
             Command::Down(a) => up::down(a).await,
-            Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Bench(cmd) => keelson_bench::run(cmd).await,
             Command::Certs(args) => certs::run(args),
             Command::Scheduler(a) => {
                 let client = a.client.client()?;

@@ -107,12 +107,12 @@ pub struct NodeLifecycleArgs {
 }
 
 impl NodeLifecycleArgs {
-    pub fn config(&self) -> anyhow::Result<keelson_controllers::nodelifecycle::Config> {
+    pub fn config(&self) -> anyhow::Result<keelson_controller_manager::NodeLifecycleConfig> {
         let secs = |name: &str, v: f64| {
             Duration::try_from_secs_f64(v)
                 .map_err(|_| anyhow::anyhow!("--{name} must be a non-negative number of seconds"))
         };
-        Ok(keelson_controllers::nodelifecycle::Config {
+        Ok(keelson_controller_manager::NodeLifecycleConfig {
             monitor_grace: secs("node-monitor-grace-period", self.node_monitor_grace_period)?,
             eviction_timeout: secs("pod-eviction-timeout", self.pod_eviction_timeout)?,
         })

@@ -39,6 +39,7 @@ use keelson_proto::api::ClusterStatusRequest;
 use keelson_proto::v1;
 use keelson_sdk::client::Retry;
 use keelson_sdk::{Api, Client, Config, ListParams};
+use keelson_testkit::process::{signal, Spawn};
 use serde::{Deserialize, Serialize};
 
 use crate::server_cmd::NodeLifecycleArgs;
@@ -368,30 +369,13 @@ struct Proc {
 
 impl Proc {
     fn spawn(&mut self, dirs: &Dirs) -> anyhow::Result<()> {
-        use std::os::unix::process::CommandExt;
         let exe = std::env::current_exe().context("find the keelson binary")?;
-        let log_path = dirs.log(&self.name);
-        if let Some(d) = log_path.parent() {
-            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("open {}", log_path.display()))?;
-        let err = log
-            .try_clone()
-            .with_context(|| format!("open {}", log_path.display()))?;
-        let child = Command::new(exe)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            // Its own process group: Ctrl-C reaches `up` only, which stops
-            // everything in order.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("start {}", self.name))?;
+        let child = Spawn::new(&exe, &self.args)
+            .named(&self.name)
+            .log(&dirs.log(&self.name))
+            // Ctrl-C reaches `up` only, which stops everything in order.
+            .own_process_group()
+            .spawn()?;
         let pid = child.id();
         // Tracked before anything else can fail, so it is always stopped.
         self.child = Some(child);
@@ -432,7 +416,7 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
 async fn stop_all(procs: &mut [Proc], grace: Duration) {
     for p in procs.iter() {
         if let Some(pid) = p.pid() {
-            keelson::cluster::signal(pid, libc::SIGTERM);
+            signal(pid, libc::SIGTERM);
         }
     }
     let deadline = Instant::now() + grace;
@@ -966,7 +950,7 @@ pub async fn down(a: DownArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut stopped = false;
     if let Some(pid) = read_pid(&dirs.pid("up")).filter(|p| alive_keelson_with(*p, "up")) {
-        keelson::cluster::signal(pid, libc::SIGTERM);
+        signal(pid, libc::SIGTERM);
         // `up` stops the agents, then the replicas.
         let deadline = Instant::now() + STOP_GRACE * 3;
         while alive_keelson(pid) && Instant::now() < deadline {
@@ -986,7 +970,7 @@ pub async fn down(a: DownArgs) -> anyhow::Result<()> {
             })
             .collect();
         for (_, pid) in &pids {
-            keelson::cluster::signal(*pid, libc::SIGTERM);
+            signal(*pid, libc::SIGTERM);
             stopped = true;
         }
         let deadline = Instant::now() + STOP_GRACE;
@@ -996,7 +980,7 @@ pub async fn down(a: DownArgs) -> anyhow::Result<()> {
         for (name, pid) in &pids {
             if alive_keelson(*pid) {
                 eprintln!("{name} did not stop: SIGKILL");
-                keelson::cluster::signal(*pid, libc::SIGKILL);
+                signal(*pid, libc::SIGKILL);
             }
         }
     }

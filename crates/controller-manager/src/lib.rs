@@ -34,6 +34,10 @@ use keelson_sdk::{
 };
 use tokio::sync::watch;
 
+/// The node lifecycle controller's settings ([`Options::node`]), for
+/// callers that configure an instance without the controllers crate.
+pub use keelson_controllers::nodelifecycle::Config as NodeLifecycleConfig;
+
 pub mod deployments;
 pub mod endpoints;
 pub mod gc;

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use keelson_controllers::nodelifecycle::{reconcile, Action, UNREACHABLE_TAINT};
+use keelson_model::pod::is_ready;
+use keelson_model::time::format_rfc3339;
 use keelson_model::Kind;
 use keelson_proto::v1;
 use keelson_sdk::{DeleteParams, Error, Involved, Resource};
@@ -175,15 +177,11 @@ async fn mark_pods_not_ready(ctx: &Ctx, nodes: &[v1::Node], pods: &[v1::Pod]) {
             p.spec
                 .as_ref()
                 .is_some_and(|s| marked.contains(&s.node_name.as_str()))
-                && p.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.r#type == "Ready" && c.status == "True")
-                })
+                && is_ready(p)
         })
         .cloned()
         .collect();
-    let at = humantime_now();
+    let at = format_rfc3339(std::time::SystemTime::now());
     concurrently(ready_on_marked, |mut p| {
         let at = at.clone();
         async move {
@@ -204,10 +202,6 @@ async fn mark_pods_not_ready(ctx: &Ctx, nodes: &[v1::Node], pods: &[v1::Pod]) {
         }
     })
     .await;
-}
-
-fn humantime_now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 async fn act(ctx: &Ctx, a: Action) -> keelson_sdk::Result<()> {

@@ -37,10 +37,7 @@ fn pod_key(ns: &str, name: &str) -> String {
 
 /// The controller uid of an object, if any.
 pub(crate) fn controller_uid(meta: &v1::ObjectMeta) -> Option<&str> {
-    meta.owner_references
-        .iter()
-        .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.as_str())
+    keelson_model::controller_of(meta).map(|r| r.uid.as_str())
 }
 
 pub async fn run(ctx: Arc<Ctx>) {

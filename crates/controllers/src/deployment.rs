@@ -53,6 +53,9 @@
 //!   back yields no further change (as in Kubernetes, a create that did
 //!   not happen is retried and sets `NewReplicaSetCreated` again).
 //! - **Deletion.** A Deployment being deleted only gets its status updated.
+//! - **Shared with the CLI.** The annotations and labels written here, the
+//!   Progressing condition's timed-out reason and kubectl's reading of a
+//!   rollout (`rollout_status`) live in [`keelson_model::deployment`].
 //! - **Malformed input** (no spec, no uid, a missing, empty or malformed
 //!   selector, a template the selector does not match, negative replicas,
 //!   an unknown strategy, an unreadable `maxSurge`/`maxUnavailable`, a
@@ -81,18 +84,14 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use keelson_model::deployment::{
+    condition as get_condition, CHANGE_CAUSE_ANNOTATION, DEFAULT_REPLICAS, POD_TEMPLATE_HASH_LABEL,
+    PROGRESSING, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, TIMED_OUT_REASON,
+};
 use keelson_model::selector::LabelSelector;
-use keelson_model::{Kind, Resource};
+use keelson_model::time::{format_rfc3339, parse_rfc3339};
+use keelson_model::{controller_of, Kind, Resource};
 use keelson_proto::v1;
-
-/// The revision of a ReplicaSet (and, copied, of its Deployment).
-pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
-/// Earlier revisions of a ReplicaSet that was rolled back to.
-pub const REVISION_HISTORY_ANNOTATION: &str = "deployment.kubernetes.io/revision-history";
-/// The label that keeps the pods of a Deployment's ReplicaSets apart.
-pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
-/// Why a rollout happened (`kubectl annotate ... kubernetes.io/change-cause`).
-pub const CHANGE_CAUSE_ANNOTATION: &str = "kubernetes.io/change-cause";
 
 /// Kubernetes' `SafeEncodeString` alphabet: no vowels, no look-alikes.
 const HASH_ALPHABET: &[u8; 27] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -100,7 +99,6 @@ const HASH_LEN: usize = 10;
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-const DEFAULT_REPLICAS: i32 = 1;
 const DEFAULT_MAX_SURGE: &str = "25%";
 const DEFAULT_MAX_UNAVAILABLE: &str = "25%";
 const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 10;
@@ -109,7 +107,6 @@ const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
 const MAX_REVISION_HISTORY_CHARS: usize = 2000;
 
 const AVAILABLE: &str = "Available";
-const PROGRESSING: &str = "Progressing";
 const REPLICA_FAILURE: &str = "ReplicaFailure";
 const TRUE: &str = "True";
 const FALSE: &str = "False";
@@ -121,7 +118,6 @@ const NEW_RS_REASON: &str = "NewReplicaSetCreated";
 const FOUND_NEW_RS_REASON: &str = "FoundNewReplicaSet";
 const RS_UPDATED_REASON: &str = "ReplicaSetUpdated";
 const NEW_RS_AVAILABLE_REASON: &str = "NewReplicaSetAvailable";
-const TIMED_OUT_REASON: &str = "ProgressDeadlineExceeded";
 const PAUSED_REASON: &str = "DeploymentPaused";
 const RESUMED_REASON: &str = "DeploymentResumed";
 
@@ -243,66 +239,6 @@ pub fn reconcile(
         st
     };
     s.finish(status)
-}
-
-/// For `keelson rollout status`: whether the rollout is done, and kubectl's
-/// message. A Deployment past its progress deadline is not done and never
-/// will be (see [`progress_deadline_exceeded`]).
-pub fn rollout_status(d: &v1::Deployment) -> (bool, String) {
-    let meta = d.meta();
-    let name = &meta.name;
-    let st = d.status.clone().unwrap_or_default();
-    if meta.generation > st.observed_generation {
-        return (
-            false,
-            "Waiting for deployment spec update to be observed...".to_string(),
-        );
-    }
-    if progress_deadline_exceeded(d) {
-        return (
-            false,
-            format!("deployment \"{name}\" exceeded its progress deadline"),
-        );
-    }
-    let replicas = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(DEFAULT_REPLICAS);
-    let msg = if st.updated_replicas < replicas {
-        format!(
-            "{} out of {replicas} new replicas have been updated...",
-            st.updated_replicas
-        )
-    } else if st.replicas > st.updated_replicas {
-        format!(
-            "{} old replicas are pending termination...",
-            st.replicas.saturating_sub(st.updated_replicas)
-        )
-    } else if st.available_replicas < st.updated_replicas {
-        format!(
-            "{} of {} updated replicas are available...",
-            st.available_replicas, st.updated_replicas
-        )
-    } else {
-        return (
-            true,
-            format!("deployment \"{name}\" successfully rolled out"),
-        );
-    };
-    (
-        false,
-        format!("Waiting for deployment \"{name}\" rollout to finish: {msg}"),
-    )
-}
-
-/// Whether the Deployment's Progressing condition says its progress
-/// deadline passed (kubectl's rollout status then fails).
-pub fn progress_deadline_exceeded(d: &v1::Deployment) -> bool {
-    d.status
-        .as_ref()
-        .and_then(|st| get_condition(st, PROGRESSING))
-        .is_some_and(|c| c.reason == TIMED_OUT_REASON)
 }
 
 /// What `reconcile` needs from a Deployment, checked once.
@@ -572,7 +508,7 @@ impl<'a> State<'a> {
         reason: &str,
         message: String,
     ) -> v1::DeploymentCondition {
-        let now = humantime::format_rfc3339_seconds(self.now).to_string();
+        let now = format_rfc3339(self.now);
         v1::DeploymentCondition {
             r#type: type_.to_string(),
             status: status.to_string(),
@@ -1281,13 +1217,6 @@ fn scaling_event(direction: &str, name: &str, to: i64) -> Action {
     }
 }
 
-fn get_condition<'s>(
-    st: &'s v1::DeploymentStatus,
-    type_: &str,
-) -> Option<&'s v1::DeploymentCondition> {
-    st.conditions.iter().find(|c| c.r#type == type_)
-}
-
 fn remove_condition(st: &mut v1::DeploymentStatus, type_: &str) {
     st.conditions.retain(|c| c.r#type != type_);
 }
@@ -1328,20 +1257,8 @@ fn append_history(history: &str, revision: &str) -> Option<String> {
     Some(parts.join(","))
 }
 
-/// A Kubernetes timestamp (RFC 3339, UTC), None when unreadable.
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(s).ok()
-}
-
 fn same_namespace(a: &str, b: &str) -> bool {
     a.is_empty() || b.is_empty() || a == b
-}
-
-/// The controller ownerReference of an object, if any.
-fn controller_of(meta: &v1::ObjectMeta) -> Option<&v1::OwnerReference> {
-    meta.owner_references
-        .iter()
-        .find(|r| r.controller == Some(true))
 }
 
 fn owner_reference(d: &v1::Deployment) -> v1::OwnerReference {
@@ -1411,6 +1328,7 @@ fn to_i32(n: i64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keelson_model::deployment::{progress_deadline_exceeded, rollout_status};
 
     const UID: &str = "dep-uid-1";
 
@@ -1419,7 +1337,7 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_714_557_600)
     }
     fn stamp(t: SystemTime) -> String {
-        humantime::format_rfc3339_seconds(t).to_string()
+        format_rfc3339(t)
     }
     fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter()
@@ -2925,73 +2843,5 @@ mod tests {
         assert!(total > 0, "{:?}", summarize(&actions));
         let unpaused = paused(d, false);
         let _ = reconcile(&unpaused, &rss, &[], now());
-    }
-
-    #[test]
-    fn rollout_status_messages() {
-        let st = |gen: i64, replicas: i32, updated: i32, available: i32| {
-            with(deployment(3), move |d| {
-                d.meta_mut().generation = 2;
-                d.status = Some(v1::DeploymentStatus {
-                    observed_generation: gen,
-                    replicas,
-                    updated_replicas: updated,
-                    available_replicas: available,
-                    ..Default::default()
-                });
-            })
-        };
-        let waiting = |m: &str| {
-            (
-                false,
-                format!("Waiting for deployment \"web\" rollout to finish: {m}"),
-            )
-        };
-        let cases = vec![
-            (
-                st(1, 3, 3, 3),
-                (
-                    false,
-                    "Waiting for deployment spec update to be observed...".to_string(),
-                ),
-            ),
-            (
-                st(2, 3, 1, 3),
-                waiting("1 out of 3 new replicas have been updated..."),
-            ),
-            (
-                st(2, 4, 3, 3),
-                waiting("1 old replicas are pending termination..."),
-            ),
-            (
-                st(2, 3, 3, 1),
-                waiting("1 of 3 updated replicas are available..."),
-            ),
-            (
-                st(2, 3, 3, 3),
-                (
-                    true,
-                    "deployment \"web\" successfully rolled out".to_string(),
-                ),
-            ),
-            (
-                st(3, 3, 3, 3),
-                (
-                    true,
-                    "deployment \"web\" successfully rolled out".to_string(),
-                ),
-            ),
-        ];
-        for (d, want) in cases {
-            assert_eq!(rollout_status(&d), want);
-        }
-        let no_status = deployment(3);
-        assert_eq!(
-            rollout_status(&no_status),
-            (
-                false,
-                "Waiting for deployment spec update to be observed...".to_string()
-            )
-        );
     }
 }

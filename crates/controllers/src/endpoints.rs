@@ -31,6 +31,7 @@
 
 use std::collections::BTreeMap;
 
+use keelson_model::pod::is_ready;
 use keelson_model::selector::LabelSelector;
 use keelson_model::{Kind, Resource};
 use keelson_proto::v1;
@@ -235,15 +236,6 @@ fn is_serving(pod: &v1::Pod) -> bool {
     pod.meta().deletion_timestamp.is_empty()
         && !matches!(phase(pod), "Succeeded" | "Failed")
         && pod.status.as_ref().is_some_and(|s| !s.pod_ip.is_empty())
-}
-
-fn is_ready(pod: &v1::Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.r#type == "Ready")
-            .is_some_and(|c| c.status == "True")
-    })
 }
 
 fn endpoint_address(pod: &v1::Pod) -> v1::EndpointAddress {

@@ -41,6 +41,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use keelson_model::time::{format_rfc3339, parse_rfc3339};
 use keelson_model::Resource;
 use keelson_proto::v1;
 
@@ -113,15 +114,6 @@ pub enum Action {
         reason: String,
         message: String,
     },
-}
-
-/// A Kubernetes timestamp (RFC 3339, UTC), None when unreadable.
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(s).ok()
-}
-
-fn format_rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Decide what to do about `nodes`, given when each was last heard from,

@@ -31,8 +31,10 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use keelson_model::pod::{is_ready, ready_condition};
 use keelson_model::selector::LabelSelector;
-use keelson_model::{Kind, Resource};
+use keelson_model::time::parse_rfc3339;
+use keelson_model::{controller_of, Kind, Resource};
 use keelson_proto::v1;
 
 /// The most pods created or deleted in one reconcile, as Kubernetes'
@@ -54,11 +56,6 @@ pub enum Action {
     AdoptPod(v1::Pod),
     /// Write this status (only when it differs from the current one).
     UpdateStatus(v1::ReplicaSetStatus),
-}
-
-/// A Kubernetes timestamp (RFC 3339, UTC), None when unreadable.
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(s).ok()
 }
 
 /// Decide what to do for `rs`, given `pods` (all pods in its namespace) and
@@ -130,13 +127,6 @@ pub fn reconcile(rs: &v1::ReplicaSet, pods: &[v1::Pod], now: SystemTime) -> Vec<
     actions
 }
 
-/// The controller ownerReference of an object, if any.
-fn controller_of(meta: &v1::ObjectMeta) -> Option<&v1::OwnerReference> {
-    meta.owner_references
-        .iter()
-        .find(|r| r.controller == Some(true))
-}
-
 fn owner_reference(rs: &v1::ReplicaSet) -> v1::OwnerReference {
     let meta = rs.meta();
     v1::OwnerReference {
@@ -186,18 +176,6 @@ fn phase(pod: &v1::Pod) -> &str {
 /// Not being deleted and not finished.
 fn is_active(pod: &v1::Pod) -> bool {
     pod.meta().deletion_timestamp.is_empty() && !matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-fn ready_condition(pod: &v1::Pod) -> Option<&v1::PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.r#type == "Ready")
-}
-
-fn is_ready(pod: &v1::Pod) -> bool {
-    ready_condition(pod).is_some_and(|c| c.status == "True")
 }
 
 /// Ready, and (with `min_ready` above zero) ready since strictly more than

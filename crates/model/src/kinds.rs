@@ -1,5 +1,6 @@
-//! The resource kinds: names, API groups, where each lives in the store, and
-//! the [`Resource`] trait that lets code work on any kind generically.
+//! The resource kinds: names, API groups, where each lives in the store, the
+//! [`Resource`] trait that lets code work on any kind generically, and what
+//! every object's metadata says about its owner ([`controller_of`]).
 
 use keelson_proto::api::{object, Object};
 use keelson_proto::v1;
@@ -218,6 +219,14 @@ pub fn meta_of_mut(o: &mut Object) -> Option<&mut v1::ObjectMeta> {
     Some(with_object!(o.kind.as_mut()?, x => x.metadata.get_or_insert_with(Default::default)))
 }
 
+/// The controller ownerReference of an object (the one with
+/// `controller: true`), if any.
+pub fn controller_of(meta: &v1::ObjectMeta) -> Option<&v1::OwnerReference> {
+    meta.owner_references
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
 /// Decode a stored object of `kind` (protobuf).
 pub fn decode(kind: Kind, bytes: &[u8]) -> Result<Object, prost::DecodeError> {
     use prost::Message;
@@ -292,6 +301,21 @@ pub fn encode_stored_as_object(kind: Kind, stored: &[u8], resource_version: &str
 mod tests {
     use super::*;
     use prost::Message;
+
+    #[test]
+    fn the_controller_is_the_owner_marked_controller() {
+        let owner = |name: &str, controller: Option<bool>| v1::OwnerReference {
+            name: name.into(),
+            controller,
+            ..Default::default()
+        };
+        let mut m = v1::ObjectMeta::default();
+        assert!(controller_of(&m).is_none());
+        m.owner_references = vec![owner("a", None), owner("b", Some(false))];
+        assert!(controller_of(&m).is_none());
+        m.owner_references.push(owner("c", Some(true)));
+        assert_eq!(controller_of(&m).map(|r| r.name.as_str()), Some("c"));
+    }
 
     #[test]
     fn stored_bytes_become_an_object_with_its_resource_version() {

@@ -21,6 +21,7 @@ use keelson_proto::v1;
 
 use crate::kinds::{kind_of, meta_of, Kind};
 use crate::quantity;
+use crate::selector::LabelSelector;
 
 /// Longest DNS-1123 label (namespace, service and container names).
 const DNS1123_LABEL_MAX: usize = 63;
@@ -534,24 +535,6 @@ fn selector_is_empty(sel: &v1::LabelSelector) -> bool {
     sel.match_labels.is_empty() && sel.match_expressions.is_empty()
 }
 
-/// Whether `sel` selects an object with `labels`.
-fn selector_matches(sel: &v1::LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    sel.match_labels
-        .iter()
-        .all(|(k, v)| labels.get(k) == Some(v))
-        && sel.match_expressions.iter().all(|r| {
-            let value = labels.get(&r.key);
-            let listed = value.is_some_and(|v| r.values.contains(v));
-            match r.operator.as_str() {
-                "In" => listed,
-                "NotIn" => !listed,
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
-        })
-}
-
 fn check_selector(e: &mut Errors, p: &str, sel: Option<&v1::LabelSelector>) {
     let Some(sel) = sel.filter(|s| !selector_is_empty(s)) else {
         e.required(p);
@@ -612,7 +595,8 @@ fn check_workload(
         check_annotations(e, "spec.template.metadata.annotations", &m.annotations);
     }
     if let Some(sel) = selector.filter(|s| !selector_is_empty(s)) {
-        if !selector_matches(sel, labels) {
+        // An unknown operator (reported above) matches nothing.
+        if !LabelSelector::from_proto(sel).is_ok_and(|s| s.matches(labels)) {
             e.invalid(
                 "spec.template.metadata.labels",
                 labels,

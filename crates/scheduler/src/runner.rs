@@ -573,8 +573,7 @@ async fn mark_unschedulable(api: &Api<v1::Pod>, pod: &v1::Pod, message: &str) {
         status: "False".into(),
         reason: "Unschedulable".into(),
         message: message.to_string(),
-        last_transition_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-            .to_string(),
+        last_transition_time: keelson_model::time::format_rfc3339(std::time::SystemTime::now()),
         ..Default::default()
     };
     status.conditions.retain(|c| c.r#type != "PodScheduled");

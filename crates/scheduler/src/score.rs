@@ -86,12 +86,9 @@ pub fn spread(pod: &v1::Pod, node: &NodeInfo) -> u32 {
 
 /// The uid of the pod's controller, if it has one.
 fn controller_uid(pod: &v1::Pod) -> Option<&str> {
-    pod.metadata
-        .as_ref()?
-        .owner_references
-        .iter()
-        .find(|r| r.controller == Some(true) && !r.uid.is_empty())
+    keelson_model::controller_of(pod.metadata.as_ref()?)
         .map(|r| r.uid.as_str())
+        .filter(|uid| !uid.is_empty())
 }
 
 #[cfg(test)]

@@ -1,16 +1,13 @@
-//! Typed access to one kind of resource: `Api<Pod>`, `Api<Deployment>`...
+//! Typed access to one kind of resource: `Api<Pod>`, `Api<Deployment>`...,
+//! the typed face of [`DynamicApi`] (which holds the calls and their retry
+//! policy).
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use keelson_model::Resource;
-use keelson_proto::api::resources_client::ResourcesClient;
-use keelson_proto::api::{
-    CreateRequest, DeleteRequest, GetRequest, ListRequest, UpdateRequest, WatchRequest,
-};
 
-use crate::client::{Retry, ATTEMPT_TIMEOUT_MS};
+use crate::dynamic::DynamicApi;
 use crate::{Client, Error, Result};
 
 /// What to list or watch.
@@ -83,13 +80,8 @@ impl<K: Resource> WatchEvent<K> {
 /// cluster-scoped kinds).
 #[derive(Clone)]
 pub struct Api<K> {
-    client: Client,
-    namespace: String,
+    dynamic: DynamicApi,
     _kind: PhantomData<fn() -> K>,
-}
-
-fn timeout() -> Option<Duration> {
-    Some(Duration::from_millis(ATTEMPT_TIMEOUT_MS))
 }
 
 fn wrong_kind<K: Resource>() -> Error {
@@ -99,12 +91,15 @@ fn wrong_kind<K: Resource>() -> Error {
     ))
 }
 
+fn typed<K: Resource>(o: keelson_model::Object) -> Result<K> {
+    K::from_object(o).ok_or_else(wrong_kind::<K>)
+}
+
 impl<K: Resource> Api<K> {
     /// `K` objects in `namespace`.
     pub fn namespaced(client: Client, namespace: &str) -> Api<K> {
         Api {
-            client,
-            namespace: namespace.to_string(),
+            dynamic: DynamicApi::new(client, K::KIND, namespace),
             _kind: PhantomData,
         }
     }
@@ -116,205 +111,61 @@ impl<K: Resource> Api<K> {
     }
 
     pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    fn namespace_of(&self, obj: &K) -> String {
-        let ns = &obj.meta().namespace;
-        if ns.is_empty() {
-            self.namespace.clone()
-        } else {
-            ns.clone()
-        }
+        self.dynamic.client()
     }
 
     pub async fn get(&self, name: &str) -> Result<K> {
-        let req = GetRequest {
-            resource: K::KIND.plural().into(),
-            namespace: self.namespace.clone(),
-            name: name.into(),
-        };
-        let o = self
-            .client
-            .call(Retry::Idempotent, |ch| {
-                let r = self.client.request(req.clone(), timeout());
-                async move { ResourcesClient::new(ch).get(r).await }
-            })
-            .await?
-            .into_inner();
-        K::from_object(o).ok_or_else(wrong_kind::<K>)
+        typed(self.dynamic.get(name).await?)
     }
 
     /// One page (all of it unless `limit` is set).
     pub async fn list(&self, p: &ListParams) -> Result<ObjectList<K>> {
-        let req = ListRequest {
-            resource: K::KIND.plural().into(),
-            namespace: self.namespace.clone(),
-            label_selector: p.label_selector.clone(),
-            field_selector: p.field_selector.clone(),
-            limit: p.limit,
-            continue_token: p.continue_token.clone(),
-            resource_version: String::new(),
-        };
-        let res = self
-            .client
-            .call(Retry::Idempotent, |ch| {
-                let r = self.client.request(req.clone(), timeout());
-                async move { ResourcesClient::new(ch).list(r).await }
-            })
-            .await?
-            .into_inner();
-        let items = res
-            .items
-            .into_iter()
-            .map(|o| K::from_object(o).ok_or_else(wrong_kind::<K>))
-            .collect::<Result<Vec<K>>>()?;
+        let res = self.dynamic.list(p).await?;
         Ok(ObjectList {
-            items,
+            items: res.items.into_iter().map(typed).collect::<Result<_>>()?,
             resource_version: res.resource_version,
             continue_token: res.continue_token,
         })
     }
 
     /// Create. Retried after a failure only if the request cannot have
-    /// reached a server.
+    /// reached a server (see [`DynamicApi::create`]).
     pub async fn create(&self, obj: &K) -> Result<K> {
         self.create_with_lease(obj, 0).await
     }
 
     /// Create, attached to a lease: the object is deleted when the lease
-    /// expires or is revoked.
-    ///
-    /// When the replica fails mid-call the outcome is unknown; for an
-    /// object with a name the SDK then finds out instead of guessing: it
-    /// gets the object (returned if it is the one sent) and, while it is
-    /// absent, sends the create again; an AlreadyExists answer to that
-    /// (the first attempt committed late) means look again. A create is
-    /// never reported as failed when it went through, and a second copy
-    /// cannot appear (the name is taken by the first).
+    /// expires or is revoked. An unknown outcome is resolved as
+    /// [`DynamicApi::create`] says.
     pub async fn create_with_lease(&self, obj: &K, lease_id: i64) -> Result<K> {
-        let mut obj = obj.clone();
-        obj.meta_mut().namespace = self.namespace_of(&obj);
-        let name = obj.meta().name.clone();
-        let ns = obj.meta().namespace.clone();
-        let wanted = keelson_model::manifest::desired_state(&obj.clone().into_object());
-        let req = CreateRequest {
-            object: Some(obj.into_object()),
-            lease_id,
-        };
-        let send = || {
-            self.client.call(Retry::UnsentOnly, |ch| {
-                let r = self.client.request(req.clone(), timeout());
-                async move { ResourcesClient::new(ch).create(r).await }
-            })
-        };
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(crate::client::CALL_DEADLINE_MS);
-        let mut last = match send().await {
-            Ok(o) => return K::from_object(o.into_inner()).ok_or_else(wrong_kind::<K>),
-            Err(Error::Unavailable(m)) if !name.is_empty() => m,
-            Err(e) => return Err(e),
-        };
-        let here: Api<K> = Api::namespaced(self.client.clone(), &ns);
-        while tokio::time::Instant::now() < deadline {
-            match here.get(&name).await {
-                Ok(existing) => {
-                    let same =
-                        keelson_model::manifest::desired_state(&existing.clone().into_object())
-                            == wanted;
-                    return if same {
-                        Ok(existing)
-                    } else {
-                        Err(Error::Unavailable(format!(
-                            "create of {name:?} had an unknown outcome ({last}) and the object now differs from the one sent"
-                        )))
-                    };
-                }
-                // Not there yet; the first attempt may still commit (an
-                // entry forwarded before the failure), so an AlreadyExists
-                // answer to the resend sends us back to look again.
-                Err(Error::NotFound(_)) => match send().await {
-                    Ok(o) => return K::from_object(o.into_inner()).ok_or_else(wrong_kind::<K>),
-                    Err(Error::Unavailable(m)) => last = m,
-                    Err(Error::AlreadyExists(m)) => last = m,
-                    Err(e) => return Err(e),
-                },
-                Err(Error::Unavailable(m)) => last = m,
-                Err(e) => return Err(e),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(Error::Unavailable(last))
-    }
-
-    async fn update_inner(&self, obj: &K, status: bool) -> Result<K> {
-        let mut obj = obj.clone();
-        obj.meta_mut().namespace = self.namespace_of(&obj);
-        // With a resourceVersion the update is a compare-and-swap, safe to
-        // repeat (a repeat of one that went through gets a conflict).
-        let retry = if obj.meta().resource_version.is_empty() {
-            Retry::UnsentOnly
-        } else {
-            Retry::Idempotent
-        };
-        let req = UpdateRequest {
-            object: Some(obj.into_object()),
-            lease_id: 0,
-        };
-        let o = self
-            .client
-            .call(retry, |ch| {
-                let r = self.client.request(req.clone(), timeout());
-                async move {
-                    let mut c = ResourcesClient::new(ch);
-                    if status {
-                        c.update_status(r).await
-                    } else {
-                        c.update(r).await
-                    }
-                }
-            })
-            .await?
-            .into_inner();
-        K::from_object(o).ok_or_else(wrong_kind::<K>)
+        typed(
+            self.dynamic
+                .create(obj.clone().into_object(), lease_id)
+                .await?,
+        )
     }
 
     /// Replace the object's spec and metadata (its status is kept). Its
     /// resourceVersion, when set, must still be current (else
     /// [`Error::Conflict`]).
     pub async fn update(&self, obj: &K) -> Result<K> {
-        self.update_inner(obj, false).await
+        typed(
+            self.dynamic
+                .update(obj.clone().into_object(), false)
+                .await?,
+        )
     }
 
     /// Replace the object's status (all else is kept).
     pub async fn update_status(&self, obj: &K) -> Result<K> {
-        self.update_inner(obj, true).await
+        typed(self.dynamic.update(obj.clone().into_object(), true).await?)
     }
 
     /// Delete; returns the object and whether it is gone (false: marked
     /// for graceful deletion or waiting on finalizers).
     pub async fn delete(&self, name: &str, p: &DeleteParams) -> Result<(K, bool)> {
-        let req = DeleteRequest {
-            resource: K::KIND.plural().into(),
-            namespace: self.namespace.clone(),
-            name: name.into(),
-            grace_period_seconds: p.grace_period_seconds,
-            propagation_policy: p.propagation_policy.clone(),
-            precondition_uid: p.precondition_uid.clone(),
-            precondition_resource_version: p.precondition_resource_version.clone(),
-        };
-        let res = self
-            .client
-            .call(Retry::Idempotent, |ch| {
-                let r = self.client.request(req.clone(), timeout());
-                async move { ResourcesClient::new(ch).delete(r).await }
-            })
-            .await?
-            .into_inner();
-        let obj = res
-            .object
-            .and_then(K::from_object)
-            .ok_or_else(wrong_kind::<K>)?;
+        let res = self.dynamic.delete(name, p).await?;
+        let obj = res.object.ok_or_else(wrong_kind::<K>).and_then(typed)?;
         Ok((obj, res.deleted))
     }
 
@@ -340,34 +191,9 @@ impl<K: Resource> Api<K> {
         p: &ListParams,
         resource_version: &str,
     ) -> Result<impl Stream<Item = Result<(String, WatchEvent<K>)>> + Send + 'static> {
-        let req = WatchRequest {
-            resource: K::KIND.plural().into(),
-            namespace: self.namespace.clone(),
-            label_selector: p.label_selector.clone(),
-            field_selector: p.field_selector.clone(),
-            resource_version: resource_version.to_string(),
-            allow_bookmarks: true,
-        };
-        let target = self.client.stream_channel();
-        let stream = match ResourcesClient::new(target.channel.clone())
-            .watch(self.client.request(req, None))
-            .await
-        {
-            Ok(s) => s.into_inner(),
-            Err(s) => {
-                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
-                    target.failed();
-                }
-                return Err(s.into());
-            }
-        };
-        Ok(stream.map(move |item| {
-            let ev = item.map_err(|s| {
-                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
-                    target.failed();
-                }
-                Error::from(s)
-            })?;
+        let stream = self.dynamic.watch(p, resource_version).await?;
+        Ok(stream.map(|item| {
+            let ev = item?;
             let obj = || {
                 use prost::Message;
                 keelson_proto::api::Object::decode(ev.object.as_slice())

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use keelson_model::time::format_rfc3339;
 use keelson_model::Resource;
 use keelson_proto::v1;
 use tokio::sync::mpsc;
@@ -107,10 +108,6 @@ impl Recorder {
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 type AggregateKey = (String, String, String, String, String);
 
 async fn write_events(client: Client, component: String, mut rx: mpsc::Receiver<Pending>) {
@@ -137,7 +134,7 @@ async fn write_events(client: Client, component: String, mut rx: mpsc::Receiver<
         if let Some(prev) = written.get(&key) {
             let mut e = prev.clone();
             e.count = e.count.saturating_add(1);
-            e.last_timestamp = rfc3339(p.at);
+            e.last_timestamp = format_rfc3339(p.at);
             match api.update(&e).await {
                 Ok(stored) => {
                     written.insert(key, stored);
@@ -152,7 +149,7 @@ async fn write_events(client: Client, component: String, mut rx: mpsc::Receiver<
                 }
             }
         }
-        let now = rfc3339(p.at);
+        let now = format_rfc3339(p.at);
         let e = v1::Event {
             metadata: Some(v1::ObjectMeta {
                 generate_name: format!(

@@ -123,8 +123,7 @@ impl LeaderElector {
             spec: Some(v1::LeaseSpec {
                 holder_identity: self.identity.clone(),
                 lease_duration_seconds: Some(ttl as i32),
-                acquire_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                    .to_string(),
+                acquire_time: keelson_model::time::format_rfc3339(std::time::SystemTime::now()),
                 ..Default::default()
             }),
             ..Default::default()

@@ -6,8 +6,9 @@
 //! - [`Client`]: channels to every endpoint, failover and retries
 //!   (idempotent calls retry on any unavailability; writes that must not
 //!   run twice retry only when they never left).
-//! - [`Api`]: `Api<Pod>`-style typed get, list, create, update,
-//!   update_status, delete and watch.
+//! - [`DynamicApi`]: get, list, create, update, update_status, delete and
+//!   watch of any kind (as [`keelson_proto::api::Object`]), with the retry
+//!   policy of each verb; [`Api`]: the same, typed (`Api<Pod>`).
 //! - [`watcher()`] and [`reflector()`]: a resumable watch and a cache
 //!   built on it (one writer, many readers).
 //! - [`LeaderElector`]: leader election on a store lease.
@@ -31,6 +32,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod dynamic;
 pub mod error;
 pub mod events;
 pub mod leader;
@@ -40,6 +42,7 @@ pub mod watcher;
 pub use api::{Api, DeleteParams, ListParams, ObjectList, WatchEvent};
 pub use client::Client;
 pub use config::Config;
+pub use dynamic::DynamicApi;
 pub use error::{Error, Result};
 pub use events::{Involved, Recorder};
 pub use keelson_model::{Kind, Resource};

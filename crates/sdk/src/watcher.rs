@@ -3,7 +3,6 @@
 //! (on another replica), and relists when that revision has been
 //! compacted. Nothing is lost, duplicated or reordered across a resume.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -143,11 +142,13 @@ pub fn object_key<K: Resource>(k: &K) -> String {
     }
 }
 
-type Map<K> = HashMap<String, Arc<K>>;
+/// A cache's content: a persistent map, so a snapshot is an O(1) copy
+/// and a change to the cache copies a path of the tree, not the map.
+pub type Map<K> = imbl::HashMap<String, Arc<K>>;
 
 /// A read-only view of a reflector's cache, cheap to clone and share.
 pub struct Store<K> {
-    map: Arc<RwLock<Arc<Map<K>>>>,
+    map: Arc<RwLock<Map<K>>>,
     ready: tokio::sync::watch::Receiver<bool>,
     changes: tokio::sync::watch::Receiver<u64>,
 }
@@ -168,8 +169,9 @@ impl<K: Resource> Store<K> {
         self.snapshot().get(key).cloned()
     }
 
-    /// The whole cache at one moment: later changes do not affect it.
-    pub fn snapshot(&self) -> Arc<Map<K>> {
+    /// The whole cache at one moment (an O(1) copy): later changes do not
+    /// affect it.
+    pub fn snapshot(&self) -> Map<K> {
         self.map.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -200,14 +202,14 @@ impl<K: Resource> Store<K> {
 
 /// The single writer of a [`Store`].
 pub struct Writer<K> {
-    map: Arc<RwLock<Arc<Map<K>>>>,
+    map: Arc<RwLock<Map<K>>>,
     ready: tokio::sync::watch::Sender<bool>,
     changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl<K: Resource> Writer<K> {
     pub fn new() -> (Writer<K>, Store<K>) {
-        let map = Arc::new(RwLock::new(Arc::new(Map::new())));
+        let map = Arc::new(RwLock::new(Map::new()));
         let (tx, rx) = tokio::sync::watch::channel(false);
         let (ctx, crx) = tokio::sync::watch::channel(0u64);
         (
@@ -225,25 +227,23 @@ impl<K: Resource> Writer<K> {
     }
 
     /// Apply one watcher event. A relist replaces the whole map in one
-    /// swap; single changes copy the map only while a reader holds the old
-    /// snapshot.
+    /// swap; a single change shares everything else with the snapshots
+    /// readers hold.
     pub fn apply(&self, ev: Event<K>) {
         let mut guard = self.map.write().unwrap_or_else(|p| p.into_inner());
         match ev {
             Event::Restarted(items) => {
-                *guard = Arc::new(
-                    items
-                        .into_iter()
-                        .map(|k| (object_key(&k), Arc::new(k)))
-                        .collect(),
-                );
+                *guard = items
+                    .into_iter()
+                    .map(|k| (object_key(&k), Arc::new(k)))
+                    .collect();
                 self.ready.send_replace(true);
             }
             Event::Applied(k) => {
-                Arc::make_mut(&mut guard).insert(object_key(&k), Arc::new(k));
+                guard.insert(object_key(&k), Arc::new(k));
             }
             Event::Deleted(k) => {
-                Arc::make_mut(&mut guard).remove(&object_key(&k));
+                guard.remove(&object_key(&k));
             }
         }
         drop(guard);

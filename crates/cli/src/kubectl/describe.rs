@@ -77,12 +77,7 @@ pub fn describe(o: &Object, events: &[v1::Event], now: SystemTime) -> String {
     if !meta.deletion_timestamp.is_empty() {
         line(&mut out, "Deleting", &meta.deletion_timestamp);
     }
-    if let Some(owner) = meta
-        .owner_references
-        .iter()
-        .find(|r| r.controller == Some(true))
-        .or(meta.owner_references.first())
-    {
+    if let Some(owner) = keelson_model::controller_of(&meta).or(meta.owner_references.first()) {
         line(
             &mut out,
             "Controlled By",

@@ -22,14 +22,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use keelson_model::{kind_of, manifest, meta_of, Kind, Object, Resource};
 use keelson_proto::api::cluster_client::ClusterClient;
-use keelson_proto::api::resources_client::ResourcesClient;
-use keelson_proto::api::{
-    ClusterStatusRequest, CreateRequest, DeleteRequest, DeleteResponse, GetRequest, ListRequest,
-    UpdateRequest, WatchRequest, WhoAmIRequest,
-};
+use keelson_proto::api::{ClusterStatusRequest, DeleteResponse, WhoAmIRequest};
 use keelson_proto::v1;
 use keelson_sdk::client::{Retry, ATTEMPT_TIMEOUT_MS};
-use keelson_sdk::{Client, Config, Error as SdkError};
+use keelson_sdk::{Client, Config, DeleteParams, DynamicApi, Error as SdkError, ListParams};
 
 use self::apply::Item;
 
@@ -218,7 +214,8 @@ fn attempt_timeout() -> Option<Duration> {
     Some(Duration::from_millis(ATTEMPT_TIMEOUT_MS))
 }
 
-/// Calls on objects of any kind.
+/// Calls on objects of any kind: the SDK's [`DynamicApi`] (which holds
+/// the retry policy of every verb) for the kind and namespace at hand.
 #[derive(Clone)]
 pub struct Resources {
     client: Client,
@@ -229,20 +226,21 @@ impl Resources {
         Resources { client }
     }
 
+    fn api(&self, kind: Kind, ns: &str) -> DynamicApi {
+        DynamicApi::new(self.client.clone(), kind, ns)
+    }
+
+    /// The API of `obj`'s own kind and namespace.
+    fn api_of(&self, obj: &Object) -> Result<DynamicApi, SdkError> {
+        let kind = kind_of(obj).ok_or_else(|| SdkError::Other("an object of no kind".into()))?;
+        let ns = meta_of(obj)
+            .map(|m| m.namespace.clone())
+            .unwrap_or_default();
+        Ok(self.api(kind, &ns))
+    }
+
     pub async fn get(&self, kind: Kind, ns: &str, name: &str) -> Result<Object, SdkError> {
-        let req = GetRequest {
-            resource: kind.plural().into(),
-            namespace: ns.into(),
-            name: name.into(),
-        };
-        Ok(self
-            .client
-            .call(Retry::Idempotent, |ch| {
-                let r = self.client.request(req.clone(), attempt_timeout());
-                async move { ResourcesClient::new(ch).get(r).await }
-            })
-            .await?
-            .into_inner())
+        self.api(kind, ns).get(name).await
     }
 
     /// Every matching object (all pages) and the revision to watch from.
@@ -253,68 +251,17 @@ impl Resources {
         labels: &str,
         fields: &str,
     ) -> Result<(Vec<Object>, String), SdkError> {
-        let mut req = ListRequest {
-            resource: kind.plural().into(),
-            namespace: ns.into(),
-            label_selector: labels.into(),
-            field_selector: fields.into(),
-            limit: LIST_PAGE_ITEMS,
-            continue_token: String::new(),
-            resource_version: String::new(),
-        };
-        let mut items = Vec::new();
-        loop {
-            let page = self
-                .client
-                .call(Retry::Idempotent, |ch| {
-                    let r = self.client.request(req.clone(), attempt_timeout());
-                    async move { ResourcesClient::new(ch).list(r).await }
-                })
-                .await?
-                .into_inner();
-            items.extend(page.items);
-            if page.continue_token.is_empty() {
-                return Ok((items, page.resource_version));
-            }
-            req.continue_token = page.continue_token;
-        }
+        let p = ListParams::default().labels(labels).fields(fields);
+        self.api(kind, ns).list_all(&p, LIST_PAGE_ITEMS).await
     }
 
     pub async fn create(&self, obj: Object) -> Result<Object, SdkError> {
-        let req = CreateRequest {
-            object: Some(obj),
-            lease_id: 0,
-        };
-        Ok(self
-            .client
-            .call(Retry::UnsentOnly, |ch| {
-                let r = self.client.request(req.clone(), attempt_timeout());
-                async move { ResourcesClient::new(ch).create(r).await }
-            })
-            .await?
-            .into_inner())
+        self.api_of(&obj)?.create(obj, 0).await
     }
 
     /// Update; with a resourceVersion in `obj` a compare-and-swap.
     pub async fn update(&self, obj: Object) -> Result<Object, SdkError> {
-        let cas = meta_of(&obj).is_some_and(|m| !m.resource_version.is_empty());
-        let retry = if cas {
-            Retry::Idempotent
-        } else {
-            Retry::UnsentOnly
-        };
-        let req = UpdateRequest {
-            object: Some(obj),
-            lease_id: 0,
-        };
-        Ok(self
-            .client
-            .call(retry, |ch| {
-                let r = self.client.request(req.clone(), attempt_timeout());
-                async move { ResourcesClient::new(ch).update(r).await }
-            })
-            .await?
-            .into_inner())
+        self.api_of(&obj)?.update(obj, false).await
     }
 
     pub async fn delete(
@@ -325,42 +272,12 @@ impl Resources {
         grace: Option<i64>,
         policy: &str,
     ) -> Result<DeleteResponse, SdkError> {
-        let req = DeleteRequest {
-            resource: kind.plural().into(),
-            namespace: ns.into(),
-            name: name.into(),
+        let p = DeleteParams {
             grace_period_seconds: grace,
             propagation_policy: policy.into(),
-            precondition_uid: String::new(),
-            precondition_resource_version: String::new(),
+            ..Default::default()
         };
-        Ok(self
-            .client
-            .call(Retry::Idempotent, |ch| {
-                let r = self.client.request(req.clone(), attempt_timeout());
-                async move { ResourcesClient::new(ch).delete(r).await }
-            })
-            .await?
-            .into_inner())
-    }
-
-    pub async fn watch(
-        &self,
-        req: WatchRequest,
-    ) -> Result<tonic::Streaming<keelson_proto::api::WatchEvent>, SdkError> {
-        let target = self.client.stream_channel();
-        match ResourcesClient::new(target.channel.clone())
-            .watch(self.client.request(req, None))
-            .await
-        {
-            Ok(s) => Ok(s.into_inner()),
-            Err(s) => {
-                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
-                    target.failed();
-                }
-                Err(s.into())
-            }
-        }
+        self.api(kind, ns).delete(name, &p).await
     }
 }
 
@@ -657,49 +574,46 @@ async fn watch(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let req = WatchRequest {
-            resource: kind.plural().into(),
-            namespace: ns.into(),
-            label_selector: labels.into(),
-            field_selector: fields.into(),
-            resource_version: rv.clone(),
-            allow_bookmarks: true,
-        };
+        let p = ListParams::default().labels(labels).fields(fields);
+        let api = res.api(kind, ns);
         let started = tokio::select! {
             _ = &mut ctrl_c => return Ok(()),
-            s = res.watch(req) => s,
+            s = api.watch(&p, &rv) => s,
         };
         match started {
-            Ok(mut stream) => loop {
-                let item = tokio::select! {
-                    _ = &mut ctrl_c => return Ok(()),
-                    i = stream.next() => i,
-                };
-                match item {
-                    None => break,
-                    Some(Ok(ev)) => {
-                        if !ev.resource_version.is_empty() {
-                            rv = ev.resource_version.clone();
+            Ok(stream) => {
+                let mut stream = std::pin::pin!(stream);
+                loop {
+                    let item = tokio::select! {
+                        _ = &mut ctrl_c => return Ok(()),
+                        i = stream.next() => i,
+                    };
+                    match item {
+                        None => break,
+                        Some(Ok(ev)) => {
+                            if !ev.resource_version.is_empty() {
+                                rv = ev.resource_version.clone();
+                            }
+                            if ev.r#type == "BOOKMARK" {
+                                continue;
+                            }
+                            let o = <keelson_proto::api::Object as prost::Message>::decode(
+                                ev.object.as_slice(),
+                            )
+                            .map_err(|e| anyhow::anyhow!("decode a watch event: {e}"))?;
+                            printer.print_one(&o)?;
                         }
-                        if ev.r#type == "BOOKMARK" {
-                            continue;
-                        }
-                        let o = <keelson_proto::api::Object as prost::Message>::decode(
-                            ev.object.as_slice(),
-                        )
-                        .map_err(|e| anyhow::anyhow!("decode a watch event: {e}"))?;
-                        printer.print_one(&o)?;
+                        Some(Err(e)) => match e {
+                            SdkError::Expired(_) => {
+                                rv = relist_revision(res, kind, ns, labels, fields).await?;
+                                break;
+                            }
+                            SdkError::Unavailable(_) | SdkError::Other(_) => break,
+                            e => return Err(sdk_error(e)),
+                        },
                     }
-                    Some(Err(s)) => match SdkError::from(s) {
-                        SdkError::Expired(_) => {
-                            rv = relist_revision(res, kind, ns, labels, fields).await?;
-                            break;
-                        }
-                        SdkError::Unavailable(_) | SdkError::Other(_) => break,
-                        e => return Err(sdk_error(e)),
-                    },
                 }
-            },
+            }
             Err(SdkError::Expired(_)) => {
                 rv = relist_revision(res, kind, ns, labels, fields).await?;
             }

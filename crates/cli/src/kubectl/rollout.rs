@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
-use keelson_controllers::deployment::{
+use keelson_model::deployment::{
     progress_deadline_exceeded, rollout_status, CHANGE_CAUSE_ANNOTATION, POD_TEMPLATE_HASH_LABEL,
     REVISION_ANNOTATION,
 };
@@ -146,12 +146,7 @@ async fn revisions(
         .await?
         .items
         .into_iter()
-        .filter(|rs| {
-            rs.meta()
-                .owner_references
-                .iter()
-                .any(|r| r.controller == Some(true) && r.uid == uid)
-        })
+        .filter(|rs| keelson_model::controller_of(rs.meta()).is_some_and(|r| r.uid == uid))
         .filter_map(|rs| revision_of(&rs).map(|r| (r, rs)))
         .collect();
     out.sort_by_key(|(r, _)| *r);
@@ -245,7 +240,7 @@ async fn restart(t: RolloutTarget) -> anyhow::Result<()> {
     let (api, name, _) = t.resolve()?;
     for _ in 0..5 {
         let mut d = get(&api, &name).await?;
-        let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let at = keelson_model::time::format_rfc3339(std::time::SystemTime::now());
         d.spec
             .get_or_insert_with(Default::default)
             .template

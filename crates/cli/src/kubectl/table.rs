@@ -113,29 +113,7 @@ pub fn human_duration(d: Duration) -> String {
 /// An RFC 3339 timestamp (`2024-05-01T10:00:00Z`, fractions and `+02:00`
 /// offsets allowed).
 pub fn parse_time(ts: &str) -> Option<SystemTime> {
-    let ts = ts.trim();
-    if ts.is_empty() {
-        return None;
-    }
-    if let Ok(t) = humantime::parse_rfc3339_weak(ts) {
-        return Some(t);
-    }
-    // humantime knows only `Z`: handle a numeric offset by hand.
-    let (base, offset) = ts.split_at(ts.len().checked_sub(6)?);
-    let sign = match offset.as_bytes().first()? {
-        b'+' => 1i64,
-        b'-' => -1,
-        _ => return None,
-    };
-    let (h, m) = offset.get(1..)?.split_once(':')?;
-    let secs = (h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60) as i64 * sign;
-    let t = humantime::parse_rfc3339_weak(base).ok()?;
-    // Local time = UTC + offset, so UTC = local - offset.
-    if secs >= 0 {
-        t.checked_sub(Duration::from_secs(secs as u64))
-    } else {
-        t.checked_add(Duration::from_secs(secs.unsigned_abs()))
-    }
+    keelson_model::time::parse_rfc3339(ts.trim())
 }
 
 /// The age of something created at `ts`, as kubectl's AGE column shows it:

@@ -1,0 +1,667 @@
+//! The control-plane workload of `keelson chaos`: simulated nodes (agent
+//! processes the faults restart), a few Deployments an operator scales and
+//! rolls while the faults run, and watchers recording every Pod,
+//! ReplicaSet and Deployment change with its revision. Afterwards: how long
+//! each Deployment took to be back at its desired state, which spec change
+//! each ends with, and the verdicts of `keelson_chaos::controlplane`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use keelson_model::pod::is_ready;
+use keelson_sdk::types as v1;
+use keelson_sdk::{Api, Client, Config, Error, ListParams, Resource, WatchEvent};
+use keelson_testkit::fixtures::labels;
+use keelson_testkit::process::{kill, Spawn};
+use rand::{Rng, SeedableRng};
+
+use crate::controlplane::{self, Change, PodSeen, SpecWrite};
+use crate::invariants::Verdict;
+
+/// Deployments are named `chaos-d<i>`.
+const PREFIX: &str = "chaos-d";
+/// The sequence number of the last spec change, on each Deployment.
+const SEQ_ANNOTATION: &str = "chaos.keelson.dev/seq";
+/// Simulated nodes per agent process.
+const NODES_PER_AGENT: usize = 5;
+
+pub fn deployment_name(i: usize) -> String {
+    format!("{PREFIX}{i}")
+}
+
+/// The agent processes running the simulated nodes; killed when dropped.
+pub struct Agents {
+    exe: PathBuf,
+    endpoints: Vec<String>,
+    token: String,
+    args: Vec<Vec<String>>,
+    logs: Vec<PathBuf>,
+    children: Vec<Option<Child>>,
+}
+
+impl Agents {
+    /// `nodes` simulated nodes in processes of [`NODES_PER_AGENT`],
+    /// talking to `endpoints` with `token`.
+    pub fn start(
+        exe: PathBuf,
+        nodes: usize,
+        endpoints: &[String],
+        token: &str,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<Agents> {
+        let procs = nodes.div_ceil(NODES_PER_AGENT);
+        let mut a = Agents {
+            exe,
+            endpoints: endpoints.to_vec(),
+            token: token.into(),
+            args: Vec::new(),
+            logs: Vec::new(),
+            children: Vec::new(),
+        };
+        for j in 0..procs {
+            let count = NODES_PER_AGENT.min(nodes - j * NODES_PER_AGENT);
+            a.args.push(vec![
+                "agent".into(),
+                "--simulate".into(),
+                count.to_string(),
+                "--name-prefix".into(),
+                format!("chaos-a{j}"),
+                "--first-address".into(),
+                format!("127.0.250.{}", 1 + j * NODES_PER_AGENT),
+            ]);
+            a.logs.push(dir.join(format!("agent-{j}.log")));
+            a.children.push(None);
+            a.spawn(j)?;
+        }
+        Ok(a)
+    }
+
+    /// How many agent processes.
+    pub fn count(&self) -> usize {
+        self.children.len()
+    }
+
+    fn spawn(&mut self, j: usize) -> anyhow::Result<()> {
+        let child = Spawn::new(&self.exe, &self.args[j])
+            .named(format!("simulated agent {j}"))
+            .client(&self.endpoints, &self.token)
+            // What a post-mortem needs: watch resumes and pod reports.
+            .env(
+                "RUST_LOG",
+                "info,keelson_sdk::watcher=debug,keelson_agent::sim=debug",
+            )
+            .log(&self.logs[j])
+            .spawn()?;
+        self.children[j] = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL agent process `j`.
+    pub fn kill(&mut self, j: usize) {
+        if let Some(mut c) = self.children[j].take() {
+            kill(&mut c);
+        }
+    }
+
+    pub fn restart(&mut self, j: usize) -> anyhow::Result<()> {
+        self.kill(j);
+        self.spawn(j)
+    }
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for j in 0..self.children.len() {
+            self.kill(j);
+        }
+    }
+}
+
+/// Everything the control-plane workload and its watchers recorded.
+#[derive(Default)]
+pub struct CpRecord {
+    pub pods: Mutex<Vec<PodSeen>>,
+    pub changes: Mutex<Vec<Change>>,
+    pub writes: Mutex<Vec<SpecWrite>>,
+    pub scaled: AtomicU64,
+    pub rolled: AtomicU64,
+}
+
+/// Deployment `i`: 3 simulated pods, strategies varied (surge as a count or
+/// a percentage, with or without unavailability).
+fn deployment(i: usize) -> v1::Deployment {
+    let name = deployment_name(i);
+    let (surge, unavailable) = match i % 3 {
+        0 => ("1", "1"),
+        1 => ("25%", "0"),
+        _ => ("2", "25%"),
+    };
+    v1::Deployment {
+        metadata: Some(v1::ObjectMeta {
+            name: name.clone(),
+            namespace: "default".into(),
+            annotations: labels(&[(SEQ_ANNOTATION, "0")]),
+            ..Default::default()
+        }),
+        spec: Some(v1::DeploymentSpec {
+            replicas: Some(3),
+            selector: Some(v1::LabelSelector {
+                match_labels: labels(&[("app", &name)]),
+                ..Default::default()
+            }),
+            template: Some(v1::PodTemplateSpec {
+                metadata: Some(v1::ObjectMeta {
+                    labels: labels(&[("app", &name), ("version", "1")]),
+                    ..Default::default()
+                }),
+                spec: Some(v1::PodSpec {
+                    containers: vec![v1::Container {
+                        name: "main".into(),
+                        image: "builtin/sleep".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            }),
+            strategy: Some(v1::DeploymentStrategy {
+                r#type: "RollingUpdate".into(),
+                rolling_update: Some(v1::RollingUpdateDeployment {
+                    max_surge: surge.into(),
+                    max_unavailable: unavailable.into(),
+                }),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn client(endpoints: &[String], token: &str) -> anyhow::Result<Client> {
+    Ok(Client::new(&Config {
+        endpoints: endpoints.to_vec(),
+        token: token.into(),
+        ..Default::default()
+    })?)
+}
+
+/// Create the Deployments (again after an unknown outcome) and return the
+/// revision the watchers start after.
+pub async fn setup(cl: &Client, deployments: usize) -> anyhow::Result<String> {
+    let api: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .context("list deployments")?
+        .resource_version;
+    for i in 0..deployments {
+        let mut tries = 0;
+        loop {
+            match api.create(&deployment(i)).await {
+                Ok(_) | Err(Error::AlreadyExists(_)) => break,
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    tracing::debug!("create {}: {e}", deployment_name(i));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e).context("create the chaos deployments"),
+            }
+        }
+    }
+    Ok(rv)
+}
+
+fn revision_of(m: &v1::ObjectMeta) -> i64 {
+    m.resource_version.parse().unwrap_or(0)
+}
+
+fn pod_seen(p: &v1::Pod, deleted: bool) -> PodSeen {
+    let m = p.meta();
+    PodSeen {
+        revision: revision_of(m),
+        key: format!("{}/{}", m.namespace, m.name),
+        uid: m.uid.clone(),
+        node: p
+            .spec
+            .as_ref()
+            .map(|s| s.node_name.clone())
+            .unwrap_or_default(),
+        deleted,
+    }
+}
+
+fn deployment_change(d: &v1::Deployment, deleted: bool) -> Change {
+    let m = d.meta();
+    let spec = d.spec.clone().unwrap_or_default();
+    let strategy = spec.strategy.unwrap_or_default();
+    let max_surge = (strategy.r#type.is_empty() || strategy.r#type == "RollingUpdate").then(|| {
+        strategy
+            .rolling_update
+            .map(|r| r.max_surge)
+            .unwrap_or_default()
+    });
+    Change::Deployment {
+        revision: revision_of(m),
+        uid: m.uid.clone(),
+        name: m.name.clone(),
+        generation: m.generation,
+        observed_generation: d.status.as_ref().map_or(0, |s| s.observed_generation),
+        replicas: i64::from(spec.replicas.unwrap_or(1)),
+        max_surge,
+        deleted,
+    }
+}
+
+fn replicaset_change(r: &v1::ReplicaSet, deleted: bool) -> Change {
+    let m = r.meta();
+    Change::ReplicaSet {
+        revision: revision_of(m),
+        uid: m.uid.clone(),
+        name: m.name.clone(),
+        owner: keelson_model::controller_of(m).map(|o| o.uid.clone()),
+        replicas: i64::from(r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)),
+        deleted,
+    }
+}
+
+/// One watch of `K` in the default namespace from `from`, resuming after
+/// every break from the last resourceVersion it got to, until `stop` holds
+/// a revision it has reached. False: it could not resume (compacted).
+async fn watch_kind<K: Resource>(
+    cl: Client,
+    from: String,
+    stop: Arc<Mutex<Option<i64>>>,
+    rec: Arc<CpRecord>,
+    on: impl Fn(&CpRecord, &K, bool) + Send + 'static,
+) -> bool {
+    let api: Api<K> = Api::namespaced(cl, "default");
+    let mut rv = from;
+    let reached = |rv: &str| {
+        let at: i64 = rv.parse().unwrap_or(0);
+        stop.lock().ok().and_then(|s| *s).is_some_and(|s| at >= s)
+    };
+    loop {
+        if reached(&rv) {
+            return true;
+        }
+        let opened = tokio::time::timeout(
+            Duration::from_secs(5),
+            api.watch_with_revisions(&ListParams::default(), &rv),
+        )
+        .await;
+        let stream = match opened {
+            Ok(Ok(s)) => s,
+            Ok(Err(Error::Expired(_))) => return false,
+            _ => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let item = match tokio::time::timeout(Duration::from_millis(500), stream.next()).await {
+                Err(_) if reached(&rv) => return true,
+                Err(_) => continue,
+                Ok(Some(Ok(item))) => item,
+                Ok(Some(Err(Error::Expired(_)))) => return false,
+                Ok(_) => break,
+            };
+            let (next, ev) = item;
+            match &ev {
+                WatchEvent::Added(o) | WatchEvent::Modified(o) => on(&rec, o, false),
+                WatchEvent::Deleted(o) => on(&rec, o, true),
+                WatchEvent::Bookmark(_) => {}
+            }
+            rv = next;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The three watchers (pods, ReplicaSets, Deployments).
+pub fn spawn_watchers(
+    cl: &Client,
+    from: &str,
+    stop: Arc<Mutex<Option<i64>>>,
+    rec: &Arc<CpRecord>,
+) -> Vec<(&'static str, tokio::task::JoinHandle<bool>)> {
+    fn spawn<K: Resource>(
+        cl: &Client,
+        name: &'static str,
+        from: &str,
+        stop: &Arc<Mutex<Option<i64>>>,
+        rec: &Arc<CpRecord>,
+        on: impl Fn(&CpRecord, &K, bool) + Send + 'static,
+    ) -> (&'static str, tokio::task::JoinHandle<bool>) {
+        let task = watch_kind::<K>(cl.clone(), from.into(), stop.clone(), rec.clone(), on);
+        (name, tokio::spawn(task))
+    }
+    fn push<T>(list: &Mutex<Vec<T>>, item: T) {
+        if let Ok(mut v) = list.lock() {
+            v.push(item);
+        }
+    }
+    vec![
+        spawn(cl, "pods", from, &stop, rec, |r, p: &v1::Pod, deleted| {
+            push(&r.pods, pod_seen(p, deleted))
+        }),
+        spawn(
+            cl,
+            "replicasets",
+            from,
+            &stop,
+            rec,
+            |r, o: &v1::ReplicaSet, deleted| push(&r.changes, replicaset_change(o, deleted)),
+        ),
+        spawn(
+            cl,
+            "deployments",
+            from,
+            &stop,
+            rec,
+            |r, o: &v1::Deployment, deleted| push(&r.changes, deployment_change(o, deleted)),
+        ),
+    ]
+}
+
+fn seq_of(d: &v1::Deployment) -> Option<u64> {
+    d.meta()
+        .annotations
+        .get(SEQ_ANNOTATION)
+        .and_then(|s| s.parse().ok())
+}
+
+fn version_of(labels: &BTreeMap<String, String>) -> u64 {
+    labels
+        .get("version")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The version label of a pod template (0: none).
+fn template_version(t: Option<&v1::PodTemplateSpec>) -> u64 {
+    t.and_then(|t| t.metadata.as_ref())
+        .map_or(0, |m| version_of(&m.labels))
+}
+
+/// One spec change, identified by `seq`: read, change, write with the
+/// read's resourceVersion; again on a conflict or an error, and
+/// acknowledged as soon as a write succeeds or a read shows `seq` (an
+/// earlier attempt landed). Unknown if no attempt could tell.
+async fn change_spec(
+    api: &Api<v1::Deployment>,
+    name: &str,
+    seq: u64,
+    change: impl Fn(&mut v1::DeploymentSpec),
+) -> Option<bool> {
+    for _ in 0..5 {
+        let mut d = match api.get(name).await {
+            Ok(d) => d,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if seq_of(&d) == Some(seq) {
+            return Some(true);
+        }
+        d.meta_mut()
+            .annotations
+            .insert(SEQ_ANNOTATION.into(), seq.to_string());
+        if let Some(spec) = d.spec.as_mut() {
+            change(spec);
+        }
+        match api.update(&d).await {
+            Ok(_) => return Some(true),
+            Err(Error::Invalid(e)) => {
+                tracing::warn!("chaos: spec change of {name} refused: {e}");
+                return Some(false);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    None
+}
+
+/// Until `until`: every 0.3-1.5 s one Deployment scaled (1-8 replicas),
+/// rolled (its template's version label + 1), or both.
+pub async fn operator(
+    cl: Client,
+    deployments: usize,
+    seed: u64,
+    until: Instant,
+    rec: Arc<CpRecord>,
+) {
+    let api: Api<v1::Deployment> = Api::namespaced(cl, "default");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xc0de);
+    let mut seq = 0u64;
+    loop {
+        let wait = Duration::from_millis(rng.random_range(300..1500));
+        if Instant::now() + wait >= until {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        let name = deployment_name(rng.random_range(0..deployments));
+        let action = rng.random_range(0..3);
+        let replicas: i32 = rng.random_range(1..=8);
+        seq += 1;
+        let acked = change_spec(&api, &name, seq, |spec| {
+            if action != 1 {
+                spec.replicas = Some(replicas);
+            }
+            if action != 0 {
+                if let Some(meta) = spec.template.as_mut().and_then(|t| t.metadata.as_mut()) {
+                    let v = version_of(&meta.labels) + 1;
+                    meta.labels.insert("version".into(), v.to_string());
+                }
+            }
+        })
+        .await;
+        if action != 1 {
+            rec.scaled.fetch_add(1, Ordering::Relaxed);
+        }
+        if action != 0 {
+            rec.rolled.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut w) = rec.writes.lock() {
+            w.push(SpecWrite {
+                deployment: name,
+                seq,
+                acked,
+            });
+        }
+    }
+}
+
+/// Deployment `name` at its desired state: the controller has seen its
+/// spec, its status counts exactly `replicas` updated, ready and available
+/// pods, and exactly that many live pods exist, bound, Ready, of its
+/// template's version.
+async fn at_desired_state(cl: &Client, name: &str) -> bool {
+    let deployments: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
+    let pods: Api<v1::Pod> = Api::namespaced(cl.clone(), "default");
+    let Ok(d) = deployments.get(name).await else {
+        return false;
+    };
+    let spec = d.spec.clone().unwrap_or_default();
+    let want = spec.replicas.unwrap_or(1);
+    let version = template_version(spec.template.as_ref());
+    let st = d.status.clone().unwrap_or_default();
+    if st.observed_generation != d.meta().generation
+        || st.replicas != want
+        || st.updated_replicas != want
+        || st.ready_replicas != want
+        || st.available_replicas != want
+    {
+        return false;
+    }
+    let Ok(list) = pods
+        .list(&ListParams::default().labels(&format!("app={name}")))
+        .await
+    else {
+        return false;
+    };
+    let live: Vec<&v1::Pod> = list
+        .items
+        .iter()
+        .filter(|p| p.meta().deletion_timestamp.is_empty())
+        .collect();
+    live.len() == usize::try_from(want).unwrap_or(0)
+        && live.iter().all(|p| {
+            is_ready(p)
+                && version_of(&p.meta().labels) == version
+                && p.spec.as_ref().is_some_and(|s| !s.node_name.is_empty())
+        })
+}
+
+/// One line on where Deployment `name` stands (for a report).
+pub async fn describe(cl: &Client, name: &str) -> String {
+    let deployments: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
+    let pods: Api<v1::Pod> = Api::namespaced(cl.clone(), "default");
+    let sets: Api<v1::ReplicaSet> = Api::namespaced(cl.clone(), "default");
+    let d = match deployments.get(name).await {
+        Ok(d) => d,
+        Err(e) => return format!("get: {e}"),
+    };
+    let spec = d.spec.clone().unwrap_or_default();
+    let st = d.status.clone().unwrap_or_default();
+    let version = template_version(spec.template.as_ref());
+    let mut out = format!(
+        "spec replicas {:?} version {version} generation {}; status observed {} replicas {} updated {} ready {} available {}",
+        spec.replicas,
+        d.meta().generation,
+        st.observed_generation,
+        st.replicas,
+        st.updated_replicas,
+        st.ready_replicas,
+        st.available_replicas
+    );
+    for c in &st.conditions {
+        out.push_str(&format!(
+            "; {}={} ({}: {})",
+            c.r#type, c.status, c.reason, c.message
+        ));
+    }
+    let selector = ListParams::default().labels(&format!("app={name}"));
+    if let Ok(l) = sets.list(&selector).await {
+        for r in l.items {
+            let rs = r.status.clone().unwrap_or_default();
+            out.push_str(&format!(
+                "\n    rs {} replicas {:?} version {} (status replicas {} ready {} available {}, observed {} of generation {})",
+                r.meta().name,
+                r.spec.as_ref().and_then(|s| s.replicas),
+                template_version(r.spec.as_ref().and_then(|s| s.template.as_ref())),
+                rs.replicas,
+                rs.ready_replicas,
+                rs.available_replicas,
+                rs.observed_generation,
+                r.meta().generation
+            ));
+        }
+    }
+    if let Ok(l) = pods.list(&selector).await {
+        for p in l.items {
+            out.push_str(&format!(
+                "\n    pod {} version {} node {:?} phase {:?} ready {} deleting {}",
+                p.meta().name,
+                version_of(&p.meta().labels),
+                p.spec
+                    .as_ref()
+                    .map(|s| s.node_name.clone())
+                    .unwrap_or_default(),
+                p.status
+                    .as_ref()
+                    .map(|s| s.phase.clone())
+                    .unwrap_or_default(),
+                is_ready(&p),
+                !p.meta().deletion_timestamp.is_empty()
+            ));
+        }
+    }
+    out
+}
+
+/// How long each Deployment takes to reach its desired state (polled
+/// every 200 ms), giving up after `bound`.
+pub async fn wait_converged(
+    cl: &Client,
+    deployments: usize,
+    bound: Duration,
+) -> BTreeMap<String, Option<Duration>> {
+    let t0 = Instant::now();
+    let mut took: BTreeMap<String, Option<Duration>> = (0..deployments)
+        .map(|i| (deployment_name(i), None))
+        .collect();
+    while t0.elapsed() <= bound {
+        let pending: Vec<String> = took
+            .iter()
+            .filter(|(_, t)| t.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        for name in pending {
+            let ok = tokio::time::timeout(Duration::from_secs(5), at_desired_state(cl, &name))
+                .await
+                .unwrap_or(false);
+            if ok {
+                took.insert(name, Some(t0.elapsed()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    took
+}
+
+/// The spec change each Deployment ends with (its sequence annotation).
+pub async fn final_seqs(cl: &Client, deployments: usize) -> BTreeMap<String, Option<u64>> {
+    let api: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
+    let mut out = BTreeMap::new();
+    for i in 0..deployments {
+        let name = deployment_name(i);
+        let seq = api.get(&name).await.ok().and_then(|d| seq_of(&d));
+        out.insert(name, seq);
+    }
+    out
+}
+
+/// The latest revision of the default namespace's objects (a list's).
+pub async fn current_revision(cl: &Client) -> anyhow::Result<i64> {
+    let api: Api<v1::Pod> = Api::namespaced(cl.clone(), "default");
+    let rv = api
+        .list(&ListParams::default().limit(1))
+        .await?
+        .resource_version;
+    rv.parse()
+        .with_context(|| format!("resourceVersion {rv:?} is not a revision"))
+}
+
+/// The control plane's verdicts.
+pub fn verdicts(
+    rec: &CpRecord,
+    complete: &[&str],
+    took: &BTreeMap<String, Option<Duration>>,
+    bound: Duration,
+    seqs: &BTreeMap<String, Option<u64>>,
+) -> Vec<Verdict> {
+    let pods = rec.pods.lock().map(|p| p.clone()).unwrap_or_default();
+    let changes = rec.changes.lock().map(|c| c.clone()).unwrap_or_default();
+    let writes = rec.writes.lock().map(|w| w.clone()).unwrap_or_default();
+    vec![
+        Verdict {
+            name: "every control-plane watch saw the whole run".into(),
+            ok: complete.len() == 3,
+            detail: format!("complete: {complete:?} of pods, replicasets, deployments"),
+        },
+        controlplane::no_pod_bound_twice(&pods),
+        controlplane::surge_respected(&changes),
+        controlplane::spec_writes_kept(&writes, seqs),
+        controlplane::deployments_converged(took, bound),
+    ]
+}
