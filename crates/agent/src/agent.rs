@@ -10,16 +10,31 @@
 //!   lifecycle controller watches that Lease), pod statuses up in batches,
 //!   the pods bound to this node down (listed, then the changes, resumed
 //!   from the last revision after a reconnect without missing a change).
-//!   Every [`AgentOptions::sync_every`] (at once for a new pod or a
-//!   deletion) the [`Kubelet`] syncs them with the runtime, and changed
-//!   statuses, deletions to confirm and due
-//!   probes are carried out concurrently.
+//! - Every [`AgentOptions::sync_every`] (at once for a new pod or a
+//!   deletion, and again at once after a sync that started containers or
+//!   left starts over) a sync round. The decisions are the [`Kubelet`]'s,
+//!   pure; the IO is here, and whatever may block (the runtime's listing,
+//!   the bind checks of new pods' addresses, process spawns, signals, file
+//!   removals) runs on tokio's blocking pool, never on an async worker:
+//!   1. `observe` (blocking pool): list the runtime, check the addresses
+//!      the kubelet names for other listeners;
+//!   2. [`Kubelet::sync`] (pure, on the loop): the
+//!      [`Plan`](crate::kubelet::Plan);
+//!   3. `execute` (blocking pool): the plan's runtime calls, up to
+//!      `PARALLEL_STARTS` (4) starts at once; how the starts went goes back
+//!      to the kubelet ([`Kubelet::started`]);
+//!   4. the plan's API side, concurrently: changed statuses (one write in
+//!      flight per pod, the newest last), deletion confirmations (once per
+//!      pod, again after `CONFIRM_RETRY_MS`) and due probes.
+//!
+//!   The loop awaits steps 1 and 3, so the kubelet is never used by two
+//!   steps at once; events that arrive meanwhile wait in their channels.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use keelson_model::time::format_rfc3339;
 use keelson_proto::v1;
@@ -27,10 +42,10 @@ use keelson_sdk::watcher::Event;
 use keelson_sdk::{Api, Client, DeleteParams, Error, Resource};
 use tokio::sync::mpsc;
 
-use crate::kubelet::{Config, Kubelet};
+use crate::kubelet::{Config, Kubelet, Now, Observed, RuntimeCalls, Started};
 use crate::probe::{Outcome, ProbeKind};
 use crate::process::ProcessRuntime;
-use crate::runtime::Runtime;
+use crate::runtime::{ContainerSpec, Runtime, StartError};
 
 #[derive(Clone, Debug)]
 pub struct AgentOptions {
@@ -213,8 +228,10 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
 
     let mut cfg = Config::new(&o.name, o.address);
     cfg.backoff_base = o.backoff_base;
-    cfg.address_free = address_free;
-    let mut kubelet = Kubelet::new(runtime, cfg);
+    let mut kubelet = Kubelet::new(cfg);
+    // No start begins once this future is dropped (see `Gate`).
+    let gate = Gate::default();
+    let _close = CloseOnDrop(gate.clone());
     let mut desired: HashMap<String, v1::Pod> = HashMap::new();
     let mut listed = false;
     // Unbounded, and safe: one message per probe run, and a probe is not
@@ -266,6 +283,11 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                 }
             }
             _ = tick.tick() => {
+                if !listed {
+                    // Nothing is decided before the first list.
+                    continue;
+                }
+                let began = Instant::now();
                 // Oldest first: starts beyond one sync's share go to the
                 // newest pods.
                 let mut pods: Vec<v1::Pod> = desired.values().cloned().collect();
@@ -273,10 +295,29 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                     (&a.meta().creation_timestamp, &a.meta().name)
                         .cmp(&(&b.meta().creation_timestamp, &b.meta().name))
                 });
-                let began = Instant::now();
-                let res = kubelet.sync(listed.then_some(pods.as_slice()), began);
-                if began.elapsed() > Duration::from_millis(200) {
-                    tracing::info!(pods = pods.len(), took_ms = began.elapsed().as_millis() as u64, "slow sync");
+                let check = kubelet.addresses_to_check(&pods);
+                let rt = runtime.clone();
+                let observed = match tokio::task::spawn_blocking(move || observe(&*rt, &check)).await {
+                    Ok(observed) => observed,
+                    Err(e) => {
+                        tracing::error!(error = %e, "list the runtime");
+                        continue;
+                    }
+                };
+                let now = Now { instant: Instant::now(), wall: SystemTime::now() };
+                let mut res = kubelet.sync(Some(&pods), &observed, now);
+                let resync = res.resync();
+                let calls = std::mem::take(&mut res.runtime);
+                if !calls.is_empty() {
+                    let (rt, gate) = (runtime.clone(), gate.clone());
+                    match tokio::task::spawn_blocking(move || execute(&*rt, calls, &gate)).await {
+                        Ok(results) => kubelet.started(&results, now.instant),
+                        Err(e) => tracing::error!(error = %e, "make the sync's runtime calls"),
+                    }
+                }
+                let took = began.elapsed();
+                if took > Duration::from_millis(SLOW_SYNC_MS) {
+                    tracing::info!(pods = pods.len(), took_ms = took.as_millis() as u64, "slow sync");
                 }
                 for p in res.statuses {
                     let uid = p.meta().uid.clone();
@@ -290,7 +331,7 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                     }
                 }
                 let now = Instant::now();
-                confirming.retain(|_, at| now.duration_since(*at) < CONFIRM_RETRY);
+                confirming.retain(|_, at| now.duration_since(*at) < Duration::from_millis(CONFIRM_RETRY_MS));
                 for (ns, name, uid) in res.confirm_deletions {
                     // Once per pod until the watch shows it gone (or a retry).
                     if confirming.contains_key(&uid) {
@@ -311,7 +352,9 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                         }
                     });
                 }
-                if res.more_starts {
+                // The pods started are reported by the next sync, and starts
+                // may be left over: at once.
+                if resync {
                     tick.reset_immediately();
                 }
                 for r in res.probes {
@@ -332,16 +375,137 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
     }
 }
 
-/// Whether each (ip, port) can be bound now (nothing else listens there).
-fn address_free(ip: &str, ports: &[u16]) -> bool {
-    let Ok(ip) = ip.parse::<Ipv4Addr>() else {
-        return false;
+/// What the node shows (blocking: run on tokio's blocking pool): the
+/// runtime's listing, and which of `check` something else listens on.
+fn observe(runtime: &dyn Runtime, check: &[SocketAddrV4]) -> Observed {
+    Observed {
+        containers: runtime.list(),
+        listening: check.iter().copied().filter(|a| in_use(*a)).collect(),
+    }
+}
+
+/// Whether something listens on `addr` (binding it fails with "in use";
+/// any other error, e.g. an address this agent may not bind, is not a
+/// listener).
+fn in_use(addr: SocketAddrV4) -> bool {
+    matches!(
+        std::net::TcpListener::bind(addr),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
+    )
+}
+
+/// Starts run this many at a time: each is a process spawn plus a few files
+/// (its directory, log and record), so a burst of new pods does not wait
+/// for them one by one, and 4 leaves a 2-core node room for the rest.
+const PARALLEL_STARTS: usize = 4;
+
+/// Make a plan's runtime calls (blocking: run on tokio's blocking pool):
+/// stops, kills, removals, pod removals, then the starts, up to
+/// [`PARALLEL_STARTS`] at once. How each start went (a start skipped because
+/// the agent is stopping fails with [`StartError::Io`]).
+#[tracing::instrument(skip_all, fields(
+    starts = calls.starts.len(),
+    stops = calls.stops.len(),
+    kills = calls.kills.len(),
+))]
+fn execute(runtime: &dyn Runtime, calls: RuntimeCalls, gate: &Gate) -> Vec<Started> {
+    for s in &calls.stops {
+        let _pod = tracing::info_span!("sync_pod", pod = %s.pod).entered();
+        tracing::info!(container = %s.container_id, reason = %s.reason, "stop the container");
+        runtime.stop(&s.container_id);
+    }
+    for id in &calls.kills {
+        runtime.kill(id);
+    }
+    for id in &calls.removals {
+        runtime.remove(id);
+    }
+    for uid in &calls.pod_removals {
+        runtime.remove_pod(uid);
+    }
+    let results = start_all(runtime, calls.starts, gate);
+    for (spec, r) in &results {
+        if let Err(e) = r {
+            let pod = format!("{}/{}", spec.pod_namespace, spec.pod_name);
+            let _pod = tracing::info_span!("sync_pod", pod = %pod).entered();
+            tracing::warn!(container = %spec.name, error = %e, "cannot start container");
+        }
+    }
+    results
+}
+
+/// Start every container, up to [`PARALLEL_STARTS`] at once (scoped
+/// threads, inside the blocking task); in no particular order.
+fn start_all(runtime: &dyn Runtime, specs: Vec<ContainerSpec>, gate: &Gate) -> Vec<Started> {
+    let start = |s: ContainerSpec| {
+        let r = gate.start(runtime, &s);
+        (s, r)
     };
-    // Only "in use" means taken (not a port this agent may not bind).
-    ports.iter().all(|p| {
-        std::net::TcpListener::bind(SocketAddr::from((ip, *p)))
-            .map_or_else(|e| e.kind() != std::io::ErrorKind::AddrInUse, |_| true)
+    if specs.len() <= 1 {
+        return specs.into_iter().map(start).collect();
+    }
+    let mut lanes: Vec<Vec<ContainerSpec>> = (0..PARALLEL_STARTS).map(|_| Vec::new()).collect();
+    for (i, s) in specs.into_iter().enumerate() {
+        lanes[i % PARALLEL_STARTS].push(s);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = lanes
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .map(|lane| scope.spawn(move || lane.into_iter().map(start).collect::<Vec<_>>()))
+            .collect();
+        // A lane that panicked loses its results: those containers are
+        // listed (or not) by the next sync, which decides again.
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     })
+}
+
+/// Whether the agent still runs, for the starts on the blocking pool: a
+/// blocking task outlives the `run` future that spawned it, and its caller
+/// may stop every container of the node as soon as `run` is dropped
+/// (`--stop-pods-on-exit`). So a start holds a read lock while it runs, a
+/// start that finds the gate closed is skipped, and [`CloseOnDrop`] takes
+/// the write lock: dropping `run` waits for the starts under way (a few
+/// milliseconds each) and no start begins after.
+#[derive(Clone, Debug)]
+struct Gate(Arc<RwLock<bool>>);
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate(Arc::new(RwLock::new(true)))
+    }
+}
+
+impl Gate {
+    fn start(
+        &self,
+        runtime: &dyn Runtime,
+        spec: &ContainerSpec,
+    ) -> Result<crate::runtime::Container, StartError> {
+        // A read guard is never poisoned by a panicking reader; a poisoned
+        // lock still says whether the gate is open.
+        let open = self.0.read().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return Err(StartError::Io("the agent is stopping".into()));
+        }
+        runtime.start(spec)
+    }
+
+    fn close(&self) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = false;
+    }
+}
+
+/// Closes its [`Gate`] when dropped.
+struct CloseOnDrop(Gate);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Stop every container recorded under an agent's data dir: SIGTERM, then
@@ -375,13 +539,195 @@ pub fn stop_all_containers(data_dir: &std::path::Path, grace: Duration) -> anyho
 }
 
 /// A deletion confirmation is sent again after this long without the pod
-/// going away.
-const CONFIRM_RETRY: Duration = Duration::from_secs(2);
+/// going away (a confirmation lost with a replica, or one that raced a
+/// write to the pod).
+const CONFIRM_RETRY_MS: u64 = 2_000;
+
+/// A sync round (list, decide, runtime calls) slower than this is logged:
+/// twice the default sync period, long enough to mean a busy machine or a
+/// slow runtime.
+const SLOW_SYNC_MS: u64 = 200;
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubelet::Stop;
+    use crate::runtime::{Container, State};
+    use std::sync::Mutex;
+
+    /// A runtime that records its calls; it cannot run the image "bad".
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Recorder {
+        fn record(&self, call: String) {
+            self.calls.lock().unwrap().push(call);
+        }
+        fn calls(&self) -> Vec<String> {
+            std::mem::take(&mut *self.calls.lock().unwrap())
+        }
+    }
+
+    impl Runtime for Recorder {
+        fn start(&self, spec: &ContainerSpec) -> Result<Container, StartError> {
+            let id = format!("{}-{}-{}", spec.pod_uid, spec.name, spec.attempt);
+            self.record(format!("start {id}"));
+            if spec.image == "bad" {
+                return Err(StartError::ImageNotSupported("bad".into()));
+            }
+            Ok(Container {
+                id,
+                pod_uid: spec.pod_uid.clone(),
+                name: spec.name.clone(),
+                attempt: spec.attempt,
+                image: spec.image.clone(),
+                state: State::Running {
+                    pid: 1,
+                    started_at: SystemTime::UNIX_EPOCH,
+                },
+            })
+        }
+        fn stop(&self, id: &str) {
+            self.record(format!("stop {id}"));
+        }
+        fn kill(&self, id: &str) {
+            self.record(format!("kill {id}"));
+        }
+        fn list(&self) -> Vec<Container> {
+            Vec::new()
+        }
+        fn remove(&self, id: &str) {
+            self.record(format!("remove {id}"));
+        }
+        fn remove_pod(&self, pod_uid: &str) {
+            self.record(format!("remove_pod {pod_uid}"));
+        }
+        fn log_paths(&self, _: &str, _: &str, _: u32) -> (PathBuf, PathBuf) {
+            (PathBuf::new(), PathBuf::new())
+        }
+        fn limits_supported(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn spec(pod_uid: &str, image: &str) -> ContainerSpec {
+        ContainerSpec {
+            pod_uid: pod_uid.into(),
+            pod_namespace: "default".into(),
+            pod_name: format!("p-{pod_uid}"),
+            name: "main".into(),
+            attempt: 0,
+            image: image.into(),
+            command: Vec::new(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            working_dir: String::new(),
+            memory_limit_bytes: None,
+            cpu_limit_millis: None,
+        }
+    }
+
+    fn calls(starts: Vec<ContainerSpec>) -> RuntimeCalls {
+        RuntimeCalls {
+            stops: vec![Stop {
+                container_id: "a-main-0".into(),
+                pod: "default/p-a".into(),
+                reason: "the pod is being deleted".into(),
+            }],
+            kills: vec!["b-main-0".into()],
+            removals: vec!["c-main-0".into()],
+            pod_removals: vec!["d".into()],
+            starts,
+        }
+    }
+
+    #[test]
+    fn a_plan_runs_in_order_with_the_starts_last() {
+        let rt = Recorder::default();
+        let mut starts: Vec<ContainerSpec> =
+            (0..6).map(|i| spec(&format!("e{i}"), "img")).collect();
+        starts.push(spec("f", "bad"));
+        let results = execute(&rt, calls(starts), &Gate::default());
+        let log = rt.calls();
+        assert_eq!(
+            log[..4],
+            [
+                "stop a-main-0",
+                "kill b-main-0",
+                "remove c-main-0",
+                "remove_pod d"
+            ]
+        );
+        // Started in lanes: in any order, each once.
+        let mut started = log[4..].to_vec();
+        started.sort();
+        assert_eq!(
+            started,
+            [
+                "start e0-main-0",
+                "start e1-main-0",
+                "start e2-main-0",
+                "start e3-main-0",
+                "start e4-main-0",
+                "start e5-main-0",
+                "start f-main-0"
+            ]
+        );
+        let mut outcomes: Vec<(String, bool)> = results
+            .iter()
+            .map(|(s, r)| (s.pod_uid.clone(), r.is_ok()))
+            .collect();
+        outcomes.sort();
+        let mut want: Vec<(String, bool)> = (0..6).map(|i| (format!("e{i}"), true)).collect();
+        want.push(("f".into(), false));
+        assert_eq!(outcomes, want);
+    }
+
+    #[test]
+    fn no_start_begins_once_the_agent_is_dropped() {
+        let rt = Recorder::default();
+        let gate = Gate::default();
+        drop(CloseOnDrop(gate.clone()));
+        let results = execute(&rt, calls(vec![spec("e", "img"), spec("f", "img")]), &gate);
+        // Stops, kills and removals still run; no start.
+        assert_eq!(
+            rt.calls(),
+            [
+                "stop a-main-0",
+                "kill b-main-0",
+                "remove c-main-0",
+                "remove_pod d"
+            ]
+        );
+        assert!(results
+            .iter()
+            .all(|(_, r)| matches!(r, Err(StartError::Io(_)))));
+    }
+
+    #[test]
+    fn observe_finds_what_listens_on_the_addresses_to_check() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let Ok(SocketAddr::V4(taken)) = held.local_addr() else {
+            panic!("an IPv4 address");
+        };
+        let free = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let Ok(SocketAddr::V4(a)) = l.local_addr() else {
+                panic!("an IPv4 address");
+            };
+            a
+        };
+        let observed = observe(&Recorder::default(), &[taken, free]);
+        assert_eq!(observed.listening, [taken].into_iter().collect());
     }
 }

@@ -1,13 +1,27 @@
-//! The pod lifecycle, the kubelet's sync loop without its IO: given the pods
-//! bound to this node (as the API says) and what the [`Runtime`] runs,
-//! start, restart, stop and clean up containers, and compute each pod's
-//! status. The agent's loop ([`crate::agent`]) feeds it pods and probe
-//! results and writes the statuses it returns; tests drive it with a fake
-//! runtime and a clock of their own.
+//! The pod lifecycle, the kubelet's sync loop as a pure function: given the
+//! pods bound to this node (as the API says), what the node showed just
+//! before ([`Observed`]: the runtime's listing, and the addresses something
+//! else listens on) and the time ([`Now`]: both clocks, read by the agent),
+//! [`Kubelet::sync`] decides and returns a [`Plan`]: the runtime calls to
+//! make, the statuses to write, the deletions to confirm and the probes to
+//! run. It makes no call itself (no runtime, no network, no clock, no log),
+//! so its tests need no processes and no sleeps: they keep a container
+//! list of their own, apply each plan to it and move their own clock.
+//!
+//! The agent ([`crate::agent`]) is the IO around it: it lists the runtime,
+//! syncs, makes the plan's runtime calls, then tells the kubelet how each
+//! start went ([`Kubelet::started`]: the waiting reason and back-off of a
+//! start that failed live here), and later each probe's outcome
+//! ([`Kubelet::probe_result`]) and what the API shows
+//! ([`Kubelet::observed`]).
 //!
 //! - **Start**: each container of a pod not being deleted is started when it
 //!   has never run; an image the runtime cannot run leaves it waiting with
-//!   the reason (the pod stays Pending), never an error of the agent.
+//!   the reason (the pod stays Pending), never an error of the agent. At
+//!   most [`MAX_STARTS_PER_SYNC`] starts per plan, in `desired`'s order
+//!   (the agent puts older pods first); the rest wait for the next sync
+//!   ([`Plan::more_starts`]), and a pod waiting for its first start is not
+//!   reported before it.
 //! - **Restart**: an exited container restarts per `restartPolicy` (Always,
 //!   the default; OnFailure: non-zero exits; Never) after a back-off that
 //!   doubles from [`Config::backoff_base`] to [`Config::backoff_max`]
@@ -17,17 +31,33 @@
 //! - **Stop**: SIGTERM, then SIGKILL once the grace period
 //!   (`terminationGracePeriodSeconds`, or the deletion's) has passed.
 //! - **Delete**: a pod with a deletionTimestamp has its containers stopped;
-//!   once all have exited its files go and its deletion is confirmed. A pod
-//!   that vanished from the API (force-deleted) is killed and cleaned up the
-//!   same way, as are containers of pods this node does not know (after an
-//!   agent restart), so no process is left behind.
+//!   its deletion is confirmed once the listing the sync was given shows
+//!   nothing of it running (and no start of it is planned: a pod being
+//!   deleted never gets one). A pod that vanished from the API
+//!   (force-deleted) is killed and then its files go, as do containers of
+//!   pods this node does not know (after an agent restart), so no process is
+//!   left behind.
 //! - **Adoption**: containers the runtime reports as running when the agent
 //!   starts (it re-adopts its processes) are taken as the pod's current
-//!   containers; restart counts continue from the highest attempt.
+//!   containers; restart counts continue from the highest attempt, and pods
+//!   that already have an address keep it before any new pod gets one.
+//! - **Addresses**: each pod gets one of its own, `<prefix>.x.y`, on which
+//!   nothing else listens on its ports (a stray process, e.g. another
+//!   agent's orphan). Checking means binding, so the kubelet only names the
+//!   addresses a new pod may get ([`Kubelet::addresses_to_check`]); the
+//!   agent binds each and passes those in use in [`Observed::listening`].
+//! - **Statuses after starts**: a pod with a start in the plan gets no
+//!   status from that sync, as what the start did is not known yet. The
+//!   agent syncs again as soon as it has made the plan's calls
+//!   ([`Plan::resync`]), and that sync, from a fresh listing, reports the
+//!   pod Running (or waiting with the start's error): one status write per
+//!   start, as before the sync was pure, when it listed again after its
+//!   starts. Every other status comes from the listing the sync was given,
+//!   and only a status that changed (or that the API shows otherwise, see
+//!   [`Kubelet::observed`]) is reported.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant, SystemTime};
 
 use keelson_model::quantity;
@@ -36,7 +66,7 @@ use keelson_proto::v1;
 use keelson_sdk::Resource;
 
 use crate::probe::{self, ContainerProbes, Outcome, ProbeKind};
-use crate::runtime::{Container, ContainerSpec, Runtime, StartError, State};
+use crate::runtime::{Container, ContainerSpec, StartError, State};
 
 /// Tuning of the lifecycle.
 #[derive(Clone, Debug)]
@@ -50,10 +80,6 @@ pub struct Config {
     pub backoff_max: Duration,
     /// A container that ran this long has its back-off reset.
     pub backoff_reset: Duration,
-    /// Whether nothing else listens on (ip, port) for each port: a new
-    /// pod never gets an address a stray process (another agent's orphan)
-    /// holds. The default says yes; the agent binds to check.
-    pub address_free: fn(&str, &[u16]) -> bool,
 }
 
 impl Config {
@@ -67,8 +93,105 @@ impl Config {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             backoff_reset: Duration::from_secs(120),
-            address_free: |_, _| true,
         }
+    }
+}
+
+/// The time of a sync, read by the agent: the monotonic clock for
+/// deadlines (back-offs, grace periods, probes), the wall clock for what
+/// the API shows (a pod's `startTime`, its conditions'
+/// `lastTransitionTime`).
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub instant: Instant,
+    pub wall: SystemTime,
+}
+
+/// What the node showed just before a sync.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The runtime's listing: running containers, and exited ones not yet
+    /// removed.
+    pub containers: Vec<Container>,
+    /// Of the addresses [`Kubelet::addresses_to_check`] named, those
+    /// something else listens on.
+    pub listening: HashSet<SocketAddrV4>,
+}
+
+/// SIGTERM to one container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stop {
+    pub container_id: String,
+    /// Its pod, `namespace/name` (for the log).
+    pub pod: String,
+    /// Why (for the log): the pod is being deleted, or a probe failed.
+    pub reason: String,
+}
+
+/// A plan's runtime calls, made in this order: stops, kills, removals, pod
+/// removals, then starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeCalls {
+    pub stops: Vec<Stop>,
+    /// SIGKILL (container ids): a grace period ran out, or the pod is gone
+    /// from the API.
+    pub kills: Vec<String>,
+    /// Exited containers whose records go (ids): the older attempts of a
+    /// container (the newest stays, for `lastState`).
+    pub removals: Vec<String>,
+    /// Pods whose files go (uids): gone from the API, nothing of them
+    /// running.
+    pub pod_removals: Vec<String>,
+    /// At most [`MAX_STARTS_PER_SYNC`], older pods first.
+    pub starts: Vec<ContainerSpec>,
+}
+
+impl RuntimeCalls {
+    pub fn is_empty(&self) -> bool {
+        self.stops.is_empty()
+            && self.kills.is_empty()
+            && self.removals.is_empty()
+            && self.pod_removals.is_empty()
+            && self.starts.is_empty()
+    }
+}
+
+/// How one start of a plan went, as the agent hands it back.
+pub type Started = (ContainerSpec, Result<Container, StartError>);
+
+/// A probe the agent should run now.
+#[derive(Clone, Debug)]
+pub struct ProbeRequest {
+    pub pod_uid: String,
+    pub container: String,
+    pub container_id: String,
+    pub kind: ProbeKind,
+    pub probe: v1::Probe,
+    pub target: probe::Target,
+}
+
+/// What one sync decided.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// What the runtime is to do.
+    pub runtime: RuntimeCalls,
+    /// Starts were left for the next sync (more than
+    /// [`MAX_STARTS_PER_SYNC`] were due).
+    pub more_starts: bool,
+    /// Pods whose status changed: the pod with its new status.
+    pub statuses: Vec<v1::Pod>,
+    /// Pods being deleted with nothing of them left running: confirm the
+    /// deletion, `(namespace, name, uid)`.
+    pub confirm_deletions: Vec<(String, String, String)>,
+    /// Probes due now (each marked in flight until its outcome arrives).
+    pub probes: Vec<ProbeRequest>,
+}
+
+impl Plan {
+    /// Whether the agent should sync again at once: the pods of the starts
+    /// made are reported by the next sync, and starts were left over.
+    pub fn resync(&self) -> bool {
+        !self.runtime.starts.is_empty() || self.more_starts
     }
 }
 
@@ -98,30 +221,6 @@ struct PodTrack {
     start_time: SystemTime,
 }
 
-/// A probe the agent should run now.
-#[derive(Clone, Debug)]
-pub struct ProbeRequest {
-    pub pod_uid: String,
-    pub container: String,
-    pub container_id: String,
-    pub kind: ProbeKind,
-    pub probe: v1::Probe,
-    pub target: probe::Target,
-}
-
-/// What a sync asks the agent to do with the API.
-#[derive(Debug, Default)]
-pub struct SyncResult {
-    /// Pods whose status changed: the pod with its new status.
-    pub statuses: Vec<v1::Pod>,
-    /// Pods whose containers are all gone after a deletion: confirm it.
-    pub confirm_deletions: Vec<(String, String, String)>,
-    pub probes: Vec<ProbeRequest>,
-    /// Starts were left for the next sync (more than
-    /// [`MAX_STARTS_PER_SYNC`] were due): sync again at once.
-    pub more_starts: bool,
-}
-
 /// What of a status must match for a report to count as landed.
 fn status_gist(s: &v1::PodStatus) -> (String, String, bool, Vec<(String, bool, i32)>) {
     let ready = s
@@ -136,16 +235,25 @@ fn status_gist(s: &v1::PodStatus) -> (String, String, bool, Vec<(String, bool, i
     (s.phase.clone(), s.pod_ip.clone(), ready, containers)
 }
 
-/// Addresses checked for a stray listener before a new pod gets one.
+/// Addresses checked for a stray listener before a new pod gets one; past
+/// them the first one no pod of this node has is taken (a node full of
+/// strays is not worth a scan of the whole /16).
 const ADDRESS_PROBES: usize = 64;
 
 /// Containers started by one sync at most: the pods started are reported
-/// when it ends, so a burst of new pods is started (and reported) in
-/// batches rather than all at the end of one long sync.
+/// by the sync right after, so a burst of new pods is started (and
+/// reported) in batches rather than all at the end of one long round.
 pub const MAX_STARTS_PER_SYNC: usize = 8;
 
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE_SECS: i64 = 30;
+
+/// Back-off after a start that failed (the image, the spec, the machine):
+/// first and longest, whatever the crash back-off is.
+const START_ERROR_BACKOFF_BASE: Duration = Duration::from_secs(1);
+const START_ERROR_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
 pub struct Kubelet {
-    runtime: Arc<dyn Runtime>,
     cfg: Config,
     pods: HashMap<String, PodTrack>,
     /// Statuses last computed, to report only changes.
@@ -192,6 +300,21 @@ fn restart_policy(pod: &v1::Pod) -> &str {
     }
 }
 
+/// The ports a pod's containers declare (those a u16 holds).
+fn pod_ports(pod: &v1::Pod) -> Vec<u16> {
+    pod.spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| &c.ports)
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+        .collect()
+}
+
+/// A number of seconds from the API as a duration (negative: none).
+fn seconds(s: i64) -> Duration {
+    Duration::from_secs(u64::try_from(s).unwrap_or(0))
+}
+
 /// Whether an exited container restarts under `policy`.
 /// An unknown exit status (the container ended while the agent was down)
 /// does not restart under OnFailure: re-running work that may have
@@ -210,16 +333,61 @@ pub fn next_backoff(previous: Option<Duration>, base: Duration, max: Duration) -
 }
 
 impl Kubelet {
-    pub fn new(runtime: Arc<dyn Runtime>, cfg: Config) -> Kubelet {
+    pub fn new(cfg: Config) -> Kubelet {
         Kubelet {
-            runtime,
             cfg,
             pods: HashMap::new(),
             reported: HashMap::new(),
         }
     }
 
-    fn pod_ip(&mut self, pod: &v1::Pod) -> String {
+    /// Every pod address, in the order they are given out.
+    fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+        let [a, b] = self.cfg.pod_ip_prefix;
+        (0..=255u8).flat_map(move |i| (1..=254u8).map(move |j| Ipv4Addr::new(a, b, i, j)))
+    }
+
+    /// The addresses a new pod of `desired` may be given by the next sync,
+    /// with the ports of the new pods: the agent checks each for a listener
+    /// and passes those in use in [`Observed::listening`]. Empty when no
+    /// new pod declares a port (the usual case between arrivals).
+    ///
+    /// Covers every address the sync may check: the first `ADDRESS_PROBES`
+    /// (64) that no pod it keeps has, plus one for every other pod that may
+    /// hold one when a new pod is given its own (a new or adopted pod given
+    /// one before, a pod gone from the API still being stopped).
+    pub fn addresses_to_check(&self, desired: &[v1::Pod]) -> Vec<SocketAddrV4> {
+        let wanted: HashSet<&str> = desired.iter().map(|p| p.meta().uid.as_str()).collect();
+        let new: Vec<&v1::Pod> = desired
+            .iter()
+            .filter(|p| !self.pods.contains_key(&p.meta().uid))
+            .collect();
+        let ports: BTreeSet<u16> = new.iter().flat_map(|p| pod_ports(p)).collect();
+        if ports.is_empty() {
+            return Vec::new();
+        }
+        let kept: HashSet<&str> = self
+            .pods
+            .iter()
+            .filter(|(uid, _)| wanted.contains(uid.as_str()))
+            .map(|(_, p)| p.ip.as_str())
+            .collect();
+        let gone = self
+            .pods
+            .keys()
+            .filter(|uid| !wanted.contains(uid.as_str()))
+            .count();
+        self.addresses()
+            .filter(|ip| !kept.contains(ip.to_string().as_str()))
+            .take(ADDRESS_PROBES + gone + new.len())
+            .flat_map(|ip| ports.iter().map(move |p| SocketAddrV4::new(ip, *p)))
+            .collect()
+    }
+
+    /// A new pod's address: the one it has when this node gave it one
+    /// (after an agent restart), else the first no pod has and nothing else
+    /// listens on for the pod's ports (`listening`).
+    fn pod_ip(&self, pod: &v1::Pod, listening: &HashSet<SocketAddrV4>) -> String {
         let [a, b] = self.cfg.pod_ip_prefix;
         let prefix = format!("{a}.{b}.");
         let used: HashSet<&str> = self.pods.values().map(|p| p.ip.as_str()).collect();
@@ -229,52 +397,49 @@ impl Kubelet {
                 return ip.to_string();
             }
         }
-        let ports: Vec<u16> = pod
-            .spec
-            .iter()
-            .flat_map(|s| &s.containers)
-            .flat_map(|c| &c.ports)
-            .filter_map(|p| u16::try_from(p.container_port).ok())
-            .collect();
+        let ports = pod_ports(pod);
+        let free = |ip: Ipv4Addr| {
+            ports
+                .iter()
+                .all(|p| !listening.contains(&SocketAddrV4::new(ip, *p)))
+        };
         // The first free address; at most ADDRESS_PROBES of them are
         // checked for strays, after that the first unused one is taken.
         let mut probed = 0usize;
         let mut first_unused = None;
-        for i in 0..=255u32 {
-            for j in 1..=254u32 {
-                let ip = format!("{prefix}{i}.{j}");
-                if used.contains(ip.as_str()) {
-                    continue;
-                }
-                if probed >= ADDRESS_PROBES {
-                    return first_unused.unwrap_or(ip);
-                }
-                probed += 1;
-                if (self.cfg.address_free)(&ip, &ports) {
-                    return ip;
-                }
-                first_unused.get_or_insert(ip);
+        for ip in self.addresses() {
+            let text = ip.to_string();
+            if used.contains(text.as_str()) {
+                continue;
             }
+            if probed >= ADDRESS_PROBES {
+                return first_unused.unwrap_or(text);
+            }
+            probed += 1;
+            if free(ip) {
+                return text;
+            }
+            first_unused.get_or_insert(text);
         }
         first_unused.unwrap_or_else(|| self.cfg.address.clone())
     }
 
     /// One round: `desired` are the pods bound to this node (None before
-    /// the first list: then nothing is cleaned up). Runs the runtime's
-    /// operations and returns what to tell the API.
-    pub fn sync(&mut self, desired: Option<&[v1::Pod]>, now: Instant) -> SyncResult {
-        let mut out = SyncResult::default();
-        let containers = self.runtime.list();
+    /// the first list: then nothing is decided at all), `observed` what the
+    /// node showed just before. Pure: the plan says what to do.
+    pub fn sync(&mut self, desired: Option<&[v1::Pod]>, observed: &Observed, now: Now) -> Plan {
+        let mut plan = Plan::default();
+        let Some(desired) = desired else {
+            return plan;
+        };
         let mut by_pod: HashMap<&str, Vec<&Container>> = HashMap::new();
-        for c in &containers {
+        for c in &observed.containers {
             by_pod.entry(c.pod_uid.as_str()).or_default().push(c);
         }
-        let Some(desired) = desired else {
-            return out;
-        };
         let wanted: HashSet<&str> = desired.iter().map(|p| p.meta().uid.as_str()).collect();
-        // Pods gone from the API, or never ours: stop, then clean up.
-        let mut gone: HashSet<String> = self
+        // Pods gone from the API, or never ours: stop, then clean up (in
+        // uid order, for a plan that does not depend on a hash).
+        let mut gone: BTreeSet<String> = self
             .pods
             .keys()
             .filter(|u| !wanted.contains(u.as_str()))
@@ -288,18 +453,18 @@ impl Kubelet {
         );
         for uid in gone {
             let cs = by_pod.get(uid.as_str()).cloned().unwrap_or_default();
-            let running: Vec<&&Container> = cs
-                .iter()
+            let running: Vec<&Container> = cs
+                .into_iter()
                 .filter(|c| matches!(c.state, State::Running { .. }))
                 .collect();
             if running.is_empty() {
-                self.runtime.remove_pod(&uid);
                 self.pods.remove(&uid);
                 self.reported.remove(&uid);
+                plan.runtime.pod_removals.push(uid);
             } else {
-                for c in running {
-                    self.runtime.kill(&c.id);
-                }
+                plan.runtime
+                    .kills
+                    .extend(running.into_iter().map(|c| c.id.clone()));
             }
         }
         // Pods already running here keep their addresses: reserve those
@@ -317,18 +482,17 @@ impl Kubelet {
                     .get(uid.as_str())
                     .map(|v| v.iter().map(|c| (*c).clone()).collect())
                     .unwrap_or_default();
-                let track = new_track(pod, &cs, ip.to_string());
+                let track = new_track(pod, &cs, ip.to_string(), now.wall);
                 self.pods.insert(uid.clone(), track);
             }
         }
         let mut starts: Vec<ContainerSpec> = Vec::new();
         for pod in desired {
-            let uid = pod.meta().uid.clone();
             let cs: Vec<Container> = by_pod
-                .get(uid.as_str())
+                .get(pod.meta().uid.as_str())
                 .map(|v| v.iter().map(|c| (*c).clone()).collect())
                 .unwrap_or_default();
-            self.sync_pod(pod, &cs, now, &mut out, &mut starts);
+            self.sync_pod(pod, &cs, &observed.listening, now, &mut plan, &mut starts);
         }
         // At most MAX_STARTS_PER_SYNC starts (in `desired`'s order: the
         // caller puts older pods first); pods left waiting are not reported
@@ -338,37 +502,29 @@ impl Kubelet {
             for s in starts.drain(MAX_STARTS_PER_SYNC..) {
                 deferred.insert(s.pod_uid);
             }
-            out.more_starts = true;
+            plan.more_starts = true;
         }
-        // Starts run in parallel (each a process spawn), then every pod's
-        // status is computed from what runs now.
-        for (spec, r) in start_all(&*self.runtime, starts) {
-            let Some(track) = self
-                .pods
-                .get_mut(&spec.pod_uid)
-                .and_then(|p| p.containers.get_mut(&spec.name))
-            else {
-                continue;
-            };
-            started(track, &spec, r, now);
-        }
-        let confirming: HashSet<&str> = out
+        // Pods with a start in the plan are reported by the next sync,
+        // which sees what the start did.
+        let starting: HashSet<&str> = starts.iter().map(|s| s.pod_uid.as_str()).collect();
+        let confirming: HashSet<&str> = plan
             .confirm_deletions
             .iter()
             .map(|(_, _, u)| u.as_str())
             .collect();
-        // One look at the runtime for every status of this sync.
-        let containers = self.runtime.list();
         let mut statuses = Vec::new();
         for pod in desired {
             let uid = &pod.meta().uid;
-            if confirming.contains(uid.as_str()) || !self.pods.contains_key(uid) {
+            if confirming.contains(uid.as_str())
+                || starting.contains(uid.as_str())
+                || !self.pods.contains_key(uid)
+            {
                 continue;
             }
             if deferred.contains(uid.as_str()) && !self.reported.contains_key(uid) {
                 continue;
             }
-            let status = self.status(pod, &containers, now);
+            let status = self.status(pod, &observed.containers, now);
             if self.reported.get(uid) != Some(&status) {
                 self.reported.insert(uid.clone(), status.clone());
                 let mut p = pod.clone();
@@ -376,53 +532,46 @@ impl Kubelet {
                 statuses.push(p);
             }
         }
-        out.statuses = statuses;
-        out
+        plan.statuses = statuses;
+        plan.runtime.starts = starts;
+        plan
     }
 
     fn sync_pod(
         &mut self,
         pod: &v1::Pod,
         cs: &[Container],
-        now: Instant,
-        out: &mut SyncResult,
+        listening: &HashSet<SocketAddrV4>,
+        now: Now,
+        plan: &mut Plan,
         starts: &mut Vec<ContainerSpec>,
     ) {
         let meta = pod.meta();
         let uid = meta.uid.clone();
         if !self.pods.contains_key(&uid) {
-            let ip = self.pod_ip(pod);
-            let track = new_track(pod, cs, ip);
+            let ip = self.pod_ip(pod, listening);
+            let track = new_track(pod, cs, ip, now.wall);
             self.pods.insert(uid.clone(), track);
         }
         let deleting = !meta.deletion_timestamp.is_empty();
-        let grace = Duration::from_secs(
-            u64::try_from(
-                meta.deletion_grace_period_seconds
-                    .or_else(|| {
-                        pod.spec
-                            .as_ref()
-                            .and_then(|s| s.termination_grace_period_seconds)
-                    })
-                    .unwrap_or(30),
-            )
-            .unwrap_or(0),
-        );
-        let policy = restart_policy(pod).to_string();
-        let spec_containers: Vec<v1::Container> = pod
+        let spec_grace = pod
             .spec
             .as_ref()
-            .map(|s| s.containers.clone())
-            .unwrap_or_default();
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE_SECS);
+        let deletion_grace = seconds(meta.deletion_grace_period_seconds.unwrap_or(spec_grace));
+        let pod_key = format!("{}/{}", meta.namespace, meta.name);
+        let policy = restart_policy(pod);
+        let spec_containers: &[v1::Container] =
+            pod.spec.as_ref().map_or(&[], |s| s.containers.as_slice());
         let node = self.cfg.node_name.clone();
-        let runtime = self.runtime.clone();
         let cfg = self.cfg.clone();
         let Some(pt) = self.pods.get_mut(&uid) else {
             return;
         };
         let ip = pt.ip.clone();
-        let mut any_running = false;
-        for c in &spec_containers {
+        let t = now.instant;
+        for c in spec_containers {
             let track = pt.containers.entry(c.name.clone()).or_default();
             // The container's current attempt: the newest for this name.
             let current = cs
@@ -436,43 +585,34 @@ impl Kubelet {
                     && Some(x.attempt) != current.as_ref().map(|c| c.attempt)
                     && matches!(x.state, State::Exited { .. })
             }) {
-                runtime.remove(&old.id);
+                plan.runtime.removals.push(old.id.clone());
             }
             match current.as_ref().map(|x| &x.state) {
                 Some(State::Running { .. }) => {
-                    any_running = true;
                     let cur = current.as_ref().map(|x| x.id.clone()).unwrap_or_default();
                     if deleting {
-                        stop(&*runtime, track, &cur, now, grace);
+                        let why = "the pod is being deleted";
+                        stop(plan, track, &cur, &pod_key, why, t, deletion_grace);
                         continue;
                     }
                     // Probes of this start.
                     if track.probes.as_ref().is_none_or(|(id, _)| *id != cur) {
-                        track.probes = Some((cur.clone(), ContainerProbes::new(c, now)));
+                        track.probes = Some((cur.clone(), ContainerProbes::new(c, t)));
                     }
-                    let failed = track
-                        .probes
-                        .as_ref()
-                        .and_then(|(_, p)| p.liveness_failed().or_else(|| p.startup_failed()));
-                    if let Some(why) = failed {
-                        tracing::info!(pod = %meta.name, container = %c.name, reason = %why, "probe failed; restarting the container");
-                        let g = Duration::from_secs(
-                            u64::try_from(
-                                pod.spec
-                                    .as_ref()
-                                    .and_then(|s| s.termination_grace_period_seconds)
-                                    .unwrap_or(30),
-                            )
-                            .unwrap_or(0),
-                        );
-                        stop(&*runtime, track, &cur, now, g);
+                    let failed = track.probes.as_ref().and_then(|(_, p)| {
+                        let liveness = p.liveness_failed().map(|w| (ProbeKind::Liveness, w));
+                        liveness.or_else(|| p.startup_failed().map(|w| (ProbeKind::Startup, w)))
+                    });
+                    if let Some((kind, why)) = failed {
+                        let why = format!("{kind} probe failed: {why}");
+                        stop(plan, track, &cur, &pod_key, &why, t, seconds(spec_grace));
                         continue;
                     }
                     if let Some((_, probes)) = track.probes.as_mut() {
-                        for kind in probes.due(now) {
+                        for kind in probes.due(t) {
                             if let Some(p) = probes.probe(kind).cloned() {
-                                probes.sent(kind, now);
-                                out.probes.push(ProbeRequest {
+                                probes.sent(kind, t);
+                                plan.probes.push(ProbeRequest {
                                     pod_uid: uid.clone(),
                                     container: c.name.clone(),
                                     container_id: cur.clone(),
@@ -494,8 +634,8 @@ impl Kubelet {
                     }
                     // A stop we asked for that the grace ran out on.
                     if let Some((id, kill_at)) = &track.stopping {
-                        if *id == cur && now >= *kill_at {
-                            runtime.kill(&cur);
+                        if *id == cur && t >= *kill_at {
+                            plan.runtime.kills.push(cur);
                         }
                     }
                 }
@@ -520,46 +660,71 @@ impl Kubelet {
                             }
                             let d = next_backoff(track.backoff, cfg.backoff_base, cfg.backoff_max);
                             track.backoff = Some(d);
-                            track.backoff_until = Some(now + d);
+                            track.backoff_until = Some(t + d);
                             track.restarts = track.restarts.max(cur.attempt + 1);
                             track.last_terminated = Some(cur);
                         }
                     }
-                    if deleting || !restarts(&policy, *exit_code) {
+                    if deleting || !restarts(policy, *exit_code) {
                         continue;
                     }
-                    if track.backoff_until.is_some_and(|t| now < t) {
+                    if track.backoff_until.is_some_and(|u| t < u) {
                         continue;
                     }
                     starts.push(container_spec(pod, c, track, &ip, &node));
-                    any_running = true;
                 }
                 None => {
                     if deleting {
                         continue;
                     }
-                    if track.backoff_until.is_some_and(|t| now < t) {
+                    if track.backoff_until.is_some_and(|u| t < u) {
                         continue;
                     }
                     starts.push(container_spec(pod, c, track, &ip, &node));
-                    any_running = true;
                 }
             }
         }
-        if deleting && !any_running {
-            // Re-list: a start above may have raced; only confirm when the
-            // runtime shows nothing running for the pod.
-            let still = self
-                .runtime
-                .list()
-                .into_iter()
-                .any(|c| c.pod_uid == uid && matches!(c.state, State::Running { .. }));
-            if !still {
-                out.confirm_deletions.push((
-                    meta.namespace.clone(),
-                    meta.name.clone(),
-                    uid.clone(),
-                ));
+        // Confirmed from the listing alone: nothing of the pod runs (any
+        // container, in the spec or not) and no start of it is planned.
+        let running = cs.iter().any(|c| matches!(c.state, State::Running { .. }));
+        if deleting && !running && !starts.iter().any(|s| s.pod_uid == uid) {
+            plan.confirm_deletions
+                .push((meta.namespace.clone(), meta.name.clone(), uid));
+        }
+    }
+
+    /// How the starts of the last plan went: a container that could not
+    /// start waits with the reason and is tried again after a back-off.
+    pub fn started(&mut self, results: &[Started], now: Instant) {
+        for (spec, r) in results {
+            let Some(track) = self
+                .pods
+                .get_mut(&spec.pod_uid)
+                .and_then(|p| p.containers.get_mut(&spec.name))
+            else {
+                continue;
+            };
+            match r {
+                Ok(_) => {
+                    track.waiting = None;
+                    track.backoff_until = None;
+                }
+                Err(e) => {
+                    let reason = match e {
+                        StartError::ImageNotSupported(_) => "ImageNotSupported",
+                        StartError::InvalidSpec(_) => "CreateContainerError",
+                        StartError::Io(_) => "RunContainerError",
+                    };
+                    track.waiting = Some((reason.to_string(), e.to_string()));
+                    // Try again later, backing off like a crash.
+                    let d = next_backoff(
+                        track.backoff,
+                        START_ERROR_BACKOFF_BASE,
+                        START_ERROR_BACKOFF_MAX,
+                    );
+                    track.backoff = Some(d);
+                    track.backoff_until = Some(now + d);
+                }
             }
         }
     }
@@ -611,7 +776,7 @@ impl Kubelet {
 
     /// The pod's status as the runtime (`containers`, its listing) and the
     /// probes say now.
-    fn status(&self, pod: &v1::Pod, containers: &[Container], now: Instant) -> v1::PodStatus {
+    fn status(&self, pod: &v1::Pod, containers: &[Container], now: Now) -> v1::PodStatus {
         let uid = &pod.meta().uid;
         let Some(pt) = self.pods.get(uid) else {
             return pod.status.clone().unwrap_or_default();
@@ -665,7 +830,7 @@ impl Kubelet {
                     let will_restart =
                         restarts(policy, *exit_code) && pod.meta().deletion_timestamp.is_empty();
                     if will_restart
-                        && track.is_some_and(|t| t.backoff_until.is_some_and(|u| now < u))
+                        && track.is_some_and(|t| t.backoff_until.is_some_and(|u| now.instant < u))
                     {
                         waiting += 1;
                         let msg = format!(
@@ -752,7 +917,7 @@ impl Kubelet {
                 .iter()
                 .find(|c| c.r#type == ty && c.status == status)
                 .map(|c| c.last_transition_time.clone())
-                .unwrap_or_else(|| format_rfc3339(std::time::SystemTime::now()))
+                .unwrap_or_else(|| format_rfc3339(now.wall))
         };
         let cond = |ty: &str, ok: bool| {
             let status = if ok { "True" } else { "False" };
@@ -784,9 +949,9 @@ impl Kubelet {
     }
 }
 
-/// A pod's bookkeeping when first seen: restart counts continue from what
-/// the runtime and the pod say (adoption).
-fn new_track(pod: &v1::Pod, cs: &[Container], ip: String) -> PodTrack {
+/// A pod's bookkeeping when first seen (at `wall`): restart counts continue
+/// from what the runtime and the pod say (adoption).
+fn new_track(pod: &v1::Pod, cs: &[Container], ip: String, wall: SystemTime) -> PodTrack {
     let mut containers: HashMap<String, Track> = HashMap::new();
     for c in pod.spec.iter().flat_map(|s| &s.containers) {
         let highest = cs
@@ -810,7 +975,7 @@ fn new_track(pod: &v1::Pod, cs: &[Container], ip: String) -> PodTrack {
     PodTrack {
         ip,
         containers,
-        start_time: SystemTime::now(),
+        start_time: wall,
     }
 }
 
@@ -859,19 +1024,33 @@ fn terminated_state(c: &Container) -> v1::ContainerState {
     }
 }
 
-fn stop(runtime: &dyn Runtime, track: &mut Track, id: &str, now: Instant, grace: Duration) {
+/// Stop container `id` of `pod` (SIGTERM, SIGKILL once `grace` from the
+/// first stop has passed; at once for no grace).
+fn stop(
+    plan: &mut Plan,
+    track: &mut Track,
+    id: &str,
+    pod: &str,
+    reason: &str,
+    now: Instant,
+    grace: Duration,
+) {
     match track.stopping.as_mut() {
         Some((sid, kill_at)) if sid == id => {
             // A shorter grace (a deletion during a probe's stop) wins.
             *kill_at = (*kill_at).min(now + grace);
             if now >= *kill_at {
-                runtime.kill(id);
+                plan.runtime.kills.push(id.to_string());
             }
         }
         _ => {
-            runtime.stop(id);
+            plan.runtime.stops.push(Stop {
+                container_id: id.to_string(),
+                pod: pod.to_string(),
+                reason: reason.to_string(),
+            });
             if grace.is_zero() {
-                runtime.kill(id);
+                plan.runtime.kills.push(id.to_string());
             }
             track.stopping = Some((id.to_string(), now + grace));
         }
@@ -902,182 +1081,243 @@ fn container_spec(
     }
 }
 
-/// Starts run this many at a time.
-const PARALLEL_STARTS: usize = 4;
-
-/// Start every container, up to [`PARALLEL_STARTS`] at once.
-fn start_all(
-    runtime: &dyn Runtime,
-    specs: Vec<ContainerSpec>,
-) -> Vec<(ContainerSpec, Result<Container, StartError>)> {
-    if specs.len() <= 1 {
-        return specs
-            .into_iter()
-            .map(|s| {
-                let r = runtime.start(&s);
-                (s, r)
-            })
-            .collect();
-    }
-    let mut lanes: Vec<Vec<ContainerSpec>> = (0..PARALLEL_STARTS).map(|_| Vec::new()).collect();
-    for (i, s) in specs.into_iter().enumerate() {
-        lanes[i % PARALLEL_STARTS].push(s);
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = lanes
-            .into_iter()
-            .filter(|l| !l.is_empty())
-            .map(|lane| {
-                scope.spawn(move || {
-                    lane.into_iter()
-                        .map(|s| {
-                            let r = runtime.start(&s);
-                            (s, r)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
-}
-
-/// Record how a start went.
-fn started(
-    track: &mut Track,
-    spec: &ContainerSpec,
-    r: Result<Container, StartError>,
-    now: Instant,
-) {
-    match r {
-        Ok(_) => {
-            track.waiting = None;
-            track.backoff_until = None;
-        }
-        Err(e) => {
-            let reason = match &e {
-                StartError::ImageNotSupported(_) => "ImageNotSupported",
-                StartError::InvalidSpec(_) => "CreateContainerError",
-                StartError::Io(_) => "RunContainerError",
-            };
-            tracing::warn!(pod = %spec.pod_name, container = %spec.name, error = %e, "cannot start container");
-            track.waiting = Some((reason.to_string(), e.to_string()));
-            // Try again later, backing off like a crash.
-            let d = next_backoff(
-                track.backoff,
-                Duration::from_secs(1),
-                Duration::from_secs(60),
-            );
-            track.backoff = Some(d);
-            track.backoff_until = Some(now + d);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
-    use std::sync::Mutex;
+    use std::slice::from_ref;
 
-    /// A runtime that records calls; containers exit when told to.
+    const NOTHING: [&str; 0] = [];
+
+    /// The tests' clock: whole seconds since the test's start, on both
+    /// clocks (the wall clock starts at 2023-11-14T22:13:20Z).
+    struct Clock {
+        base: Instant,
+    }
+
+    impl Clock {
+        fn at(&self, secs: u64) -> Now {
+            Now {
+                instant: self.base + Duration::from_secs(secs),
+                wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs),
+            }
+        }
+    }
+
+    /// What a runtime on the node keeps, changed only by applying plans and
+    /// by the tests (a container exits when told to).
     #[derive(Default)]
-    struct Fake {
-        containers: Mutex<Vec<Container>>,
-        calls: Mutex<Vec<String>>,
+    struct Node {
+        containers: Vec<Container>,
+        /// Every (address, port) something else listens on.
+        listening: HashSet<SocketAddrV4>,
         /// Images it refuses.
         unsupported: Vec<String>,
         /// Whether SIGTERM ends a container (else only SIGKILL does).
         obeys_term: bool,
     }
 
-    impl Fake {
-        fn exit(&self, id: &str, code: i32) {
-            for c in self.containers.lock().unwrap().iter_mut() {
-                if c.id == id {
-                    if let State::Running { started_at, .. } = c.state {
-                        c.state = State::Exited {
-                            exit_code: Some(code),
-                            signal: None,
-                            started_at,
-                            finished_at: started_at,
-                        };
-                    }
+    impl Node {
+        fn running(&mut self, pod_uid: &str, name: &str, attempt: u32) {
+            self.containers.push(Container {
+                id: format!("{pod_uid}-{name}-{attempt}"),
+                pod_uid: pod_uid.into(),
+                name: name.into(),
+                attempt,
+                image: "img".into(),
+                state: State::Running {
+                    pid: 1000 + attempt,
+                    started_at: SystemTime::UNIX_EPOCH,
+                },
+            });
+        }
+
+        fn exit(&mut self, id: &str, code: i32) {
+            for c in self.containers.iter_mut().filter(|c| c.id == id) {
+                if let State::Running { started_at, .. } = c.state {
+                    c.state = State::Exited {
+                        exit_code: Some(code),
+                        signal: None,
+                        started_at,
+                        finished_at: started_at,
+                    };
                 }
             }
         }
-        fn calls(&self) -> Vec<String> {
-            std::mem::take(&mut *self.calls.lock().unwrap())
-        }
-        fn running(&self) -> Vec<String> {
-            self.containers
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|c| matches!(c.state, State::Running { .. }))
-                .map(|c| c.id.clone())
-                .collect()
+
+        /// Make a plan's runtime calls, as the agent does; how the starts
+        /// went.
+        fn apply(&mut self, calls: &RuntimeCalls) -> Vec<Started> {
+            for s in &calls.stops {
+                if self.obeys_term {
+                    self.exit(&s.container_id, 143);
+                }
+            }
+            for id in &calls.kills {
+                self.exit(id, 137);
+            }
+            self.containers.retain(|c| {
+                !calls.removals.contains(&c.id) && !calls.pod_removals.contains(&c.pod_uid)
+            });
+            let mut results = Vec::new();
+            for spec in &calls.starts {
+                let r = if self.unsupported.contains(&spec.image) {
+                    Err(StartError::ImageNotSupported(format!(
+                        "image {:?} cannot run here",
+                        spec.image
+                    )))
+                } else {
+                    self.running(&spec.pod_uid, &spec.name, spec.attempt);
+                    Ok(self.containers[self.containers.len() - 1].clone())
+                };
+                results.push((spec.clone(), r));
+            }
+            results
         }
     }
 
-    impl Runtime for Fake {
-        fn start(&self, spec: &ContainerSpec) -> Result<Container, StartError> {
-            if self.unsupported.contains(&spec.image) {
-                return Err(StartError::ImageNotSupported(format!(
-                    "image {:?} cannot run here",
-                    spec.image
-                )));
-            }
-            let c = Container {
-                id: format!("{}-{}-{}", spec.pod_uid, spec.name, spec.attempt),
-                pod_uid: spec.pod_uid.clone(),
-                name: spec.name.clone(),
-                attempt: spec.attempt,
-                image: spec.image.clone(),
-                state: State::Running {
-                    pid: 1000 + spec.attempt,
-                    started_at: SystemTime::UNIX_EPOCH,
+    /// A kubelet of node n1 (127.0.0.11), its node and its clock, run as
+    /// the agent runs them. Every status reported lands before the next
+    /// round: the pods a test passes are seen with the status last written
+    /// (as the watch delivers it).
+    struct Harness {
+        kubelet: Kubelet,
+        node: Node,
+        clock: Clock,
+        written: HashMap<String, v1::PodStatus>,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            Harness {
+                kubelet: Kubelet::new(Config::new("n1", Ipv4Addr::new(127, 0, 0, 11))),
+                node: Node::default(),
+                clock: Clock {
+                    base: Instant::now(),
                 },
-            };
-            self.calls.lock().unwrap().push(format!("start {}", c.id));
-            self.containers.lock().unwrap().push(c.clone());
-            Ok(c)
-        }
-        fn stop(&self, id: &str) {
-            self.calls.lock().unwrap().push(format!("stop {id}"));
-            if self.obeys_term {
-                self.exit(id, 143);
+                written: HashMap::new(),
             }
         }
-        fn kill(&self, id: &str) {
-            self.calls.lock().unwrap().push(format!("kill {id}"));
-            self.exit(id, 137);
+
+        /// One round at `secs`: check the addresses the kubelet names,
+        /// sync, apply the plan to the node, hand back how the starts went.
+        fn round(&mut self, desired: Option<&[v1::Pod]>, secs: u64) -> Plan {
+            let desired: Option<Vec<v1::Pod>> = desired.map(|pods| {
+                pods.iter()
+                    .map(|p| {
+                        let mut p = p.clone();
+                        if let Some(s) = self.written.get(&p.meta().uid) {
+                            p.status = Some(s.clone());
+                        }
+                        p
+                    })
+                    .collect()
+            });
+            let desired = desired.as_deref();
+            let check = desired.map_or_else(Vec::new, |d| self.kubelet.addresses_to_check(d));
+            let observed = Observed {
+                containers: self.node.containers.clone(),
+                listening: check
+                    .into_iter()
+                    .filter(|a| self.node.listening.contains(a))
+                    .collect(),
+            };
+            let now = self.clock.at(secs);
+            let plan = self.kubelet.sync(desired, &observed, now);
+            let results = self.node.apply(&plan.runtime);
+            self.kubelet.started(&results, now.instant);
+            for p in &plan.statuses {
+                let status = p.status.clone().unwrap_or_default();
+                self.written.insert(p.meta().uid.clone(), status);
+            }
+            plan
         }
-        fn list(&self) -> Vec<Container> {
-            self.containers.lock().unwrap().clone()
+
+        /// One round; the plan, summarized.
+        fn sync(&mut self, desired: &[v1::Pod], secs: u64) -> Vec<String> {
+            summary(&self.round(Some(desired), secs))
         }
-        fn remove(&self, id: &str) {
-            self.containers.lock().unwrap().retain(|c| c.id != id);
+
+        /// A probe's outcome arrives at `secs`.
+        fn probe_result(&mut self, r: &ProbeRequest, outcome: Outcome, secs: u64) {
+            let at = self.clock.at(secs).instant;
+            self.kubelet.probe_result(
+                &r.pod_uid,
+                &r.container,
+                &r.container_id,
+                r.kind,
+                &outcome,
+                at,
+            );
         }
-        fn remove_pod(&self, pod_uid: &str) {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("remove_pod {pod_uid}"));
-            self.containers
-                .lock()
-                .unwrap()
-                .retain(|c| c.pod_uid != pod_uid);
+    }
+
+    /// A plan as lines: runtime calls in the order they are made, then
+    /// statuses, confirmations and probes.
+    fn summary(plan: &Plan) -> Vec<String> {
+        let r = &plan.runtime;
+        let mut out: Vec<String> = Vec::new();
+        out.extend(
+            r.stops
+                .iter()
+                .map(|s| format!("stop {} ({})", s.container_id, s.reason)),
+        );
+        out.extend(r.kills.iter().map(|id| format!("kill {id}")));
+        out.extend(r.removals.iter().map(|id| format!("remove {id}")));
+        out.extend(r.pod_removals.iter().map(|uid| format!("remove_pod {uid}")));
+        out.extend(
+            r.starts
+                .iter()
+                .map(|s| format!("start {}-{}-{}", s.pod_uid, s.name, s.attempt)),
+        );
+        if plan.more_starts {
+            out.push("more_starts".into());
         }
-        fn log_paths(&self, _: &str, _: &str, _: u32) -> (PathBuf, PathBuf) {
-            (PathBuf::new(), PathBuf::new())
-        }
-        fn limits_supported(&self) -> Result<(), String> {
-            Ok(())
-        }
+        out.extend(plan.statuses.iter().map(status_line));
+        out.extend(
+            plan.confirm_deletions
+                .iter()
+                .map(|(ns, name, _)| format!("confirm {ns}/{name}")),
+        );
+        out.extend(
+            plan.probes
+                .iter()
+                .map(|p| format!("probe {} {}/{}", p.kind, p.pod_uid, p.container)),
+        );
+        out
+    }
+
+    /// `status <uid> <phase> Ready|NotReady ip=<ip> <container>=<state>,...`
+    fn status_line(p: &v1::Pod) -> String {
+        let s = p.status.clone().unwrap_or_default();
+        let containers: Vec<String> = s
+            .container_statuses
+            .iter()
+            .map(|c| {
+                let st = c.state.clone().unwrap_or_default();
+                let state = match (&st.running, &st.waiting, &st.terminated) {
+                    (Some(_), _, _) => "running".to_string(),
+                    (_, Some(w), _) => format!("waiting:{}", w.reason),
+                    (_, _, Some(t)) => format!("exited:{}", t.exit_code),
+                    _ => "none".to_string(),
+                };
+                let ready = if c.ready { ",ready" } else { "" };
+                format!("{}={state}{ready},restarts={}", c.name, c.restart_count)
+            })
+            .collect();
+        format!(
+            "status {} {} {} ip={} {}",
+            p.meta().uid,
+            s.phase,
+            if ready(&s) { "Ready" } else { "NotReady" },
+            s.pod_ip,
+            containers.join(" ")
+        )
+    }
+
+    fn ready(s: &v1::PodStatus) -> bool {
+        s.conditions
+            .iter()
+            .any(|c| c.r#type == "Ready" && c.status == "True")
     }
 
     fn pod(uid: &str, policy: &str, image: &str) -> v1::Pod {
@@ -1103,296 +1343,37 @@ mod tests {
         }
     }
 
-    fn kubelet(fake: Arc<Fake>) -> Kubelet {
-        Kubelet::new(fake, Config::new("n1", Ipv4Addr::new(127, 0, 0, 11)))
-    }
-
-    fn status_of(r: &SyncResult) -> Option<&v1::PodStatus> {
-        r.statuses.last().and_then(|p| p.status.as_ref())
-    }
-
-    fn waiting_reason(s: &v1::PodStatus) -> String {
-        s.container_statuses[0]
-            .state
-            .as_ref()
-            .and_then(|st| st.waiting.as_ref())
-            .map(|w| w.reason.clone())
-            .unwrap_or_default()
-    }
-
-    fn ready(s: &v1::PodStatus) -> bool {
-        s.conditions
-            .iter()
-            .any(|c| c.r#type == "Ready" && c.status == "True")
-    }
-
-    #[test]
-    fn nothing_happens_before_the_first_list() {
-        let fake = Arc::new(Fake::default());
-        fake.start(&ContainerSpec {
-            pod_uid: "old".into(),
-            pod_namespace: "default".into(),
-            pod_name: "x".into(),
-            name: "main".into(),
-            attempt: 0,
-            image: "i".into(),
-            command: vec![],
-            args: vec![],
-            env: BTreeMap::new(),
-            working_dir: String::new(),
-            memory_limit_bytes: None,
-            cpu_limit_millis: None,
-        })
-        .unwrap();
-        fake.calls();
-        let mut k = kubelet(fake.clone());
-        let r = k.sync(None, Instant::now());
-        assert!(r.statuses.is_empty() && fake.calls().is_empty());
-        // Once listed, a container of an unknown pod is an orphan: killed,
-        // then its files removed.
-        k.sync(Some(&[]), Instant::now());
-        assert_eq!(fake.calls(), ["kill old-main-0"]);
-        k.sync(Some(&[]), Instant::now());
-        assert_eq!(fake.calls(), ["remove_pod old"]);
-    }
-
-    #[test]
-    fn a_pod_starts_runs_and_is_ready_with_an_ip_of_its_own() {
-        let fake = Arc::new(Fake::default());
-        let mut k = kubelet(fake.clone());
-        let t0 = Instant::now();
-        let p = pod("u1", "", "builtin/sleep");
-        let r = k.sync(Some(std::slice::from_ref(&p)), t0);
-        assert_eq!(fake.calls(), ["start u1-main-0"]);
-        let s = status_of(&r).expect("a status");
-        assert_eq!(s.phase, "Running");
-        assert!(ready(s));
-        assert_eq!(s.pod_ip, "127.11.0.1");
-        assert_eq!(s.host_ip, "127.0.0.11");
-        // Nothing changed: nothing to report.
-        let r = k.sync(Some(std::slice::from_ref(&p)), t0);
-        assert!(r.statuses.is_empty());
-        // A second pod gets the next address.
-        let q = pod("u2", "", "builtin/sleep");
-        let r = k.sync(Some(&[p, q]), t0);
-        assert_eq!(status_of(&r).map(|s| s.pod_ip.as_str()), Some("127.11.0.2"));
-    }
-
-    #[test]
-    fn a_new_pod_skips_addresses_something_else_listens_on() {
-        let fake = Arc::new(Fake::default());
-        let mut cfg = Config::new("n1", Ipv4Addr::new(127, 0, 0, 11));
-        // A stray process holds 127.11.0.1:8080 and 127.11.0.2:8080.
-        cfg.address_free =
-            |ip, ports| !(ports.contains(&8080) && (ip == "127.11.0.1" || ip == "127.11.0.2"));
-        let mut k = Kubelet::new(fake, cfg);
-        let mut p = pod("u1", "", "builtin/http-echo");
-        p.spec.as_mut().unwrap().containers[0].ports = vec![v1::ContainerPort {
-            container_port: 8080,
-            ..Default::default()
-        }];
-        let r = k.sync(Some(std::slice::from_ref(&p)), Instant::now());
-        assert_eq!(status_of(&r).map(|s| s.pod_ip.as_str()), Some("127.11.0.3"));
-        // A pod without ports takes the first address.
-        let q = pod("u2", "", "builtin/sleep");
-        let r = k.sync(Some(&[p, q]), Instant::now());
-        assert_eq!(status_of(&r).map(|s| s.pod_ip.as_str()), Some("127.11.0.1"));
-    }
-
-    #[test]
-    fn a_stale_status_seen_in_the_api_is_reported_again() {
-        let fake = Arc::new(Fake::default());
-        let mut k = kubelet(fake.clone());
-        let t0 = Instant::now();
-        let p = pod("u1", "", "builtin/sleep");
-        let r = k.sync(Some(std::slice::from_ref(&p)), t0);
-        let written = r.statuses[0].clone();
-        // The API shows what was written: nothing to do.
-        k.observed(&written);
-        assert!(k
-            .sync(Some(std::slice::from_ref(&p)), t0)
-            .statuses
-            .is_empty());
-        // It shows an older status (Pending, no address): written again.
-        let mut stale = written.clone();
-        stale.status = Some(v1::PodStatus {
-            phase: "Pending".into(),
-            ..Default::default()
-        });
-        k.observed(&stale);
-        let r = k.sync(Some(std::slice::from_ref(&p)), t0);
-        assert_eq!(status_of(&r).map(|s| s.phase.as_str()), Some("Running"));
-    }
-
-    #[test]
-    fn a_burst_of_pods_starts_in_batches_reported_as_they_start() {
-        let fake = Arc::new(Fake::default());
-        let mut k = kubelet(fake.clone());
-        let t0 = Instant::now();
-        let pods: Vec<v1::Pod> = (0..MAX_STARTS_PER_SYNC + 2)
-            .map(|i| pod(&format!("u{i:02}"), "", "builtin/sleep"))
-            .collect();
-        let r = k.sync(Some(&pods), t0);
-        assert!(r.more_starts, "starts were left for the next sync");
-        assert_eq!(fake.calls().len(), MAX_STARTS_PER_SYNC);
-        // Only the pods started are reported (Running), the first ones.
-        let reported: Vec<&str> = r.statuses.iter().map(|p| p.meta().uid.as_str()).collect();
-        let first: Vec<String> = (0..MAX_STARTS_PER_SYNC)
-            .map(|i| format!("u{i:02}"))
-            .collect();
-        assert_eq!(reported, first);
-        assert!(r
-            .statuses
-            .iter()
-            .all(|p| p.status.as_ref().is_some_and(|s| s.phase == "Running")));
-        let r = k.sync(Some(&pods), t0);
-        assert!(!r.more_starts);
-        // Started concurrently: in either order.
-        let mut calls = fake.calls();
-        calls.sort();
-        assert_eq!(calls, ["start u08-main-0", "start u09-main-0"]);
-        let reported: Vec<&str> = r.statuses.iter().map(|p| p.meta().uid.as_str()).collect();
-        assert_eq!(reported, ["u08", "u09"]);
-    }
-
-    #[test]
-    fn a_crashing_container_restarts_with_a_growing_back_off() {
-        let fake = Arc::new(Fake::default());
-        let mut k = kubelet(fake.clone());
-        let t0 = Instant::now();
-        let s = Duration::from_secs;
-        let p = [pod("u1", "Always", "img")];
-        k.sync(Some(&p), t0);
-        fake.calls();
-        fake.exit("u1-main-0", 1);
-        let r = k.sync(Some(&p), t0);
-        let st = status_of(&r).expect("status");
-        assert_eq!(waiting_reason(st), "CrashLoopBackOff");
-        assert_eq!(st.container_statuses[0].restart_count, 1);
-        let last = st.container_statuses[0]
-            .last_state
-            .as_ref()
-            .and_then(|l| l.terminated.as_ref())
-            .map(|t| t.exit_code);
-        assert_eq!(last, Some(1));
-        assert!(fake.calls().is_empty(), "backing off 1 s");
-        k.sync(Some(&p), t0 + s(1));
-        assert_eq!(fake.calls(), ["start u1-main-1"]);
-        fake.exit("u1-main-1", 1);
-        k.sync(Some(&p), t0 + s(1));
-        k.sync(Some(&p), t0 + s(2));
-        assert!(fake.calls().is_empty(), "now 2 s");
-        k.sync(Some(&p), t0 + s(3));
-        assert_eq!(fake.calls(), ["start u1-main-2"]);
-    }
-
-    #[test]
-    fn restart_policies_and_terminal_phases() {
-        for (policy, code, restarts_, phase) in [
-            ("Never", 0, false, "Succeeded"),
-            ("Never", 3, false, "Failed"),
-            ("OnFailure", 0, false, "Succeeded"),
-            ("OnFailure", 3, true, "Running"),
-            ("Always", 0, true, "Running"),
-        ] {
-            let fake = Arc::new(Fake::default());
-            let mut k = kubelet(fake.clone());
-            let t0 = Instant::now();
-            let p = [pod("u", policy, "img")];
-            k.sync(Some(&p), t0);
-            fake.calls();
-            fake.exit("u-main-0", code);
-            let r = k.sync(Some(&p), t0);
-            assert_eq!(
-                status_of(&r).map(|s| s.phase.as_str()),
-                Some(phase),
-                "{policy} exit {code}"
-            );
-            k.sync(Some(&p), t0 + Duration::from_secs(2));
-            let started = fake.calls().iter().any(|c| c.starts_with("start"));
-            assert_eq!(started, restarts_, "{policy} exit {code}");
+    fn with_port(mut p: v1::Pod, port: i32) -> v1::Pod {
+        if let Some(spec) = p.spec.as_mut() {
+            spec.containers[0].ports = vec![v1::ContainerPort {
+                container_port: port,
+                ..Default::default()
+            }];
         }
+        p
     }
 
-    #[test]
-    fn an_image_it_cannot_run_leaves_the_pod_waiting() {
-        let fake = Arc::new(Fake {
-            unsupported: vec!["nginx".into()],
-            ..Default::default()
-        });
-        let mut k = kubelet(fake.clone());
-        let r = k.sync(Some(&[pod("u", "", "nginx")]), Instant::now());
-        let st = status_of(&r).expect("status");
-        assert_eq!(st.phase, "Pending");
-        assert_eq!(waiting_reason(st), "ImageNotSupported");
-        assert!(!ready(st));
-    }
-
-    #[test]
-    fn deletion_stops_gracefully_then_kills_then_confirms() {
-        let fake = Arc::new(Fake::default());
-        let mut k = kubelet(fake.clone());
-        let t0 = Instant::now();
-        let mut p = pod("u", "", "img");
-        k.sync(Some(std::slice::from_ref(&p)), t0);
-        fake.calls();
-        p.meta_mut().deletion_timestamp = "2024-01-01T00:00:00Z".into();
-        p.meta_mut().deletion_grace_period_seconds = Some(5);
-        let r = k.sync(Some(std::slice::from_ref(&p)), t0);
-        assert_eq!(fake.calls(), ["stop u-main-0"]);
-        assert!(r.confirm_deletions.is_empty());
-        k.sync(Some(std::slice::from_ref(&p)), t0 + Duration::from_secs(4));
-        assert!(fake.calls().is_empty(), "within the grace period");
-        k.sync(Some(std::slice::from_ref(&p)), t0 + Duration::from_secs(5));
-        assert_eq!(fake.calls(), ["kill u-main-0"]);
-        let r = k.sync(Some(std::slice::from_ref(&p)), t0 + Duration::from_secs(6));
-        assert_eq!(
-            r.confirm_deletions,
-            [("default".to_string(), "p-u".to_string(), "u".to_string())]
-        );
-        assert!(fake.running().is_empty());
-    }
-
-    #[test]
-    fn a_pod_gone_from_the_api_is_killed_and_cleaned_up() {
-        let fake = Arc::new(Fake::default());
-        let mut k = kubelet(fake.clone());
-        let t0 = Instant::now();
-        k.sync(Some(&[pod("u", "", "img")]), t0);
-        fake.calls();
-        k.sync(Some(&[]), t0);
-        assert_eq!(fake.calls(), ["kill u-main-0"]);
-        k.sync(Some(&[]), t0);
-        assert_eq!(fake.calls(), ["remove_pod u"]);
-    }
-
-    #[test]
-    fn running_containers_are_adopted_after_a_restart() {
-        let fake = Arc::new(Fake::default());
-        // The runtime already runs attempt 2 of the pod's container.
-        fake.containers.lock().unwrap().push(Container {
-            id: "u-main-2".into(),
-            pod_uid: "u".into(),
-            name: "main".into(),
-            attempt: 2,
-            image: "img".into(),
-            state: State::Running {
-                pid: 7,
-                started_at: SystemTime::UNIX_EPOCH,
-            },
-        });
-        let mut k = kubelet(fake.clone());
-        let mut p = pod("u", "", "img");
+    fn with_ip(mut p: v1::Pod, ip: &str) -> v1::Pod {
         p.status = Some(v1::PodStatus {
-            pod_ip: "127.11.0.9".into(),
+            pod_ip: ip.into(),
             ..Default::default()
         });
-        let r = k.sync(Some(&[p]), Instant::now());
-        assert!(fake.calls().is_empty(), "nothing started or stopped");
-        let st = status_of(&r).expect("status");
-        assert_eq!(st.container_statuses[0].restart_count, 2);
-        assert_eq!(st.pod_ip, "127.11.0.9", "the pod keeps its address");
-        assert_eq!(st.phase, "Running");
+        p
+    }
+
+    fn pod_ips(plan: &Plan) -> Vec<(String, String)> {
+        plan.runtime
+            .starts
+            .iter()
+            .map(|s| {
+                let ip = s.env.get("POD_IP").cloned().unwrap_or_default();
+                (s.pod_uid.clone(), ip)
+            })
+            .collect()
+    }
+
+    fn pair(a: &str, b: &str) -> (String, String) {
+        (a.to_string(), b.to_string())
     }
 
     /// A tcpSocket probe of port 8080 (0: the default failure threshold).
@@ -1409,99 +1390,387 @@ mod tests {
     }
 
     #[test]
-    fn a_container_with_a_readiness_probe_is_not_ready_until_it_passes() {
-        let fake = Arc::new(Fake::default());
-        let mut k = kubelet(fake.clone());
-        let t0 = Instant::now();
-        let mut p = pod("u", "", "img");
-        p.spec.as_mut().unwrap().containers[0].readiness_probe = Some(tcp_probe(1, 0));
-        let p = [p];
-        // The sync that starts it reports it Running, not Ready.
-        let r = k.sync(Some(&p), t0);
-        assert_eq!(fake.calls(), ["start u-main-0"]);
-        let st = status_of(&r).expect("a status");
-        assert_eq!(st.phase, "Running");
-        assert!(!ready(st), "not ready before its readiness probe passed");
-        assert!(!st.container_statuses[0].ready);
-        let r = k.sync(Some(&p), t0);
-        assert_eq!(r.probes.len(), 1, "the readiness probe is due");
-        let rq = &r.probes[0];
-        k.probe_result(
-            &rq.pod_uid,
-            &rq.container,
-            &rq.container_id,
-            rq.kind,
-            &Outcome::Success,
-            t0,
-        );
-        let r = k.sync(Some(&p), t0);
-        assert!(status_of(&r).is_some_and(ready), "ready once it passed");
+    fn nothing_happens_before_the_first_list() {
+        let mut h = Harness::new();
+        h.node.running("old", "main", 0);
+        assert_eq!(summary(&h.round(None, 0)), NOTHING);
+        // Once listed, a container of an unknown pod is an orphan: killed,
+        // then its files removed.
+        assert_eq!(h.sync(&[], 0), ["kill old-main-0"]);
+        assert_eq!(h.sync(&[], 0), ["remove_pod old"]);
+        assert!(h.node.containers.is_empty());
+        assert_eq!(h.sync(&[], 0), NOTHING);
     }
 
     #[test]
-    fn a_failing_liveness_probe_restarts_the_container() {
-        let fake = Arc::new(Fake {
-            obeys_term: true,
-            ..Default::default()
-        });
-        let mut k = kubelet(fake.clone());
-        let t0 = Instant::now();
-        let mut p = pod("u", "", "img");
-        p.spec.as_mut().unwrap().containers[0].liveness_probe = Some(tcp_probe(1, 2));
-        let p = [p];
-        k.sync(Some(&p), t0);
-        fake.calls();
-        let mut t = t0;
-        for _ in 0..2 {
-            let r = k.sync(Some(&p), t);
-            assert_eq!(r.probes.len(), 1, "a liveness probe is due");
-            let rq = &r.probes[0];
-            k.probe_result(
-                &rq.pod_uid,
-                &rq.container,
-                &rq.container_id,
-                rq.kind,
-                &Outcome::Failure("refused".into()),
-                t,
-            );
-            t += Duration::from_secs(1);
+    fn a_pod_starts_runs_and_is_ready_with_an_ip_of_its_own() {
+        let mut h = Harness::new();
+        let p = pod("u1", "", "builtin/sleep");
+        let plan = h.round(Some(from_ref(&p)), 0);
+        // The start's status waits for the sync that sees what it did.
+        assert_eq!(summary(&plan), ["start u1-main-0"]);
+        assert!(plan.resync(), "the next sync reports the pod");
+        assert_eq!(pod_ips(&plan), [pair("u1", "127.11.0.1")]);
+        let plan = h.round(Some(from_ref(&p)), 1);
+        assert_eq!(
+            summary(&plan),
+            ["status u1 Running Ready ip=127.11.0.1 main=running,ready,restarts=0"]
+        );
+        assert!(!plan.resync());
+        let st = plan.statuses[0].status.clone().unwrap_or_default();
+        assert_eq!(st.host_ip, "127.0.0.11");
+        // Wall times from the sync's clock: the pod's start when first
+        // seen, a condition's transition when it was computed.
+        assert_eq!(st.start_time, format_rfc3339(h.clock.at(0).wall));
+        for c in &st.conditions {
+            assert_eq!(c.last_transition_time, format_rfc3339(h.clock.at(1).wall));
         }
-        k.sync(Some(&p), t);
-        assert_eq!(fake.calls(), ["stop u-main-0"]);
-        // It exited on SIGTERM; the restart waits out the first back-off.
-        k.sync(Some(&p), t + Duration::from_secs(1));
-        assert!(fake.calls().is_empty());
-        k.sync(Some(&p), t + Duration::from_secs(2));
-        assert_eq!(fake.calls(), ["start u-main-1"]);
+        // Nothing changed: nothing to report.
+        assert_eq!(h.sync(from_ref(&p), 2), NOTHING);
+        // A second pod gets the next address.
+        let q = pod("u2", "", "builtin/sleep");
+        let both = [p, q];
+        let plan = h.round(Some(&both), 2);
+        assert_eq!(summary(&plan), ["start u2-main-0"]);
+        assert_eq!(pod_ips(&plan), [pair("u2", "127.11.0.2")]);
+        assert_eq!(
+            h.sync(&both, 2),
+            ["status u2 Running Ready ip=127.11.0.2 main=running,ready,restarts=0"]
+        );
+    }
+
+    #[test]
+    fn a_new_pod_skips_addresses_something_else_listens_on() {
+        let mut h = Harness::new();
+        // A stray process holds 127.11.0.1:8080 and 127.11.0.2:8080.
+        h.node.listening = ["127.11.0.1:8080", "127.11.0.2:8080"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let p = with_port(pod("u1", "", "builtin/http-echo"), 8080);
+        // The addresses to check: the first ADDRESS_PROBES, and one more
+        // for the new pod, on its port.
+        let check = h.kubelet.addresses_to_check(from_ref(&p));
+        assert_eq!(check.len(), ADDRESS_PROBES + 1);
+        let addr = |a: &str| a.parse::<SocketAddrV4>().unwrap();
+        assert_eq!(check[0], addr("127.11.0.1:8080"));
+        assert_eq!(check[ADDRESS_PROBES], addr("127.11.0.65:8080"));
+        let plan = h.round(Some(from_ref(&p)), 0);
+        assert_eq!(pod_ips(&plan), [pair("u1", "127.11.0.3")]);
+        // A pod without ports takes the first address; nothing to check.
+        let q = pod("u2", "", "builtin/sleep");
+        let both = [p, q];
+        assert!(h.kubelet.addresses_to_check(&both).is_empty());
+        let plan = h.round(Some(&both), 0);
+        assert_eq!(
+            summary(&plan),
+            [
+                "start u2-main-0",
+                "status u1 Running Ready ip=127.11.0.3 main=running,ready,restarts=0"
+            ]
+        );
+        assert_eq!(pod_ips(&plan), [pair("u2", "127.11.0.1")]);
     }
 
     #[test]
     fn adopted_pods_keep_their_addresses_before_new_pods_get_one() {
-        let fake = Arc::new(Fake::default());
-        let mut k = kubelet(fake.clone());
+        let mut h = Harness::new();
         let new = pod("a", "", "img");
-        let mut old = pod("b", "", "img");
-        old.status = Some(v1::PodStatus {
-            pod_ip: "127.11.0.1".into(),
+        let old = with_ip(pod("b", "", "img"), "127.11.0.1");
+        // The new pod comes first in the list; the old one keeps .1.
+        let plan = h.round(Some(&[new, old]), 0);
+        assert_eq!(
+            pod_ips(&plan),
+            [pair("a", "127.11.0.2"), pair("b", "127.11.0.1")]
+        );
+    }
+
+    #[test]
+    fn a_stale_status_seen_in_the_api_is_reported_again() {
+        let mut h = Harness::new();
+        let p = pod("u1", "", "builtin/sleep");
+        h.round(Some(from_ref(&p)), 0);
+        let plan = h.round(Some(from_ref(&p)), 0);
+        let written = plan.statuses[0].clone();
+        // The API shows what was written: nothing to do.
+        h.kubelet.observed(&written);
+        assert_eq!(h.sync(from_ref(&p), 0), NOTHING);
+        // It shows an older status (Pending, no address): written again.
+        let mut stale = written.clone();
+        stale.status = Some(v1::PodStatus {
+            phase: "Pending".into(),
             ..Default::default()
         });
-        // The new pod comes first in the list; the old one keeps .1.
-        let r = k.sync(Some(&[new, old]), Instant::now());
-        let ips: BTreeMap<String, String> = r
-            .statuses
-            .iter()
-            .map(|p| {
-                (
-                    p.meta().uid.clone(),
-                    p.status
-                        .as_ref()
-                        .map(|s| s.pod_ip.clone())
-                        .unwrap_or_default(),
-                )
-            })
+        h.kubelet.observed(&stale);
+        assert_eq!(
+            h.sync(from_ref(&p), 0),
+            ["status u1 Running Ready ip=127.11.0.1 main=running,ready,restarts=0"]
+        );
+    }
+
+    #[test]
+    fn a_burst_of_pods_starts_in_batches_reported_as_they_start() {
+        let mut h = Harness::new();
+        let pods: Vec<v1::Pod> = (0..MAX_STARTS_PER_SYNC + 2)
+            .map(|i| pod(&format!("u{i:02}"), "", "builtin/sleep"))
             .collect();
-        assert_eq!(ips.get("b").map(String::as_str), Some("127.11.0.1"));
-        assert_eq!(ips.get("a").map(String::as_str), Some("127.11.0.2"));
+        let start = |i: usize| format!("start u{i:02}-main-0");
+        let running = |i: usize| {
+            format!(
+                "status u{i:02} Running Ready ip=127.11.0.{} main=running,ready,restarts=0",
+                i + 1
+            )
+        };
+        // The oldest MAX_STARTS_PER_SYNC first; none reported yet.
+        let mut want: Vec<String> = (0..MAX_STARTS_PER_SYNC).map(start).collect();
+        want.push("more_starts".into());
+        assert_eq!(h.sync(&pods, 0), want);
+        // The rest start while the first batch is reported, Running.
+        let mut want: Vec<String> = (MAX_STARTS_PER_SYNC..pods.len()).map(start).collect();
+        want.extend((0..MAX_STARTS_PER_SYNC).map(running));
+        assert_eq!(h.sync(&pods, 0), want);
+        let want: Vec<String> = (MAX_STARTS_PER_SYNC..pods.len()).map(running).collect();
+        assert_eq!(h.sync(&pods, 0), want);
+        assert_eq!(h.sync(&pods, 0), NOTHING);
+    }
+
+    #[test]
+    fn a_crashing_container_restarts_with_a_growing_back_off() {
+        let mut h = Harness::new();
+        let p = [pod("u1", "Always", "img")];
+        assert_eq!(h.sync(&p, 0), ["start u1-main-0"]);
+        assert_eq!(
+            h.sync(&p, 0),
+            ["status u1 Running Ready ip=127.11.0.1 main=running,ready,restarts=0"]
+        );
+        h.node.exit("u1-main-0", 1);
+        let plan = h.round(Some(&p), 0);
+        assert_eq!(
+            summary(&plan),
+            ["status u1 Running NotReady ip=127.11.0.1 main=waiting:CrashLoopBackOff,restarts=1"]
+        );
+        let last = plan.statuses[0]
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses[0].last_state.as_ref())
+            .and_then(|l| l.terminated.as_ref())
+            .map(|t| t.exit_code);
+        assert_eq!(last, Some(1));
+        // Backing off 1 s.
+        assert_eq!(h.sync(&p, 0), NOTHING);
+        assert_eq!(h.sync(&p, 1), ["start u1-main-1"]);
+        assert_eq!(
+            h.sync(&p, 1),
+            [
+                "remove u1-main-0",
+                "status u1 Running Ready ip=127.11.0.1 main=running,ready,restarts=1"
+            ]
+        );
+        h.node.exit("u1-main-1", 1);
+        assert_eq!(
+            h.sync(&p, 1),
+            ["status u1 Running NotReady ip=127.11.0.1 main=waiting:CrashLoopBackOff,restarts=2"]
+        );
+        // Now 2 s.
+        assert_eq!(h.sync(&p, 2), NOTHING);
+        assert_eq!(h.sync(&p, 3), ["start u1-main-2"]);
+    }
+
+    #[test]
+    fn restart_policies_and_terminal_phases() {
+        for (policy, code, status, restarted) in [
+            (
+                "Never",
+                0,
+                "status u Succeeded NotReady ip=127.11.0.1 main=exited:0,restarts=0",
+                false,
+            ),
+            (
+                "Never",
+                3,
+                "status u Failed NotReady ip=127.11.0.1 main=exited:3,restarts=0",
+                false,
+            ),
+            (
+                "OnFailure",
+                0,
+                "status u Succeeded NotReady ip=127.11.0.1 main=exited:0,restarts=0",
+                false,
+            ),
+            (
+                "OnFailure",
+                3,
+                "status u Running NotReady ip=127.11.0.1 main=waiting:CrashLoopBackOff,restarts=1",
+                true,
+            ),
+            (
+                "Always",
+                0,
+                "status u Running NotReady ip=127.11.0.1 main=waiting:CrashLoopBackOff,restarts=1",
+                true,
+            ),
+        ] {
+            let mut h = Harness::new();
+            let p = [pod("u", policy, "img")];
+            h.sync(&p, 0);
+            h.sync(&p, 0);
+            h.node.exit("u-main-0", code);
+            assert_eq!(h.sync(&p, 0), [status], "{policy} exit {code}");
+            let want: &[&str] = if restarted { &["start u-main-1"] } else { &[] };
+            assert_eq!(h.sync(&p, 2), want, "{policy} exit {code}");
+        }
+    }
+
+    #[test]
+    fn an_image_it_cannot_run_leaves_the_pod_waiting() {
+        let mut h = Harness::new();
+        h.node.unsupported = vec!["nginx".into()];
+        let p = [pod("u", "", "nginx")];
+        assert_eq!(h.sync(&p, 0), ["start u-main-0"]);
+        let plan = h.round(Some(&p), 0);
+        assert_eq!(
+            summary(&plan),
+            ["status u Pending NotReady ip=127.11.0.1 main=waiting:ImageNotSupported,restarts=0"]
+        );
+        let message = plan.statuses[0]
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses[0].state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .map(|w| w.message.clone());
+        assert_eq!(message.as_deref(), Some("image \"nginx\" cannot run here"));
+        // Tried again after a back-off (1 s, then 2 s).
+        assert_eq!(h.sync(&p, 0), NOTHING);
+        assert_eq!(h.sync(&p, 1), ["start u-main-0"]);
+        assert_eq!(h.sync(&p, 2), NOTHING);
+        assert_eq!(h.sync(&p, 3), ["start u-main-0"]);
+    }
+
+    #[test]
+    fn deletion_stops_gracefully_then_kills_then_confirms() {
+        let mut h = Harness::new();
+        let mut p = pod("u", "", "img");
+        h.sync(from_ref(&p), 0);
+        h.sync(from_ref(&p), 0);
+        p.meta_mut().deletion_timestamp = "2024-01-01T00:00:00Z".into();
+        p.meta_mut().deletion_grace_period_seconds = Some(5);
+        let p = [p];
+        assert_eq!(h.sync(&p, 0), ["stop u-main-0 (the pod is being deleted)"]);
+        // Within the grace period.
+        assert_eq!(h.sync(&p, 4), NOTHING);
+        assert_eq!(h.sync(&p, 5), ["kill u-main-0"]);
+        // Confirmed once the listing shows nothing running (every sync,
+        // until the pod is gone: the agent sends it once).
+        assert_eq!(h.sync(&p, 6), ["confirm default/p-u"]);
+        assert_eq!(h.sync(&p, 7), ["confirm default/p-u"]);
+        // Gone from the API: its files go.
+        assert_eq!(h.sync(&[], 8), ["remove_pod u"]);
+        assert!(h.node.containers.is_empty());
+    }
+
+    #[test]
+    fn a_deletion_without_grace_kills_at_once_and_confirms_from_the_next_listing() {
+        let mut h = Harness::new();
+        let mut p = pod("u", "", "img");
+        h.sync(from_ref(&p), 0);
+        h.sync(from_ref(&p), 0);
+        p.meta_mut().deletion_timestamp = "2024-01-01T00:00:00Z".into();
+        p.meta_mut().deletion_grace_period_seconds = Some(0);
+        let p = [p];
+        // The listing this sync was given shows it running: no
+        // confirmation yet.
+        assert_eq!(
+            h.sync(&p, 0),
+            ["stop u-main-0 (the pod is being deleted)", "kill u-main-0"]
+        );
+        assert_eq!(h.sync(&p, 0), ["confirm default/p-u"]);
+    }
+
+    #[test]
+    fn a_pod_gone_from_the_api_is_killed_and_cleaned_up() {
+        let mut h = Harness::new();
+        h.sync(&[pod("u", "", "img")], 0);
+        assert_eq!(h.sync(&[], 0), ["kill u-main-0"]);
+        assert_eq!(h.sync(&[], 0), ["remove_pod u"]);
+        assert_eq!(h.sync(&[], 0), NOTHING);
+    }
+
+    #[test]
+    fn running_containers_are_adopted_after_a_restart() {
+        let mut h = Harness::new();
+        // The runtime already runs attempt 2 of the pod's container.
+        h.node.running("u", "main", 2);
+        let p = [with_ip(pod("u", "", "img"), "127.11.0.9")];
+        // Nothing started or stopped; the pod keeps its address.
+        assert_eq!(
+            h.sync(&p, 0),
+            ["status u Running Ready ip=127.11.0.9 main=running,ready,restarts=2"]
+        );
+    }
+
+    #[test]
+    fn a_container_with_a_readiness_probe_is_not_ready_until_it_passes() {
+        let mut h = Harness::new();
+        let mut p = pod("u", "", "img");
+        if let Some(s) = p.spec.as_mut() {
+            s.containers[0].readiness_probe = Some(tcp_probe(1, 0));
+        }
+        let p = [p];
+        assert_eq!(h.sync(&p, 0), ["start u-main-0"]);
+        // Reported Running, not Ready, before its readiness probe passed.
+        let plan = h.round(Some(&p), 0);
+        assert_eq!(
+            summary(&plan),
+            [
+                "status u Running NotReady ip=127.11.0.1 main=running,restarts=0",
+                "probe Readiness u/main"
+            ]
+        );
+        assert_eq!(plan.probes[0].target.pod_ip, "127.11.0.1");
+        h.probe_result(&plan.probes[0], Outcome::Success, 0);
+        assert_eq!(
+            h.sync(&p, 0),
+            ["status u Running Ready ip=127.11.0.1 main=running,ready,restarts=0"]
+        );
+        // Not again before its period, nor while one is in flight.
+        assert_eq!(h.sync(&p, 1), ["probe Readiness u/main"]);
+        assert_eq!(h.sync(&p, 2), NOTHING);
+    }
+
+    #[test]
+    fn a_failing_liveness_probe_restarts_the_container() {
+        let mut h = Harness::new();
+        h.node.obeys_term = true;
+        let mut p = pod("u", "", "img");
+        if let Some(s) = p.spec.as_mut() {
+            s.containers[0].liveness_probe = Some(tcp_probe(1, 2));
+        }
+        let p = [p];
+        assert_eq!(h.sync(&p, 0), ["start u-main-0"]);
+        let plan = h.round(Some(&p), 0);
+        assert_eq!(
+            summary(&plan),
+            [
+                "status u Running Ready ip=127.11.0.1 main=running,ready,restarts=0",
+                "probe Liveness u/main"
+            ]
+        );
+        let refused = || Outcome::Failure("refused".into());
+        h.probe_result(&plan.probes[0], refused(), 0);
+        let plan = h.round(Some(&p), 1);
+        assert_eq!(summary(&plan), ["probe Liveness u/main"]);
+        h.probe_result(&plan.probes[0], refused(), 1);
+        // The failure threshold (2) is reached: stopped with the pod's grace.
+        assert_eq!(
+            h.sync(&p, 2),
+            ["stop u-main-0 (Liveness probe failed: refused)"]
+        );
+        // It exited on SIGTERM; the restart waits out the first back-off.
+        assert_eq!(
+            h.sync(&p, 3),
+            ["status u Running NotReady ip=127.11.0.1 main=waiting:CrashLoopBackOff,restarts=1"]
+        );
+        assert_eq!(h.sync(&p, 4), ["start u-main-1"]);
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! pods gracefully, and removes the namespace once it is empty. Running
 //! from the store leader means a replica dying half way loses nothing:
 //! the next leader picks the sweep up.
+//!
+//! What to delete and when the namespace may go is decided by the pure
+//! [`rules::sweep_namespace`]; this module only lists (this replica's
+//! state, no barrier), deletes through [`Registry::delete`] and removes the
+//! namespace through [`Registry::remove_namespace`], which checks again on
+//! a fresh read.
 
 use std::time::Duration;
 
@@ -10,7 +16,7 @@ use keelson_model::selector::{FieldSelector, LabelSelector};
 use keelson_model::{meta_of, Kind, Object};
 
 use crate::error::Result;
-use crate::registry::{DeleteOptions, ListOptions, Registry};
+use crate::registry::{rules, DeleteOptions, ListOptions, Registry};
 
 /// Pause between sweeps.
 const SWEEP_INTERVAL_MS: u64 = 1000;
@@ -60,35 +66,33 @@ async fn sweep(registry: &Registry) -> Result<()> {
             continue;
         }
         let ns = meta.name.clone();
-        let mut left = 0;
+        let mut left = Vec::new();
         for kind in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
-            for o in all(registry, kind, &ns).await? {
-                left += 1;
-                let Some(m) = meta_of(&o) else { continue };
-                if !m.deletion_timestamp.is_empty() {
-                    continue; // already on its way out
-                }
-                let name = m.name.clone();
-                let allow = |_: &Object| Ok(());
-                if let Err(e) = registry
-                    .delete(kind, &ns, &name, &DeleteOptions::default(), &allow)
-                    .await
-                {
-                    tracing::debug!(namespace = %ns, kind = %kind, name = %name, error = %e, "delete object of a terminating namespace");
-                }
+            left.extend(
+                all(registry, kind, &ns)
+                    .await?
+                    .into_iter()
+                    .map(|o| (kind, o)),
+            );
+        }
+        let plan = rules::sweep_namespace(&ns_obj, &left);
+        for (kind, name) in plan.delete {
+            let allow = |_: &Object| Ok(());
+            if let Err(e) = registry
+                .delete(kind, &ns, &name, &DeleteOptions::default(), &allow)
+                .await
+            {
+                tracing::debug!(namespace = %ns, kind = %kind, name = %name, error = %e, "delete object of a terminating namespace");
             }
         }
-        if left == 0 {
-            let rv = meta.resource_version.clone();
+        if plan.remove {
             let opts = DeleteOptions {
-                precondition_resource_version: rv,
+                precondition_resource_version: meta.resource_version.clone(),
                 ..Default::default()
             };
-            // Finalizers on the namespace itself are honoured by removing
-            // it only through the registry's own finalizer rule: with
-            // none left, remove the key now.
-            registry.remove_namespace(&ns, &opts).await?;
-            tracing::info!(namespace = %ns, "namespace deleted");
+            if registry.remove_namespace(&ns, &opts).await? {
+                tracing::info!(namespace = %ns, "namespace deleted");
+            }
         }
     }
     Ok(())

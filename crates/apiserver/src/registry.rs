@@ -2,21 +2,34 @@
 //! holds the object as protobuf; its resourceVersion is the key's mod
 //! revision. Every write is a store transaction that compares a revision,
 //! so concurrent writers never overwrite each other blindly.
+//!
+//! # Layout
+//! - [`rules`]: the decisions of create, update, delete and namespace
+//!   termination, as pure functions of the request, the stored object and
+//!   `now`; table-tested.
+//! - This module is the IO around them: [`Registry`] reads (locally first,
+//!   then after a read barrier), calls the rules, calls the `authorize`
+//!   callback the service passes in, and runs the transaction comparing
+//!   the revision it read, retrying up to `WRITE_ATTEMPTS_MAX` times when
+//!   another writer got there first. It passes `now` (the clock is read
+//!   here, not in the rules) and a new object's uid and name suffix. It
+//!   also serves gets and paginated lists.
+
+pub mod rules;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use keelson_model::selector::{FieldSelector, LabelSelector};
-use keelson_model::time::format_rfc3339;
-use keelson_model::validation::GRACE_PERIOD_MAX_SECS;
-use keelson_model::{defaults, kind_of, meta_of, meta_of_mut, validation, Kind, Object};
-use keelson_proto::api::object;
+use keelson_model::{meta_of, meta_of_mut, Kind, Object};
 use keelson_proto::etcdserverpb as pb;
 use keelson_proto::mvccpb;
 use keelson_proto::raft::{command, command_result, Command};
 use keelson_store::server::Replica;
 
 use crate::error::{Error, Result};
+pub use rules::{scope, POD_GRACE_DEFAULT_SECS, SYSTEM_NAMESPACES};
+use rules::{DeletePlan, Precondition, UpdatePlan};
 
 /// Keys read from the store per step of a list (the state lock is held
 /// for one step at a time).
@@ -24,10 +37,6 @@ const LIST_CHUNK_KEYS: i64 = 500;
 /// Attempts at an update or delete that races with other writers before
 /// giving up with a conflict (only when the client sent no resourceVersion).
 const WRITE_ATTEMPTS_MAX: usize = 8;
-/// Grace period of a pod that does not set terminationGracePeriodSeconds.
-pub const POD_GRACE_DEFAULT_SECS: i64 = 30;
-/// Namespaces that exist from the start and cannot be deleted.
-pub const SYSTEM_NAMESPACES: [&str; 3] = ["default", "kube-node-lease", "kube-system"];
 
 /// The store access of the API server.
 #[derive(Clone)]
@@ -36,6 +45,7 @@ pub struct Registry {
 }
 
 /// A stored object and its key's revisions.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Stored {
     pub object: Object,
     pub mod_revision: i64,
@@ -59,20 +69,12 @@ pub struct ListResult {
 }
 
 /// Options of a delete request.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     pub propagation_policy: String,
     pub precondition_uid: String,
     pub precondition_resource_version: String,
-}
-
-/// `secs` (clamped to `0..=GRACE_PERIOD_MAX_SECS`) from now, in RFC 3339.
-fn rfc3339_in(secs: i64) -> String {
-    let secs = secs.clamp(0, GRACE_PERIOD_MAX_SECS) as u64;
-    let now = SystemTime::now();
-    let t = now.checked_add(Duration::from_secs(secs)).unwrap_or(now);
-    format_rfc3339(t)
 }
 
 /// The end of a prefix range (etcd's `--prefix`).
@@ -179,92 +181,6 @@ fn with_rv(mut o: Object, rev: i64) -> Object {
         m.resource_version = rev.to_string();
     }
     o
-}
-
-/// Namespace and name of an object, the namespace defaulted for
-/// namespaced kinds and cleared for cluster-scoped ones.
-pub fn scope(kind: Kind, o: &mut Object) -> (String, String) {
-    let Some(m) = meta_of_mut(o) else {
-        return (String::new(), String::new());
-    };
-    if kind.namespaced() {
-        if m.namespace.is_empty() {
-            m.namespace = "default".into();
-        }
-    } else {
-        m.namespace.clear();
-    }
-    (m.namespace.clone(), m.name.clone())
-}
-
-/// Replace `dst`'s status with `src`'s (kinds with a status).
-fn copy_status(dst: &mut Object, src: &Object) {
-    use object::Kind as K;
-    match (dst.kind.as_mut(), src.kind.as_ref()) {
-        (Some(K::Namespace(d)), Some(K::Namespace(s))) => d.status = s.status.clone(),
-        (Some(K::Node(d)), Some(K::Node(s))) => d.status = s.status.clone(),
-        (Some(K::Pod(d)), Some(K::Pod(s))) => d.status = s.status.clone(),
-        (Some(K::ReplicaSet(d)), Some(K::ReplicaSet(s))) => d.status = s.status.clone(),
-        (Some(K::Deployment(d)), Some(K::Deployment(s))) => d.status = s.status.clone(),
-        (Some(K::Service(d)), Some(K::Service(s))) => d.status = s.status,
-        _ => {}
-    }
-}
-
-/// Clear the status (a create sets none; the defaults fill it).
-fn clear_status(o: &mut Object) {
-    use object::Kind as K;
-    match o.kind.as_mut() {
-        Some(K::Namespace(x)) => x.status = None,
-        Some(K::Node(_)) => {} // a node registers with its status
-        Some(K::Pod(x)) => x.status = None,
-        Some(K::ReplicaSet(x)) => x.status = None,
-        Some(K::Deployment(x)) => x.status = None,
-        Some(K::Service(x)) => x.status = None,
-        _ => {}
-    }
-}
-
-/// Whether the desired state (everything but metadata and status) differs.
-fn spec_changed(a: &Object, b: &Object) -> bool {
-    let strip = |o: &Object| {
-        let mut o = o.clone();
-        if let Some(m) = meta_of_mut(&mut o) {
-            *m = Default::default();
-        }
-        clear_status(&mut o);
-        if let Some(object::Kind::Node(n)) = o.kind.as_mut() {
-            n.status = None;
-        }
-        o
-    };
-    strip(a) != strip(b)
-}
-
-fn pod_node_name(o: &Object) -> Option<&str> {
-    match o.kind.as_ref()? {
-        object::Kind::Pod(p) => p.spec.as_ref().map(|s| s.node_name.as_str()),
-        _ => None,
-    }
-}
-
-fn pod_grace(o: &Object) -> i64 {
-    match o.kind.as_ref() {
-        Some(object::Kind::Pod(p)) => p
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(POD_GRACE_DEFAULT_SECS)
-            .clamp(0, GRACE_PERIOD_MAX_SECS),
-        _ => 0,
-    }
-}
-
-fn invalid(kind: Kind, name: &str, problems: Vec<String>) -> Error {
-    Error::Invalid {
-        what: format!("{kind} {name:?}"),
-        problems,
-    }
 }
 
 impl Registry {
@@ -477,27 +393,19 @@ impl Registry {
         Ok(s.mod_revision)
     }
 
-    /// Create: defaults, server-set metadata, validation, then a
-    /// transaction that fails if the name is taken (or the namespace
-    /// changed meanwhile).
-    pub async fn create(&self, mut obj: Object, lease: i64) -> Result<Object> {
-        let kind = kind_of(&obj).ok_or_else(|| Error::BadRequest("empty object".into()))?;
-        clear_status(&mut obj);
-        defaults::apply(&mut obj);
-        let (ns, _) = scope(kind, &mut obj);
-        if let Some(m) = meta_of_mut(&mut obj) {
-            if m.name.is_empty() && !m.generate_name.is_empty() {
-                m.name = format!("{}{}", m.generate_name, random_suffix());
-            }
-            m.uid = uuid::Uuid::new_v4().to_string();
-            m.creation_timestamp = format_rfc3339(SystemTime::now());
-            m.resource_version.clear();
-            m.deletion_timestamp.clear();
-            m.deletion_grace_period_seconds = None;
-            m.generation = 1;
-        }
-        let name = meta_of(&obj).map(|m| m.name.clone()).unwrap_or_default();
-        validation::validate(&obj).map_err(|p| invalid(kind, &name, p))?;
+    /// Create ([`rules::plan_create`]), then a transaction that fails if
+    /// the name is taken (or the namespace changed meanwhile).
+    pub async fn create(&self, obj: Object, lease: i64) -> Result<Object> {
+        let generated = rules::Generated {
+            uid: uuid::Uuid::new_v4().to_string(),
+            name_suffix: random_suffix(),
+        };
+        let rules::CreatePlan {
+            kind,
+            namespace: ns,
+            name,
+            object: obj,
+        } = rules::plan_create(obj, generated, SystemTime::now())?;
         let key = kind.key(&ns, &name);
         for _ in 0..WRITE_ATTEMPTS_MAX {
             let mut compare = vec![compare_absent(&key)];
@@ -530,109 +438,53 @@ impl Registry {
 
     /// Update the spec (status kept) or, with `status_only`, the status
     /// (everything else kept). A resourceVersion in the object makes it a
-    /// compare-and-swap. `authorize(old, new)` runs before writing.
+    /// compare-and-swap. `authorize(old, new)` runs before validation and
+    /// the write. The decisions are [`rules::check_update`],
+    /// [`rules::merge_update`] and [`rules::plan_update`].
+    #[tracing::instrument(skip_all, fields(
+        kind = tracing::field::Empty,
+        namespace = tracing::field::Empty,
+        name = tracing::field::Empty,
+    ))]
     pub async fn update(
         &self,
-        mut obj: Object,
+        obj: Object,
         lease: i64,
         status_only: bool,
         authorize: &(dyn Fn(&Object, &Object) -> Result<()> + Send + Sync),
     ) -> Result<Object> {
-        let kind = kind_of(&obj).ok_or_else(|| Error::BadRequest("empty object".into()))?;
-        if status_only && !kind.has_status() {
-            return Err(Error::BadRequest(format!("{kind} has no status to update")));
-        }
-        let (ns, name) = scope(kind, &mut obj);
-        let client_rv = parse_revision(
-            &meta_of(&obj)
-                .map(|m| m.resource_version.clone())
-                .unwrap_or_default(),
-        )?;
-        let not_found = || Error::NotFound {
-            kind: kind.plural(),
-            name: name.clone(),
-        };
+        let req = rules::Update::new(obj, lease, status_only)?;
+        let (kind, ns, name) = (req.kind, req.namespace.as_str(), req.name.as_str());
+        let span = tracing::Span::current();
+        span.record("kind", tracing::field::display(kind));
+        span.record("namespace", ns);
+        span.record("name", name);
+        let key = kind.key(ns, name);
         for attempt in 0..WRITE_ATTEMPTS_MAX {
             // The first read is local: this replica may not have applied
             // the object's creation yet, so "absent" is only an answer
             // after a read barrier.
-            let Some(cur) = self.read(kind, &ns, &name, attempt > 0).await? else {
-                if attempt == 0 {
-                    continue;
-                }
-                return Err(not_found());
+            let after_barrier = attempt > 0;
+            let stored = self.read(kind, ns, name, after_barrier).await?;
+            let cur = match rules::check_update(&req, stored.as_ref(), after_barrier)? {
+                Precondition::Met(cur) => cur,
+                Precondition::ReadAgain => continue,
             };
-            if let Some(rv) = client_rv {
-                if rv > cur.mod_revision && attempt == 0 {
-                    continue; // this replica is behind: read again after a barrier
+            let new = rules::merge_update(&req, &cur.object);
+            authorize(&cur.object, &new)?;
+            let (op, object) = match rules::plan_update(&req, cur, new)? {
+                UpdatePlan::Put { object, lease } => {
+                    (put_op(&key, encode_for_store(&object), lease), object)
                 }
-                if rv != cur.mod_revision {
-                    return Err(Error::Conflict(format!(
-                        "{kind} {name:?} was modified (resourceVersion {rv} is now {}); read it again and retry",
-                        cur.mod_revision
-                    )));
-                }
-            }
-            let old = &cur.object;
-            let mut new = if status_only {
-                let mut n = old.clone();
-                copy_status(&mut n, &obj);
-                n
-            } else {
-                let mut n = obj.clone();
-                copy_status(&mut n, old);
-                defaults::apply(&mut n);
-                n
-            };
-            let changed = spec_changed(old, &new);
-            if let (Some(m), Some(o)) = (meta_of_mut(&mut new), meta_of(old)) {
-                m.uid = o.uid.clone();
-                m.creation_timestamp = o.creation_timestamp.clone();
-                m.deletion_timestamp = o.deletion_timestamp.clone();
-                m.deletion_grace_period_seconds = o.deletion_grace_period_seconds;
-                m.generation = o.generation + i64::from(changed && !status_only);
-                m.namespace = o.namespace.clone();
-                m.name = o.name.clone();
-                m.resource_version.clear();
-                if status_only {
-                    m.labels = o.labels.clone();
-                    m.annotations = o.annotations.clone();
-                    m.owner_references = o.owner_references.clone();
-                    m.finalizers = o.finalizers.clone();
-                }
-            }
-            authorize(old, &new)?;
-            validation::validate(&new).map_err(|p| invalid(kind, &name, p))?;
-            validation::validate_update(old, &new).map_err(|p| invalid(kind, &name, p))?;
-            let key = kind.key(&ns, &name);
-            // The last finalizer of an object being deleted is gone: remove
-            // it, unless it is a namespace (the sweep removes it once empty)
-            // or a bound pod its node has not confirmed (grace 0).
-            let finished = meta_of(&new).is_some_and(|m| {
-                !m.deletion_timestamp.is_empty()
-                    && m.finalizers.is_empty()
-                    && match kind {
-                        Kind::Namespace => false,
-                        Kind::Pod => {
-                            pod_node_name(&new).is_none_or(str::is_empty)
-                                || m.deletion_grace_period_seconds == Some(0)
-                        }
-                        _ => true,
-                    }
-            });
-            let op = if finished {
-                delete_op(&key)
-            } else {
-                let lease = if lease != 0 { lease } else { cur.lease };
-                put_op(&key, encode_for_store(&new), lease)
+                UpdatePlan::Remove { object } => (delete_op(&key), object),
             };
             let (ok, rev) = self
                 .txn(vec![compare_mod(&key, cur.mod_revision)], vec![op], vec![])
                 .await?;
             if ok {
-                return Ok(with_rv(new, rev));
+                return Ok(with_rv(object, rev));
             }
-            if client_rv.is_some() {
+            if req.resource_version.is_some() {
                 return Err(Error::Conflict(format!(
                     "{kind} {name:?} was modified concurrently; read it again and retry"
                 )));
@@ -646,7 +498,10 @@ impl Registry {
     /// Delete. Pods bound to a node are marked (deletionTimestamp plus the
     /// grace period) and removed when the node confirms with grace 0;
     /// objects with finalizers are marked and removed when the last
-    /// finalizer goes. Returns the object and whether it is gone.
+    /// finalizer goes. `authorize(old)` runs before the preconditions.
+    /// Returns the object and whether it is gone. The decisions are
+    /// [`rules::Delete::new`] and [`rules::plan_delete`].
+    #[tracing::instrument(skip_all, fields(kind = %kind, namespace = %ns, name = %name))]
     pub async fn delete(
         &self,
         kind: Kind,
@@ -655,26 +510,7 @@ impl Registry {
         opts: &DeleteOptions,
         authorize: &(dyn Fn(&Object) -> Result<()> + Send + Sync),
     ) -> Result<(Object, bool)> {
-        if kind == Kind::Namespace && SYSTEM_NAMESPACES.contains(&name) {
-            return Err(Error::Forbidden(format!(
-                "namespace {name:?} cannot be deleted"
-            )));
-        }
-        let policy = match opts.propagation_policy.as_str() {
-            "" | "Background" => None,
-            "Orphan" => Some("orphan"),
-            "Foreground" => Some("foregroundDeletion"),
-            other => {
-                return Err(Error::BadRequest(format!(
-                    "propagationPolicy {other:?} is not Background, Foreground or Orphan"
-                )))
-            }
-        };
-        if opts.grace_period_seconds.is_some_and(|g| g < 0) {
-            return Err(Error::BadRequest(
-                "gracePeriodSeconds must not be negative".into(),
-            ));
-        }
+        let req = rules::Delete::new(kind, name, opts)?;
         let key = kind.key(ns, name);
         for _ in 0..WRITE_ATTEMPTS_MAX {
             let cur = self
@@ -685,64 +521,20 @@ impl Registry {
                     name: name.to_string(),
                 })?;
             authorize(&cur.object)?;
-            let meta = meta_of(&cur.object).cloned().unwrap_or_default();
-            if !opts.precondition_uid.is_empty() && opts.precondition_uid != meta.uid {
-                return Err(Error::Conflict(format!(
-                    "{kind} {name:?} has uid {}, not {}",
-                    meta.uid, opts.precondition_uid
-                )));
-            }
-            if !opts.precondition_resource_version.is_empty()
-                && opts.precondition_resource_version != cur.mod_revision.to_string()
-            {
-                return Err(Error::Conflict(format!(
-                    "{kind} {name:?} has resourceVersion {}, not {}",
-                    cur.mod_revision, opts.precondition_resource_version
-                )));
-            }
-            let mut marked = cur.object.clone();
-            let mut finalizers = meta.finalizers.clone();
-            if let Some(f) = policy {
-                if !finalizers.iter().any(|x| x == f) {
-                    finalizers.push(f.to_string());
-                }
-            }
-            let bound_pod =
-                kind == Kind::Pod && pod_node_name(&cur.object).is_some_and(|n| !n.is_empty());
-            let grace = if bound_pod {
-                opts.grace_period_seconds
-                    .unwrap_or_else(|| pod_grace(&cur.object))
-            } else {
-                0
-            };
-            let remove_now = finalizers.is_empty() && grace == 0 && kind != Kind::Namespace;
-            let (op, gone) = if remove_now {
-                (delete_op(&key), true)
-            } else {
-                let m = meta_of_mut(&mut marked)
-                    .ok_or_else(|| Error::Internal("no metadata".into()))?;
-                m.finalizers = finalizers;
-                if m.deletion_timestamp.is_empty() || bound_pod {
-                    // A shorter grace period may replace a longer one.
-                    let prev = m.deletion_grace_period_seconds.unwrap_or(i64::MAX);
-                    if m.deletion_timestamp.is_empty() || grace < prev {
-                        m.deletion_timestamp = rfc3339_in(grace);
-                        m.deletion_grace_period_seconds = Some(grace);
-                    }
-                }
-                if let Some(object::Kind::Namespace(n)) = marked.kind.as_mut() {
-                    n.status.get_or_insert_with(Default::default).phase = "Terminating".into();
-                }
-                if marked == cur.object {
-                    return Ok((marked, false));
-                }
-                (put_op(&key, encode_for_store(&marked), cur.lease), false)
+            let (op, object, gone) = match rules::plan_delete(&req, &cur, SystemTime::now())? {
+                DeletePlan::Unchanged => return Ok((cur.object, false)),
+                DeletePlan::Remove => (delete_op(&key), cur.object, true),
+                DeletePlan::Mark(marked) => (
+                    put_op(&key, encode_for_store(&marked), cur.lease),
+                    *marked,
+                    false,
+                ),
             };
             let (ok, rev) = self
                 .txn(vec![compare_mod(&key, cur.mod_revision)], vec![op], vec![])
                 .await?;
             if ok {
-                return Ok((with_rv(marked, rev), gone));
+                return Ok((with_rv(object, rev), gone));
             }
         }
         Err(Error::Conflict(format!(
@@ -783,28 +575,30 @@ fn random_suffix() -> String {
 
 impl Registry {
     /// Remove an empty, terminating namespace (the last step of its
-    /// deletion), if it has no finalizers and has not changed.
-    pub async fn remove_namespace(&self, ns: &str, opts: &DeleteOptions) -> Result<()> {
+    /// deletion) if it may go ([`rules::namespace_removable`]) and its
+    /// resourceVersion is still `opts.precondition_resource_version` (when
+    /// set). Returns whether it was removed.
+    pub async fn remove_namespace(&self, ns: &str, opts: &DeleteOptions) -> Result<bool> {
         let key = Kind::Namespace.key("", ns);
         let Some(cur) = self.read(Kind::Namespace, "", ns, true).await? else {
-            return Ok(());
+            return Ok(false);
         };
-        let meta = meta_of(&cur.object).cloned().unwrap_or_default();
-        if meta.deletion_timestamp.is_empty() || !meta.finalizers.is_empty() {
-            return Ok(());
+        if !rules::namespace_removable(&cur.object) {
+            return Ok(false);
         }
         if !opts.precondition_resource_version.is_empty()
             && opts.precondition_resource_version != cur.mod_revision.to_string()
         {
-            return Ok(());
+            return Ok(false);
         }
-        self.txn(
-            vec![compare_mod(&key, cur.mod_revision)],
-            vec![delete_op(&key)],
-            vec![],
-        )
-        .await?;
-        Ok(())
+        let (removed, _) = self
+            .txn(
+                vec![compare_mod(&key, cur.mod_revision)],
+                vec![delete_op(&key)],
+                vec![],
+            )
+            .await?;
+        Ok(removed)
     }
 }
 

@@ -1,5 +1,10 @@
-//! `keelson server`: flags (etcd's names where etcd has one) -> Config ->
-//! run until SIGINT/SIGTERM.
+//! `keelson server`: flags (etcd's names where etcd has one) -> a
+//! `StoreConfig` and an `ApiConfig` -> run until SIGINT/SIGTERM.
+//!
+//! The first start creates an admin token and a client config in the data
+//! dir. Unless `--disable-scheduler` / `--disable-controllers`, the replica
+//! also runs a scheduler and a controller manager as clients of its own API
+//! port, with an admin token held in memory only (never written anywhere).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,41 +1,51 @@
-//! The Deployment loop around [`keelson_controllers::deployment::reconcile`].
+//! The Deployment controller around
+//! [`keelson_controllers::deployment::reconcile`]: for each Deployment, its
+//! ReplicaSets (created by template hash, scaled for a rolling update or a
+//! recreate, old ones pruned), its revision annotations and its status.
+//! Retried per Deployment (key `namespace/name`).
+//!
 //! Actions are carried out in order; writes to existing ReplicaSets and to
 //! the Deployment are compare-and-swap, so a decision made on a stale cache
-//! fails (and is made again on the next pass). A ReplicaSet's name is the
+//! fails (a failure: the Deployment is retried after a back-off, and the
+//! actions after the failed one wait for it). A ReplicaSet's name is the
 //! Deployment's plus its template hash, so a create repeated because the
-//! cache lagged fails with AlreadyExists instead of making a second one.
+//! cache lagged fails with AlreadyExists (counted as done) instead of
+//! making a second one; a ReplicaSet already deleted counts as deleted.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use keelson_controllers::deployment::{reconcile, Action};
 use keelson_proto::v1;
+use keelson_sdk::watcher::object_key;
 use keelson_sdk::{DeleteParams, Error, Involved, Resource};
+use tokio::sync::watch;
 
+use crate::controller::{Controller, PassCtx};
 use crate::replicasets::controller_uid;
 use crate::Ctx;
 
-const RESYNC: Duration = Duration::from_secs(1);
+/// The Deployment controller (no state of its own).
+pub struct Deployments;
 
-pub async fn run(ctx: Arc<Ctx>) {
-    let mut changes = vec![
-        ctx.deployments.changes(),
-        ctx.replicasets.changes(),
-        ctx.pods.changes(),
-    ];
-    let mut leadership = ctx.leadership.clone();
-    loop {
-        if ctx
-            .wait_for_work(&mut changes, &mut leadership, RESYNC)
-            .await
-        {
-            pass(&ctx).await;
-        }
+impl Controller for Deployments {
+    const NAME: &'static str = "deployment";
+    const RESYNC: Duration = Duration::from_secs(1);
+
+    fn changes(ctx: &Ctx) -> Vec<watch::Receiver<u64>> {
+        vec![
+            ctx.deployments.changes(),
+            ctx.replicasets.changes(),
+            ctx.pods.changes(),
+        ]
+    }
+
+    async fn pass(&mut self, ctx: &Ctx, p: &mut PassCtx<'_>) {
+        pass(ctx, p).await
     }
 }
 
-async fn pass(ctx: &Ctx) {
+async fn pass(ctx: &Ctx, p: &mut PassCtx<'_>) {
     let rss = ctx.replicasets.snapshot();
     let mut rs_by_ns: HashMap<&str, Vec<&v1::ReplicaSet>> = HashMap::new();
     for rs in rss.values() {
@@ -52,6 +62,10 @@ async fn pass(ctx: &Ctx) {
         }
     }
     for d in ctx.deployments.list() {
+        let key = object_key(&*d);
+        if !p.due(&key) {
+            continue;
+        }
         let ns = d.meta().namespace.as_str();
         let rs_list: Vec<v1::ReplicaSet> = rs_by_ns
             .get(ns)
@@ -71,16 +85,18 @@ async fn pass(ctx: &Ctx) {
             .collect();
         let actions = reconcile(&d, &rs_list, &pod_list, SystemTime::now());
         if actions.is_empty() {
+            p.succeeded(&key);
             continue;
         }
         if !ctx.leading() {
             return;
         }
-        act(ctx, &d, actions).await;
+        p.report(&key, act(ctx, &d, actions).await);
     }
 }
 
-async fn act(ctx: &Ctx, d: &v1::Deployment, actions: Vec<Action>) {
+/// Carry out one Deployment's actions in order, up to the first that fails.
+async fn act(ctx: &Ctx, d: &v1::Deployment, actions: Vec<Action>) -> keelson_sdk::Result<()> {
     let ns = d.meta().namespace.clone();
     let rss = ctx.api::<v1::ReplicaSet>(&ns);
     let deployments = ctx.api::<v1::Deployment>(&ns);
@@ -120,11 +136,9 @@ async fn act(ctx: &Ctx, d: &v1::Deployment, actions: Vec<Action>) {
                 Ok(())
             }
         };
-        if let Err(e) = r {
-            // A conflict means the cache was stale: the next pass decides
-            // again from the newer state. Later actions assumed this one.
-            tracing::debug!(deployment = %d.meta().name, error = %e, "deployment action");
-            return;
-        }
+        // A conflict means the cache was stale: the retry decides again
+        // from the newer state. Later actions assumed this one.
+        r?;
     }
+    Ok(())
 }

@@ -1,35 +1,41 @@
-//! The Endpoints loop around [`keelson_controllers::endpoints::desired`]:
+//! The Endpoints controller around [`keelson_controllers::endpoints::desired`]:
 //! every Service with a selector gets an Endpoints object of the same name
 //! listing its pods' addresses (ready and not ready apart); Endpoints whose
 //! Service is gone (confirmed with a read, as caches may lag) are deleted.
+//! Retried per Endpoints object (key `namespace/name`, the Service's):
+//! a failed create, update (a conflict included), confirmation read or
+//! delete is a failure; AlreadyExists on a create and NotFound on a delete
+//! count as done.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use keelson_controllers::endpoints::{desired, up_to_date};
 use keelson_model::selector::LabelSelector;
 use keelson_proto::v1;
 use keelson_sdk::{DeleteParams, Error, Resource};
+use tokio::sync::watch;
 
+use crate::controller::{Controller, PassCtx};
 use crate::Ctx;
 
-const RESYNC: Duration = Duration::from_secs(5);
+/// The Endpoints controller (no state of its own).
+pub struct Endpoints;
 
-pub async fn run(ctx: Arc<Ctx>) {
-    let mut changes = vec![
-        ctx.services.changes(),
-        ctx.pods.changes(),
-        ctx.endpoints.changes(),
-    ];
-    let mut leadership = ctx.leadership.clone();
-    loop {
-        if ctx
-            .wait_for_work(&mut changes, &mut leadership, RESYNC)
-            .await
-        {
-            pass(&ctx).await;
-        }
+impl Controller for Endpoints {
+    const NAME: &'static str = "endpoints";
+    const RESYNC: Duration = Duration::from_secs(5);
+
+    fn changes(ctx: &Ctx) -> Vec<watch::Receiver<u64>> {
+        vec![
+            ctx.services.changes(),
+            ctx.pods.changes(),
+            ctx.endpoints.changes(),
+        ]
+    }
+
+    async fn pass(&mut self, ctx: &Ctx, p: &mut PassCtx<'_>) {
+        pass(ctx, p).await
     }
 }
 
@@ -37,20 +43,21 @@ fn key(ns: &str, name: &str) -> String {
     format!("{ns}/{name}")
 }
 
-async fn pass(ctx: &Ctx) {
+async fn pass(ctx: &Ctx, p: &mut PassCtx<'_>) {
     let pods = ctx.pods.snapshot();
     let mut by_ns: HashMap<&str, Vec<&v1::Pod>> = HashMap::new();
-    for p in pods.values() {
+    for pod in pods.values() {
         by_ns
-            .entry(p.meta().namespace.as_str())
+            .entry(pod.meta().namespace.as_str())
             .or_default()
-            .push(p);
+            .push(pod);
     }
     let services = ctx.services.snapshot();
     let existing = ctx.endpoints.snapshot();
     for svc in services.values() {
         let m = svc.meta();
-        if !m.deletion_timestamp.is_empty() {
+        let k = key(&m.namespace, &m.name);
+        if !m.deletion_timestamp.is_empty() || !p.due(&k) {
             continue;
         }
         // Only the selected pods are copied for the pure function.
@@ -64,17 +71,24 @@ async fn pass(ctx: &Ctx) {
                 .get(m.namespace.as_str())
                 .into_iter()
                 .flatten()
-                .filter(|p| sel.matches(&p.meta().labels))
-                .map(|p| (*p).clone())
+                .filter(|pod| sel.matches(&pod.meta().labels))
+                .map(|pod| (*pod).clone())
                 .collect(),
             None => Vec::new(),
         };
         let Some(mut want) = desired(svc, &in_ns) else {
             continue;
         };
+        let current = existing.get(&k);
+        if current.is_some_and(|cur| up_to_date(cur, &want)) {
+            p.succeeded(&k);
+            continue;
+        }
+        if !ctx.leading() {
+            return;
+        }
         let api = ctx.api::<v1::Endpoints>(&m.namespace);
-        let r = match existing.get(&key(&m.namespace, &m.name)) {
-            Some(cur) if up_to_date(cur, &want) => continue,
+        let r = match current {
             Some(cur) => {
                 want.meta_mut().resource_version = cur.meta().resource_version.clone();
                 want.meta_mut().uid = cur.meta().uid.clone();
@@ -85,16 +99,12 @@ async fn pass(ctx: &Ctx) {
                 r => r.map(drop),
             },
         };
-        if let Err(e) = r {
-            tracing::debug!(service = %m.name, error = %e, "endpoints");
-        }
-        if !ctx.leading() {
-            return;
-        }
+        p.report(&k, r);
     }
     for ep in existing.values() {
         let m = ep.meta();
-        if services.contains_key(&key(&m.namespace, &m.name)) || !m.deletion_timestamp.is_empty() {
+        let k = key(&m.namespace, &m.name);
+        if services.contains_key(&k) || !m.deletion_timestamp.is_empty() || !p.due(&k) {
             continue;
         }
         if !ctx.leading() {
@@ -103,19 +113,27 @@ async fn pass(ctx: &Ctx) {
         // The Service cache may lag the Endpoints cache: confirm it is gone.
         match ctx.api::<v1::Service>(&m.namespace).get(&m.name).await {
             Err(Error::NotFound(_)) => {}
-            _ => continue,
+            Ok(_) => {
+                p.succeeded(&k);
+                continue;
+            }
+            Err(e) => {
+                p.failed(&k, e);
+                continue;
+            }
         }
-        let p = DeleteParams {
+        let params = DeleteParams {
             precondition_uid: m.uid.clone(),
             ..Default::default()
         };
-        match ctx
+        let r = match ctx
             .api::<v1::Endpoints>(&m.namespace)
-            .delete(&m.name, &p)
+            .delete(&m.name, &params)
             .await
         {
-            Ok(_) | Err(Error::NotFound(_)) => {}
-            Err(e) => tracing::debug!(endpoints = %m.name, error = %e, "delete endpoints"),
-        }
+            Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        };
+        p.report(&k, r);
     }
 }

@@ -1,24 +1,32 @@
-//! The garbage collector's loop around [`keelson_controllers::gc::reconcile`]
-//! over every cached kind that can own or be owned (Deployments,
-//! ReplicaSets, pods, Services, Endpoints, nodes).
+//! The garbage collector around [`keelson_controllers::gc::reconcile`] over
+//! every cached kind that can own or be owned (Deployments, ReplicaSets,
+//! pods, Services, Endpoints, nodes): it deletes dependents whose owners
+//! are gone (background) or being deleted in the foreground, removes
+//! ownerReferences for orphan propagation, and removes the
+//! `foregroundDeletion`/`orphan` finalizers once their work is done.
+//! Retried per object written (key `Kind/namespace/name`).
 //!
 //! Caches of different kinds lag each other, so an owner missing from its
 //! cache is confirmed gone with a read of the owner (by name, then uid)
 //! before its dependent is deleted, and that delete carries the
 //! dependent's uid as a precondition. Finalizer and ownerReference edits
 //! read the object fresh and write it back with a compare-and-swap.
+//!
+//! **Failures** (retried with back-off): a confirmation or fresh read
+//! failing, a delete failing, a compare-and-swap edit conflicting. An
+//! object already gone, or replaced (the uid precondition fails), is done.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use keelson_controllers::gc::{reconcile, Action, Node};
 use keelson_model::Kind;
 use keelson_proto::v1;
 use keelson_sdk::{DeleteParams, Error, Resource, Store};
+use tokio::sync::watch;
 
+use crate::controller::{kind_key, Controller, PassCtx};
 use crate::{concurrently, Ctx};
 
-const RESYNC: Duration = Duration::from_secs(5);
 /// The kinds in the collector's graph.
 const CACHED: [Kind; 6] = [
     Kind::Deployment,
@@ -29,24 +37,58 @@ const CACHED: [Kind; 6] = [
     Kind::Node,
 ];
 
-pub async fn run(ctx: Arc<Ctx>) {
-    let mut changes = vec![
-        ctx.deployments.changes(),
-        ctx.replicasets.changes(),
-        ctx.pods.changes(),
-        ctx.services.changes(),
-        ctx.endpoints.changes(),
-        ctx.nodes.changes(),
-    ];
-    let mut leadership = ctx.leadership.clone();
-    loop {
-        if ctx
-            .wait_for_work(&mut changes, &mut leadership, RESYNC)
-            .await
-        {
-            pass(&ctx).await;
-        }
+/// The garbage collector (no state of its own).
+pub struct GarbageCollector;
+
+impl Controller for GarbageCollector {
+    const NAME: &'static str = "gc";
+    const RESYNC: Duration = Duration::from_secs(5);
+
+    fn changes(ctx: &Ctx) -> Vec<watch::Receiver<u64>> {
+        vec![
+            ctx.deployments.changes(),
+            ctx.replicasets.changes(),
+            ctx.pods.changes(),
+            ctx.services.changes(),
+            ctx.endpoints.changes(),
+            ctx.nodes.changes(),
+        ]
     }
+
+    async fn pass(&mut self, ctx: &Ctx, p: &mut PassCtx<'_>) {
+        pass(ctx, p).await
+    }
+}
+
+/// The key of the object an action writes.
+fn target(a: &Action) -> String {
+    let (kind, namespace, name) = match a {
+        Action::DeleteOrphaned {
+            kind,
+            namespace,
+            name,
+            ..
+        }
+        | Action::DeleteDependent {
+            kind,
+            namespace,
+            name,
+            ..
+        }
+        | Action::RemoveOwnerRef {
+            kind,
+            namespace,
+            name,
+            ..
+        }
+        | Action::RemoveFinalizer {
+            kind,
+            namespace,
+            name,
+            ..
+        } => (kind, namespace, name),
+    };
+    kind_key(kind.name(), namespace, name)
 }
 
 fn nodes_of<K: Resource>(store: &Store<K>, out: &mut Vec<Node>) {
@@ -64,7 +106,7 @@ fn nodes_of<K: Resource>(store: &Store<K>, out: &mut Vec<Node>) {
     }
 }
 
-async fn pass(ctx: &Ctx) {
+async fn pass(ctx: &Ctx, p: &mut PassCtx<'_>) {
     let mut graph = Vec::new();
     nodes_of(&ctx.deployments, &mut graph);
     nodes_of(&ctx.replicasets, &mut graph);
@@ -75,7 +117,7 @@ async fn pass(ctx: &Ctx) {
     // Owners of kinds this collector does not cache (a Job or a custom
     // resource from a Kubernetes manifest, a Namespace...) cannot be seen
     // to be gone: their dependents are left alone.
-    let actions: Vec<Action> = reconcile(&graph)
+    let actions: Vec<(String, Action)> = reconcile(&graph)
         .into_iter()
         .filter(|a| match a {
             Action::DeleteOrphaned { owners, .. } => owners
@@ -83,16 +125,16 @@ async fn pass(ctx: &Ctx) {
                 .all(|o| Kind::parse(&o.kind).is_some_and(|k| CACHED.contains(&k))),
             _ => true,
         })
+        .map(|a| (target(&a), a))
+        .filter(|(key, _)| p.due(key))
         .collect();
     if actions.is_empty() || !ctx.leading() {
         return;
     }
-    concurrently(actions, |a| async move {
-        if let Err(e) = act(ctx, a).await {
-            tracing::debug!(error = %e, "garbage collector");
-        }
-    })
-    .await;
+    let results = concurrently(actions, |(key, a)| async move { (key, act(ctx, a).await) }).await;
+    for (key, r) in results {
+        p.report(&key, r);
+    }
 }
 
 async fn act(ctx: &Ctx, a: Action) -> keelson_sdk::Result<()> {
@@ -214,6 +256,7 @@ async fn delete(
         Kind::Event => del!(v1::Event),
         Kind::Lease => del!(v1::Lease),
     };
+    // Gone, or replaced by a namesake (the uid precondition failed): done.
     match r {
         Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => Ok(()),
         r => r,
@@ -241,8 +284,10 @@ async fn edit_meta(
             if o.meta().uid != uid || !f(o.meta_mut()) {
                 return Ok(());
             }
+            // A conflict is a failure: the object changed since the read,
+            // and the retry reads it again.
             match api.update(&o).await {
-                Ok(_) | Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => Ok(()),
+                Ok(_) | Err(Error::NotFound(_)) => Ok(()),
                 Err(e) => Err(e),
             }
         }};

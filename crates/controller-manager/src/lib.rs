@@ -8,14 +8,30 @@
 //! Deployments, nodes, node heartbeat leases, Services and Endpoints), so a
 //! new leader acts within a lease TTL of the old one's death.
 //!
-//! Each controller is a loop ([`run`] spawns them): wake on a change to
-//! the caches it reads (or a periodic resync, for time-based decisions),
-//! wait a few milliseconds to batch changes, call the pure `reconcile` for
-//! each object, and carry out the actions. Writes to existing objects are
-//! compare-and-swap on the resourceVersion the decision was made from, so
-//! a decision from a stale cache fails instead of overwriting.
+//! Every controller runs in the same loop,
+//! [`controller::run_controller`] ([`run`] spawns one per controller): wake
+//! on a change to the caches it reads, a periodic resync (for time-based
+//! decisions), or an object's retry coming due; wait [`controller::BATCH_MS`]
+//! to batch changes; then, while leading, a pass that calls the pure
+//! `reconcile` for each object and carries out the actions. Writes to
+//! existing objects are compare-and-swap on the resourceVersion the decision
+//! was made from, so a decision from a stale cache fails instead of
+//! overwriting.
+//!
+//! **Retries** (kube-rs' `error_policy`, client-go's rate-limited
+//! workqueue): a pass reports per object (`namespace/name`, or
+//! `Kind/namespace/name` where kinds mix) whether its writes succeeded. A
+//! failure (a conflict, an unavailable API, a ReplicaSet's failed create...)
+//! makes the object wait out a back-off, 50 ms doubling to 1 s
+//! ([`retry::RETRY_BASE_MS`], [`retry::RETRY_MAX_MS`]): passes skip it until
+//! then, and the loop wakes when it is due. A success forgets the back-off.
+//! NotFound and AlreadyExists where the write's aim is already met count
+//! as success. The bookkeeping is the pure [`retry::Retries`]; each failure
+//! is logged once, by the loop, with the object's key.
 //!
 //! # Layout
+//! - [`controller`]: the [`controller::Controller`] trait and the loop.
+//! - [`retry`]: per-object back-off.
 //! - [`replicasets`]: pods for ReplicaSets, with create/delete expectations.
 //! - [`deployments`]: ReplicaSets for Deployments (rolling update, recreate).
 //! - [`endpoints`]: Endpoints of Services from their ready pods.
@@ -25,7 +41,6 @@
 //!   evictions).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use keelson_controllers::nodelifecycle;
 use keelson_proto::v1;
@@ -34,15 +49,19 @@ use keelson_sdk::{
 };
 use tokio::sync::watch;
 
+use crate::controller::run_controller;
+
 /// The node lifecycle controller's settings ([`Options::node`]), for
 /// callers that configure an instance without the controllers crate.
 pub use keelson_controllers::nodelifecycle::Config as NodeLifecycleConfig;
 
+pub mod controller;
 pub mod deployments;
 pub mod endpoints;
 pub mod gc;
 pub mod nodes;
 pub mod replicasets;
+pub mod retry;
 
 /// The election every controller-manager instance runs in.
 pub const ELECTION: (&str, &str) = ("kube-system", "keelson-controller-manager");
@@ -56,8 +75,6 @@ pub const COMPONENT: &str = "keelson-controller-manager";
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 /// Writes one controller has in flight at once.
 const WRITES_IN_FLIGHT: usize = 32;
-/// Pause after a wake-up before a pass, so a burst of changes is one pass.
-const BATCH_MS: u64 = 20;
 
 /// Tuning of a controller-manager instance.
 #[derive(Clone, Debug)]
@@ -105,35 +122,6 @@ impl Ctx {
             Api::all(self.client.clone())
         }
     }
-
-    /// Wait until one of `changes` moves, leadership changes, or `resync`
-    /// passes; then a short batching pause. Returns whether this instance
-    /// leads (act only then).
-    pub async fn wait_for_work(
-        &self,
-        changes: &mut [watch::Receiver<u64>],
-        leadership: &mut watch::Receiver<Leadership>,
-        resync: Duration,
-    ) -> bool {
-        {
-            let any_change =
-                futures::future::select_all(changes.iter_mut().map(|c| Box::pin(c.changed())));
-            tokio::select! {
-                (r, _, _) = any_change => {
-                    if r.is_err() {
-                        tokio::time::sleep(resync).await;
-                    }
-                }
-                _ = leadership.changed() => {}
-                _ = tokio::time::sleep(resync) => {}
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(BATCH_MS)).await;
-        for c in changes.iter_mut() {
-            c.borrow_and_update();
-        }
-        self.leading()
-    }
 }
 
 /// Run every controller until the returned handles are dropped... or
@@ -179,11 +167,14 @@ pub async fn run(client: Client, options: Options) {
     // elector gives the lease back.
     let _reflectors = AbortOnDrop(vec![_t1, _t2, _t3, _t4, _t5, _t6, _t7]);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(replicasets::run(ctx.clone()));
-    tasks.spawn(deployments::run(ctx.clone()));
-    tasks.spawn(endpoints::run(ctx.clone()));
-    tasks.spawn(gc::run(ctx.clone()));
-    tasks.spawn(nodes::run(ctx.clone()));
+    tasks.spawn(run_controller(
+        ctx.clone(),
+        replicasets::ReplicaSets::default(),
+    ));
+    tasks.spawn(run_controller(ctx.clone(), deployments::Deployments));
+    tasks.spawn(run_controller(ctx.clone(), endpoints::Endpoints));
+    tasks.spawn(run_controller(ctx.clone(), gc::GarbageCollector));
+    tasks.spawn(run_controller(ctx.clone(), nodes::NodeLifecycle::default()));
     drop(ctx);
     while let Some(r) = tasks.join_next().await {
         if let Err(e) = r {

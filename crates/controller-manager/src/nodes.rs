@@ -1,18 +1,23 @@
-//! The node lifecycle loop around
-//! [`keelson_controllers::nodelifecycle::reconcile`].
+//! The node lifecycle controller around
+//! [`keelson_controllers::nodelifecycle::reconcile`]: nodes whose agent
+//! stopped heartbeating get Ready=Unknown and the unreachable taint (and
+//! lose them when heartbeats resume), their pods are marked not Ready,
+//! evicted when their toleration runs out, and force-deleted once their
+//! deletion grace passed. Retried per object written (`Node/<name>`,
+//! `Pod/<namespace>/<name>`); a node or pod write failing (a conflict
+//! included) is a failure, a pod already gone or replaced is done.
 //!
 //! A node agent keeps a Lease object `kube-node-lease/<node>` alive,
 //! attached to a store lease that its heartbeats renew in the store
 //! leader's memory. When the heartbeats stop, the store lease expires and
-//! the object is deleted. This loop turns presence into a last-heartbeat
-//! time per node by its own clock, and starts every node's clock afresh
-//! when this instance becomes leader (and when it first sees a node): after
-//! a control-plane failover, nodes get the full grace period before
-//! anything is marked. (The store itself also gives every lease a full TTL
-//! under a new Raft leader.)
+//! the object is deleted. This controller turns presence into a
+//! last-heartbeat time per node by its own clock, and starts every node's
+//! clock afresh when this instance becomes leader (and when it first sees
+//! a node): after a control-plane failover, nodes get the full grace period
+//! before anything is marked. (The store itself also gives every lease a
+//! full TTL under a new Raft leader.)
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use keelson_controllers::nodelifecycle::{reconcile, Action, UNREACHABLE_TAINT};
@@ -21,33 +26,36 @@ use keelson_model::time::format_rfc3339;
 use keelson_model::Kind;
 use keelson_proto::v1;
 use keelson_sdk::{DeleteParams, Error, Involved, Resource};
+use tokio::sync::watch;
 
+use crate::controller::{kind_key, Controller, PassCtx};
 use crate::{concurrently, Ctx};
 
-const RESYNC: Duration = Duration::from_millis(500);
+/// The node lifecycle controller and its heartbeat clocks.
+#[derive(Default)]
+pub struct NodeLifecycle {
+    /// When each node was last heard from, by this instance's clock.
+    last_heartbeat: HashMap<String, SystemTime>,
+}
 
-pub async fn run(ctx: Arc<Ctx>) {
-    let mut changes = vec![
-        ctx.nodes.changes(),
-        ctx.node_leases.changes(),
-        ctx.pods.changes(),
-    ];
-    let mut leadership = ctx.leadership.clone();
-    let mut last_heartbeat: HashMap<String, SystemTime> = HashMap::new();
-    let mut was_leading = false;
-    loop {
-        let leading = ctx
-            .wait_for_work(&mut changes, &mut leadership, RESYNC)
-            .await;
-        if !leading {
-            was_leading = false;
-            continue;
-        }
+impl Controller for NodeLifecycle {
+    const NAME: &'static str = "nodelifecycle";
+    const RESYNC: Duration = Duration::from_millis(500);
+
+    fn changes(ctx: &Ctx) -> Vec<watch::Receiver<u64>> {
+        vec![
+            ctx.nodes.changes(),
+            ctx.node_leases.changes(),
+            ctx.pods.changes(),
+        ]
+    }
+
+    async fn pass(&mut self, ctx: &Ctx, p: &mut PassCtx<'_>) {
+        let last_heartbeat = &mut self.last_heartbeat;
         let now = SystemTime::now();
-        if !was_leading {
+        if p.became_leader() {
             // The grace after a leadership change: every clock restarts.
             last_heartbeat.clear();
-            was_leading = true;
         }
         let nodes: Vec<v1::Node> = ctx.nodes.list().iter().map(|n| (**n).clone()).collect();
         let leases = ctx.node_leases.snapshot();
@@ -89,36 +97,56 @@ pub async fn run(ctx: Arc<Ctx>) {
                 .map(|p| (**p).clone())
                 .collect()
         };
-        let actions = reconcile(&nodes, &last_heartbeat, &pods, now, &ctx.options.node);
-        if actions.is_empty() || !ctx.leading() {
-            continue;
+        let actions = reconcile(&nodes, last_heartbeat, &pods, now, &ctx.options.node);
+        if !ctx.leading() {
+            return;
         }
         // A node's spec and status writes go one after the other (the
         // second on the first's resourceVersion); the rest in parallel.
-        let mut node_writes: Vec<Action> = Vec::new();
-        let mut others: Vec<Action> = Vec::new();
+        let mut node_writes: Vec<(String, Action)> = Vec::new();
+        let mut others: Vec<(String, Action)> = Vec::new();
         for a in actions {
+            let key = target(&a);
+            if !p.due(&key) {
+                continue;
+            }
             match a {
-                Action::UpdateNode(_) | Action::UpdateNodeStatus(_) => node_writes.push(a),
-                a => others.push(a),
+                Action::UpdateNode(_) | Action::UpdateNodeStatus(_) => node_writes.push((key, a)),
+                a => others.push((key, a)),
             }
         }
         let mut written: HashMap<String, String> = HashMap::new();
-        for a in node_writes {
-            if let Err(e) = write_node(&ctx, a, &mut written).await {
-                tracing::debug!(error = %e, "node lifecycle: node write");
-            }
+        for (key, a) in node_writes {
+            let r = write_node(ctx, a, &mut written).await;
+            p.report(&key, r);
         }
-        concurrently(others, |a| {
-            let ctx = &ctx;
-            async move {
-                if let Err(e) = act(ctx, a).await {
-                    tracing::debug!(error = %e, "node lifecycle");
-                }
-            }
-        })
-        .await;
-        mark_pods_not_ready(&ctx, &nodes, &pods).await;
+        let results =
+            concurrently(others, |(key, a)| async move { (key, act(ctx, a).await) }).await;
+        for (key, r) in results {
+            p.report(&key, r);
+        }
+        mark_pods_not_ready(ctx, &nodes, &pods, p).await;
+    }
+}
+
+/// The key of the object an action writes (or an event is about).
+fn target(a: &Action) -> String {
+    match a {
+        Action::UpdateNode(n) | Action::UpdateNodeStatus(n) => {
+            kind_key(Kind::Node.name(), "", &n.meta().name)
+        }
+        Action::EvictPod {
+            namespace, name, ..
+        }
+        | Action::ForceDeletePod {
+            namespace, name, ..
+        } => kind_key(Kind::Pod.name(), namespace, name),
+        Action::Event {
+            kind,
+            namespace,
+            name,
+            ..
+        } => kind_key(kind, namespace, name),
     }
 }
 
@@ -149,6 +177,8 @@ async fn write_node(
     } else {
         api.update(&n).await
     };
+    // A conflict is a failure: the node changed since the cache showed
+    // it, and the retry decides again on the newer copy.
     match r {
         Ok(stored) => {
             written.insert(
@@ -157,7 +187,7 @@ async fn write_node(
             );
             Ok(())
         }
-        Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => Ok(()),
+        Err(Error::NotFound(_)) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -165,27 +195,34 @@ async fn write_node(
 /// Pods on an unreachable node are no longer Ready (so Services stop
 /// sending them traffic before they are evicted), as Kubernetes'
 /// `MarkPodsNotReady`.
-async fn mark_pods_not_ready(ctx: &Ctx, nodes: &[v1::Node], pods: &[v1::Pod]) {
+async fn mark_pods_not_ready(ctx: &Ctx, nodes: &[v1::Node], pods: &[v1::Pod], p: &mut PassCtx<'_>) {
     let marked: Vec<&str> = nodes
         .iter()
         .filter(|n| is_marked(n))
         .map(|n| n.meta().name.as_str())
         .collect();
-    let ready_on_marked: Vec<v1::Pod> = pods
+    let ready_on_marked: Vec<(String, v1::Pod)> = pods
         .iter()
-        .filter(|p| {
-            p.spec
+        .filter(|pod| {
+            pod.spec
                 .as_ref()
                 .is_some_and(|s| marked.contains(&s.node_name.as_str()))
-                && is_ready(p)
+                && is_ready(pod)
         })
-        .cloned()
+        .map(|pod| {
+            let m = pod.meta();
+            (
+                kind_key(Kind::Pod.name(), &m.namespace, &m.name),
+                pod.clone(),
+            )
+        })
+        .filter(|(key, _)| p.due(key))
         .collect();
-    let at = format_rfc3339(std::time::SystemTime::now());
-    concurrently(ready_on_marked, |mut p| {
+    let at = format_rfc3339(SystemTime::now());
+    let results = concurrently(ready_on_marked, |(key, mut pod)| {
         let at = at.clone();
         async move {
-            if let Some(s) = p.status.as_mut() {
+            if let Some(s) = pod.status.as_mut() {
                 for c in &mut s.conditions {
                     if c.r#type == "Ready" {
                         c.status = "False".into();
@@ -195,16 +232,22 @@ async fn mark_pods_not_ready(ctx: &Ctx, nodes: &[v1::Node], pods: &[v1::Pod]) {
                     }
                 }
             }
-            let api = ctx.api::<v1::Pod>(&p.meta().namespace);
-            if let Err(e) = api.update_status(&p).await {
-                tracing::debug!(pod = %p.meta().name, error = %e, "mark pod not ready");
-            }
+            let api = ctx.api::<v1::Pod>(&pod.meta().namespace);
+            let r = match api.update_status(&pod).await {
+                Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
+            };
+            (key, r)
         }
     })
     .await;
+    for (key, r) in results {
+        p.report(&key, r);
+    }
 }
 
 async fn act(ctx: &Ctx, a: Action) -> keelson_sdk::Result<()> {
+    // Gone, or replaced by a namesake (the uid precondition failed): done.
     let ignore_gone = |r: keelson_sdk::Result<()>| match r {
         Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => Ok(()),
         r => r,

@@ -1,29 +1,37 @@
-//! The ReplicaSet loop around [`keelson_controllers::replicaset::reconcile`].
+//! The ReplicaSet controller around
+//! [`keelson_controllers::replicaset::reconcile`]: for each ReplicaSet, adopt
+//! matching orphan pods, create or delete pods to reach `replicas`, and
+//! write its status. Retried per ReplicaSet (key `namespace/name`).
 //!
 //! **Expectations** (Kubernetes' `ControllerExpectations`): after creating or
-//! deleting pods for a ReplicaSet, the loop does not reconcile it again until
-//! its pod cache shows those creates and deletes (or a timeout passes), so a
-//! lagging cache never makes it create the same pods twice.
+//! deleting pods for a ReplicaSet, the controller does not reconcile it
+//! again until its pod cache shows those creates and deletes (or a timeout
+//! passes), so a lagging cache never makes it create the same pods twice.
 //!
 //! **Fencing**: before creating or deleting pods, the ReplicaSet's status is
 //! written with a compare-and-swap on the resourceVersion the decision was
 //! made from. If the ReplicaSet changed meanwhile (scaled, or written by
 //! another instance) the write fails and the round is skipped.
+//!
+//! **Failures** (retried with back-off): the status write, an adoption, a
+//! pod create (a `FailedCreate` event, so creates back off as Kubernetes'
+//! do) or a pod delete failing. A pod already gone counts as deleted.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use keelson_controllers::replicaset::{reconcile, Action};
 use keelson_model::selector::LabelSelector;
 use keelson_proto::v1;
+use keelson_sdk::watcher::object_key;
 use keelson_sdk::{DeleteParams, Error, Involved, Resource};
+use tokio::sync::watch;
 
+use crate::controller::{Controller, PassCtx};
 use crate::{concurrently, Ctx};
 
 /// How long a ReplicaSet waits for its cache to show its own writes.
 const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(30);
-const RESYNC: Duration = Duration::from_secs(1);
 
 struct Expect {
     adds: HashSet<String>,
@@ -40,23 +48,28 @@ pub(crate) fn controller_uid(meta: &v1::ObjectMeta) -> Option<&str> {
     keelson_model::controller_of(meta).map(|r| r.uid.as_str())
 }
 
-pub async fn run(ctx: Arc<Ctx>) {
-    let mut changes = vec![ctx.pods.changes(), ctx.replicasets.changes()];
-    let mut leadership = ctx.leadership.clone();
-    // Kept across leadership changes: a blip must not forget pods this
-    // instance created that its cache has not shown yet.
-    let mut expectations: HashMap<String, Expect> = HashMap::new();
-    loop {
-        if ctx
-            .wait_for_work(&mut changes, &mut leadership, RESYNC)
-            .await
-        {
-            pass(&ctx, &mut expectations).await;
-        }
+/// The ReplicaSet controller and its expectations.
+#[derive(Default)]
+pub struct ReplicaSets {
+    /// By ReplicaSet uid. Kept across leadership changes: a blip must not
+    /// forget pods this instance created that its cache has not shown yet.
+    expectations: HashMap<String, Expect>,
+}
+
+impl Controller for ReplicaSets {
+    const NAME: &'static str = "replicaset";
+    const RESYNC: Duration = Duration::from_secs(1);
+
+    fn changes(ctx: &Ctx) -> Vec<watch::Receiver<u64>> {
+        vec![ctx.pods.changes(), ctx.replicasets.changes()]
+    }
+
+    async fn pass(&mut self, ctx: &Ctx, p: &mut PassCtx<'_>) {
+        pass(ctx, &mut self.expectations, p).await
     }
 }
 
-async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>) {
+async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>, p: &mut PassCtx<'_>) {
     let pods = ctx.pods.snapshot();
     let mut owned: HashMap<&str, Vec<&v1::Pod>> = HashMap::new();
     let mut orphans: HashMap<&str, Vec<&v1::Pod>> = HashMap::new();
@@ -82,7 +95,8 @@ async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>) {
     });
     for rs in ctx.replicasets.list() {
         let m = rs.meta();
-        if expectations.contains_key(&m.uid) {
+        let key = object_key(&*rs);
+        if expectations.contains_key(&m.uid) || !p.due(&key) {
             continue;
         }
         let selector = rs
@@ -109,19 +123,30 @@ async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>) {
             .collect();
         let actions = reconcile(&rs, &mine, SystemTime::now());
         if actions.is_empty() {
+            p.succeeded(&key);
             continue;
         }
         if !ctx.leading() {
             return;
         }
-        if let Some(e) = act(ctx, &rs, actions).await {
+        let acted = act(ctx, &rs, actions).await;
+        if let Some(e) = acted.expect {
             expectations.insert(m.uid.clone(), e);
         }
+        p.report(&key, acted.result);
     }
 }
 
-/// Carry out one ReplicaSet's actions; the expectations to wait for.
-async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Option<Expect> {
+/// What carrying out one ReplicaSet's actions left behind.
+struct Acted {
+    /// The creates and deletes to wait for, when pods were written.
+    expect: Option<Expect>,
+    /// The first write that failed.
+    result: keelson_sdk::Result<()>,
+}
+
+/// Carry out one ReplicaSet's actions.
+async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Acted {
     let m = rs.meta();
     let ns = m.namespace.clone();
     let mut status = None;
@@ -143,28 +168,34 @@ async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Option<Exp
         if let Some(s) = status {
             w.status = Some(s);
         }
-        match ctx.api::<v1::ReplicaSet>(&ns).update_status(&w).await {
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(rs = %m.name, error = %e, "replicaset status (skipping this round)");
-                return None;
-            }
+        if let Err(e) = ctx.api::<v1::ReplicaSet>(&ns).update_status(&w).await {
+            // Skip this round: the decision was made on a stale copy.
+            return Acted {
+                expect: None,
+                result: Err(e),
+            };
         }
     }
     let pods = ctx.api::<v1::Pod>(&ns);
-    concurrently(adopts, |p| {
+    let adopted = concurrently(adopts, |p| {
         let pods = pods.clone();
         async move {
-            if let Err(e) = pods.update(&p).await {
-                tracing::debug!(pod = %p.meta().name, error = %e, "adopt");
+            match pods.update(&p).await {
+                Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+                Err(e) => Err(e),
             }
         }
     })
     .await;
+    let mut result: keelson_sdk::Result<()> = adopted.into_iter().collect();
     if !scaling {
-        return None;
+        return Acted {
+            expect: None,
+            result,
+        };
     }
     let involved = Involved::of(rs);
+    // Each write: Ok(Some(name)) done, Ok(None) not tried (leadership lost).
     let created = concurrently(creates, |p| {
         let pods = pods.clone();
         let involved = involved.clone();
@@ -172,7 +203,7 @@ async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Option<Exp
             // Leadership is checked before every write, not once a pass:
             // an instance that lost its lease stops within one request.
             if !ctx.leading() {
-                return None;
+                return Ok(None);
             }
             match pods.create(&p).await {
                 Ok(c) => {
@@ -183,7 +214,7 @@ async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Option<Exp
                         "SuccessfulCreate",
                         &format!("Created pod: {name}"),
                     );
-                    Some(name)
+                    Ok(Some(name))
                 }
                 Err(e) => {
                     ctx.recorder.record(
@@ -192,7 +223,7 @@ async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Option<Exp
                         "FailedCreate",
                         &format!("Error creating: {e}"),
                     );
-                    None
+                    Err(e)
                 }
             }
         }
@@ -203,7 +234,7 @@ async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Option<Exp
         let involved = involved.clone();
         async move {
             if !ctx.leading() {
-                return None;
+                return Ok(None);
             }
             match pods.delete(&name, &DeleteParams::default()).await {
                 Ok(_) | Err(Error::NotFound(_)) => {
@@ -213,27 +244,38 @@ async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Option<Exp
                         "SuccessfulDelete",
                         &format!("Deleted pod: {name}"),
                     );
-                    Some(name)
+                    Ok(Some(name))
                 }
-                Err(e) => {
-                    tracing::debug!(pod = %name, error = %e, "delete");
-                    None
-                }
+                Err(e) => Err(e),
             }
         }
     })
     .await;
-    Some(Expect {
-        adds: created
-            .into_iter()
-            .flatten()
-            .map(|n| pod_key(&ns, &n))
-            .collect(),
-        deletes: deleted
-            .into_iter()
-            .flatten()
-            .map(|n| pod_key(&ns, &n))
-            .collect(),
+    // The pods written, as pod-cache keys; the first failure goes to `result`.
+    let mut written = |writes: Vec<keelson_sdk::Result<Option<String>>>| -> HashSet<String> {
+        let mut keys = HashSet::new();
+        for w in writes {
+            match w {
+                Ok(Some(name)) => {
+                    keys.insert(pod_key(&ns, &name));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
+            }
+        }
+        keys
+    };
+    let expect = Expect {
+        adds: written(created),
+        deletes: written(deleted),
         deadline: Instant::now() + EXPECTATIONS_TIMEOUT,
-    })
+    };
+    Acted {
+        expect: Some(expect),
+        result,
+    }
 }

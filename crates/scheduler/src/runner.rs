@@ -441,6 +441,7 @@ pub async fn run(client: Client, identity: String) {
 }
 
 /// Run with explicit options until the task is dropped.
+#[tracing::instrument(name = "scheduler", skip_all, fields(identity = %opts.identity))]
 pub async fn run_with(client: Client, opts: Options) {
     let (mut leadership, _elector) =
         LeaderElector::new(client.clone(), ELECTION.0, ELECTION.1, &opts.identity)
@@ -455,6 +456,9 @@ pub async fn run_with(client: Client, opts: Options) {
         Api::<v1::Node>::all(client.clone()),
         ListParams::default(),
     ));
+    // Unbounded, and safe: one outcome per write in flight, and no more
+    // than `binds_in_flight` writes (binds and unschedulable marks) are
+    // in flight at once, so at most that many outcomes can wait.
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Outcome>();
     let mut st = State::default();
     let mut in_flight = 0usize;

@@ -114,6 +114,12 @@ impl<K: Resource> Api<K> {
         self.dynamic.client()
     }
 
+    /// The namespace this API addresses ("": every namespace, or a
+    /// cluster-scoped kind).
+    pub fn namespace(&self) -> &str {
+        self.dynamic.namespace()
+    }
+
     pub async fn get(&self, name: &str) -> Result<K> {
         typed(self.dynamic.get(name).await?)
     }

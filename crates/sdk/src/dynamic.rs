@@ -57,6 +57,12 @@ impl DynamicApi {
         &self.client
     }
 
+    /// The namespace this API addresses ("": every namespace, or a
+    /// cluster-scoped kind).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     pub fn kind(&self) -> Kind {
         self.kind
     }

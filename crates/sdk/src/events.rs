@@ -21,6 +21,7 @@ use keelson_model::time::format_rfc3339;
 use keelson_model::Resource;
 use keelson_proto::v1;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::{Api, Client, Error};
 
@@ -78,7 +79,8 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(client: Client, component: &str) -> Recorder {
         let (tx, rx) = mpsc::channel(QUEUE_EVENTS_MAX);
-        tokio::spawn(write_events(client, component.to_string(), rx));
+        let span = tracing::info_span!("events", component = %component);
+        tokio::spawn(write_events(client, component.to_string(), rx).instrument(span));
         Recorder {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),

@@ -16,6 +16,7 @@ use keelson_proto::api::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRe
 use keelson_proto::v1;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::api::{Api, ListParams, WatchEvent};
 use crate::client::Retry;
@@ -71,7 +72,13 @@ impl LeaderElector {
             leading: false,
             holder: String::new(),
         });
-        let task = tokio::spawn(async move { self.run(tx).await });
+        // Every log line of the campaign names the election and candidate.
+        let span = tracing::info_span!(
+            "election",
+            election = %format!("{}/{}", self.namespace, self.name),
+            identity = %self.identity
+        );
+        let task = tokio::spawn(async move { self.run(tx).await }.instrument(span));
         (rx, task)
     }
 
@@ -84,7 +91,7 @@ impl LeaderElector {
             match self.campaign(&api, &tx).await {
                 Ok(()) => {}
                 Err(e) => {
-                    tracing::debug!(election = %self.name, error = %e, "campaign");
+                    tracing::debug!(error = %e, "campaign");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -138,7 +145,7 @@ impl LeaderElector {
                         "took the lock too late to trust the lease".into(),
                     ));
                 }
-                tracing::info!(election = %self.name, identity = %self.identity, "became leader");
+                tracing::info!("became leader");
                 tx.send_replace(Leadership {
                     leading: true,
                     holder: self.identity.clone(),
@@ -148,7 +155,7 @@ impl LeaderElector {
                     leading: false,
                     holder: String::new(),
                 });
-                tracing::info!(election = %self.name, identity = %self.identity, "lost leadership");
+                tracing::info!("lost leadership");
                 self.revoke(lease_id).await;
                 r
             }

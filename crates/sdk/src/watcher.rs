@@ -10,6 +10,7 @@ use futures::{Stream, StreamExt};
 use keelson_model::Resource;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
 
 use crate::api::{Api, ListParams, WatchEvent};
 use crate::{Error, Result};
@@ -40,7 +41,9 @@ pub fn watcher<K: Resource>(
     params: ListParams,
 ) -> impl Stream<Item = Result<Event<K>>> {
     let (tx, rx) = mpsc::channel(WATCHER_QUEUE_EVENTS_MAX);
-    tokio::spawn(run(api, params, tx));
+    // Every log line of this watch names what it watches.
+    let span = tracing::info_span!("watch", kind = %K::KIND, namespace = %api.namespace());
+    tokio::spawn(run(api, params, tx).instrument(span));
     ReceiverStream::new(rx)
 }
 
@@ -82,7 +85,7 @@ async fn run<K: Resource>(api: Api<K>, params: ListParams, tx: mpsc::Sender<Resu
                 }
             },
         };
-        tracing::debug!(kind = %K::KIND, from = %from, endpoint = %api.client().current_endpoint(), "watching");
+        tracing::debug!(from = %from, endpoint = %api.client().current_endpoint(), "watching");
         let mut stream = match api.watch_with_revisions(&params, &from).await {
             Ok(s) => Box::pin(s),
             Err(Error::Expired(_)) => {
@@ -121,7 +124,7 @@ async fn run<K: Resource>(api: Api<K>, params: ListParams, tx: mpsc::Sender<Resu
                 }
             }
         }
-        tracing::debug!(kind = %K::KIND, rv = ?rv, "watch ended");
+        tracing::debug!(rv = ?rv, "watch ended");
         pause(&mut backoff).await;
     }
 }
@@ -258,15 +261,19 @@ pub fn reflector<K: Resource>(
     params: ListParams,
 ) -> (Store<K>, tokio::task::JoinHandle<()>) {
     let (writer, store) = Writer::new();
-    let task = tokio::spawn(async move {
-        let mut events = Box::pin(watcher(api, params));
-        while let Some(ev) = events.next().await {
-            match ev {
-                Ok(ev) => writer.apply(ev),
-                Err(e) => tracing::warn!(kind = %K::KIND, error = %e, "reflector watch"),
+    let span = tracing::info_span!("reflector", kind = %K::KIND, namespace = %api.namespace());
+    let task = tokio::spawn(
+        async move {
+            let mut events = Box::pin(watcher(api, params));
+            while let Some(ev) = events.next().await {
+                match ev {
+                    Ok(ev) => writer.apply(ev),
+                    Err(e) => tracing::warn!(error = %e, "reflector watch"),
+                }
             }
         }
-    });
+        .instrument(span),
+    );
     (store, task)
 }
 
