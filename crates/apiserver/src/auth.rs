@@ -115,19 +115,19 @@ impl Tokens {
         self.by_token.get(token)
     }
 
-    /// The identity behind a request's `authorization: Bearer` header.
+    /// The identity behind a gRPC request's `authorization: Bearer` header.
     pub fn authenticate<T>(&self, req: &Request<T>) -> Result<Identity> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Error::Unauthenticated("missing bearer token".into()))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                Error::Unauthenticated("authorization header is not `Bearer <token>`".into())
-            })?;
+        let header = req.metadata().get("authorization").map(|h| h.to_str());
+        self.authenticate_header(header.map(|h| h.unwrap_or("")))
+    }
+
+    /// The identity behind an `Authorization` header's value (gRPC
+    /// metadata or HTTP alike); None: no header.
+    pub fn authenticate_header(&self, header: Option<&str>) -> Result<Identity> {
+        let header = header.ok_or_else(|| Error::Unauthenticated("missing bearer token".into()))?;
+        let token = header.strip_prefix("Bearer ").ok_or_else(|| {
+            Error::Unauthenticated("authorization header is not `Bearer <token>`".into())
+        })?;
         self.lookup(token.trim())
             .cloned()
             .ok_or_else(|| Error::Unauthenticated("invalid bearer token".into()))

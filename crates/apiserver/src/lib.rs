@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod namespaces;
 pub mod registry;
@@ -52,12 +53,27 @@ pub struct ApiConfig {
     pub tokens: Tokens,
     /// TLS on the API port: PEM certificate and key. None: plaintext.
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// The Kubernetes HTTP API's own port (always TLS); None: not served.
+    pub kube: Option<KubeApiConfig>,
+}
+
+/// Where the Kubernetes HTTP API listens, and its certificate. A port of
+/// its own, always TLS, because kubectl and client-go send a bearer token
+/// only over TLS, while the gRPC API port serves plaintext clients (the
+/// SDK, agents) unless the replica has a certificate.
+#[derive(Clone, Debug)]
+pub struct KubeApiConfig {
+    pub listen: SocketAddr,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
 }
 
 /// A running replica: the store and the API server over it.
 pub struct ApiServer {
     pub store: keelson_store::Server,
     pub api_addr: SocketAddr,
+    /// The Kubernetes HTTP API's address, when served.
+    pub kube_addr: Option<SocketAddr>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -78,6 +94,21 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
     let api_addr = api_listener
         .local_addr()
         .map_err(|e| format!("API address: {e}"))?;
+    let kube_listener = match &api.kube {
+        Some(k) => {
+            let tls = http::serve::tls_config(&k.cert_pem, &k.key_pem)
+                .map_err(|e| format!("Kubernetes API TLS: {e}"))?;
+            let l = tokio::net::TcpListener::bind(k.listen)
+                .await
+                .map_err(|e| format!("bind Kubernetes API address {}: {e}", k.listen))?;
+            let addr = l
+                .local_addr()
+                .map_err(|e| format!("Kubernetes API address: {e}"))?;
+            Some((l, addr, tls))
+        }
+        None => None,
+    };
+    let kube_addr = kube_listener.as_ref().map(|(_, a, _)| *a);
     let server = keelson_store::Server::start(store).await?;
     let replica = server.replica.clone();
     let registry = registry::Registry::new(replica.clone());
@@ -120,7 +151,21 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
                 .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(API_MESSAGE_BYTES_MAX),
         )
-        .add_service(ClusterServer::new(svc));
+        .add_service(ClusterServer::new(svc.clone()));
+    if let Some((listener, addr, tls)) = kube_listener {
+        let routes = http::routes(http::Http {
+            api: svc,
+            server_address: addr.to_string(),
+        })
+        .fallback(http::no_such_path);
+        tasks.push(tokio::spawn(http::serve::serve(
+            listener,
+            routes,
+            tls,
+            stop_rx.clone(),
+        )));
+        tracing::info!(kubernetes_api = %addr, "Kubernetes API started");
+    }
     tasks.push(tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop_api.wait_for(|s| *s).await;
@@ -161,6 +206,7 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
     Ok(ApiServer {
         store: server,
         api_addr,
+        kube_addr,
         stop,
         tasks,
     })

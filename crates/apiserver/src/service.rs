@@ -120,12 +120,7 @@ impl Resources for Api {
         let resource = resource_label(&req.get_ref().resource);
         let r = async {
             let who = self.who(&req)?;
-            let req = req.into_inner();
-            let kind = kind_from(&req.resource)?;
-            authorize(&who, Verb::Get, kind, &req.name, None, None)?;
-            let ns = namespace_for(kind, &req.namespace);
-            self.registry
-                .get(kind, &ns, &req.name)
+            self.get_inner(&who, &req.into_inner())
                 .await
                 .map(Response::new)
         }
@@ -138,43 +133,9 @@ impl Resources for Api {
         let resource = resource_label(&req.get_ref().resource);
         let r = async {
             let who = self.who(&req)?;
-            let req = req.into_inner();
-            let kind = kind_from(&req.resource)?;
-            authorize(&who, Verb::List, kind, "", None, None)?;
-            let labels = LabelSelector::parse(&req.label_selector).map_err(Error::BadRequest)?;
-            let fields = FieldSelector::parse(&req.field_selector, kind).map_err(Error::BadRequest)?;
-            if req.limit < 0 {
-                return Err(Error::BadRequest("limit must not be negative".into()));
-            }
-            let local = match req.resource_version.as_str() {
-                "" => false,
-                "0" => true,
-                other => {
-                    return Err(Error::BadRequest(format!(
-                        "list resourceVersion {other:?}: only \"\" (latest) and \"0\" (any) are supported"
-                    )))
-                }
-            };
-            let ns = if kind.namespaced() { req.namespace.clone() } else { String::new() };
-            let page = self
-                .registry
-                .list(
-                    kind,
-                    ListOptions {
-                        namespace: &ns,
-                        labels: &labels,
-                        fields: &fields,
-                        limit: req.limit,
-                        continue_token: &req.continue_token,
-                        local,
-                    },
-                )
-                .await?;
-            Ok(Response::new(ListResponse {
-                items: page.items,
-                resource_version: page.revision.to_string(),
-                continue_token: page.continue_token,
-            }))
+            self.list_inner(&who, &req.into_inner())
+                .await
+                .map(Response::new)
         }
         .await;
         self.done("list", resource, start, r)
@@ -276,6 +237,82 @@ impl Resources for Api {
         }
         .await;
         self.done("logs", "pods", start, r)
+    }
+}
+
+/// Where a read may be served, from the resourceVersion a client sent
+/// (Kubernetes' semantics for get and list): `""` the latest
+/// (linearizable, after a read barrier), `"0"` any (this replica's state),
+/// `"N"` not older than N (this replica's state once it has applied N,
+/// else after a barrier).
+fn read_locally(registry: &Registry, rv: &str) -> Result<bool, Error> {
+    Ok(match parse_revision(rv)? {
+        None => false,
+        Some(0) => true,
+        Some(n) => registry.revision() >= n,
+    })
+}
+
+impl Api {
+    /// Resources.Get, for any front end: authorize, then read.
+    pub(crate) async fn get_inner(
+        &self,
+        who: &Identity,
+        req: &GetRequest,
+    ) -> Result<Object, Error> {
+        let kind = kind_from(&req.resource)?;
+        authorize(who, Verb::Get, kind, &req.name, None, None)?;
+        let ns = namespace_for(kind, &req.namespace);
+        let local = read_locally(&self.registry, &req.resource_version)?;
+        self.registry
+            .read(kind, &ns, &req.name, !local)
+            .await?
+            .map(|s| s.object)
+            .ok_or_else(|| Error::NotFound {
+                kind: kind.plural(),
+                name: req.name.clone(),
+            })
+    }
+
+    /// Resources.List, for any front end: authorize, parse the selectors,
+    /// read one page at one revision.
+    pub(crate) async fn list_inner(
+        &self,
+        who: &Identity,
+        req: &ListRequest,
+    ) -> Result<ListResponse, Error> {
+        let kind = kind_from(&req.resource)?;
+        authorize(who, Verb::List, kind, "", None, None)?;
+        let labels = LabelSelector::parse(&req.label_selector).map_err(Error::BadRequest)?;
+        let fields = FieldSelector::parse(&req.field_selector, kind).map_err(Error::BadRequest)?;
+        if req.limit < 0 {
+            return Err(Error::BadRequest("limit must not be negative".into()));
+        }
+        let local = read_locally(&self.registry, &req.resource_version)?;
+        let ns = if kind.namespaced() {
+            req.namespace.clone()
+        } else {
+            String::new()
+        };
+        let page = self
+            .registry
+            .list(
+                kind,
+                ListOptions {
+                    namespace: &ns,
+                    labels: &labels,
+                    fields: &fields,
+                    limit: req.limit,
+                    continue_token: &req.continue_token,
+                    local,
+                },
+            )
+            .await?;
+        Ok(ListResponse {
+            items: page.items,
+            resource_version: page.revision.to_string(),
+            continue_token: page.continue_token,
+        })
     }
 }
 

@@ -1,8 +1,9 @@
 //! `keelson server`: flags (etcd's names where etcd has one) -> a
 //! `StoreConfig` and an `ApiConfig` -> run until SIGINT/SIGTERM.
 //!
-//! The first start creates an admin token and a client config in the data
-//! dir. Unless `--disable-scheduler` / `--disable-controllers`, the replica
+//! The first start creates an admin token and a client config in the
+//! data dir, and (unless `--tls-cert`) a self-signed certificate for the
+//! Kubernetes API port; every start writes a kubeconfig for kubectl there. Unless `--disable-scheduler` / `--disable-controllers`, the replica
 //! also runs a scheduler and a controller manager as clients of its own API
 //! port, with an admin token held in memory only (never written anywhere).
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use keelson_apiserver::{ApiConfig, ClusterState, StoreConfig as Config, Tokens};
+use keelson_apiserver::{ApiConfig, ClusterState, KubeApiConfig, StoreConfig as Config, Tokens};
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
@@ -65,6 +66,12 @@ pub struct ServerArgs {
     /// Address of the API server (typed resources over gRPC).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen_api: String,
+    /// Address of the Kubernetes HTTP API (kubectl, client-go, kube-rs),
+    /// always TLS: with --tls-cert's certificate, else a self-signed one
+    /// made at the first start in <data-dir>/kube-certs (its CA is in the
+    /// data dir's kubeconfig); "off" to disable.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub listen_kube_api: String,
     /// Address of the Prometheus metrics endpoint (`/metrics`); "off" to disable.
     #[arg(long, default_value = "127.0.0.1:9379")]
     pub listen_metrics: String,
@@ -254,6 +261,81 @@ fn tokens(
     Tokens::load(&path).map_err(anyhow::Error::msg)
 }
 
+/// The Kubernetes API's certificate: the replica's own (`--tls-cert`),
+/// else a self-signed one in `<data-dir>/kube-certs`, made at the first
+/// start for the listen address, 127.0.0.1 and localhost. With the CA
+/// file clients verify it with.
+fn kube_api(
+    args: &ServerArgs,
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+) -> anyhow::Result<(KubeApiConfig, PathBuf)> {
+    let (cert, key, ca) = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => (
+            c.clone(),
+            k.clone(),
+            args.tls_ca.clone().unwrap_or_else(|| c.clone()),
+        ),
+        _ => {
+            let dir = data_dir.join("kube-certs");
+            let (cert, key, ca) = (
+                dir.join("server.pem"),
+                dir.join("server-key.pem"),
+                dir.join("ca.pem"),
+            );
+            if !(cert.exists() && key.exists() && ca.exists()) {
+                let mut hosts = vec![listen.ip().to_string()];
+                for h in ["127.0.0.1", "localhost"] {
+                    if !hosts.iter().any(|x| x == h) {
+                        hosts.push(h.to_string());
+                    }
+                }
+                let w = crate::certs::generate(&dir, &hosts)
+                    .context("make the Kubernetes API's certificate")?;
+                tracing::info!(dir = %dir.display(), "made a self-signed certificate for the Kubernetes API");
+                (w.cert, w.key, w.ca)
+            } else {
+                (cert, key, ca)
+            }
+        }
+    };
+    let config = KubeApiConfig {
+        listen,
+        cert_pem: read(&cert)?,
+        key_pem: read(&key)?,
+    };
+    Ok((config, std::path::absolute(&ca)?))
+}
+
+/// `<data-dir>/kubeconfig` for kubectl (the Kubernetes API's address and
+/// CA, the admin token of the data dir's client config), written at every
+/// start, when the data dir has its own admin token.
+fn write_kubeconfig(
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+    ca: &std::path::Path,
+) -> anyhow::Result<()> {
+    let admin = data_dir.join("admin.config");
+    if !admin.exists() {
+        return Ok(());
+    }
+    let config = keelson_sdk::Config::load(&admin).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let host = if listen.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], listen.port()))
+    } else {
+        listen
+    };
+    let entry = crate::kubeconfig::Entry {
+        server: format!("https://{host}"),
+        token: config.token.clone(),
+        ca: Some(ca.display().to_string()),
+    };
+    let path = data_dir.join("kubeconfig");
+    crate::kubeconfig::write(&path, &crate::kubeconfig::document(&entry))?;
+    tracing::info!(kubeconfig = %path.display(), "kubectl: export KUBECONFIG={}", path.display());
+    Ok(())
+}
+
 /// A client of this replica's own API (loopback when it listens on every
 /// address), for the embedded scheduler and controllers.
 fn internal_client(
@@ -318,11 +400,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
         _ => None,
     };
+    let kube = match args.listen_kube_api.as_str() {
+        "off" | "" => None,
+        a => {
+            let (kube, ca) = kube_api(&args, &config.data_dir, parse_addr(a)?)?;
+            write_kubeconfig(&config.data_dir, kube.listen, &ca)?;
+            Some(kube)
+        }
+    };
     let api = ApiConfig {
         listen_api,
         listen_metrics,
         tokens,
         tls,
+        kube,
     };
     let server = keelson_apiserver::start(config, api)
         .await

@@ -3,7 +3,8 @@
 //! `up` starts `--replicas` control-plane replicas and `--agents` node
 //! agents as separate OS processes (this binary, `keelson server` and
 //! `keelson agent`), each in its own process group with its data under the
-//! data dir, waits until the cluster is healthy, writes the client config,
+//! data dir, waits until the cluster is healthy, writes the client config
+//! and a kubeconfig (merged into `~/.kube/config` as context `keelson`),
 //! then supervises: a process that dies is started again (unless
 //! `--no-restart`). SIGINT/SIGTERM (Ctrl-C, or `keelson down`) stops the
 //! agents first (they stop their pods), then the replicas.
@@ -15,6 +16,7 @@
 //!                     start resumes it)
 //! tokens.csv          the replicas' tokens: one admin, one per node
 //! admin.config        client config (all API endpoints, the admin token)
+//! kubeconfig          for kubectl (the first replica's Kubernetes API)
 //! m1/ m2/ m3/         replicas' data         n1/ n2/   agents' data
 //! n1.config ...       each agent's client config (its node token)
 //! logs/<name>.log     each process' output    run/<name>.pid, run/up.pid
@@ -22,7 +24,8 @@
 //!
 //! Replica i listens on its own loopback address (`--replica-address`
 //! counting up: 127.0.10.1, .2, ...) with etcd's and Kubernetes' usual
-//! ports (etcd 2379, peers 2380, API 6443, metrics 9379); agent j on
+//! ports (etcd 2379, peers 2380, API 6443, Kubernetes API 7443, metrics
+//! 9379); agent j on
 //! `--agent-address` counting up (127.0.0.11, .12, ...), its pods on
 //! 127.<last octet>.x.y, its Service proxy ports on its own address.
 
@@ -83,6 +86,10 @@ pub struct UpArgs {
     /// ~/.keelson/config, unless that file is someone else's].
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// kubeconfig to merge the `keelson` context into [default: the first
+    /// file of $KUBECONFIG, else ~/.kube/config]; other contexts are kept.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     pub node_lifecycle: NodeLifecycleArgs,
 }
@@ -110,6 +117,8 @@ pub struct Member {
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
 pub const API_PORT: u16 = 6443;
+/// The Kubernetes HTTP API (TLS), beside the gRPC API port.
+pub const KUBE_API_PORT: u16 = 7443;
 pub const METRICS_PORT: u16 = 9379;
 
 impl Layout {
@@ -202,6 +211,9 @@ impl Dirs {
     }
     fn admin_config(&self) -> PathBuf {
         self.root.join("admin.config")
+    }
+    fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig")
     }
     fn agent_config(&self, name: &str) -> PathBuf {
         self.root.join(format!("{name}.config"))
@@ -354,6 +366,30 @@ fn install_client_config(a: &UpArgs, dirs: &Dirs) -> Result<PathBuf, String> {
         true,
     )
     .map_err(|e| format!("{e:#}"))?;
+    Ok(target)
+}
+
+/// Write `<data-dir>/kubeconfig` (the admin token, the first replica's
+/// Kubernetes API and the CA of its certificate) and merge its entries
+/// into the user's kubeconfig. Where it went.
+fn install_kubeconfig(a: &UpArgs, dirs: &Dirs, layout: &Layout) -> anyhow::Result<PathBuf> {
+    let admin = Config::load(&dirs.admin_config()).map_err(|e| anyhow!("{e}"))?;
+    let first = layout
+        .replicas
+        .first()
+        .ok_or_else(|| anyhow!("the layout has no replica"))?;
+    let ca = dirs.data(&first.name).join("kube-certs").join("ca.pem");
+    let entry = crate::kubeconfig::Entry {
+        server: format!("https://{}:{KUBE_API_PORT}", first.address),
+        token: admin.token.clone(),
+        ca: Some(std::path::absolute(&ca)?.display().to_string()),
+    };
+    crate::kubeconfig::write(&dirs.kubeconfig(), &crate::kubeconfig::document(&entry))?;
+    let target = a
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(crate::kubeconfig::default_path);
+    crate::kubeconfig::merge_into(&target, &entry)?;
     Ok(target)
 }
 
@@ -634,6 +670,8 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
                 addr(API_PORT),
                 "--listen-metrics".into(),
                 addr(METRICS_PORT),
+                "--listen-kube-api".into(),
+                addr(KUBE_API_PORT),
                 "--token-file".into(),
                 path(dirs.tokens()),
                 "--initial-cluster".into(),
@@ -783,6 +821,19 @@ async fn run(
         ),
     };
     progress.say(&config_line);
+    let kube_line = match install_kubeconfig(a, dirs, layout) {
+        Ok(p) => format!(
+            "kubeconfig: context keelson in {} (kubectl get nodes works now)",
+            p.display()
+        ),
+        Err(e) => format!(
+            "kubeconfig: {e:#}; use `export KUBECONFIG={}`",
+            std::path::absolute(dirs.kubeconfig())
+                .unwrap_or_else(|_| dirs.kubeconfig())
+                .display()
+        ),
+    };
+    progress.say(&kube_line);
     if a.demo {
         progress
             .say("applying the demo app (examples/web.yaml: Deployment web x3, Service web:8080)");
@@ -872,10 +923,10 @@ fn summary(layout: &Layout, dirs: &Dirs, demo: bool) -> String {
         ));
     }
     s.push_str(&format!(
-        "\nData, logs and pids: {}  (tokens.csv, admin.config, logs/, run/)\n\nTry:\n",
+        "\nData, logs and pids: {}  (tokens.csv, admin.config, kubeconfig, logs/, run/)\n\nTry:\n",
         dirs.root.display()
     ));
-    s.push_str("  keelson get nodes\n  keelson cluster status\n");
+    s.push_str("  keelson get nodes\n  keelson cluster status\n  kubectl get nodes -o wide\n  kubectl get pods -A\n");
     if demo {
         if let Some(n) = layout.agents.first() {
             s.push_str(&format!("  curl -s {}:8080\n", n.address));

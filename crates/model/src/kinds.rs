@@ -82,24 +82,37 @@ impl Kind {
         !matches!(self, Kind::Endpoints | Kind::Event | Kind::Lease)
     }
 
+    /// kubectl's short names of the kind (`po`, `deploy`, `svc`...), as
+    /// Kubernetes' discovery documents list them.
+    pub fn short_names(self) -> &'static [&'static str] {
+        match self {
+            Kind::Namespace => &["ns"],
+            Kind::Node => &["no"],
+            Kind::Pod => &["po"],
+            Kind::ReplicaSet => &["rs"],
+            Kind::Deployment => &["deploy"],
+            Kind::Service => &["svc"],
+            Kind::Endpoints => &["ep"],
+            Kind::Event => &["ev"],
+            Kind::Lease => &[],
+        }
+    }
+
+    /// The singular resource name (`pod`, `endpoints`).
+    pub fn singular(self) -> String {
+        match self {
+            Kind::Endpoints => "endpoints".into(),
+            k => k.name().to_ascii_lowercase(),
+        }
+    }
+
     /// Names a user may type: plural, singular, kind, and kubectl's short
     /// names (`po`, `deploy`, `svc`, `ns`...), case-insensitive.
     pub fn parse(s: &str) -> Option<Kind> {
         let s = s.to_ascii_lowercase();
-        Kind::ALL.into_iter().find(|k| {
-            let short: &[&str] = match k {
-                Kind::Namespace => &["ns", "namespace"],
-                Kind::Node => &["no", "node"],
-                Kind::Pod => &["po", "pod"],
-                Kind::ReplicaSet => &["rs", "replicaset"],
-                Kind::Deployment => &["deploy", "deployment"],
-                Kind::Service => &["svc", "service"],
-                Kind::Endpoints => &["ep"],
-                Kind::Event => &["ev", "event"],
-                Kind::Lease => &["lease"],
-            };
-            s == k.plural() || s == k.name().to_ascii_lowercase() || short.contains(&s.as_str())
-        })
+        Kind::ALL
+            .into_iter()
+            .find(|k| s == k.plural() || s == k.singular() || k.short_names().contains(&s.as_str()))
     }
 
     /// The store key prefix of this kind in `namespace` (all namespaces when

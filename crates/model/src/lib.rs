@@ -11,7 +11,11 @@
 //! - [`quantity`]: resource quantities (`100m`, `64Mi`).
 //! - [`validation`]: every problem with an object, as a list.
 //! - [`defaults`]: the defaults the API server fills in.
-//! - [`time`]: timestamps as the API writes them (RFC 3339, to the second).
+//! - [`time`]: timestamps as the API writes them (RFC 3339, to the second),
+//!   and ages as kubectl shows them (`3m`, `4d5h`).
+//! - [`printers`]: what a table of objects shows per kind (kubectl's
+//!   columns and cells), one copy for `keelson get` and the API server's
+//!   server-side Tables.
 //! - [`pod`]: facts about a pod several parts need (readiness).
 //! - [`deployment`]: the rollout's annotations and kubectl's reading of a
 //!   rollout (`rollout_status`), shared by the controller and the CLI.
@@ -21,6 +25,7 @@ pub mod deployment;
 pub mod kinds;
 pub mod manifest;
 pub mod pod;
+pub mod printers;
 pub mod quantity;
 pub mod selector;
 pub mod time;

@@ -1,6 +1,8 @@
 //! Timestamps as the API writes them: RFC 3339 in UTC, to the second, as
-//! Kubernetes' `metav1.Time` (`2024-05-01T12:00:00Z`), plus a serde adapter
-//! for nanosecond timestamps in local records.
+//! Kubernetes' `metav1.Time` (`2024-05-01T12:00:00Z`), a serde adapter for
+//! nanosecond timestamps in local records, and ages as kubectl shows them
+//! ([`human_duration`], [`age`]: apimachinery's `duration.HumanDuration`
+//! and printers.go's `translateTimestampSince`).
 //!
 //! Every timestamp field of the API (`creationTimestamp`,
 //! `lastTransitionTime`, a taint's `timeAdded`, ...) is a string made by
@@ -54,6 +56,73 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
         t.checked_sub(Duration::from_secs(secs.unsigned_abs()))
     } else {
         t.checked_add(Duration::from_secs(secs.unsigned_abs()))
+    }
+}
+
+/// kubectl's `HumanDuration`: `59s`, `2m`, `2m30s`, `12m`, `3h`, `3h20m`,
+/// `20h`, `4d`, `4d5h`, `30d`, `2y`...
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 * 2 {
+        return format!("{secs}s");
+    }
+    let minutes = secs / 60;
+    if minutes < 10 {
+        let s = secs % 60;
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
+    }
+    if minutes < 60 * 3 {
+        return format!("{minutes}m");
+    }
+    let hours = minutes / 60;
+    if hours < 8 {
+        let m = minutes % 60;
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        let h = hours % 24;
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        let days = (hours / 24) % 365;
+        return if days == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{days}d", hours / 24 / 365)
+        };
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+/// The age at `now` of something created at `ts`, as kubectl's AGE column
+/// shows it: `<unknown>` without a (readable) timestamp, `<invalid>` when
+/// it is more than a second in the future.
+pub fn age(ts: &str, now: SystemTime) -> String {
+    let Some(t) = parse_rfc3339(ts.trim()) else {
+        return "<unknown>".into();
+    };
+    match now.duration_since(t) {
+        Ok(d) => human_duration(d),
+        Err(e) if e.duration() > Duration::from_secs(1) => "<invalid>".into(),
+        Err(_) => "0s".into(),
     }
 }
 
@@ -138,6 +207,44 @@ mod tests {
         assert_eq!(format_rfc3339(before), "1970-01-01T00:00:00Z");
         let after = UNIX_EPOCH + Duration::from_secs(300_000_000_000);
         assert_eq!(format_rfc3339(after), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn durations_read_as_kubectl_prints_them() {
+        let s = Duration::from_secs;
+        assert_eq!(human_duration(s(0)), "0s");
+        assert_eq!(human_duration(s(45)), "45s");
+        assert_eq!(human_duration(s(59)), "59s");
+        assert_eq!(human_duration(s(119)), "119s");
+        assert_eq!(human_duration(s(120)), "2m");
+        assert_eq!(human_duration(s(150)), "2m30s");
+        assert_eq!(human_duration(s(12 * 60)), "12m");
+        assert_eq!(human_duration(s(3 * 3600)), "3h");
+        assert_eq!(human_duration(s(3 * 3600 + 20 * 60)), "3h20m");
+        assert_eq!(human_duration(s(20 * 3600)), "20h");
+        assert_eq!(human_duration(s(4 * 86400)), "4d");
+        assert_eq!(human_duration(s(5 * 86400)), "5d");
+        assert_eq!(human_duration(s(4 * 86400 + 5 * 3600)), "4d5h");
+        assert_eq!(human_duration(s(30 * 86400)), "30d");
+        assert_eq!(human_duration(s(3 * 365 * 86400)), "3y");
+    }
+
+    #[test]
+    fn ages_from_timestamps() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_714_557_600); // 2024-05-01T10:00:00Z
+        assert_eq!(age("2024-05-01T10:00:00Z", now), "0s");
+        assert_eq!(age("2024-05-01T09:59:01Z", now), "59s");
+        assert_eq!(age("2024-05-01T09:58:00Z", now), "2m");
+        assert_eq!(age("2024-05-01T07:00:00Z", now), "3h");
+        assert_eq!(age("2024-04-27T10:00:00Z", now), "4d");
+        assert_eq!(age("2024-05-01T09:59:59.5Z", now), "0s");
+        assert_eq!(age("2024-05-01T12:00:00+02:00", now), "0s");
+        assert_eq!(age("2024-05-01T07:00:00-01:00", now), "120m");
+        assert_eq!(age(" 2024-05-01T09:58:00Z ", now), "2m");
+        assert_eq!(age("", now), "<unknown>");
+        assert_eq!(age("yesterday", now), "<unknown>");
+        assert_eq!(age("2024-05-01T10:00:00.5Z", now), "0s");
+        assert_eq!(age("2024-05-01T11:00:00Z", now), "<invalid>");
     }
 
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -82,6 +82,7 @@ impl DynamicApi {
             resource: self.kind.plural().into(),
             namespace: self.namespace.clone(),
             name: name.into(),
+            ..Default::default()
         };
         Ok(self
             .client

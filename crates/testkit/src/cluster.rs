@@ -35,6 +35,8 @@ pub struct Member {
     pub peer_port: u16,
     /// Keelson's API port (unused for etcd).
     pub api_port: u16,
+    /// Keelson's Kubernetes API port, TLS (unused for etcd).
+    pub kube_port: u16,
     pub metrics_port: u16,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
@@ -53,6 +55,7 @@ impl Member {
             client_port: free_port()?,
             peer_port: free_port()?,
             api_port: free_port()?,
+            kube_port: free_port()?,
             metrics_port: free_port()?,
             data_dir,
             child: None,
@@ -65,6 +68,15 @@ impl Member {
     /// The API server's URL (Keelson).
     pub fn api_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)
+    }
+    /// The Kubernetes API's URL (Keelson; TLS).
+    pub fn kube_endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.kube_port)
+    }
+    /// The CA of the Kubernetes API's self-signed certificate (made by the
+    /// replica at its first start).
+    pub fn kube_ca(&self) -> PathBuf {
+        self.data_dir.join("kube-certs").join("ca.pem")
     }
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -334,6 +346,8 @@ impl ProcCluster {
                     &format!("127.0.0.1:{}", m.api_port),
                     "--listen-metrics",
                     &format!("127.0.0.1:{}", m.metrics_port),
+                    "--listen-kube-api",
+                    &format!("127.0.0.1:{}", m.kube_port),
                 ])
                 .args([
                     std::ffi::OsStr::new("--token-file"),

@@ -40,6 +40,7 @@ impl Up {
             .current_dir(cwd)
             .env("HOME", home)
             .env_remove("KEELSON_CONFIG")
+            .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

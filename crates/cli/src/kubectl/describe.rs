@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use keelson_model::printers::event_time;
+use keelson_model::time::{age, parse_rfc3339};
 use keelson_model::{manifest, meta_of, Object};
 use keelson_proto::v1;
 
-use super::printers::event_time;
-use super::table::{age, header, render};
+use super::table::{header, render};
 
 /// Width of the "Key:" column.
 const KEY_WIDTH: usize = 15;
@@ -115,7 +116,7 @@ pub fn events_section(events: &[v1::Event], now: SystemTime) -> String {
         return s;
     }
     let mut sorted: Vec<&v1::Event> = events.iter().collect();
-    sorted.sort_by_key(|e| super::table::parse_time(event_time(e)));
+    sorted.sort_by_key(|e| parse_rfc3339(event_time(e)));
     let rows: Vec<Vec<String>> = sorted
         .into_iter()
         .map(|e| {

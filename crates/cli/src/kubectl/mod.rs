@@ -4,7 +4,9 @@
 //! The calls go over the SDK's [`Client`] (failover, retries, the token);
 //! commands that work on any kind call the Resources service with the
 //! generic [`Object`] (see [`Resources`]). What is printed is built by pure
-//! functions in [`table`], [`printers`], [`describe`] and [`apply`].
+//! functions: a table's columns and cells by [`keelson_model::printers`]
+//! (the same the API server's server-side Tables serve), the rest in
+//! [`table`], [`printers`], [`describe`] and [`apply`].
 
 pub mod apply;
 pub mod describe;

@@ -4,5 +4,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod kubectl;
 mod node_session;
 mod resources;

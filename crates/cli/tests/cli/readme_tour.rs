@@ -79,6 +79,7 @@ async fn the_readme_tour_runs_as_written() {
                 .env("PATH", path)
                 .env("HOME", home)
                 .env_remove("KEELSON_CONFIG")
+                .env_remove("KUBECONFIG")
                 .env_remove("KEELSON_SERVER")
                 .env_remove("KEELSON_TOKEN")
                 .output()

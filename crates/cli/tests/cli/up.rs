@@ -167,6 +167,22 @@ async fn up_runs_the_seeds_workflow_end_to_end() {
     let (ok, text) = cli(&config, &["get", "nodes"]);
     assert!(ok && text.contains("n1") && text.contains("n2"), "{text}");
     assert!(up.output().contains(&format!("n2    agent      {a2}")));
+    // And kubectl works at once: up merged context `keelson` into
+    // $HOME/.kube/config (created, as there was none).
+    let kubectl = std::process::Command::new("kubectl")
+        .args(["get", "nodes", "--request-timeout", "20s"])
+        .env("HOME", &home)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("kubectl must be on PATH (it is on this project's machines)");
+    let text = String::from_utf8_lossy(&kubectl.stdout);
+    assert!(
+        kubectl.status.success() && text.contains("n1") && text.contains("n2"),
+        "{text}{}",
+        String::from_utf8_lossy(&kubectl.stderr)
+    );
+    let kube = std::fs::read_to_string(home.join(".kube").join("config")).expect("kubeconfig");
+    assert!(kube.contains("current-context: keelson"), "{kube}");
 
     let client = Client::new(&Config::load(&config).expect("client config")).expect("client");
     let pods: Api<v1::Pod> = Api::namespaced(client.clone(), "default");

@@ -1,0 +1,394 @@
+//! The Kubernetes HTTP API: a second front end over the same registry,
+//! tokens, roles and validation as the gRPC services ([`crate::service`]):
+//! the handlers build the same requests and call the same `*_inner`
+//! functions, so one code path decides and two encodings speak.
+//!
+//! It listens on a port of its own (`--listen-kube-api`), always over TLS
+//! ([`serve`]): kubectl and client-go send a kubeconfig's bearer token
+//! only over TLS, while the gRPC API port serves plaintext clients (the
+//! SDK, agents) unless the replica has a certificate. A replica without
+//! one makes a self-signed certificate for this port at its first start,
+//! as kube-apiserver does.
+//!
+//! Served so far: `/version`, `/healthz`, `/livez`, `/readyz`, discovery
+//! (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`), and get and
+//! list of the nine kinds (and get of `status`) at their Kubernetes paths,
+//! as JSON or as server-side tables, with `labelSelector`,
+//! `fieldSelector`, `limit`, `continue` and `resourceVersion`. Every other
+//! method answers 405 MethodNotAllowed, `watch` 405 too, other
+//! subresources 404, and a protobuf-only `Accept` 406.
+//!
+//! # Layout
+//! - [`discovery`]: the discovery documents (pure).
+//! - [`path`]: a resource path -> [`path::Target`] (pure).
+//! - [`table`]: server-side tables (pure).
+//! - [`status`]: errors as `metav1.Status` with Kubernetes' codes (pure).
+//! - [`serve`]: the TLS listener (h2 and http/1.1 by ALPN, deadlines).
+//! - this file: the router and the handlers (authentication, the shared
+//!   request functions, encoding).
+
+pub mod discovery;
+pub mod path;
+pub mod serve;
+pub mod status;
+pub mod table;
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use keelson_model::{manifest, Kind, Object};
+use keelson_proto::api::{GetRequest, ListRequest};
+use serde_json::{json, Value};
+
+use crate::auth::Identity;
+use crate::error::Error;
+use crate::service::Api;
+use status::Failure;
+use table::Include;
+
+/// The content type of every JSON answer.
+const JSON: &str = "application/json";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Http {
+    pub api: Api,
+    /// This replica's API address, as `/api` advertises it.
+    pub server_address: String,
+}
+
+/// The Kubernetes routes, to merge into the port's router (which sets
+/// [`no_such_path`] as its fallback: a router merged into another must
+/// have none).
+pub fn routes(http: Http) -> Router {
+    Router::new()
+        .route("/version", get(version))
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(health))
+        .route("/api", get(api_versions))
+        .route("/api/", get(api_versions))
+        .route("/apis", get(api_groups))
+        .route("/apis/", get(api_groups))
+        .route("/api/v1", get(core_resources))
+        .route("/api/v1/", get(core_resources))
+        .route("/apis/{group}/{version}", get(group_resources))
+        .route("/apis/{group}/{version}/", get(group_resources))
+        .route("/api/v1/{*rest}", get(core_object))
+        .route("/apis/{group}/{version}/{*rest}", get(group_object))
+        .method_not_allowed_fallback(not_allowed)
+        .with_state(http)
+}
+
+/// A JSON answer.
+fn json_response(code: StatusCode, body: &Value) -> Response {
+    let mut r = (code, body.to_string()).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    r
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = json_response(code, &self.body());
+        if let Some(secs) = self.retry_after() {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
+    }
+}
+
+/// Any path nobody serves: 404 with a `Status`.
+pub async fn no_such_path() -> Failure {
+    Failure::no_such_path()
+}
+
+async fn not_allowed(method: Method) -> Failure {
+    Failure::new(
+        405,
+        "MethodNotAllowed",
+        format!("the server does not allow this method on the requested resource ({method} is not served over HTTP yet)"),
+    )
+}
+
+async fn version() -> Response {
+    json_response(StatusCode::OK, &discovery::version())
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+fn authenticate(http: &Http, headers: &HeaderMap) -> Result<Identity, Failure> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .map(|h| h.to_str().unwrap_or(""));
+    Ok(http.api.tokens.authenticate_header(header)?)
+}
+
+async fn api_versions(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
+    authenticate(&http, &headers)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &discovery::api_versions(&http.server_address),
+    ))
+}
+
+async fn api_groups(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
+    authenticate(&http, &headers)?;
+    Ok(json_response(StatusCode::OK, &discovery::api_group_list()))
+}
+
+async fn core_resources(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
+    resources_at(&http, &headers, "", "v1")
+}
+
+async fn group_resources(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path((group, version)): Path<(String, String)>,
+) -> Result<Response, Failure> {
+    resources_at(&http, &headers, &group, &version)
+}
+
+fn resources_at(
+    http: &Http,
+    headers: &HeaderMap,
+    group: &str,
+    version: &str,
+) -> Result<Response, Failure> {
+    authenticate(http, headers)?;
+    let list = discovery::api_resource_list(group, version).ok_or_else(Failure::no_such_path)?;
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+async fn core_object(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path(rest): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Failure> {
+    read(&http, &headers, "", "v1", &rest, &query).await
+}
+
+async fn group_object(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path((group, version, rest)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Failure> {
+    read(&http, &headers, &group, &version, &rest, &query).await
+}
+
+/// How the client wants its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Json,
+    Table,
+}
+
+/// From the `Accept` header: a table when one of its types asks for
+/// `as=Table`, JSON when it takes JSON (or anything); else none we speak.
+fn format_of(headers: &HeaderMap) -> Result<Format, Failure> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if accept.trim().is_empty() {
+        return Ok(Format::Json);
+    }
+    let types: Vec<&str> = accept.split(',').map(str::trim).collect();
+    if types
+        .iter()
+        .any(|t| t.starts_with("application/json") && t.contains("as=Table"))
+    {
+        return Ok(Format::Table);
+    }
+    if types.iter().any(|t| {
+        let base = t.split(';').next().unwrap_or("").trim();
+        (base == JSON || base == "*/*" || base == "application/*") && !t.contains("as=")
+    }) {
+        return Ok(Format::Json);
+    }
+    Err(Failure::not_acceptable(format!(
+        "only application/json (and its Table form) is served over HTTP yet, not {accept:?}"
+    )))
+}
+
+/// A GET of a resource path: one object or a list.
+#[tracing::instrument(name = "http_read", skip_all, fields(path = %rest))]
+async fn read(
+    http: &Http,
+    headers: &HeaderMap,
+    group: &str,
+    version: &str,
+    rest: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response, Failure> {
+    let target = path::parse(group, version, rest)?;
+    let who = authenticate(http, headers)?;
+    let format = format_of(headers)?;
+    let include = Include::parse(q(query, "includeObject"))
+        .ok_or_else(|| Failure::bad_request("includeObject must be None, Metadata or Object"))?;
+    if matches!(q(query, "watch"), "true" | "1") {
+        return Err(Failure::new(
+            405,
+            "MethodNotAllowed",
+            "watch is not served over HTTP yet (the gRPC API and `keelson get -w` watch)",
+        ));
+    }
+    let kind = target.kind;
+    let resource_version = q(query, "resourceVersion").to_string();
+    let started = Instant::now();
+    match (&target.name, target.subresource.as_deref()) {
+        (Some(name), None | Some("status")) => {
+            let req = GetRequest {
+                resource: kind.plural().into(),
+                namespace: target.namespace.clone(),
+                name: name.clone(),
+                resource_version,
+            };
+            let r = http.api.get_inner(&who, &req).await;
+            observe(http, "get", kind, &r, started);
+            let o = r?;
+            Ok(match format {
+                Format::Json => json_response(StatusCode::OK, &manifest::to_value(&o)),
+                Format::Table => {
+                    let rv = keelson_model::meta_of(&o)
+                        .map(|m| m.resource_version.clone())
+                        .unwrap_or_default();
+                    let t = table::table(
+                        kind,
+                        std::slice::from_ref(&o),
+                        json!({ "resourceVersion": rv }),
+                        include,
+                        SystemTime::now(),
+                    );
+                    json_response(StatusCode::OK, &t)
+                }
+            })
+        }
+        (Some(_), Some(_)) => Err(Failure::no_such_path()),
+        (None, _) => {
+            let limit = match q(query, "limit") {
+                "" => 0,
+                l => l
+                    .parse::<i64>()
+                    .map_err(|_| Failure::bad_request(format!("limit {l:?} is not a number")))?,
+            };
+            match q(query, "resourceVersionMatch") {
+                "" | "NotOlderThan" => {}
+                other => {
+                    return Err(Failure::bad_request(format!(
+                        "resourceVersionMatch {other:?} is not supported yet (only NotOlderThan)"
+                    )))
+                }
+            }
+            let req = ListRequest {
+                resource: kind.plural().into(),
+                namespace: target.namespace.clone(),
+                label_selector: q(query, "labelSelector").into(),
+                field_selector: q(query, "fieldSelector").into(),
+                limit,
+                continue_token: q(query, "continue").into(),
+                resource_version,
+            };
+            let r = http.api.list_inner(&who, &req).await;
+            observe(http, "list", kind, &r, started);
+            let page = r?;
+            let mut meta = json!({ "resourceVersion": page.resource_version });
+            if !page.continue_token.is_empty() {
+                meta["continue"] = json!(page.continue_token);
+            }
+            Ok(match format {
+                Format::Json => json_response(StatusCode::OK, &list_json(kind, &page.items, meta)),
+                Format::Table => json_response(
+                    StatusCode::OK,
+                    &table::table(kind, &page.items, meta, include, SystemTime::now()),
+                ),
+            })
+        }
+    }
+}
+
+/// A query parameter, "" when absent.
+fn q<'a>(query: &'a HashMap<String, String>, name: &str) -> &'a str {
+    query.get(name).map_or("", String::as_str)
+}
+
+/// `PodList` and the like.
+fn list_json(kind: Kind, items: &[Object], metadata: Value) -> Value {
+    json!({
+        "kind": format!("{}List", kind.name()),
+        "apiVersion": kind.api_version(),
+        "metadata": metadata,
+        "items": items.iter().map(manifest::to_value).collect::<Vec<_>>(),
+    })
+}
+
+/// Count and time a call, as the gRPC front end does.
+fn observe<T>(http: &Http, verb: &str, kind: Kind, r: &Result<T, Error>, started: Instant) {
+    let code = match r {
+        Ok(_) => tonic::Code::Ok,
+        Err(e) => e.code(),
+    };
+    http.api
+        .metrics
+        .observe(verb, kind.plural(), code, started.elapsed());
+    if let Err(e) = r {
+        if e.code() == tonic::Code::Internal {
+            tracing::error!(verb, resource = kind.plural(), error = %e, "request failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(header::ACCEPT, v);
+        }
+        h
+    }
+
+    #[test]
+    fn accept_headers_pick_the_format() {
+        let cases = [
+            ("", Some(Format::Json)),
+            ("application/json", Some(Format::Json)),
+            ("*/*", Some(Format::Json)),
+            // kubectl get
+            ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json", Some(Format::Table)),
+            // kubectl describe's second GET
+            ("application/vnd.kubernetes.protobuf,application/json", Some(Format::Json)),
+            ("application/vnd.kubernetes.protobuf", None),
+            ("text/html", None),
+        ];
+        for (a, want) in cases {
+            assert_eq!(format_of(&accept(a)).ok(), want, "{a}");
+        }
+        assert_eq!(
+            format_of(&accept("text/html")).err().map(|f| f.code),
+            Some(406)
+        );
+    }
+
+    #[test]
+    fn lists_are_named_after_their_kind() {
+        let l = list_json(Kind::Deployment, &[], json!({"resourceVersion": "7"}));
+        assert_eq!(l["kind"], "DeploymentList");
+        assert_eq!(l["apiVersion"], "apps/v1");
+        assert_eq!(l["items"], json!([]));
+        assert_eq!(l["metadata"]["resourceVersion"], "7");
+    }
+}
