@@ -107,8 +107,7 @@ impl Resources for Api {
             let who = self.who(&req)?;
             let req = req.into_inner();
             let (obj, kind) = object_kind(&req.object)?;
-            authorize(&who, Verb::Create, kind, &name_of(&obj), None, Some(&obj))?;
-            Ok((kind, self.registry.create(obj, req.lease_id).await?))
+            Ok((kind, self.create_inner(&who, obj, req.lease_id).await?))
         }
         .await;
         let res = kind_label(&r);
@@ -142,11 +141,11 @@ impl Resources for Api {
     }
 
     async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
-        self.update_inner(req, false).await
+        self.update_grpc(req, false).await
     }
 
     async fn update_status(&self, req: Request<UpdateRequest>) -> Result<Response<Object>, Status> {
-        self.update_inner(req, true).await
+        self.update_grpc(req, true).await
     }
 
     async fn delete(
@@ -157,22 +156,7 @@ impl Resources for Api {
         let resource = resource_label(&req.get_ref().resource);
         let r = async {
             let who = self.who(&req)?;
-            let req = req.into_inner();
-            let kind = kind_from(&req.resource)?;
-            let ns = namespace_for(kind, &req.namespace);
-            let name = req.name.clone();
-            let check =
-                move |old: &Object| authorize(&who, Verb::Delete, kind, &name, Some(old), None);
-            let opts = DeleteOptions {
-                grace_period_seconds: req.grace_period_seconds,
-                propagation_policy: req.propagation_policy,
-                precondition_uid: req.precondition_uid,
-                precondition_resource_version: req.precondition_resource_version,
-            };
-            let (object, deleted) = self
-                .registry
-                .delete(kind, &ns, &req.name, &opts, &check)
-                .await?;
+            let (object, deleted) = self.delete_inner(&who, req.into_inner()).await?;
             Ok(Response::new(DeleteResponse {
                 object: Some(object),
                 deleted,
@@ -189,35 +173,7 @@ impl Resources for Api {
         let resource = resource_label(&req.get_ref().resource);
         let r = async {
             let who = self.who(&req)?;
-            let req = req.into_inner();
-            let kind = kind_from(&req.resource)?;
-            authorize(&who, Verb::Watch, kind, "", None, None)?;
-            let spec = WatchSpec {
-                kind,
-                namespace: if kind.namespaced() {
-                    req.namespace.clone()
-                } else {
-                    String::new()
-                },
-                labels: LabelSelector::parse(&req.label_selector).map_err(Error::BadRequest)?,
-                fields: FieldSelector::parse(&req.field_selector, kind)
-                    .map_err(Error::BadRequest)?,
-                from: match parse_revision(&req.resource_version)? {
-                    Some(i64::MAX) => {
-                        return Err(Error::BadRequest("resourceVersion is out of range".into()))
-                    }
-                    other => other,
-                },
-                bookmarks: req.allow_bookmarks,
-                mark_listed: false,
-            };
-            let (tx, rx) = mpsc::channel(WATCH_QUEUE_EVENTS_MAX);
-            tokio::spawn(watch::run(
-                self.registry.clone(),
-                spec,
-                tx,
-                self.metrics.watchers.clone(),
-            ));
+            let rx = self.watch_inner(&who, &req.into_inner())?;
             let stream: EventStream = Box::pin(ReceiverStream::new(rx));
             Ok(Response::new(stream))
         }
@@ -469,16 +425,16 @@ fn namespace_for(kind: Kind, ns: &str) -> String {
 }
 
 impl Api {
-    async fn update_inner(
+    async fn update_grpc(
         &self,
         req: Request<UpdateRequest>,
         status_only: bool,
     ) -> Result<Response<Object>, Status> {
         let start = Instant::now();
         let verb = if status_only {
-            Verb::UpdateStatus
+            "update-status"
         } else {
-            Verb::Update
+            "update"
         };
         let mut resource = "unknown";
         let r = async {
@@ -486,17 +442,106 @@ impl Api {
             let req = req.into_inner();
             let (obj, kind) = object_kind(&req.object)?;
             resource = kind.plural();
-            let name = name_of(&obj);
-            let check = move |old: &Object, new: &Object| {
-                authorize(&who, verb, kind, &name, Some(old), Some(new))
-            };
-            self.registry
-                .update(obj, req.lease_id, status_only, &check)
+            self.update_inner(&who, obj, req.lease_id, status_only)
                 .await
                 .map(Response::new)
         }
         .await;
-        self.done(verb.as_str(), resource, start, r)
+        self.done(verb, resource, start, r)
+    }
+
+    /// Resources.Create, for any front end.
+    pub(crate) async fn create_inner(
+        &self,
+        who: &Identity,
+        obj: Object,
+        lease: i64,
+    ) -> Result<Object, Error> {
+        let kind = kind_of(&obj).ok_or_else(|| Error::BadRequest("empty object".into()))?;
+        authorize(who, Verb::Create, kind, &name_of(&obj), None, Some(&obj))?;
+        self.registry.create(obj, lease).await
+    }
+
+    /// Resources.Update and UpdateStatus, for any front end.
+    pub(crate) async fn update_inner(
+        &self,
+        who: &Identity,
+        obj: Object,
+        lease: i64,
+        status_only: bool,
+    ) -> Result<Object, Error> {
+        let kind = kind_of(&obj).ok_or_else(|| Error::BadRequest("empty object".into()))?;
+        let verb = if status_only {
+            Verb::UpdateStatus
+        } else {
+            Verb::Update
+        };
+        let name = name_of(&obj);
+        let who = who.clone();
+        let check = move |old: &Object, new: &Object| {
+            authorize(&who, verb, kind, &name, Some(old), Some(new))
+        };
+        self.registry.update(obj, lease, status_only, &check).await
+    }
+
+    /// Resources.Delete, for any front end: the object and whether it is
+    /// gone (false: marked, waiting for its grace period or finalizers).
+    pub(crate) async fn delete_inner(
+        &self,
+        who: &Identity,
+        req: DeleteRequest,
+    ) -> Result<(Object, bool), Error> {
+        let kind = kind_from(&req.resource)?;
+        let ns = namespace_for(kind, &req.namespace);
+        let name = req.name.clone();
+        let who = who.clone();
+        let check = move |old: &Object| authorize(&who, Verb::Delete, kind, &name, Some(old), None);
+        let opts = DeleteOptions {
+            grace_period_seconds: req.grace_period_seconds,
+            propagation_policy: req.propagation_policy,
+            precondition_uid: req.precondition_uid,
+            precondition_resource_version: req.precondition_resource_version,
+        };
+        self.registry
+            .delete(kind, &ns, &req.name, &opts, &check)
+            .await
+    }
+
+    /// Resources.Watch, for any front end: authorize, parse, start the
+    /// watch task; its events (an Err ends the stream).
+    pub(crate) fn watch_inner(
+        &self,
+        who: &Identity,
+        req: &WatchRequest,
+    ) -> Result<mpsc::Receiver<Result<WatchEvent, Status>>, Error> {
+        let kind = kind_from(&req.resource)?;
+        authorize(who, Verb::Watch, kind, "", None, None)?;
+        let spec = WatchSpec {
+            kind,
+            namespace: if kind.namespaced() {
+                req.namespace.clone()
+            } else {
+                String::new()
+            },
+            labels: LabelSelector::parse(&req.label_selector).map_err(Error::BadRequest)?,
+            fields: FieldSelector::parse(&req.field_selector, kind).map_err(Error::BadRequest)?,
+            from: match parse_revision(&req.resource_version)? {
+                Some(i64::MAX) => {
+                    return Err(Error::BadRequest("resourceVersion is out of range".into()))
+                }
+                other => other,
+            },
+            bookmarks: req.allow_bookmarks,
+            mark_listed: false,
+        };
+        let (tx, rx) = mpsc::channel(WATCH_QUEUE_EVENTS_MAX);
+        tokio::spawn(watch::run(
+            self.registry.clone(),
+            spec,
+            tx,
+            self.metrics.watchers.clone(),
+        ));
+        Ok(rx)
     }
 }
 

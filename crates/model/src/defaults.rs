@@ -52,6 +52,7 @@ fn probe(p: &mut v1::Probe) {
 /// A Pod's spec, or a template's.
 fn pod_spec(s: &mut v1::PodSpec) {
     default_str(&mut s.restart_policy, "Always");
+    default_str(&mut s.dns_policy, "ClusterFirst");
     s.termination_grace_period_seconds
         .get_or_insert(TERMINATION_GRACE_PERIOD_SECONDS);
     for c in &mut s.containers {
@@ -220,6 +221,7 @@ mod tests {
         assert_eq!((api_version.as_str(), kind.as_str()), ("v1", "Pod"));
         assert_eq!(st.phase, "Pending");
         assert_eq!(s.restart_policy, "Always");
+        assert_eq!(s.dns_policy, "ClusterFirst");
         assert_eq!(s.termination_grace_period_seconds, Some(30));
         let c = &s.containers[0];
         assert_eq!(c.ports[0].protocol, "TCP");

@@ -297,6 +297,11 @@ fn check_pod_spec(e: &mut Errors, p: &str, spec: Option<&v1::PodSpec>, in_templa
         &spec.restart_policy,
         policies,
     );
+    e.empty_or_one_of(
+        &format!("{p}.dnsPolicy"),
+        &spec.dns_policy,
+        &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+    );
     if let Some(t) = spec.termination_grace_period_seconds {
         e.non_negative(&format!("{p}.terminationGracePeriodSeconds"), t);
         if t > GRACE_PERIOD_MAX_SECS {

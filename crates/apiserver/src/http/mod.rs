@@ -11,12 +11,14 @@
 //! as kube-apiserver does.
 //!
 //! Served so far: `/version`, `/healthz`, `/livez`, `/readyz`, discovery
-//! (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`), and get and
-//! list of the nine kinds (and get of `status`) at their Kubernetes paths,
-//! as JSON or as server-side tables, with `labelSelector`,
-//! `fieldSelector`, `limit`, `continue` and `resourceVersion`. Every other
-//! method answers 405 MethodNotAllowed, `watch` 405 too, other
-//! subresources 404, and a protobuf-only `Accept` 406.
+//! (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`), and for the
+//! nine kinds at their Kubernetes paths: get and list (and get of
+//! `status`) as JSON or as server-side tables, with `labelSelector`,
+//! `fieldSelector`, `limit`, `continue` and `resourceVersion`; watch
+//! ([`watch`]); POST, PUT (and PUT of `status`) and DELETE ([`write`]).
+//! PATCH and other methods answer 405 MethodNotAllowed, deletecollection
+//! 405, other subresources 404, a protobuf-only `Accept` 406 and a
+//! protobuf body 415.
 //!
 //! # Layout
 //! - [`discovery`]: the discovery documents (pure).
@@ -24,6 +26,8 @@
 //! - [`table`]: server-side tables (pure).
 //! - [`status`]: errors as `metav1.Status` with Kubernetes' codes (pure).
 //! - [`serve`]: the TLS listener (h2 and http/1.1 by ALPN, deadlines).
+//! - [`watch`]: watch streams as JSON lines.
+//! - [`write`]: create, update and delete bodies and options.
 //! - this file: the router and the handlers (authentication, the shared
 //!   request functions, encoding).
 
@@ -32,14 +36,17 @@ pub mod path;
 pub mod serve;
 pub mod status;
 pub mod table;
+pub mod watch;
+pub mod write;
 
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use keelson_model::{manifest, Kind, Object};
 use keelson_proto::api::{GetRequest, ListRequest};
@@ -79,14 +86,14 @@ pub fn routes(http: Http) -> Router {
         .route("/api/v1/", get(core_resources))
         .route("/apis/{group}/{version}", get(group_resources))
         .route("/apis/{group}/{version}/", get(group_resources))
-        .route("/api/v1/{*rest}", get(core_object))
-        .route("/apis/{group}/{version}/{*rest}", get(group_object))
+        .route("/api/v1/{*rest}", any(core_object))
+        .route("/apis/{group}/{version}/{*rest}", any(group_object))
         .method_not_allowed_fallback(not_allowed)
         .with_state(http)
 }
 
 /// A JSON answer.
-fn json_response(code: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response {
     let mut r = (code, body.to_string()).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
@@ -171,25 +178,51 @@ fn resources_at(
 
 async fn core_object(
     State(http): State<Http>,
+    method: Method,
     headers: HeaderMap,
     Path(rest): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
 ) -> Result<Response, Failure> {
-    read(&http, &headers, "", "v1", &rest, &query).await
+    let target = path::parse("", "v1", &rest)?;
+    object(&http, method, &headers, target, &query, &body).await
 }
 
 async fn group_object(
     State(http): State<Http>,
+    method: Method,
     headers: HeaderMap,
     Path((group, version, rest)): Path<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
 ) -> Result<Response, Failure> {
-    read(&http, &headers, &group, &version, &rest, &query).await
+    let target = path::parse(&group, &version, &rest)?;
+    object(&http, method, &headers, target, &query, &body).await
+}
+
+/// A request on a resource path, by method.
+#[tracing::instrument(name = "http", skip_all, fields(method = %method, kind = %target.kind, namespace = %target.namespace, name = target.name.as_deref().unwrap_or("")))]
+async fn object(
+    http: &Http,
+    method: Method,
+    headers: &HeaderMap,
+    target: path::Target,
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Result<Response, Failure> {
+    let who = authenticate(http, headers)?;
+    match method {
+        Method::GET => read(http, &who, headers, target, query).await,
+        Method::POST => write::create(http, &who, headers, &target, query, body).await,
+        Method::PUT => write::update(http, &who, headers, &target, query, body).await,
+        Method::DELETE => write::delete(http, &who, &target, query, body).await,
+        m => Err(not_allowed(m).await),
+    }
 }
 
 /// How the client wants its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Json,
     Table,
 }
@@ -222,30 +255,43 @@ fn format_of(headers: &HeaderMap) -> Result<Format, Failure> {
     )))
 }
 
-/// A GET of a resource path: one object or a list.
-#[tracing::instrument(name = "http_read", skip_all, fields(path = %rest))]
+/// A GET of a resource path: one object, a list, or a watch.
 async fn read(
     http: &Http,
+    who: &Identity,
     headers: &HeaderMap,
-    group: &str,
-    version: &str,
-    rest: &str,
+    target: path::Target,
     query: &HashMap<String, String>,
 ) -> Result<Response, Failure> {
-    let target = path::parse(group, version, rest)?;
-    let who = authenticate(http, headers)?;
     let format = format_of(headers)?;
     let include = Include::parse(q(query, "includeObject"))
         .ok_or_else(|| Failure::bad_request("includeObject must be None, Metadata or Object"))?;
-    if matches!(q(query, "watch"), "true" | "1") {
-        return Err(Failure::new(
-            405,
-            "MethodNotAllowed",
-            "watch is not served over HTTP yet (the gRPC API and `keelson get -w` watch)",
-        ));
-    }
     let kind = target.kind;
     let resource_version = q(query, "resourceVersion").to_string();
+    if matches!(q(query, "watch"), "true" | "1") {
+        if target.subresource.is_some() {
+            return Err(Failure::no_such_path());
+        }
+        let req = watch::request(
+            kind,
+            &target.namespace,
+            target.name.as_deref(),
+            q(query, "labelSelector"),
+            q(query, "fieldSelector"),
+            &resource_version,
+            q(query, "allowWatchBookmarks") == "true" && format == Format::Json,
+        );
+        let timeout = watch::timeout_of(q(query, "timeoutSeconds"))?;
+        let started = Instant::now();
+        let r = http.api.watch_inner(who, &req);
+        observe(http, "watch", kind, &r, started);
+        let enc = watch::Encoding {
+            kind,
+            format,
+            include,
+        };
+        return Ok(watch::response(r?, enc, timeout));
+    }
     let started = Instant::now();
     match (&target.name, target.subresource.as_deref()) {
         (Some(name), None | Some("status")) => {
@@ -255,7 +301,7 @@ async fn read(
                 name: name.clone(),
                 resource_version,
             };
-            let r = http.api.get_inner(&who, &req).await;
+            let r = http.api.get_inner(who, &req).await;
             observe(http, "get", kind, &r, started);
             let o = r?;
             Ok(match format {
@@ -300,7 +346,7 @@ async fn read(
                 continue_token: q(query, "continue").into(),
                 resource_version,
             };
-            let r = http.api.list_inner(&who, &req).await;
+            let r = http.api.list_inner(who, &req).await;
             observe(http, "list", kind, &r, started);
             let page = r?;
             let mut meta = json!({ "resourceVersion": page.resource_version });
@@ -319,7 +365,7 @@ async fn read(
 }
 
 /// A query parameter, "" when absent.
-fn q<'a>(query: &'a HashMap<String, String>, name: &str) -> &'a str {
+pub(crate) fn q<'a>(query: &'a HashMap<String, String>, name: &str) -> &'a str {
     query.get(name).map_or("", String::as_str)
 }
 
@@ -334,7 +380,13 @@ fn list_json(kind: Kind, items: &[Object], metadata: Value) -> Value {
 }
 
 /// Count and time a call, as the gRPC front end does.
-fn observe<T>(http: &Http, verb: &str, kind: Kind, r: &Result<T, Error>, started: Instant) {
+pub(crate) fn observe<T>(
+    http: &Http,
+    verb: &str,
+    kind: Kind,
+    r: &Result<T, Error>,
+    started: Instant,
+) {
     let code = match r {
         Ok(_) => tonic::Code::Ok,
         Err(e) => e.code(),

@@ -1,7 +1,9 @@
 //! The Kubernetes HTTP API, judged by the real kubectl (on this project's
 //! machines; a test that cannot find it fails): discovery, `get` of every
 //! kind as server-side tables (`-o wide`, `-A`, `-l`), `-o json|yaml|name`,
-//! pagination, errors as kubectl prints them, tokens and roles.
+//! pagination, `get -w`, run/create/replace/delete, errors as kubectl
+//! prints them (and refusals of what is not served yet, changing
+//! nothing), tokens and roles.
 
 use crate::common;
 
@@ -60,6 +62,16 @@ impl Kubectl {
         let (ok, out, err) = self.run(args);
         assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
         out
+    }
+}
+
+/// A kubectl left running (a watch) dies with the test, even a failing one.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -239,7 +251,7 @@ async fn kubectl_gets_every_kind_as_tables_and_objects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_errors_tokens_and_roles() {
+async fn kubectl_writes_watches_errors_tokens_and_roles() {
     let _g = serial().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let c = seeded_cluster(dir.path()).await;
@@ -268,13 +280,112 @@ async fn kubectl_errors_tokens_and_roles() {
     assert!(!ok);
     assert!(err.contains("You must be logged in to the server"), "{err}");
 
-    // What is not served yet is refused clearly, not half done.
-    let (ok, _, err) = admin.run(&["delete", "pod", "db"]);
+    // A viewer may not write.
+    let (ok, _, err) = viewer.run(&["delete", "pod", "db"]);
     assert!(!ok);
-    assert!(
-        err.contains("MethodNotAllowed") || err.contains("not allow"),
-        "{err}"
+    assert!(err.contains("Error from server (Forbidden)"), "{err}");
+
+    // Writes: run (POST), create -f (POST; no OpenAPI yet, so client-side
+    // validation off), replace -f (PUT), delete.
+    admin.ok(&[
+        "run",
+        "cache",
+        "--image=builtin/sleep",
+        "--labels=app=cache",
+    ]);
+    let manifest = dir.path().join("job.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: batch\n  labels: {app: batch}\nspec:\n  containers:\n  - name: main\n    image: builtin/sleep\n",
+    )
+    .expect("manifest");
+    let m = manifest.display().to_string();
+    assert_eq!(
+        admin.ok(&["create", "-f", &m, "--validate=false"]).trim(),
+        "pod/batch created"
     );
-    let out = admin.ok(&["get", "pods", "-l", "app=db"]);
-    assert_eq!(names(&out), ["db"], "nothing was deleted");
+    let (ok, _, err) = admin.run(&["create", "-f", &m, "--validate=false"]);
+    assert!(!ok);
+    assert!(err.contains("AlreadyExists"), "{err}");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: batch\n  labels: {app: batch, tier: low}\nspec:\n  containers:\n  - name: main\n    image: builtin/sleep\n",
+    )
+    .expect("manifest");
+    admin.ok(&["replace", "-f", &m, "--validate=false"]);
+    assert_eq!(
+        names(&admin.ok(&["get", "pods", "-l", "tier=low"])),
+        ["batch"]
+    );
+
+    // A watch (kubectl get -w) sees a delete made meanwhile.
+    let mut watch = KillOnDrop(
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&admin.config)
+            .args(["get", "pods", "-w", "-l", "app=cache"])
+            .env("HOME", &admin.home)
+            .env_remove("KUBECONFIG")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl get -w"),
+    );
+    let stdout = watch.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |what: &str| {
+        rx.recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("kubectl get -w printed no {what}"))
+    };
+    // The list first (a header and the pod), then the deletion.
+    let header = next("header");
+    assert!(header.starts_with("NAME"), "{header}");
+    let listed = next("row for the pod");
+    assert!(listed.starts_with("cache"), "{listed}");
+    assert_eq!(
+        admin.ok(&["delete", "pod", "cache"]).trim(),
+        "pod \"cache\" deleted"
+    );
+    let deleted = next("row for the deletion");
+    assert!(deleted.starts_with("cache"), "{deleted}");
+    drop(watch);
+    assert!(names(&admin.ok(&["get", "pods"]))
+        .iter()
+        .all(|n| n != "cache"));
+
+    // What is not served yet is refused clearly, and nothing changes.
+    let (ok, _, err) = admin.run(&["label", "pod", "db", "x=y"]);
+    assert!(!ok);
+    assert!(err.contains("does not allow this method"), "{err}");
+    let (ok, _, err) = admin.run(&["create", "deployment", "x", "--image=builtin/sleep"]);
+    assert!(!ok);
+    assert!(err.contains("not served yet"), "{err}");
+    let (ok, _, err) = admin.run(&["delete", "pod", "db", "--dry-run=server"]);
+    assert!(!ok);
+    assert!(err.contains("dryRun is not supported yet"), "{err}");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: odd\nspec:\n  containers:\n  - name: main\n    image: builtin/sleep\n    bogus: 1\n",
+    )
+    .expect("manifest");
+    let (ok, _, err) = admin.run(&["create", "-f", &m, "--validate=false"]);
+    assert!(!ok);
+    assert!(err.contains("bogus"), "the unknown field is named: {err}");
+    let out = admin.ok(&["get", "pods"]);
+    assert_eq!(
+        names(&out),
+        ["batch", "db", "web-0", "web-1", "web-2"],
+        "{out}"
+    );
+    assert_eq!(names(&admin.ok(&["get", "deployments"])), ["web"]);
 }
