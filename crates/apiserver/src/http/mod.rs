@@ -15,10 +15,11 @@
 //! nine kinds at their Kubernetes paths: get and list (and get of
 //! `status`) as JSON or as server-side tables, with `labelSelector`,
 //! `fieldSelector`, `limit`, `continue` and `resourceVersion`; watch
-//! ([`watch`]); POST, PUT (and PUT of `status`) and DELETE ([`write`]).
-//! PATCH and other methods answer 405 MethodNotAllowed, deletecollection
-//! 405, other subresources 404, a protobuf-only `Accept` 406 and a
-//! protobuf body 415.
+//! ([`watch`]); POST, PUT, PATCH (merge and JSON patches) of objects,
+//! `status` and `scale`, and DELETE ([`write`]). Other methods answer 405
+//! MethodNotAllowed, deletecollection 405, other subresources 404, a
+//! protobuf-only `Accept` 406, a protobuf body or a strategic merge patch
+//! 415.
 //!
 //! # Layout
 //! - [`discovery`]: the discovery documents (pure).
@@ -215,6 +216,7 @@ async fn object(
         Method::GET => read(http, &who, headers, target, query).await,
         Method::POST => write::create(http, &who, headers, &target, query, body).await,
         Method::PUT => write::update(http, &who, headers, &target, query, body).await,
+        Method::PATCH => write::patch(http, &who, headers, &target, query, body).await,
         Method::DELETE => write::delete(http, &who, &target, query, body).await,
         m => Err(not_allowed(m).await),
     }
@@ -320,6 +322,17 @@ async fn read(
                     json_response(StatusCode::OK, &t)
                 }
             })
+        }
+        (Some(name), Some("scale")) if matches!(kind, Kind::Deployment | Kind::ReplicaSet) => {
+            let req = GetRequest {
+                resource: kind.plural().into(),
+                namespace: target.namespace.clone(),
+                name: name.clone(),
+                resource_version,
+            };
+            let r = http.api.get_inner(who, &req).await;
+            observe(http, "get", kind, &r, started);
+            Ok(json_response(StatusCode::OK, &write::scale_of(&r?)?))
         }
         (Some(_), Some(_)) => Err(Failure::no_such_path()),
         (None, _) => {

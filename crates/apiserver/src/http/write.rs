@@ -1,11 +1,21 @@
-//! Writes over HTTP: POST (create), PUT (update, and `status`), DELETE,
-//! each calling the gRPC front end's request function
-//! ([`crate::service::Api`]'s `create_inner`, `update_inner`,
-//! `delete_inner`). Bodies are JSON (or YAML), decoded strictly: an
-//! unknown field is refused naming its path, whatever `fieldValidation`
-//! asks (Kubernetes' `Strict`). `dryRun` is refused before anything is
-//! done, never half honoured. Not yet: PATCH, deletecollection, protobuf
-//! bodies.
+//! Writes over HTTP: POST (create), PUT (update, `status`, `scale`),
+//! PATCH (JSON merge patch and JSON patch, of the object, its `status` or
+//! its `scale`), DELETE, each calling the gRPC front end's request
+//! function ([`crate::service::Api`]'s `create_inner`, `update_inner`,
+//! `delete_inner`, `get_inner`). Bodies are JSON (or YAML), decoded
+//! strictly: an unknown field is refused naming its path, whatever
+//! `fieldValidation` asks (Kubernetes' `Strict`). `dryRun` is refused
+//! before anything is done, never half honoured.
+//!
+//! A patch reads the object, applies the patch to its JSON, and writes it
+//! back as a compare-and-swap on the resourceVersion read; another
+//! writer in between makes it read and apply again (up to
+//! [`PATCH_ATTEMPTS_MAX`]), unless the patch names a resourceVersion of
+//! its own (then Conflict, as Kubernetes). `scale` (Deployments,
+//! ReplicaSets) is an `autoscaling/v1 Scale` view of `spec.replicas`.
+//!
+//! Not yet: strategic merge patch and server-side apply (415),
+//! deletecollection, protobuf bodies.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -13,8 +23,8 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use keelson_model::{kind_of, manifest, meta_of_mut, Object};
-use keelson_proto::api::DeleteRequest;
+use keelson_model::{kind_of, manifest, meta_of, meta_of_mut, Kind, Object};
+use keelson_proto::api::{object, DeleteRequest, GetRequest};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,6 +32,11 @@ use super::path::Target;
 use super::status::Failure;
 use super::{json_response, observe, q, Http};
 use crate::auth::Identity;
+use crate::error::Error;
+
+/// Reads and writes a patch makes when other writers keep changing the
+/// object between its read and its compare-and-swap.
+pub const PATCH_ATTEMPTS_MAX: usize = 5;
 
 /// The request body as JSON: `application/json` (the default) or
 /// `application/yaml`; anything else (protobuf) is 415.
@@ -144,6 +159,11 @@ pub async fn update(
     let status_only = match (&target.name, target.subresource.as_deref()) {
         (Some(_), None) => false,
         (Some(_), Some("status")) if target.kind.has_status() => true,
+        (Some(_), Some("scale")) => {
+            refuse_dry_run(query)?;
+            let value = body_value(headers, body)?;
+            return change_scale(http, who, target, |_| Ok(value.clone())).await;
+        }
         _ => return Err(Failure::no_such_path()),
     };
     refuse_dry_run(query)?;
@@ -157,6 +177,261 @@ pub async fn update(
     let r = http.api.update_inner(who, obj, 0, status_only).await;
     observe(http, verb, target.kind, &r, started);
     Ok(json_response(StatusCode::OK, &manifest::to_value(&r?)))
+}
+
+/// How a PATCH body says what to change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Patch {
+    /// RFC 7386 (`application/merge-patch+json`).
+    Merge(Value),
+    /// RFC 6902 (`application/json-patch+json`).
+    Json(json_patch::Patch),
+}
+
+impl Patch {
+    /// The patch a request carries, by its content type.
+    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Patch, Failure> {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let base = ct.split(';').next().unwrap_or("").trim();
+        let json = |what: &str| -> Result<Value, Failure> {
+            serde_json::from_slice(body)
+                .map_err(|e| Failure::bad_request(format!("the {what} is not JSON: {e}")))
+        };
+        match base {
+            "application/merge-patch+json" => Ok(Patch::Merge(json("merge patch")?)),
+            "application/json-patch+json" => serde_json::from_value(json("JSON patch")?)
+                .map(Patch::Json)
+                .map_err(|e| Failure::bad_request(format!("the JSON patch is not valid: {e}"))),
+            "application/strategic-merge-patch+json" => Err(Failure::new(
+                415,
+                "UnsupportedMediaType",
+                "strategic merge patch is not served yet (send application/merge-patch+json or application/json-patch+json)",
+            )),
+            "application/apply-patch+yaml" => Err(Failure::new(
+                415,
+                "UnsupportedMediaType",
+                "server-side apply is not served yet",
+            )),
+            other => Err(Failure::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the patch's content type {other:?} is not a patch type served here"),
+            )),
+        }
+    }
+
+    /// Apply to a document (pure).
+    pub fn apply(&self, doc: &mut Value) -> Result<(), Failure> {
+        match self {
+            Patch::Merge(p) => {
+                if !p.is_object() {
+                    return Err(Failure::bad_request("a merge patch must be a JSON object"));
+                }
+                json_patch::merge(doc, p);
+                Ok(())
+            }
+            Patch::Json(p) => json_patch::patch(doc, p).map_err(|e| {
+                Failure::new(
+                    422,
+                    "Invalid",
+                    format!("the JSON patch cannot be applied: {e}"),
+                )
+            }),
+        }
+    }
+}
+
+/// PATCH of an object (or its `status`, or its `scale`).
+pub async fn patch(
+    http: &Http,
+    who: &Identity,
+    headers: &HeaderMap,
+    target: &Target,
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Result<Response, Failure> {
+    let Some(name) = &target.name else {
+        return Err(Failure::new(
+            405,
+            "MethodNotAllowed",
+            "a collection cannot be patched",
+        ));
+    };
+    let status_only = match target.subresource.as_deref() {
+        None => false,
+        Some("status") if target.kind.has_status() => true,
+        Some("scale") => {
+            refuse_dry_run(query)?;
+            let p = Patch::parse(headers, body)?;
+            return change_scale(http, who, target, |mut scale| {
+                p.apply(&mut scale)?;
+                Ok(scale)
+            })
+            .await;
+        }
+        Some(_) => return Err(Failure::no_such_path()),
+    };
+    refuse_dry_run(query)?;
+    let p = Patch::parse(headers, body)?;
+    let verb = if status_only {
+        "update-status"
+    } else {
+        "update"
+    };
+    for _ in 0..PATCH_ATTEMPTS_MAX {
+        let cur = read_current(http, who, target, name).await?;
+        let read_rv = meta_of(&cur)
+            .map(|m| m.resource_version.clone())
+            .unwrap_or_default();
+        let mut doc = manifest::to_value(&cur);
+        p.apply(&mut doc)?;
+        let mut obj = object_for(target, doc)?;
+        // The patch's own resourceVersion, if it set one, is a
+        // precondition; else the one read makes the write a CAS.
+        let m = meta_of_mut(&mut obj).ok_or_else(|| Failure::bad_request("no metadata"))?;
+        let own_rv = !m.resource_version.is_empty() && m.resource_version != read_rv;
+        if m.resource_version.is_empty() {
+            m.resource_version = read_rv;
+        }
+        let started = Instant::now();
+        let r = http.api.update_inner(who, obj, 0, status_only).await;
+        observe(http, verb, target.kind, &r, started);
+        match r {
+            Ok(o) => return Ok(json_response(StatusCode::OK, &manifest::to_value(&o))),
+            Err(Error::Conflict(_)) if !own_rv => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Failure::new(
+        409,
+        "Conflict",
+        format!(
+            "{} {name:?} changed {PATCH_ATTEMPTS_MAX} times while being patched; try again",
+            target.kind.plural()
+        ),
+    ))
+}
+
+/// The object as the API has it now (linearizable).
+async fn read_current(
+    http: &Http,
+    who: &Identity,
+    target: &Target,
+    name: &str,
+) -> Result<Object, Failure> {
+    let req = GetRequest {
+        resource: target.kind.plural().into(),
+        namespace: target.namespace.clone(),
+        name: name.to_string(),
+        resource_version: String::new(),
+    };
+    Ok(http.api.get_inner(who, &req).await?)
+}
+
+/// The `autoscaling/v1 Scale` of a Deployment or ReplicaSet (pure).
+pub fn scale_of(o: &Object) -> Result<Value, Failure> {
+    let (spec_replicas, status_replicas, selector) = match o.kind.as_ref() {
+        Some(object::Kind::Deployment(d)) => (
+            d.spec.as_ref().and_then(|s| s.replicas),
+            d.status.as_ref().map_or(0, |s| s.replicas),
+            d.spec.as_ref().and_then(|s| s.selector.as_ref()),
+        ),
+        Some(object::Kind::ReplicaSet(r)) => (
+            r.spec.as_ref().and_then(|s| s.replicas),
+            r.status.as_ref().map_or(0, |s| s.replicas),
+            r.spec.as_ref().and_then(|s| s.selector.as_ref()),
+        ),
+        _ => return Err(Failure::no_such_path()),
+    };
+    let m = meta_of(o).cloned().unwrap_or_default();
+    let mut meta = serde_json::json!({
+        "name": m.name, "namespace": m.namespace, "uid": m.uid,
+        "resourceVersion": m.resource_version, "creationTimestamp": m.creation_timestamp,
+    });
+    if let Some(map) = meta.as_object_mut() {
+        map.retain(|_, v| v.as_str().is_some_and(|s| !s.is_empty()));
+    }
+    let selector = selector.map(|s| keelson_model::printers::format_selector(Some(s)));
+    Ok(serde_json::json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": meta,
+        "spec": {"replicas": spec_replicas.unwrap_or(1)},
+        "status": {"replicas": status_replicas, "selector": selector.unwrap_or_default()},
+    }))
+}
+
+/// `o` with `spec.replicas` set (pure).
+fn with_replicas(mut o: Object, replicas: i32) -> Object {
+    match o.kind.as_mut() {
+        Some(object::Kind::Deployment(d)) => {
+            d.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
+        }
+        Some(object::Kind::ReplicaSet(r)) => {
+            r.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
+        }
+        _ => {}
+    }
+    o
+}
+
+/// Read the object's Scale, let `change` make the new one, write
+/// `spec.replicas` back (a CAS on the resourceVersion read, retried when
+/// another writer got there first), answer the new Scale.
+async fn change_scale(
+    http: &Http,
+    who: &Identity,
+    target: &Target,
+    change: impl Fn(Value) -> Result<Value, Failure>,
+) -> Result<Response, Failure> {
+    if !matches!(target.kind, Kind::Deployment | Kind::ReplicaSet) {
+        return Err(Failure::no_such_path());
+    }
+    let name = target.name.as_deref().ok_or_else(Failure::no_such_path)?;
+    for _ in 0..PATCH_ATTEMPTS_MAX {
+        let cur = read_current(http, who, target, name).await?;
+        let new = change(scale_of(&cur)?)?;
+        if new
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k != "Scale")
+        {
+            return Err(Failure::bad_request("the body is not a Scale"));
+        }
+        let replicas = new
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .and_then(|r| i32::try_from(r).ok())
+            .ok_or_else(|| Failure::bad_request("spec.replicas must be a number"))?;
+        let own_rv = new
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .filter(|rv| Some(*rv) != meta_of(&cur).map(|m| m.resource_version.as_str()))
+            .map(str::to_string);
+        let mut obj = with_replicas(cur, replicas);
+        if let (Some(rv), Some(m)) = (&own_rv, meta_of_mut(&mut obj)) {
+            m.resource_version = rv.clone();
+        }
+        let started = Instant::now();
+        let r = http.api.update_inner(who, obj, 0, false).await;
+        observe(http, "update", target.kind, &r, started);
+        match r {
+            Ok(o) => return Ok(json_response(StatusCode::OK, &scale_of(&o)?)),
+            Err(Error::Conflict(_)) if own_rv.is_none() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Failure::new(
+        409,
+        "Conflict",
+        format!(
+            "{} {name:?} changed {PATCH_ATTEMPTS_MAX} times while being scaled; try again",
+            target.kind.plural()
+        ),
+    ))
 }
 
 /// `DeleteOptions`, from a DELETE's body.
@@ -252,7 +527,6 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keelson_model::{meta_of, Kind};
     use serde_json::json;
 
     fn target(kind: Kind, ns: &str, name: Option<&str>) -> Target {
@@ -345,6 +619,90 @@ mod tests {
             body_value(&h, deep.as_bytes()).err().map(|f| f.code),
             Some(400)
         );
+    }
+
+    fn content(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, ct.parse().expect("header"));
+        h
+    }
+
+    #[test]
+    fn patches_by_content_type() {
+        let doc = json!({"metadata": {"name": "web", "labels": {"a": "1", "b": "2"}}, "spec": {"replicas": 3}});
+        let cases: Vec<(&str, &str, Result<Value, u16>)> = vec![
+            // kubectl label / annotate / scale: merge patches; null removes.
+            (
+                "application/merge-patch+json",
+                r#"{"metadata":{"labels":{"a":null,"c":"3"}}}"#,
+                Ok(
+                    json!({"metadata": {"name": "web", "labels": {"b": "2", "c": "3"}}, "spec": {"replicas": 3}}),
+                ),
+            ),
+            (
+                "application/json-patch+json",
+                r#"[{"op":"replace","path":"/spec/replicas","value":5}]"#,
+                Ok(
+                    json!({"metadata": {"name": "web", "labels": {"a": "1", "b": "2"}}, "spec": {"replicas": 5}}),
+                ),
+            ),
+            (
+                "application/json-patch+json",
+                r#"[{"op":"test","path":"/spec/replicas","value":4}]"#,
+                Err(422),
+            ),
+            ("application/json-patch+json", r#"{"op":"add"}"#, Err(400)),
+            ("application/merge-patch+json", r#"[1]"#, Err(400)),
+            ("application/merge-patch+json", r#"{nope"#, Err(400)),
+            ("application/strategic-merge-patch+json", r#"{}"#, Err(415)),
+            ("application/apply-patch+yaml", "a: 1", Err(415)),
+            ("text/plain", "x", Err(415)),
+        ];
+        for (ct, body, want) in cases {
+            let got = Patch::parse(&content(ct), body.as_bytes()).and_then(|p| {
+                let mut d = doc.clone();
+                p.apply(&mut d).map(|()| d)
+            });
+            assert_eq!(got.map_err(|f| f.code), want, "{ct} {body}");
+        }
+    }
+
+    #[test]
+    fn scale_is_a_view_of_spec_replicas() {
+        use keelson_model::Resource;
+        use keelson_proto::v1;
+        let d = v1::Deployment {
+            metadata: Some(v1::ObjectMeta {
+                name: "web".into(),
+                namespace: "prod".into(),
+                resource_version: "9".into(),
+                ..Default::default()
+            }),
+            spec: Some(v1::DeploymentSpec {
+                replicas: Some(3),
+                selector: Some(v1::LabelSelector {
+                    match_labels: [("app".to_string(), "web".to_string())].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: Some(v1::DeploymentStatus {
+                replicas: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .into_object();
+        let s = scale_of(&d).expect("scale");
+        assert_eq!(s["kind"], "Scale");
+        assert_eq!(s["apiVersion"], "autoscaling/v1");
+        assert_eq!(s["spec"]["replicas"], 3);
+        assert_eq!(s["status"], json!({"replicas": 2, "selector": "app=web"}));
+        assert_eq!(s["metadata"]["resourceVersion"], "9");
+        let scaled = scale_of(&with_replicas(d, 7)).expect("scale");
+        assert_eq!(scaled["spec"]["replicas"], 7);
+        let pod = v1::Pod::default().into_object();
+        assert_eq!(scale_of(&pod).err().map(|f| f.code), Some(404));
     }
 
     #[test]

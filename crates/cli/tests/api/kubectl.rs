@@ -1,7 +1,8 @@
 //! The Kubernetes HTTP API, judged by the real kubectl (on this project's
 //! machines; a test that cannot find it fails): discovery, `get` of every
 //! kind as server-side tables (`-o wide`, `-A`, `-l`), `-o json|yaml|name`,
-//! pagination, `get -w`, run/create/replace/delete, errors as kubectl
+//! pagination, `get -w`, run/create/replace/delete, label, annotate,
+//! patch (json, merge), scale, errors as kubectl
 //! prints them (and refusals of what is not served yet, changing
 //! nothing), tokens and roles.
 
@@ -363,10 +364,69 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
         .iter()
         .all(|n| n != "cache"));
 
-    // What is not served yet is refused clearly, and nothing changes.
-    let (ok, _, err) = admin.run(&["label", "pod", "db", "x=y"]);
+    // Patches: label and annotate (merge patches), patch --type=json and
+    // --type=merge, scale (a merge patch of the Scale subresource).
+    admin.ok(&["label", "pod", "db", "tier=data"]);
+    admin.ok(&["annotate", "pod", "db", "note=kept"]);
+    admin.ok(&[
+        "patch",
+        "pod",
+        "db",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/metadata/labels/patched","value":"yes"}]"#,
+    ]);
+    admin.ok(&[
+        "patch",
+        "pod",
+        "db",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"tier":null}}}"#,
+    ]);
+    let db: serde_json::Value =
+        serde_json::from_str(&admin.ok(&["get", "pod", "db", "-o", "json"])).expect("json");
+    assert_eq!(db["metadata"]["labels"]["patched"], "yes", "{db}");
+    assert_eq!(db["metadata"]["labels"].get("tier"), None, "{db}");
+    assert_eq!(db["metadata"]["annotations"]["note"], "kept", "{db}");
+    assert_eq!(
+        admin
+            .ok(&["scale", "deployment", "web", "--replicas=5"])
+            .trim(),
+        "deployment.apps/web scaled"
+    );
+    let replicas = admin.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "5");
+    let (ok, _, err) = admin.run(&[
+        "patch",
+        "pod",
+        "db",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/metadata/name","value":"other"}]"#,
+    ]);
     assert!(!ok);
-    assert!(err.contains("does not allow this method"), "{err}");
+    assert!(err.contains("cannot be applied"), "{err}");
+
+    // What is not served yet is refused clearly, and nothing changes.
+    let (ok, _, err) = admin.run(&[
+        "patch",
+        "pod",
+        "db",
+        "-p",
+        r#"{"metadata":{"labels":{"s":"t"}}}"#,
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("strategic merge patch is not served yet"),
+        "{err}"
+    );
     let (ok, _, err) = admin.run(&["create", "deployment", "x", "--image=builtin/sleep"]);
     assert!(!ok);
     assert!(err.contains("not served yet"), "{err}");
