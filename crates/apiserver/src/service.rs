@@ -38,7 +38,7 @@ pub struct Api {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
-type LogStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
+pub(crate) type LogStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
 /// How long the API server waits to reach a node agent for logs.
 const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -275,7 +275,11 @@ impl Api {
 impl Api {
     /// Resources.Logs: find the pod's node and its agent's address, and
     /// relay the agent's stream.
-    async fn logs_inner(&self, who: &Identity, req: LogsRequest) -> Result<LogStream, Error> {
+    pub(crate) async fn logs_inner(
+        &self,
+        who: &Identity,
+        req: LogsRequest,
+    ) -> Result<LogStream, Error> {
         use keelson_model::Resource;
         use keelson_proto::api::node_agent_client::NodeAgentClient;
         use keelson_proto::v1;

@@ -16,7 +16,7 @@
 //! `status`) as JSON or as server-side tables, with `labelSelector`,
 //! `fieldSelector`, `limit`, `continue` and `resourceVersion`; watch
 //! ([`watch`]); POST, PUT, PATCH (merge and JSON patches) of objects,
-//! `status` and `scale`, and DELETE ([`write`]). Other methods answer 405
+//! `status` and `scale`, and DELETE ([`write`]); `pods/<name>/log`. Other methods answer 405
 //! MethodNotAllowed, deletecollection 405, other subresources 404, a
 //! protobuf-only `Accept` 406, a protobuf body or a strategic merge patch
 //! 415.
@@ -323,6 +323,9 @@ async fn read(
                 }
             })
         }
+        (Some(name), Some("log")) if kind == Kind::Pod => {
+            logs(http, who, &target.namespace, name, query).await
+        }
         (Some(name), Some("scale")) if matches!(kind, Kind::Deployment | Kind::ReplicaSet) => {
             let req = GetRequest {
                 resource: kind.plural().into(),
@@ -375,6 +378,53 @@ async fn read(
             })
         }
     }
+}
+
+/// `pods/<name>/log`: the container's log, relayed from its node's agent
+/// as the gRPC `Logs` call does (`container`, `follow`, `previous`,
+/// `tailLines`), as plain text, streamed while `follow` lasts.
+async fn logs(
+    http: &Http,
+    who: &Identity,
+    namespace: &str,
+    name: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response, Failure> {
+    for p in ["sinceSeconds", "sinceTime", "limitBytes"] {
+        if !q(query, p).is_empty() {
+            return Err(Failure::bad_request(format!("{p} is not supported yet")));
+        }
+    }
+    if q(query, "timestamps") == "true" {
+        return Err(Failure::bad_request("timestamps is not supported yet"));
+    }
+    let tail_lines = match q(query, "tailLines") {
+        "" => 0,
+        t => t
+            .parse::<i64>()
+            .map_err(|_| Failure::bad_request(format!("tailLines {t:?} is not a number")))?,
+    };
+    let req = keelson_proto::api::LogsRequest {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        container: q(query, "container").to_string(),
+        follow: q(query, "follow") == "true",
+        tail_lines,
+        previous: q(query, "previous") == "true",
+    };
+    let started = Instant::now();
+    let r = http.api.logs_inner(who, req).await;
+    observe(http, "logs", Kind::Pod, &r, started);
+    // An agent that goes away mid-stream ends the log (as a closed
+    // connection to the kubelet would).
+    let chunks = futures::StreamExt::map(
+        futures::StreamExt::take_while(r?, |c| futures::future::ready(c.is_ok())),
+        |c| Ok::<_, std::convert::Infallible>(Bytes::from(c.map(|c| c.data).unwrap_or_default())),
+    );
+    let mut resp = Response::new(axum::body::Body::from_stream(chunks));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(resp)
 }
 
 /// A query parameter, "" when absent.

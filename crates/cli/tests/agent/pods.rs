@@ -2,7 +2,7 @@
 //! running pods as processes against a 3-replica control plane: a pod runs
 //! and turns Ready and answers on its own address; a crashing container
 //! restarts with a growing back-off; a failing liveness probe restarts its
-//! container; `keelson logs` (current and previous); the Service proxy
+//! container; `keelson logs` and `kubectl logs` (current and previous); the Service proxy
 //! spreads connections over pods on two nodes, prefers a local one, and
 //! stops sending to a pod that turned unready; a graceful delete stops the
 //! process; an agent SIGKILLed and restarted re-adopts its running pods
@@ -165,6 +165,12 @@ async fn a_pod_runs_ready_on_its_own_address_until_deleted() {
     assert!(ok && text.contains("listening on"), "{text}");
     let (ok, text) = run_cli(&env.c, &["logs", "nosuchpod"]);
     assert!(!ok && text.contains("not found"), "{text}");
+    // And through the Kubernetes API, with kubectl.
+    let kubectl = common::Kubectl::new(env.dir.path(), &env.c, 1, &env.c.token("admin", None));
+    let text = kubectl.ok(&["logs", "web", "--tail", "5"]);
+    assert!(text.contains("listening on"), "{text}");
+    let (ok, _, err) = kubectl.run(&["logs", "nosuchpod"]);
+    assert!(!ok && err.contains("pods \"nosuchpod\" not found"), "{err}");
 
     // Graceful delete: the process is stopped, then the pod is gone.
     pods.delete("web", &DeleteParams::default())
@@ -229,6 +235,9 @@ async fn a_crashing_container_restarts_with_a_growing_backoff() {
     // The previous instance's log.
     let (ok, text) = run_cli(&env.c, &["logs", "crash", "--previous", "--tail", "1"]);
     assert!(ok && text.lines().count() == 1, "{text}");
+    let kubectl = common::Kubectl::new(env.dir.path(), &env.c, 0, &env.c.token("admin", None));
+    let text = kubectl.ok(&["logs", "crash", "--previous", "--tail", "1"]);
+    assert_eq!(text.lines().count(), 1, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,3 +102,62 @@ pub fn start_agent(
     .spawn()
     .expect("start agent")
 }
+
+/// A kubeconfig for replica `i`'s Kubernetes API (TLS, verified with the
+/// CA of the certificate the replica made) with `token`, and a HOME of its
+/// own (so kubectl's discovery cache is the test's).
+pub struct Kubectl {
+    pub config: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Kubectl {
+    pub fn new(dir: &Path, c: &ProcCluster, i: usize, token: &str) -> Kubectl {
+        let home = dir.join(format!("home-{i}-{}", &token[..6]));
+        std::fs::create_dir_all(&home).expect("home");
+        let config = home.join("kubeconfig");
+        let m = &c.members[i];
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: k\n  context:\n    cluster: k\n    user: u\ncurrent-context: k\n",
+            m.kube_endpoint(),
+            m.kube_ca().display()
+        );
+        std::fs::write(&config, text).expect("kubeconfig");
+        Kubectl { config, home }
+    }
+
+    /// Run kubectl; (success, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.config)
+            .args(["--request-timeout", "20s"])
+            .args(args)
+            .env("HOME", &self.home)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("kubectl must be on PATH (it is on this project's machines)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Run kubectl and expect success; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+        out
+    }
+}
+
+/// A kubectl left running (a watch) dies with the test, even a failing one.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
