@@ -3,7 +3,8 @@
 //! to an `http://` server), HTTP/2 and HTTP/1.1 chosen by ALPN (Go
 //! clients take h2, Python's and curl's may offer only http/1.1), a
 //! handshake and request-header deadline so a slow or silent client
-//! holds nothing for long.
+//! holds nothing for long, and at most [`CONNECTIONS_MAX`] connections at
+//! once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,10 @@ use tokio::net::TcpListener;
 const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Longest wait for an HTTP/1.1 request's headers.
 const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Connections served at once; past it, new ones wait in the listen
+/// backlog (each costs a task, TLS buffers and, for a watch, a watch task:
+/// kube-apiserver's own default for in-flight requests is 400 + 200).
+pub const CONNECTIONS_MAX: usize = 1024;
 
 /// A TLS server configuration from a PEM certificate chain and key, with
 /// ALPN h2 and http/1.1.
@@ -50,7 +55,15 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => return, // closed: never, the semaphore lives here
+            },
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -67,6 +80,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let (acceptor, router) = (acceptor.clone(), router.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let handshake = tokio::time::timeout(
                 Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
                 acceptor.accept(tcp),
