@@ -117,29 +117,6 @@ pub fn default_path() -> PathBuf {
     home.join(".kube").join("config")
 }
 
-/// Write `text` to `path` (mode 0600: it holds a token), creating the
-/// directory.
-pub fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("keelson-tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("write {}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("write {}", tmp.display()))?;
-    f.sync_all()
-        .with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
-}
-
 /// Merge Keelson's entries into the kubeconfig at `path` (created when
 /// absent).
 pub fn merge_into(path: &Path, e: &Entry) -> anyhow::Result<()> {
@@ -151,7 +128,7 @@ pub fn merge_into(path: &Path, e: &Entry) -> anyhow::Result<()> {
     let merged = merge(&existing, e)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("merge into {}", path.display()))?;
-    write(path, &merged)
+    crate::files::write_file(path, &merged, true)
 }
 
 #[cfg(test)]

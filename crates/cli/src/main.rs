@@ -5,6 +5,7 @@
 //! (keelson-chaos, keelson-bench).
 
 mod certs;
+mod files;
 mod kubeconfig;
 mod kubectl;
 mod server_cmd;

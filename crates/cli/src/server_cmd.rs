@@ -331,7 +331,7 @@ fn write_kubeconfig(
         ca: Some(ca.display().to_string()),
     };
     let path = data_dir.join("kubeconfig");
-    crate::kubeconfig::write(&path, &crate::kubeconfig::document(&entry))?;
+    crate::files::write_file(&path, &crate::kubeconfig::document(&entry), true)?;
     tracing::info!(kubeconfig = %path.display(), "kubectl: export KUBECONFIG={}", path.display());
     Ok(())
 }

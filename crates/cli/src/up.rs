@@ -30,6 +30,8 @@
 //! 127.<last octet>.x.y, its Service proxy ports on its own address.
 
 use std::collections::BTreeMap;
+
+use crate::files::write_file;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -266,26 +268,6 @@ fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn write_file(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(if private { 0o600 } else { 0o644 })
-        .open(&tmp)
-        .with_context(|| format!("create {}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("write {}", path.display()))
-}
-
 /// The layout (read, or made and written at the first start) and the
 /// tokens (`token,user,role`).
 fn prepare(a: &UpArgs, dirs: &Dirs) -> anyhow::Result<Layout> {
@@ -384,7 +366,11 @@ fn install_kubeconfig(a: &UpArgs, dirs: &Dirs, layout: &Layout) -> anyhow::Resul
         token: admin.token.clone(),
         ca: Some(std::path::absolute(&ca)?.display().to_string()),
     };
-    crate::kubeconfig::write(&dirs.kubeconfig(), &crate::kubeconfig::document(&entry))?;
+    write_file(
+        &dirs.kubeconfig(),
+        &crate::kubeconfig::document(&entry),
+        true,
+    )?;
     let target = a
         .kubeconfig
         .clone()

@@ -297,15 +297,7 @@ async fn read(
     let started = Instant::now();
     match (&target.name, target.subresource.as_deref()) {
         (Some(name), None | Some("status")) => {
-            let req = GetRequest {
-                resource: kind.plural().into(),
-                namespace: target.namespace.clone(),
-                name: name.clone(),
-                resource_version,
-            };
-            let r = http.api.get_inner(who, &req).await;
-            observe(http, "get", kind, &r, started);
-            let o = r?;
+            let o = get_object(http, who, &target, name, resource_version).await?;
             Ok(match format {
                 Format::Json => json_response(StatusCode::OK, &manifest::to_value(&o)),
                 Format::Table => {
@@ -327,15 +319,8 @@ async fn read(
             logs(http, who, &target.namespace, name, query).await
         }
         (Some(name), Some("scale")) if matches!(kind, Kind::Deployment | Kind::ReplicaSet) => {
-            let req = GetRequest {
-                resource: kind.plural().into(),
-                namespace: target.namespace.clone(),
-                name: name.clone(),
-                resource_version,
-            };
-            let r = http.api.get_inner(who, &req).await;
-            observe(http, "get", kind, &r, started);
-            Ok(json_response(StatusCode::OK, &write::scale_of(&r?)?))
+            let o = get_object(http, who, &target, name, resource_version).await?;
+            Ok(json_response(StatusCode::OK, &write::scale_of(&o)?))
         }
         (Some(_), Some(_)) => Err(Failure::no_such_path()),
         (None, _) => {
@@ -378,6 +363,27 @@ async fn read(
             })
         }
     }
+}
+
+/// One object the path names, read as `resourceVersion` asks ("": the
+/// latest), counted and timed.
+pub(crate) async fn get_object(
+    http: &Http,
+    who: &Identity,
+    target: &path::Target,
+    name: &str,
+    resource_version: String,
+) -> Result<Object, Failure> {
+    let req = GetRequest {
+        resource: target.kind.plural().into(),
+        namespace: target.namespace.clone(),
+        name: name.to_string(),
+        resource_version,
+    };
+    let started = Instant::now();
+    let r = http.api.get_inner(who, &req).await;
+    observe(http, "get", target.kind, &r, started);
+    Ok(r?)
 }
 
 /// `pods/<name>/log`: the container's log, relayed from its node's agent

@@ -24,13 +24,13 @@ use axum::body::Bytes;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use keelson_model::{kind_of, manifest, meta_of, meta_of_mut, Kind, Object};
-use keelson_proto::api::{object, DeleteRequest, GetRequest};
+use keelson_proto::api::{object, DeleteRequest};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::path::Target;
 use super::status::Failure;
-use super::{json_response, observe, q, Http};
+use super::{get_object, json_response, observe, q, Http};
 use crate::auth::Identity;
 use crate::error::Error;
 
@@ -282,7 +282,7 @@ pub async fn patch(
         "update"
     };
     for _ in 0..PATCH_ATTEMPTS_MAX {
-        let cur = read_current(http, who, target, name).await?;
+        let cur = get_object(http, who, target, name, String::new()).await?;
         let read_rv = meta_of(&cur)
             .map(|m| m.resource_version.clone())
             .unwrap_or_default();
@@ -313,22 +313,6 @@ pub async fn patch(
             target.kind.plural()
         ),
     ))
-}
-
-/// The object as the API has it now (linearizable).
-async fn read_current(
-    http: &Http,
-    who: &Identity,
-    target: &Target,
-    name: &str,
-) -> Result<Object, Failure> {
-    let req = GetRequest {
-        resource: target.kind.plural().into(),
-        namespace: target.namespace.clone(),
-        name: name.to_string(),
-        resource_version: String::new(),
-    };
-    Ok(http.api.get_inner(who, &req).await?)
 }
 
 /// The `autoscaling/v1 Scale` of a Deployment or ReplicaSet (pure).
@@ -392,7 +376,7 @@ async fn change_scale(
     }
     let name = target.name.as_deref().ok_or_else(Failure::no_such_path)?;
     for _ in 0..PATCH_ATTEMPTS_MAX {
-        let cur = read_current(http, who, target, name).await?;
+        let cur = get_object(http, who, target, name, String::new()).await?;
         let new = change(scale_of(&cur)?)?;
         if new
             .get("kind")
