@@ -1,3 +1,5 @@
+include!("json_names.rs");
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Use the vendored protoc unless the user chose one, so a fresh machine
     // needs no protobuf-compiler package.
@@ -13,35 +15,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[derive(serde::Serialize, serde::Deserialize)] \
              #[serde(rename_all = \"camelCase\", deny_unknown_fields, default)]",
         );
-    // Where Kubernetes' JSON names are not plain camelCase.
-    for (field, name) in [
-        ("PodStatus.host_ip", "hostIP"),
-        ("PodStatus.pod_ip", "podIP"),
-        ("ContainerPort.host_ip", "hostIP"),
-        ("ServiceSpec.cluster_ip", "clusterIP"),
-        ("NodeSpec.pod_cidr", "podCIDR"),
-        ("ContainerStatus.container_id", "containerID"),
-        ("NodeSystemInfo.machine_id", "machineID"),
-        ("DaemonEndpoint.port", "Port"),
-    ] {
+    for (field, name) in RENAMES {
         config = config.field_attribute(
             format!(".keelson.v1.{field}"),
             format!("#[serde(rename = \"{name}\")]"),
         );
     }
-    // Kubernetes' IntOrString fields: stored as a string, read from either.
-    for field in [
-        "HTTPGetAction.port",
-        "TCPSocketAction.port",
-        "ServicePort.target_port",
-        "RollingUpdateDeployment.max_unavailable",
-        "RollingUpdateDeployment.max_surge",
-    ] {
+    for field in INT_OR_STRING {
         config = config.field_attribute(
             format!(".keelson.v1.{field}"),
             "#[serde(with = \"crate::int_or_string\")]",
         );
     }
+    // The descriptors (with the .proto's comments) for the schema that
+    // OpenAPI documents and strategic merge patches are built from.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    config = config.file_descriptor_set_path(out.join("descriptors.bin"));
     config.compile_protos(
         &[
             "proto/etcd/kv.proto",
@@ -52,6 +41,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         &["proto"],
     )?;
+    // Kubernetes' own protobuf types (vendored, see proto/k8s.io/README.md):
+    // descriptors only, for decoding protobuf request bodies.
+    let protoc = std::env::var_os("PROTOC").ok_or("PROTOC is not set")?;
+    let status = std::process::Command::new(protoc)
+        .arg("--include_imports")
+        .arg("-Iproto")
+        .arg(format!(
+            "--descriptor_set_out={}",
+            out.join("kubernetes.bin").display()
+        ))
+        .args([
+            "proto/k8s.io/api/core/v1/generated.proto",
+            "proto/k8s.io/api/apps/v1/generated.proto",
+            "proto/k8s.io/api/coordination/v1/generated.proto",
+            "proto/k8s.io/api/authentication/v1/generated.proto",
+            "proto/k8s.io/api/authorization/v1/generated.proto",
+        ])
+        .status()?;
+    if !status.success() {
+        return Err(format!("protoc failed on Kubernetes' protos: {status}").into());
+    }
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=json_names.rs");
     Ok(())
 }

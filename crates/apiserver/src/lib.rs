@@ -157,7 +157,9 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
             api: svc,
             server_address: addr.to_string(),
         })
-        .fallback(http::no_such_path);
+        .fallback(http::no_such_path)
+        .layer(axum::middleware::from_fn(http::buffer_body))
+        .layer(axum::extract::DefaultBodyLimit::max(http::BODY_BYTES_MAX));
         tasks.push(tokio::spawn(http::serve::serve(
             listener,
             routes,

@@ -16,7 +16,7 @@ use keelson_model::selector::{FieldSelector, LabelSelector};
 use keelson_model::{meta_of, Kind, Object};
 
 use crate::error::Result;
-use crate::registry::{rules, DeleteOptions, ListOptions, Registry};
+use crate::registry::{rules, Commit, DeleteOptions, ListOptions, Registry};
 
 /// Pause between sweeps.
 const SWEEP_INTERVAL_MS: u64 = 1000;
@@ -79,7 +79,14 @@ async fn sweep(registry: &Registry) -> Result<()> {
         for (kind, name) in plan.delete {
             let allow = |_: &Object| Ok(());
             if let Err(e) = registry
-                .delete(kind, &ns, &name, &DeleteOptions::default(), &allow)
+                .delete(
+                    kind,
+                    &ns,
+                    &name,
+                    &DeleteOptions::default(),
+                    Commit::Write,
+                    &allow,
+                )
                 .await
             {
                 tracing::debug!(namespace = %ns, kind = %kind, name = %name, error = %e, "delete object of a terminating namespace");

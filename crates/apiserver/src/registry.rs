@@ -77,6 +77,14 @@ pub struct DeleteOptions {
     pub precondition_resource_version: String,
 }
 
+/// Whether a write is made or only checked (Kubernetes' `dryRun=All`: every
+/// check, validation and default of the real write, nothing stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    Write,
+    DryRun,
+}
+
 /// The end of a prefix range (etcd's `--prefix`).
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -394,8 +402,9 @@ impl Registry {
     }
 
     /// Create ([`rules::plan_create`]), then a transaction that fails if
-    /// the name is taken (or the namespace changed meanwhile).
-    pub async fn create(&self, obj: Object, lease: i64) -> Result<Object> {
+    /// the name is taken (or the namespace changed meanwhile). A dry run
+    /// checks the same (namespace, name free) and writes nothing.
+    pub async fn create(&self, obj: Object, lease: i64, commit: Commit) -> Result<Object> {
         let generated = rules::Generated {
             uid: uuid::Uuid::new_v4().to_string(),
             name_suffix: random_suffix(),
@@ -407,6 +416,18 @@ impl Registry {
             object: obj,
         } = rules::plan_create(obj, generated, SystemTime::now())?;
         let key = kind.key(&ns, &name);
+        if commit == Commit::DryRun {
+            if kind.namespaced() {
+                self.live_namespace(&ns).await?;
+            }
+            if self.read(kind, &ns, &name, true).await?.is_some() {
+                return Err(Error::AlreadyExists {
+                    kind: kind.plural(),
+                    name,
+                });
+            }
+            return Ok(obj);
+        }
         for _ in 0..WRITE_ATTEMPTS_MAX {
             let mut compare = vec![compare_absent(&key)];
             if kind.namespaced() {
@@ -451,6 +472,7 @@ impl Registry {
         obj: Object,
         lease: i64,
         status_only: bool,
+        commit: Commit,
         authorize: &(dyn Fn(&Object, &Object) -> Result<()> + Send + Sync),
     ) -> Result<Object> {
         let req = rules::Update::new(obj, lease, status_only)?;
@@ -472,14 +494,18 @@ impl Registry {
             };
             let new = rules::merge_update(&req, &cur.object);
             authorize(&cur.object, &new)?;
+            let read_revision = cur.mod_revision;
             let (op, object) = match rules::plan_update(&req, cur, new)? {
                 UpdatePlan::Put { object, lease } => {
                     (put_op(&key, encode_for_store(&object), lease), object)
                 }
                 UpdatePlan::Remove { object } => (delete_op(&key), object),
             };
+            if commit == Commit::DryRun {
+                return Ok(with_rv(object, read_revision));
+            }
             let (ok, rev) = self
-                .txn(vec![compare_mod(&key, cur.mod_revision)], vec![op], vec![])
+                .txn(vec![compare_mod(&key, read_revision)], vec![op], vec![])
                 .await?;
             if ok {
                 return Ok(with_rv(object, rev));
@@ -508,6 +534,7 @@ impl Registry {
         ns: &str,
         name: &str,
         opts: &DeleteOptions,
+        commit: Commit,
         authorize: &(dyn Fn(&Object) -> Result<()> + Send + Sync),
     ) -> Result<(Object, bool)> {
         let req = rules::Delete::new(kind, name, opts)?;
@@ -530,6 +557,9 @@ impl Registry {
                     false,
                 ),
             };
+            if commit == Commit::DryRun {
+                return Ok((object, gone));
+            }
             let (ok, rev) = self
                 .txn(vec![compare_mod(&key, cur.mod_revision)], vec![op], vec![])
                 .await?;
@@ -555,7 +585,7 @@ impl Registry {
                 }),
                 ..Default::default()
             });
-            match self.create(obj, 0).await {
+            match self.create(obj, 0, Commit::Write).await {
                 Ok(_) | Err(Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }

@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{authorize, Identity, Role, Tokens, Verb};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::registry::{parse_revision, DeleteOptions, ListOptions, Registry};
+use crate::registry::{parse_revision, Commit, DeleteOptions, ListOptions, Registry};
 use crate::watch::{self, WatchSpec, WATCH_QUEUE_EVENTS_MAX};
 
 /// Lease keep-alive replies queued per stream.
@@ -107,7 +107,11 @@ impl Resources for Api {
             let who = self.who(&req)?;
             let req = req.into_inner();
             let (obj, kind) = object_kind(&req.object)?;
-            Ok((kind, self.create_inner(&who, obj, req.lease_id).await?))
+            Ok((
+                kind,
+                self.create_inner(&who, obj, req.lease_id, Commit::Write)
+                    .await?,
+            ))
         }
         .await;
         let res = kind_label(&r);
@@ -156,7 +160,9 @@ impl Resources for Api {
         let resource = resource_label(&req.get_ref().resource);
         let r = async {
             let who = self.who(&req)?;
-            let (object, deleted) = self.delete_inner(&who, req.into_inner()).await?;
+            let (object, deleted) = self
+                .delete_inner(&who, req.into_inner(), Commit::Write)
+                .await?;
             Ok(Response::new(DeleteResponse {
                 object: Some(object),
                 deleted,
@@ -446,7 +452,7 @@ impl Api {
             let req = req.into_inner();
             let (obj, kind) = object_kind(&req.object)?;
             resource = kind.plural();
-            self.update_inner(&who, obj, req.lease_id, status_only)
+            self.update_inner(&who, obj, req.lease_id, status_only, Commit::Write)
                 .await
                 .map(Response::new)
         }
@@ -460,10 +466,11 @@ impl Api {
         who: &Identity,
         obj: Object,
         lease: i64,
+        commit: Commit,
     ) -> Result<Object, Error> {
         let kind = kind_of(&obj).ok_or_else(|| Error::BadRequest("empty object".into()))?;
         authorize(who, Verb::Create, kind, &name_of(&obj), None, Some(&obj))?;
-        self.registry.create(obj, lease).await
+        self.registry.create(obj, lease, commit).await
     }
 
     /// Resources.Update and UpdateStatus, for any front end.
@@ -473,6 +480,7 @@ impl Api {
         obj: Object,
         lease: i64,
         status_only: bool,
+        commit: Commit,
     ) -> Result<Object, Error> {
         let kind = kind_of(&obj).ok_or_else(|| Error::BadRequest("empty object".into()))?;
         let verb = if status_only {
@@ -485,7 +493,9 @@ impl Api {
         let check = move |old: &Object, new: &Object| {
             authorize(&who, verb, kind, &name, Some(old), Some(new))
         };
-        self.registry.update(obj, lease, status_only, &check).await
+        self.registry
+            .update(obj, lease, status_only, commit, &check)
+            .await
     }
 
     /// Resources.Delete, for any front end: the object and whether it is
@@ -494,6 +504,7 @@ impl Api {
         &self,
         who: &Identity,
         req: DeleteRequest,
+        commit: Commit,
     ) -> Result<(Object, bool), Error> {
         let kind = kind_from(&req.resource)?;
         let ns = namespace_for(kind, &req.namespace);
@@ -507,7 +518,7 @@ impl Api {
             precondition_resource_version: req.precondition_resource_version,
         };
         self.registry
-            .delete(kind, &ns, &req.name, &opts, &check)
+            .delete(kind, &ns, &req.name, &opts, commit, &check)
             .await
     }
 

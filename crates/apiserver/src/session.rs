@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{authorize, Identity, Role, Verb};
 use crate::error::Error;
-use crate::registry::parse_revision;
+use crate::registry::{parse_revision, Commit};
 use crate::service::Api;
 use crate::watch::{self, WatchSpec, WATCH_QUEUE_EVENTS_MAX};
 
@@ -113,7 +113,7 @@ impl Api {
                 };
                 let r = self
                     .registry
-                    .update(pod.into_object(), 0, true, &check)
+                    .update(pod.into_object(), 0, true, Commit::Write, &check)
                     .await;
                 let code = match &r {
                     Ok(_) => tonic::Code::Ok,

@@ -16,6 +16,9 @@
 //! - [`printers`]: what a table of objects shows per kind (kubectl's
 //!   columns and cells), one copy for `keelson get` and the API server's
 //!   server-side Tables.
+//! - [`schema`]: every type's fields, shapes, docs and patch strategies, from
+//!   the compiled `.proto` descriptors (for OpenAPI and strategic merge).
+//! - [`strategic`]: Kubernetes' strategic merge patch.
 //! - [`pod`]: facts about a pod several parts need (readiness).
 //! - [`deployment`]: the rollout's annotations and kubectl's reading of a
 //!   rollout (`rollout_status`), shared by the controller and the CLI.
@@ -27,7 +30,9 @@ pub mod manifest;
 pub mod pod;
 pub mod printers;
 pub mod quantity;
+pub mod schema;
 pub mod selector;
+pub mod strategic;
 pub mod time;
 pub mod validation;
 

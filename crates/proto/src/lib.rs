@@ -35,6 +35,22 @@ pub mod keelson {
 
 pub use keelson::{api, raft, v1};
 
+/// Field names and shapes where Kubernetes' JSON differs from the proto's.
+pub mod json_names {
+    include!("../json_names.rs");
+}
+
+/// The compiled descriptors of every `.proto` here (a
+/// `google.protobuf.FileDescriptorSet`, comments included).
+pub const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+/// Kubernetes' own protobuf types (`k8s.io.api.core.v1`, `apps/v1`,
+/// `coordination/v1`, `authentication/v1`, `authorization/v1` and what
+/// they import), as compiled descriptors: what
+/// `application/vnd.kubernetes.protobuf` bodies are decoded with.
+pub const KUBERNETES_DESCRIPTORS: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.bin"));
+
 /// Kubernetes' IntOrString in JSON/YAML (`port: 8080` or `port: http`,
 /// `maxSurge: 25%`), held in a string field.
 pub mod int_or_string {

@@ -10,20 +10,25 @@
 //! one makes a self-signed certificate for this port at its first start,
 //! as kube-apiserver does.
 //!
-//! Served so far: `/version`, `/healthz`, `/livez`, `/readyz`, discovery
-//! (`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`), and for the
-//! nine kinds at their Kubernetes paths: get and list (and get of
-//! `status`) as JSON or as server-side tables, with `labelSelector`,
-//! `fieldSelector`, `limit`, `continue` and `resourceVersion`; watch
-//! ([`watch`]); POST, PUT, PATCH (merge and JSON patches) of objects,
-//! `status` and `scale`, and DELETE ([`write`]); `pods/<name>/log`. Other methods answer 405
-//! MethodNotAllowed, deletecollection 405, other subresources 404, a
-//! protobuf-only `Accept` 406, a protobuf body or a strategic merge patch
-//! 415.
+//! Served: `/version`, `/healthz`, `/livez`, `/readyz`, discovery (`/api`,
+//! `/apis`, `/api/v1`, `/apis/<group>/<version>`, subresources listed),
+//! OpenAPI v3 ([`openapi`]), and for the nine kinds at their Kubernetes
+//! paths: get and list (and get of `status`) as JSON or as server-side
+//! tables, with `labelSelector`, `fieldSelector`, `limit`, `continue` and
+//! `resourceVersion`; watch ([`watch`]); POST, PUT, PATCH (merge, JSON and
+//! strategic merge patches) of objects, `status` and `scale`, and DELETE,
+//! each with `dryRun` and `fieldValidation`, and deletecollection
+//! ([`write`]); bodies as JSON,
+//! YAML or protobuf ([`protobuf`]); `pods/<name>/log`. Other methods answer
+//! 405 MethodNotAllowed, other subresources 404, a
+//! protobuf-only `Accept` 406 (answers are JSON), server-side apply 415.
 //!
 //! # Layout
 //! - [`discovery`]: the discovery documents (pure).
+//! - [`openapi`]: the OpenAPI v3 documents, from the types' schema (pure).
 //! - [`path`]: a resource path -> [`path::Target`] (pure).
+//! - [`protobuf`]: protobuf request bodies -> JSON (pure).
+//! - [`review`]: `kubectl auth whoami` and `auth can-i` (pure).
 //! - [`table`]: server-side tables (pure).
 //! - [`status`]: errors as `metav1.Status` with Kubernetes' codes (pure).
 //! - [`serve`]: the TLS listener (h2 and http/1.1 by ALPN, deadlines).
@@ -33,7 +38,10 @@
 //!   request functions, encoding).
 
 pub mod discovery;
+pub mod openapi;
 pub mod path;
+pub mod protobuf;
+pub mod review;
 pub mod serve;
 pub mod status;
 pub mod table;
@@ -47,7 +55,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 use keelson_model::{manifest, Kind, Object};
 use keelson_proto::api::{GetRequest, ListRequest};
@@ -87,10 +95,82 @@ pub fn routes(http: Http) -> Router {
         .route("/api/v1/", get(core_resources))
         .route("/apis/{group}/{version}", get(group_resources))
         .route("/apis/{group}/{version}/", get(group_resources))
+        .route("/openapi/v3", get(openapi_index))
+        .route("/openapi/v3/", get(openapi_index))
+        .route("/openapi/v3/{*path}", get(openapi_document))
+        .route(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            post(whoami),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            post(can_i),
+        )
         .route("/api/v1/{*rest}", any(core_object))
         .route("/apis/{group}/{version}/{*rest}", any(group_object))
         .method_not_allowed_fallback(not_allowed)
         .with_state(http)
+}
+
+/// The largest request body accepted (Kubernetes' limit, 3 MiB).
+pub const BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
+
+/// How long a client may take to send a request's body.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Middleware for every request of the port (routes and fallback): read
+/// the body whole, up to [`BODY_BYTES_MAX`] and within
+/// [`BODY_READ_TIMEOUT`], before any handler runs. A body never left half
+/// read means a kept-alive connection is never closed under a client that
+/// is about to reuse it; one too big or too slow is answered with a
+/// `Status` (413, 408) and `Connection: close`.
+pub async fn buffer_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let closing = |f: Failure| {
+        let mut r = f.into_response();
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        Failure::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {BODY_BYTES_MAX} bytes"),
+        )
+    };
+    if declared.is_some_and(|n| n > BODY_BYTES_MAX) {
+        return closing(too_large());
+    }
+    let bytes = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, BODY_BYTES_MAX),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return closing(too_large()),
+        Err(_) => {
+            return closing(Failure::new(
+                408,
+                "Timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ))
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// A JSON answer.
@@ -141,8 +221,25 @@ fn authenticate(http: &Http, headers: &HeaderMap) -> Result<Identity, Failure> {
     Ok(http.api.tokens.authenticate_header(header)?)
 }
 
+/// Aggregated discovery, when the `Accept` asks for it.
+fn aggregated(headers: &HeaderMap, core: bool) -> Option<Response> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    if !discovery::wants_aggregated(accept) {
+        return None;
+    }
+    let mut r = json_response(StatusCode::OK, &discovery::aggregated(core));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(discovery::AGGREGATED),
+    );
+    Some(r)
+}
+
 async fn api_versions(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
     authenticate(&http, &headers)?;
+    if let Some(r) = aggregated(&headers, true) {
+        return Ok(r);
+    }
     Ok(json_response(
         StatusCode::OK,
         &discovery::api_versions(&http.server_address),
@@ -151,7 +248,46 @@ async fn api_versions(State(http): State<Http>, headers: HeaderMap) -> Result<Re
 
 async fn api_groups(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
     authenticate(&http, &headers)?;
+    if let Some(r) = aggregated(&headers, false) {
+        return Ok(r);
+    }
     Ok(json_response(StatusCode::OK, &discovery::api_group_list()))
+}
+
+async fn openapi_index(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
+    authenticate(&http, &headers)?;
+    Ok(json_response(StatusCode::OK, &openapi::index()))
+}
+
+async fn openapi_document(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path(path): Path<String>,
+) -> Result<Response, Failure> {
+    authenticate(&http, &headers)?;
+    let doc = openapi::document_at(&path).ok_or_else(Failure::no_such_path)?;
+    Ok(json_response(StatusCode::OK, &doc))
+}
+
+async fn whoami(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
+    let who = authenticate(&http, &headers)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &review::self_subject_review(&who),
+    ))
+}
+
+async fn can_i(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let who = authenticate(&http, &headers)?;
+    let value = write::body_value(&headers, &body)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &review::self_subject_access_review(&who, &value)?,
+    ))
 }
 
 async fn core_resources(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
@@ -439,7 +575,7 @@ pub(crate) fn q<'a>(query: &'a HashMap<String, String>, name: &str) -> &'a str {
 }
 
 /// `PodList` and the like.
-fn list_json(kind: Kind, items: &[Object], metadata: Value) -> Value {
+pub(crate) fn list_json(kind: Kind, items: &[Object], metadata: Value) -> Value {
     json!({
         "kind": format!("{}List", kind.name()),
         "apiVersion": kind.api_version(),

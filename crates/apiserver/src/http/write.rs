@@ -1,11 +1,10 @@
 //! Writes over HTTP: POST (create), PUT (update, `status`, `scale`),
-//! PATCH (JSON merge patch and JSON patch, of the object, its `status` or
-//! its `scale`), DELETE, each calling the gRPC front end's request
-//! function ([`crate::service::Api`]'s `create_inner`, `update_inner`,
-//! `delete_inner`, `get_inner`). Bodies are JSON (or YAML), decoded
-//! strictly: an unknown field is refused naming its path, whatever
-//! `fieldValidation` asks (Kubernetes' `Strict`). `dryRun` is refused
-//! before anything is done, never half honoured.
+//! PATCH (JSON merge patch, JSON patch and strategic merge patch, of the
+//! object, its `status` or its `scale`), DELETE, each calling the gRPC
+//! front end's request function ([`crate::service::Api`]'s `create_inner`,
+//! `update_inner`, `delete_inner`, `get_inner`). Bodies are JSON (or YAML).
+//! `dryRun=All` runs every check of the write (authorization, validation,
+//! defaults, preconditions, name taken) and stores nothing.
 //!
 //! A patch reads the object, applies the patch to its JSON, and writes it
 //! back as a compare-and-swap on the resourceVersion read; another
@@ -14,8 +13,8 @@
 //! its own (then Conflict, as Kubernetes). `scale` (Deployments,
 //! ReplicaSets) is an `autoscaling/v1 Scale` view of `spec.replicas`.
 //!
-//! Not yet: strategic merge patch and server-side apply (415),
-//! deletecollection, protobuf bodies.
+//! deletecollection deletes what the selectors pick, one object at a
+//! time through the same path. Not yet: server-side apply (415).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -24,7 +23,7 @@ use axum::body::Bytes;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use keelson_model::{kind_of, manifest, meta_of, meta_of_mut, Kind, Object};
-use keelson_proto::api::{object, DeleteRequest};
+use keelson_proto::api::{object, DeleteRequest, ListRequest};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -33,13 +32,18 @@ use super::status::Failure;
 use super::{get_object, json_response, observe, q, Http};
 use crate::auth::Identity;
 use crate::error::Error;
+use crate::registry::Commit;
 
 /// Reads and writes a patch makes when other writers keep changing the
 /// object between its read and its compare-and-swap.
 pub const PATCH_ATTEMPTS_MAX: usize = 5;
 
-/// The request body as JSON: `application/json` (the default) or
-/// `application/yaml`; anything else (protobuf) is 415.
+/// Objects read per page by a deletecollection.
+const DELETE_COLLECTION_PAGE: i64 = 500;
+
+/// The request body as JSON: `application/json` (the default),
+/// `application/yaml`, or Kubernetes' protobuf ([`super::protobuf`]);
+/// anything else is 415.
 pub fn body_value(headers: &HeaderMap, body: &[u8]) -> Result<Value, Failure> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -51,22 +55,66 @@ pub fn body_value(headers: &HeaderMap, body: &[u8]) -> Result<Value, Failure> {
             .map_err(|e| Failure::bad_request(format!("the request body is not JSON: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(body)
             .map_err(|e| Failure::bad_request(format!("the request body is not YAML: {e}"))),
+        super::protobuf::PROTOBUF => super::protobuf::decode(body),
         other => Err(Failure::new(
             415,
             "UnsupportedMediaType",
-            format!("the body's content type {other:?} is not served yet (send application/json)"),
+            format!("the body's content type {other:?} is not served (send application/json)"),
         )),
     }
 }
 
-fn refuse_dry_run(query: &HashMap<String, String>) -> Result<(), Failure> {
-    if q(query, "dryRun").is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::bad_request(
-            "dryRun is not supported yet; nothing was changed",
-        ))
+/// `dryRun` (`All`: every check of the write, nothing stored).
+fn commit_of(query: &HashMap<String, String>) -> Result<Commit, Failure> {
+    dry_run_value(q(query, "dryRun"))
+}
+
+fn dry_run_value(v: &str) -> Result<Commit, Failure> {
+    match v {
+        "" => Ok(Commit::Write),
+        "All" => Ok(Commit::DryRun),
+        other => Err(Failure::bad_request(format!(
+            "invalid dry run value {other:?}: the only one is \"All\""
+        ))),
     }
+}
+
+/// `fieldValidation`, applied to a body's JSON before it is decoded:
+/// `Strict` leaves it to the strict decoder (an unknown field is a 400
+/// naming its path); `Warn` (Kubernetes' default) and `Ignore` drop the
+/// fields the kind does not have; the answer is the warnings to send (one
+/// per dropped field under `Warn`).
+fn validate_fields(
+    query: &HashMap<String, String>,
+    kind: Kind,
+    value: &mut Value,
+) -> Result<Vec<String>, Failure> {
+    match q(query, "fieldValidation") {
+        "Strict" => Ok(Vec::new()),
+        "" | "Warn" => Ok(keelson_model::schema::strip_unknown(value, kind.name())
+            .into_iter()
+            .map(|path| format!("unknown field \"{path}\""))
+            .collect()),
+        "Ignore" => {
+            keelson_model::schema::strip_unknown(value, kind.name());
+            Ok(Vec::new())
+        }
+        other => Err(Failure::bad_request(format!(
+            "fieldValidation {other:?} is not one of Strict, Warn, Ignore"
+        ))),
+    }
+}
+
+/// A JSON answer with Kubernetes' `Warning` headers (`299 - "text"`).
+fn warned(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+    let mut r = json_response(code, body);
+    for w in warnings {
+        let text = format!("299 - {}", Value::String(w.clone()));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            r.headers_mut().append("warning", v);
+        }
+    }
+    r
 }
 
 /// The object a body holds, checked against the path: its kind, its
@@ -139,12 +187,18 @@ pub async fn create(
             "a namespaced object is created in a namespace's path (namespaces/<ns>/...)",
         ));
     }
-    refuse_dry_run(query)?;
-    let obj = object_for(target, body_value(headers, body)?)?;
+    let commit = commit_of(query)?;
+    let mut value = body_value(headers, body)?;
+    let warnings = validate_fields(query, target.kind, &mut value)?;
+    let obj = object_for(target, value)?;
     let started = Instant::now();
-    let r = http.api.create_inner(who, obj, 0).await;
+    let r = http.api.create_inner(who, obj, 0, commit).await;
     observe(http, "create", target.kind, &r, started);
-    Ok(json_response(StatusCode::CREATED, &manifest::to_value(&r?)))
+    Ok(warned(
+        StatusCode::CREATED,
+        &manifest::to_value(&r?),
+        &warnings,
+    ))
 }
 
 /// PUT of an object (or its `status`).
@@ -160,23 +214,28 @@ pub async fn update(
         (Some(_), None) => false,
         (Some(_), Some("status")) if target.kind.has_status() => true,
         (Some(_), Some("scale")) => {
-            refuse_dry_run(query)?;
+            let commit = commit_of(query)?;
             let value = body_value(headers, body)?;
-            return change_scale(http, who, target, |_| Ok(value.clone())).await;
+            return change_scale(http, who, target, commit, |_| Ok(value.clone())).await;
         }
         _ => return Err(Failure::no_such_path()),
     };
-    refuse_dry_run(query)?;
-    let obj = object_for(target, body_value(headers, body)?)?;
+    let commit = commit_of(query)?;
+    let mut value = body_value(headers, body)?;
+    let warnings = validate_fields(query, target.kind, &mut value)?;
+    let obj = object_for(target, value)?;
     let started = Instant::now();
     let verb = if status_only {
         "update-status"
     } else {
         "update"
     };
-    let r = http.api.update_inner(who, obj, 0, status_only).await;
+    let r = http
+        .api
+        .update_inner(who, obj, 0, status_only, commit)
+        .await;
     observe(http, verb, target.kind, &r, started);
-    Ok(json_response(StatusCode::OK, &manifest::to_value(&r?)))
+    Ok(warned(StatusCode::OK, &manifest::to_value(&r?), &warnings))
 }
 
 /// How a PATCH body says what to change.
@@ -186,6 +245,9 @@ pub enum Patch {
     Merge(Value),
     /// RFC 6902 (`application/json-patch+json`).
     Json(json_patch::Patch),
+    /// Kubernetes' strategic merge patch
+    /// (`application/strategic-merge-patch+json`, [`keelson_model::strategic`]).
+    Strategic(Value),
 }
 
 impl Patch {
@@ -205,11 +267,9 @@ impl Patch {
             "application/json-patch+json" => serde_json::from_value(json("JSON patch")?)
                 .map(Patch::Json)
                 .map_err(|e| Failure::bad_request(format!("the JSON patch is not valid: {e}"))),
-            "application/strategic-merge-patch+json" => Err(Failure::new(
-                415,
-                "UnsupportedMediaType",
-                "strategic merge patch is not served yet (send application/merge-patch+json or application/json-patch+json)",
-            )),
+            "application/strategic-merge-patch+json" => {
+                Ok(Patch::Strategic(json("strategic merge patch")?))
+            }
             "application/apply-patch+yaml" => Err(Failure::new(
                 415,
                 "UnsupportedMediaType",
@@ -223,14 +283,25 @@ impl Patch {
         }
     }
 
-    /// Apply to a document (pure).
-    pub fn apply(&self, doc: &mut Value) -> Result<(), Failure> {
+    /// Apply to a document of the type named `type_name` (the kind's name,
+    /// or `Scale`), pure.
+    pub fn apply(&self, doc: &mut Value, type_name: &str) -> Result<(), Failure> {
         match self {
             Patch::Merge(p) => {
                 if !p.is_object() {
                     return Err(Failure::bad_request("a merge patch must be a JSON object"));
                 }
                 json_patch::merge(doc, p);
+                Ok(())
+            }
+            Patch::Strategic(p) => {
+                *doc = keelson_model::strategic::apply(doc, p, type_name).map_err(|e| {
+                    Failure::new(
+                        422,
+                        "Invalid",
+                        format!("the strategic merge patch cannot be applied: {e}"),
+                    )
+                })?;
                 Ok(())
             }
             Patch::Json(p) => json_patch::patch(doc, p).map_err(|e| {
@@ -264,17 +335,17 @@ pub async fn patch(
         None => false,
         Some("status") if target.kind.has_status() => true,
         Some("scale") => {
-            refuse_dry_run(query)?;
+            let commit = commit_of(query)?;
             let p = Patch::parse(headers, body)?;
-            return change_scale(http, who, target, |mut scale| {
-                p.apply(&mut scale)?;
+            return change_scale(http, who, target, commit, |mut scale| {
+                p.apply(&mut scale, "Scale")?;
                 Ok(scale)
             })
             .await;
         }
         Some(_) => return Err(Failure::no_such_path()),
     };
-    refuse_dry_run(query)?;
+    let commit = commit_of(query)?;
     let p = Patch::parse(headers, body)?;
     let verb = if status_only {
         "update-status"
@@ -287,7 +358,8 @@ pub async fn patch(
             .map(|m| m.resource_version.clone())
             .unwrap_or_default();
         let mut doc = manifest::to_value(&cur);
-        p.apply(&mut doc)?;
+        p.apply(&mut doc, target.kind.name())?;
+        let warnings = validate_fields(query, target.kind, &mut doc)?;
         let mut obj = object_for(target, doc)?;
         // The patch's own resourceVersion, if it set one, is a
         // precondition; else the one read makes the write a CAS.
@@ -297,10 +369,13 @@ pub async fn patch(
             m.resource_version = read_rv;
         }
         let started = Instant::now();
-        let r = http.api.update_inner(who, obj, 0, status_only).await;
+        let r = http
+            .api
+            .update_inner(who, obj, 0, status_only, commit)
+            .await;
         observe(http, verb, target.kind, &r, started);
         match r {
-            Ok(o) => return Ok(json_response(StatusCode::OK, &manifest::to_value(&o))),
+            Ok(o) => return Ok(warned(StatusCode::OK, &manifest::to_value(&o), &warnings)),
             Err(Error::Conflict(_)) if !own_rv => continue,
             Err(e) => return Err(e.into()),
         }
@@ -369,6 +444,7 @@ async fn change_scale(
     http: &Http,
     who: &Identity,
     target: &Target,
+    commit: Commit,
     change: impl Fn(Value) -> Result<Value, Failure>,
 ) -> Result<Response, Failure> {
     if !matches!(target.kind, Kind::Deployment | Kind::ReplicaSet) {
@@ -400,7 +476,7 @@ async fn change_scale(
             m.resource_version = rv.clone();
         }
         let started = Instant::now();
-        let r = http.api.update_inner(who, obj, 0, false).await;
+        let r = http.api.update_inner(who, obj, 0, false, commit).await;
         observe(http, "update", target.kind, &r, started);
         match r {
             Ok(o) => return Ok(json_response(StatusCode::OK, &scale_of(&o)?)),
@@ -451,7 +527,9 @@ struct Preconditions {
     resource_version: Option<String>,
 }
 
-/// DELETE of an object.
+/// DELETE of an object, or of a collection (deletecollection: every object
+/// the `labelSelector` and `fieldSelector` pick, each deleted as a DELETE
+/// of it would be, with the same options; the answer is the list of them).
 pub async fn delete(
     http: &Http,
     who: &Identity,
@@ -459,27 +537,20 @@ pub async fn delete(
     query: &HashMap<String, String>,
     body: &Bytes,
 ) -> Result<Response, Failure> {
-    let Some(name) = &target.name else {
-        return Err(Failure::new(
-            405,
-            "MethodNotAllowed",
-            "deletecollection is not served yet; delete objects one by one",
-        ));
-    };
     if target.subresource.is_some() {
         return Err(Failure::no_such_path());
     }
-    refuse_dry_run(query)?;
+    let mut commit = commit_of(query)?;
     let opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
     } else {
         serde_json::from_slice(body)
             .map_err(|e| Failure::bad_request(format!("DeleteOptions: {e}")))?
     };
-    if !opts.dry_run.is_empty() {
-        return Err(Failure::bad_request(
-            "dryRun is not supported yet; nothing was changed",
-        ));
+    for v in &opts.dry_run {
+        if dry_run_value(v)? == Commit::DryRun {
+            commit = Commit::DryRun;
+        }
     }
     let grace = match (opts.grace_period_seconds, q(query, "gracePeriodSeconds")) {
         (Some(g), _) => Some(g),
@@ -492,20 +563,79 @@ pub async fn delete(
         .propagation_policy
         .unwrap_or_else(|| q(query, "propagationPolicy").to_string());
     let pre = opts.preconditions.unwrap_or_default();
-    let req = DeleteRequest {
+    let request = |name: &str| DeleteRequest {
         resource: target.kind.plural().into(),
         namespace: target.namespace.clone(),
-        name: name.clone(),
+        name: name.to_string(),
         grace_period_seconds: grace,
-        propagation_policy: policy,
-        precondition_uid: pre.uid.unwrap_or_default(),
-        precondition_resource_version: pre.resource_version.unwrap_or_default(),
+        propagation_policy: policy.clone(),
+        precondition_uid: pre.uid.clone().unwrap_or_default(),
+        precondition_resource_version: pre.resource_version.clone().unwrap_or_default(),
+    };
+    let Some(name) = &target.name else {
+        return delete_collection(http, who, target, query, commit, request).await;
     };
     let started = Instant::now();
-    let r = http.api.delete_inner(who, req).await;
+    let r = http.api.delete_inner(who, request(name), commit).await;
     observe(http, "delete", target.kind, &r, started);
     let (object, _gone) = r?;
     Ok(json_response(StatusCode::OK, &manifest::to_value(&object)))
+}
+
+/// The objects a collection's selectors pick, read a page at a time, and
+/// each deleted.
+async fn delete_collection(
+    http: &Http,
+    who: &Identity,
+    target: &Target,
+    query: &HashMap<String, String>,
+    commit: Commit,
+    request: impl Fn(&str) -> DeleteRequest,
+) -> Result<Response, Failure> {
+    let mut deleted = Vec::new();
+    let mut continue_token = String::new();
+    let mut revision = String::new();
+    loop {
+        let req = ListRequest {
+            resource: target.kind.plural().into(),
+            namespace: target.namespace.clone(),
+            label_selector: q(query, "labelSelector").into(),
+            field_selector: q(query, "fieldSelector").into(),
+            limit: DELETE_COLLECTION_PAGE,
+            continue_token: continue_token.clone(),
+            resource_version: String::new(),
+        };
+        let page = http.api.list_inner(who, &req).await?;
+        if revision.is_empty() {
+            revision = page.resource_version.clone();
+        }
+        for o in &page.items {
+            let Some(m) = meta_of(o) else { continue };
+            let mut req = request(&m.name);
+            req.namespace = m.namespace.clone();
+            let started = Instant::now();
+            let r = http.api.delete_inner(who, req, commit).await;
+            observe(http, "delete", target.kind, &r, started);
+            match r {
+                Ok((object, _)) => deleted.push(object),
+                // Gone meanwhile: what deletecollection wanted.
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if page.continue_token.is_empty() {
+            break;
+        }
+        continue_token = page.continue_token;
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &super::list_json(
+            target.kind,
+            &deleted,
+            serde_json::json!({ "resourceVersion": revision }),
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -592,7 +722,10 @@ mod tests {
                 .parse()
                 .expect("header"),
         );
-        assert_eq!(body_value(&h, b"k8s\0").err().map(|f| f.code), Some(415));
+        // An envelope with no object in it.
+        assert_eq!(body_value(&h, b"k8s\0").err().map(|f| f.code), Some(400));
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().expect("header"));
+        assert_eq!(body_value(&h, b"x").err().map(|f| f.code), Some(415));
         h.insert(
             header::CONTENT_TYPE,
             "application/json".parse().expect("header"),
@@ -638,14 +771,26 @@ mod tests {
             ("application/json-patch+json", r#"{"op":"add"}"#, Err(400)),
             ("application/merge-patch+json", r#"[1]"#, Err(400)),
             ("application/merge-patch+json", r#"{nope"#, Err(400)),
-            ("application/strategic-merge-patch+json", r#"{}"#, Err(415)),
+            (
+                "application/strategic-merge-patch+json",
+                r#"{"metadata":{"labels":{"a":null}},"spec":{"replicas":1}}"#,
+                Ok(
+                    json!({"metadata": {"name": "web", "labels": {"b": "2"}}, "spec": {"replicas": 1}}),
+                ),
+            ),
+            (
+                "application/strategic-merge-patch+json",
+                r#"{"$patch":"explode"}"#,
+                Err(422),
+            ),
+            ("application/strategic-merge-patch+json", r#"[1]"#, Err(422)),
             ("application/apply-patch+yaml", "a: 1", Err(415)),
             ("text/plain", "x", Err(415)),
         ];
         for (ct, body, want) in cases {
             let got = Patch::parse(&content(ct), body.as_bytes()).and_then(|p| {
                 let mut d = doc.clone();
-                p.apply(&mut d).map(|()| d)
+                p.apply(&mut d, "Deployment").map(|()| d)
             });
             assert_eq!(got.map_err(|f| f.code), want, "{ct} {body}");
         }
@@ -690,10 +835,12 @@ mod tests {
     }
 
     #[test]
-    fn dry_run_is_refused_before_anything_happens() {
+    fn dry_run_values() {
         let mut q = HashMap::new();
-        assert!(refuse_dry_run(&q).is_ok());
+        assert_eq!(commit_of(&q).ok(), Some(Commit::Write));
         q.insert("dryRun".to_string(), "All".to_string());
-        assert_eq!(refuse_dry_run(&q).err().map(|f| f.code), Some(400));
+        assert_eq!(commit_of(&q).ok(), Some(Commit::DryRun));
+        q.insert("dryRun".to_string(), "Some".to_string());
+        assert_eq!(commit_of(&q).err().map(|f| f.code), Some(400));
     }
 }

@@ -2,9 +2,11 @@
 //! machines; a test that cannot find it fails): discovery, `get` of every
 //! kind as server-side tables (`-o wide`, `-A`, `-l`), `-o json|yaml|name`,
 //! pagination, `get -w`, run/create/replace/delete, label, annotate,
-//! patch (json, merge), scale, errors as kubectl
-//! prints them (and refusals of what is not served yet, changing
-//! nothing), tokens and roles.
+//! patch (json, merge, strategic), scale, errors as kubectl prints them
+//! (and refusals of what is not served yet, changing nothing), tokens and
+//! roles; `apply` (create, unchanged, three-way strategic merges), `diff`,
+//! server dry runs, field validation, `set image`, `edit`, `rollout
+//! restart|history|undo`, `explain`.
 
 use crate::common;
 
@@ -216,6 +218,28 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
     let viewer = Kubectl::new(dir.path(), &c, 1, &c.token("viewer", None));
     assert_eq!(names(&viewer.ok(&["get", "nodes"])), ["n1", "n2"]);
 
+    // auth whoami (SelfSubjectReview) and can-i (SelfSubjectAccessReview,
+    // sent as protobuf), decided by the same roles.
+    let me = viewer.ok(&["auth", "whoami"]);
+    assert!(
+        words(&me).contains(&vec!["Username".to_string(), "viewer".to_string()]),
+        "{me}"
+    );
+    assert!(me.contains("keelson:viewer"), "{me}");
+    assert_eq!(
+        viewer
+            .ok(&["auth", "can-i", "list", "deployments.apps"])
+            .trim(),
+        "yes"
+    );
+    let (ok, out, _) = viewer.run(&["auth", "can-i", "create", "pods"]);
+    assert!(!ok, "can-i answers no with exit status 1");
+    assert_eq!(out.trim(), "no");
+    assert_eq!(
+        admin.ok(&["auth", "can-i", "delete", "nodes"]).trim(),
+        "yes"
+    );
+
     // A token the cluster does not know.
     let stranger = Kubectl::new(dir.path(), &c, 1, "not-a-token-of-this-cluster");
     let (ok, _, err) = stranger.run(&["get", "pods"]);
@@ -227,8 +251,7 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
     assert!(!ok);
     assert!(err.contains("Error from server (Forbidden)"), "{err}");
 
-    // Writes: run (POST), create -f (POST; no OpenAPI yet, so client-side
-    // validation off), replace -f (PUT), delete.
+    // Writes: run (POST), create -f (POST), replace -f (PUT), delete.
     admin.ok(&[
         "run",
         "cache",
@@ -242,11 +265,8 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
     )
     .expect("manifest");
     let m = manifest.display().to_string();
-    assert_eq!(
-        admin.ok(&["create", "-f", &m, "--validate=false"]).trim(),
-        "pod/batch created"
-    );
-    let (ok, _, err) = admin.run(&["create", "-f", &m, "--validate=false"]);
+    assert_eq!(admin.ok(&["create", "-f", &m]).trim(), "pod/batch created");
+    let (ok, _, err) = admin.run(&["create", "-f", &m]);
     assert!(!ok);
     assert!(err.contains("AlreadyExists"), "{err}");
     std::fs::write(
@@ -254,7 +274,7 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: batch\n  labels: {app: batch, tier: low}\nspec:\n  containers:\n  - name: main\n    image: builtin/sleep\n",
     )
     .expect("manifest");
-    admin.ok(&["replace", "-f", &m, "--validate=false"]);
+    admin.ok(&["replace", "-f", &m]);
     assert_eq!(
         names(&admin.ok(&["get", "pods", "-l", "tier=low"])),
         ["batch"]
@@ -355,31 +375,53 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
     assert!(!ok);
     assert!(err.contains("cannot be applied"), "{err}");
 
-    // What is not served yet is refused clearly, and nothing changes.
-    let (ok, _, err) = admin.run(&[
-        "patch",
-        "pod",
-        "db",
-        "-p",
-        r#"{"metadata":{"labels":{"s":"t"}}}"#,
-    ]);
-    assert!(!ok);
-    assert!(
-        err.contains("strategic merge patch is not served yet"),
-        "{err}"
+    // client-go's typed clients send protobuf (kubectl create deployment,
+    // namespace, service).
+    assert_eq!(
+        admin
+            .ok(&[
+                "create",
+                "deployment",
+                "x",
+                "--image=builtin/sleep",
+                "--replicas=0"
+            ])
+            .trim(),
+        "deployment.apps/x created"
     );
-    let (ok, _, err) = admin.run(&["create", "deployment", "x", "--image=builtin/sleep"]);
-    assert!(!ok);
-    assert!(err.contains("not served yet"), "{err}");
-    let (ok, _, err) = admin.run(&["delete", "pod", "db", "--dry-run=server"]);
-    assert!(!ok);
-    assert!(err.contains("dryRun is not supported yet"), "{err}");
+    let x: serde_json::Value =
+        serde_json::from_str(&admin.ok(&["get", "deployment", "x", "-o", "json"])).expect("json");
+    assert_eq!(
+        x["spec"]["replicas"], 0,
+        "a zero with presence is kept: {x}"
+    );
+    assert_eq!(x["spec"]["selector"]["matchLabels"]["app"], "x", "{x}");
+    assert_eq!(
+        x["spec"]["template"]["spec"]["containers"],
+        serde_json::json!([{"name": "sleep", "image": "builtin/sleep"}]),
+        "{x}"
+    );
+    assert_eq!(
+        admin.ok(&["create", "namespace", "team"]).trim(),
+        "namespace/team created"
+    );
+    assert_eq!(
+        admin
+            .ok(&["create", "service", "clusterip", "x", "--tcp=80:8080"])
+            .trim(),
+        "service/x created"
+    );
+    let svc: serde_json::Value =
+        serde_json::from_str(&admin.ok(&["get", "service", "x", "-o", "json"])).expect("json");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80, "{svc}");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080, "{svc}");
+    assert_eq!(svc["spec"]["selector"]["app"], "x", "{svc}");
     std::fs::write(
         &manifest,
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: odd\nspec:\n  containers:\n  - name: main\n    image: builtin/sleep\n    bogus: 1\n",
     )
     .expect("manifest");
-    let (ok, _, err) = admin.run(&["create", "-f", &m, "--validate=false"]);
+    let (ok, _, err) = admin.run(&["create", "-f", &m]);
     assert!(!ok);
     assert!(err.contains("bogus"), "the unknown field is named: {err}");
     let out = admin.ok(&["get", "pods"]);
@@ -388,5 +430,229 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
         ["batch", "db", "web-0", "web-1", "web-2"],
         "{out}"
     );
-    assert_eq!(names(&admin.ok(&["get", "deployments"])), ["web"]);
+    assert_eq!(names(&admin.ok(&["get", "deployments"])), ["web", "x"]);
+}
+
+/// The manifest `kubectl apply` is given: a Deployment (two containers,
+/// the first with `image` and `extra` env lines) and a Service.
+fn shop(image: &str, extra_env: &str, sidecar: bool) -> String {
+    let side = if sidecar {
+        "      - name: side\n        image: builtin/sleep\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\n  labels: {{app: shop}}\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: shop}}\n  template:\n    metadata:\n      labels: {{app: shop}}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n        env:\n        - name: MODE\n          value: prod\n{extra_env}{side}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: shop\nspec:\n  selector: {{app: shop}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_edit_diff_explain_and_dry_runs() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Controllers on (rollout history needs ReplicaSets), no scheduler.
+    let c = common::start_control_plane(3, dir.path(), &["--disable-scheduler"]).await;
+    let k = Kubectl::new(dir.path(), &c, 1, &c.token("admin", None));
+    eventually(Duration::from_secs(20), "namespace default exists", || {
+        let (ok, _, _) = k.run(&["get", "ns", "default"]);
+        async move { ok }
+    })
+    .await;
+    let file = dir.path().join("shop.yaml");
+    let m = file.display().to_string();
+    let deployment = |k: &Kubectl| -> serde_json::Value {
+        serde_json::from_str(&k.ok(&["get", "deployment", "shop", "-o", "json"])).expect("json")
+    };
+    let containers = |d: &serde_json::Value| -> Vec<(String, String)> {
+        d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_string(),
+                    c["image"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+
+    // Client-side apply with validation on (kubectl reads /openapi/v3):
+    // created, then unchanged.
+    std::fs::write(&file, shop("builtin/sleep", "", true)).expect("manifest");
+    assert_eq!(
+        k.ok(&["apply", "-f", &m]).trim(),
+        "deployment.apps/shop created\nservice/shop created"
+    );
+    assert_eq!(
+        k.ok(&["apply", "-f", &m]).trim(),
+        "deployment.apps/shop unchanged\nservice/shop unchanged"
+    );
+    // A label someone else added survives the next apply (three-way
+    // merge: it is not in the last-applied configuration).
+    k.ok(&["label", "deployment", "shop", "owner=ops"]);
+    // A changed manifest: a new image and one more env var, sent as a
+    // strategic merge patch (containers merged by name, env by name).
+    std::fs::write(
+        &file,
+        shop(
+            "builtin/serve",
+            "        - name: LEVEL\n          value: debug\n",
+            true,
+        ),
+    )
+    .expect("manifest");
+    assert_eq!(
+        k.ok(&["apply", "-f", &m]).trim(),
+        "deployment.apps/shop configured\nservice/shop unchanged"
+    );
+    let d = deployment(&k);
+    assert_eq!(
+        containers(&d),
+        [
+            ("main".to_string(), "builtin/serve".to_string()),
+            ("side".to_string(), "builtin/sleep".to_string())
+        ]
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["env"],
+        serde_json::json!([{"name": "MODE", "value": "prod"}, {"name": "LEVEL", "value": "debug"}])
+    );
+    assert_eq!(d["metadata"]["labels"]["owner"], "ops", "{d}");
+    assert!(
+        d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .is_some_and(|a| a.contains("builtin/serve"))
+    );
+    // A container taken out of the manifest goes (a `$patch: delete`).
+    std::fs::write(&file, shop("builtin/serve", "", false)).expect("manifest");
+    k.ok(&["apply", "-f", &m]);
+    let d = deployment(&k);
+    assert_eq!(
+        containers(&d),
+        [("main".to_string(), "builtin/serve".to_string())]
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["env"],
+        serde_json::json!([{"name": "MODE", "value": "prod"}])
+    );
+
+    // diff and apply --dry-run=server show a change and make none.
+    std::fs::write(&file, shop("builtin/echo", "", false)).expect("manifest");
+    let (same, out, err) = k.run(&["diff", "-f", &m]);
+    assert!(!same, "kubectl diff exits 1 on a difference: {err}");
+    assert!(
+        out.contains("-        image: builtin/serve")
+            && out.contains("+        image: builtin/echo"),
+        "{out}\n{err}"
+    );
+    assert_eq!(
+        k.ok(&["apply", "-f", &m, "--dry-run=server"]).trim(),
+        "deployment.apps/shop configured (server dry run)\nservice/shop unchanged (server dry run)"
+    );
+    assert_eq!(containers(&deployment(&k))[0].1, "builtin/serve");
+    assert_eq!(
+        k.ok(&["delete", "service", "shop", "--dry-run=server"])
+            .trim(),
+        "service \"shop\" deleted (server dry run)"
+    );
+    k.ok(&["get", "service", "shop"]);
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: dry\nspec:\n  containers:\n  - name: main\n    image: builtin/sleep\n",
+    )
+    .expect("manifest");
+    assert_eq!(
+        k.ok(&["create", "-f", &m, "--dry-run=server"]).trim(),
+        "pod/dry created (server dry run)"
+    );
+    let (found, _, _) = k.run(&["get", "pod", "dry"]);
+    assert!(!found, "a dry-run create stores nothing");
+
+    // Field validation: Strict (kubectl's default) refuses an unknown
+    // field naming its path; warn creates and prints a warning; false
+    // (Ignore) creates silently.
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: odd\nspec:\n  containers:\n  - name: main\n    image: builtin/sleep\n    bogus: 1\n",
+    )
+    .expect("manifest");
+    let (ok, _, err) = k.run(&["apply", "-f", &m]);
+    assert!(!ok);
+    assert!(err.contains("bogus"), "the unknown field is named: {err}");
+    let (ok, out, err) = k.run(&["apply", "-f", &m, "--validate=warn"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("unknown field \"spec.containers[0].bogus\""),
+        "a warning names the field: {err}"
+    );
+    k.ok(&["delete", "pod", "odd", "--wait=false"]);
+
+    // kubectl patch (strategic by default), set image, edit, rollout.
+    k.ok(&[
+        "patch",
+        "deployment",
+        "shop",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"main","env":[{"name":"EXTRA","value":"1"}]}]}}}}"#,
+    ]);
+    assert_eq!(
+        deployment(&k)["spec"]["template"]["spec"]["containers"][0]["env"],
+        serde_json::json!([{"name": "MODE", "value": "prod"}, {"name": "EXTRA", "value": "1"}])
+    );
+    k.ok(&["set", "image", "deployment/shop", "main=builtin/echo"]);
+    assert_eq!(containers(&deployment(&k))[0].1, "builtin/echo");
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/replicas: 2/replicas: 4/' \"$1\"\n",
+    )
+    .expect("editor");
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&k.config)
+        .args(["edit", "deployment", "shop"])
+        .env("HOME", &k.home)
+        .env("KUBE_EDITOR", &editor)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("kubectl edit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(deployment(&k)["spec"]["replicas"], 4);
+    k.ok(&["rollout", "restart", "deployment/shop"]);
+    assert!(
+        deployment(&k)["spec"]["template"]["metadata"]["annotations"]
+            ["kubectl.kubernetes.io/restartedAt"]
+            .is_string()
+    );
+    // The controller made a ReplicaSet per template: history lists them,
+    // and undo goes back to the one before.
+    eventually(Duration::from_secs(20), "rollout history", || {
+        let (ok, out, _) = k.run(&["rollout", "history", "deployment/shop"]);
+        async move {
+            ok && out
+                .lines()
+                .filter(|l| l.trim_start().starts_with(char::is_numeric))
+                .count()
+                >= 2
+        }
+    })
+    .await;
+    k.ok(&["rollout", "undo", "deployment/shop"]);
+    assert!(deployment(&k)["spec"]["template"]["metadata"]
+        .get("annotations")
+        .and_then(|a| a.get("kubectl.kubernetes.io/restartedAt"))
+        .is_none());
+
+    // explain reads the OpenAPI document's schemas and the docs in them.
+    let out = k.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(out.contains("rollingUpdate"), "{out}");
+    let out = k.ok(&["explain", "pods.spec.dnsPolicy"]);
+    assert!(out.contains("ClusterFirst"), "{out}");
 }

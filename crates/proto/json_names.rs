@@ -1,0 +1,27 @@
+// Where Kubernetes' JSON for a `keelson.v1` field is not what serde's
+// camelCase (and protoc's json_name) makes of the proto name. Included by
+// build.rs (serde attributes on the generated types) and by lib.rs (the
+// schema that OpenAPI documents and strategic merge patches are built
+// from), so the two cannot disagree.
+
+/// `(Message.field, JSON name)`.
+pub const RENAMES: &[(&str, &str)] = &[
+    ("PodStatus.host_ip", "hostIP"),
+    ("PodStatus.pod_ip", "podIP"),
+    ("ContainerPort.host_ip", "hostIP"),
+    ("ServiceSpec.cluster_ip", "clusterIP"),
+    ("NodeSpec.pod_cidr", "podCIDR"),
+    ("ContainerStatus.container_id", "containerID"),
+    ("NodeSystemInfo.machine_id", "machineID"),
+    ("DaemonEndpoint.port", "Port"),
+];
+
+/// Kubernetes' IntOrString fields (`Message.field`): held in a string, read
+/// from a number or a string, written as a number when it is one.
+pub const INT_OR_STRING: &[&str] = &[
+    "HTTPGetAction.port",
+    "TCPSocketAction.port",
+    "ServicePort.target_port",
+    "RollingUpdateDeployment.max_unavailable",
+    "RollingUpdateDeployment.max_surge",
+];
