@@ -9,6 +9,12 @@
 //! - watch fan-out: 100 watchers started together from the revision before
 //!   the creates, each receiving every one of them; events per second
 //!   delivered to each watcher. etcd: 100 watchers on the same key range.
+//! - list: every pod created (10,000 by default) in one list, the median of
+//!   5; etcd: a range read of the same keys.
+//!
+//! Keelson does each twice in the run, on a fresh cluster each time: over
+//! its gRPC API (the SDK) and over the Kubernetes HTTP API (JSON over TLS,
+//! kube-rs as the client), so the cost of REST and JSON shows beside it.
 
 use crate::keelson_bin;
 use std::path::PathBuf;
@@ -48,6 +54,36 @@ pub struct ApiBenchArgs {
 /// Requests in flight at most; past this the generator falls behind (and
 /// the lateness shows in the latencies).
 const IN_FLIGHT_MAX: usize = 4096;
+
+/// The cost of listing every object: (median ms, min ms, objects).
+struct ListCost {
+    median_ms: f64,
+    min_ms: f64,
+    items: usize,
+}
+
+/// Lists made per measurement.
+const LISTS: usize = 5;
+
+async fn list_cost<F, Fut>(list: F) -> anyhow::Result<ListCost>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<usize>>,
+{
+    let mut ms = Vec::new();
+    let mut items = 0;
+    for _ in 0..LISTS {
+        let t = Instant::now();
+        items = list().await?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    Ok(ListCost {
+        median_ms: percentile(&ms, 0.5),
+        min_ms: ms[0],
+        items,
+    })
+}
 
 struct Latencies {
     ok: usize,
@@ -161,7 +197,7 @@ const FAN_OUT_TIMEOUT_SECS: u64 = 300;
 async fn keelson_phase(
     a: &ApiBenchArgs,
     dir: &std::path::Path,
-) -> anyhow::Result<(Latencies, FanOut)> {
+) -> anyhow::Result<(Latencies, FanOut, ListCost)> {
     let me = keelson_bin()?;
     let c = ProcCluster::start(
         Program::Keelson {
@@ -240,8 +276,141 @@ async fn keelson_phase(
         }));
     }
     let fan = collect_fan_out(tasks, n, started, cpu_before, &c.pids()).await;
+    let list = list_cost(|| {
+        let api = apis[0].clone();
+        async move { Ok(api.list(&ListParams::default()).await?.items.len()) }
+    })
+    .await?;
     drop(c);
-    Ok((create, fan))
+    Ok((create, fan, list))
+}
+
+/// A kube-rs client of member `i`'s Kubernetes API.
+async fn kube_client(c: &ProcCluster, i: usize, token: &str) -> anyhow::Result<kube::Client> {
+    let m = &c.members[i];
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: k\n  context:\n    cluster: k\n    user: u\ncurrent-context: k\n",
+        m.kube_endpoint(),
+        m.kube_ca().display()
+    );
+    let kc = kube::config::Kubeconfig::from_yaml(&text)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// The keelson phase's work over the Kubernetes HTTP API (JSON).
+async fn rest_phase(
+    a: &ApiBenchArgs,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Latencies, FanOut, ListCost)> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{PostParams, WatchEvent as KubeEvent, WatchParams};
+    let c = ProcCluster::start(
+        Program::Keelson {
+            bin: keelson_bin()?,
+            extra_args: vec!["--disable-scheduler".into(), "--disable-controllers".into()],
+        },
+        3,
+        dir,
+    )?;
+    c.wait_healthy(Duration::from_secs(30)).await?;
+    let token = c.token("admin", None);
+    let mut apis: Vec<kube::Api<Pod>> = Vec::new();
+    for i in 0..c.members.len() {
+        apis.push(kube::Api::namespaced(
+            kube_client(&c, i, &token).await?,
+            "default",
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let before = loop {
+        match apis[0]
+            .list(&kube::api::ListParams::default().limit(1))
+            .await
+        {
+            Ok(l) => break l.metadata.resource_version.unwrap_or_default(),
+            Err(e) if Instant::now() > deadline => anyhow::bail!("Kubernetes API not ready: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let n = a.rate * a.secs;
+    // The bodies, made before the clock starts.
+    let pods: Vec<Pod> = (0..n)
+        .map(|i| {
+            serde_json::from_value(keelson_model::manifest::to_value(
+                &bench_pod(i).into_object(),
+            ))
+        })
+        .collect::<Result<_, _>>()?;
+    let pods = Arc::new(pods);
+    let apis = Arc::new(apis);
+    let create = open_loop(n, a.rate, |i| {
+        let (apis, pods) = (apis.clone(), pods.clone());
+        async move {
+            let api = &apis[i as usize % apis.len()];
+            api.create(&PostParams::default(), &pods[i as usize])
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+
+    let cpu_before = (super::cpu_ticks(&c.pids()), super::self_cpu_ticks());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..a.watchers {
+        let api = apis[w % apis.len()].clone();
+        let before = before.clone();
+        tasks.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            // kube-rs allows at most 295 s (Kubernetes' watches end by then).
+            let wp = WatchParams::default().timeout(290);
+            let mut stream = match api.watch(&wp, &before).await {
+                Ok(s) => Box::pin(s),
+                Err(e) => {
+                    eprintln!("REST watcher {w}: {e}");
+                    return None;
+                }
+            };
+            let mut got = 0u64;
+            while got < n {
+                match tokio::time::timeout(Duration::from_secs(FAN_OUT_TIMEOUT_SECS), stream.next())
+                    .await
+                {
+                    Ok(Some(Ok(KubeEvent::Added(_)))) => got += 1,
+                    Ok(Some(Ok(_))) => {}
+                    Ok(Some(Err(e))) => {
+                        eprintln!("REST watcher {w}: error after {got} events: {e}");
+                        return None;
+                    }
+                    Ok(None) => {
+                        eprintln!("REST watcher {w}: stream ended after {got} events");
+                        return None;
+                    }
+                    Err(_) => {
+                        eprintln!("REST watcher {w}: stalled after {got} events");
+                        return None;
+                    }
+                }
+            }
+            Some(n as f64 / t0.elapsed().as_secs_f64())
+        }));
+    }
+    let fan = collect_fan_out(tasks, n, started, cpu_before, &c.pids()).await;
+    let list = list_cost(|| {
+        let api = apis[0].clone();
+        async move {
+            Ok(api
+                .list(&kube::api::ListParams::default())
+                .await?
+                .items
+                .len())
+        }
+    })
+    .await?;
+    drop(c);
+    Ok((create, fan, list))
 }
 
 /// Wait for the watchers and sum up their rates and the CPU they cost.
@@ -274,7 +443,7 @@ fn cpu_per_event(before: (u64, u64), pids: &[u32], events: u64) -> (f64, f64) {
 async fn etcd_phase(
     a: &ApiBenchArgs,
     dir: &std::path::Path,
-) -> anyhow::Result<(Latencies, FanOut)> {
+) -> anyhow::Result<(Latencies, FanOut, ListCost)> {
     let c = ProcCluster::start(
         Program::Etcd {
             bin: a.etcd.clone(),
@@ -353,8 +522,24 @@ async fn etcd_phase(
         }));
     }
     let fan = collect_fan_out(tasks, n, started, cpu_before, &c.pids()).await;
+    let kv = kvs[0].clone();
+    let list = list_cost(|| {
+        let mut kv = kv.clone();
+        async move {
+            let r = kv
+                .range(RangeRequest {
+                    key: b"/registry/pods/".to_vec(),
+                    range_end: b"/registry/pods0".to_vec(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok(r.kvs.len())
+        }
+    })
+    .await?;
     drop(c);
-    Ok((create, fan))
+    Ok((create, fan, list))
 }
 
 pub async fn run(a: ApiBenchArgs) -> anyhow::Result<()> {
@@ -368,8 +553,9 @@ pub async fn run(a: ApiBenchArgs) -> anyhow::Result<()> {
         a.rate,
         a.watchers
     );
-    let (kc, kf) = keelson_phase(&a, &dir.path().join("keelson")).await?;
-    let (ec, ef) = etcd_phase(&a, &dir.path().join("etcd")).await?;
+    let (kc, kf, kl) = keelson_phase(&a, &dir.path().join("keelson")).await?;
+    let (rc, rf, rl) = rest_phase(&a, &dir.path().join("rest")).await?;
+    let (ec, ef, el) = etcd_phase(&a, &dir.path().join("etcd")).await?;
     let row = |name: &str, l: &Latencies| {
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
@@ -390,7 +576,8 @@ pub async fn run(a: ApiBenchArgs) -> anyhow::Result<()> {
         a.rate
     );
     println!("|---|---:|---:|---:|---:|---:|---|");
-    row("keelson pod create (API server)", &kc);
+    row("keelson pod create (gRPC API)", &kc);
+    row("keelson pod create (Kubernetes HTTP API, JSON)", &rc);
     row("etcd put of the same bytes", &ec);
     println!();
     let frow = |name: &str, f: &FanOut| {
@@ -407,9 +594,29 @@ pub async fn run(a: ApiBenchArgs) -> anyhow::Result<()> {
     };
     println!("| fan-out, {} watchers | min events/s per watcher | median | max | aggregate events/s | incomplete | CPU µs per event, servers / load generator |", a.watchers);
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    frow("keelson watch (typed pods)", &kf);
+    frow("keelson watch (typed pods, gRPC API)", &kf);
+    frow("keelson watch (Kubernetes HTTP API, JSON)", &rf);
     frow("etcd watch (raw keys)", &ef);
     println!();
+    println!("| list of every pod | median ms | min ms | objects |");
+    println!("|---|---:|---:|---:|");
+    for (name, l) in [
+        ("keelson (gRPC API, protobuf)", &kl),
+        ("keelson (Kubernetes HTTP API, JSON)", &rl),
+        ("etcd range of the same keys", &el),
+    ] {
+        println!(
+            "| {name} | {:.1} | {:.1} | {} |",
+            l.median_ms, l.min_ms, l.items
+        );
+    }
+    println!();
+    println!(
+        "REST/gRPC: create p99 {:.2}x, fan-out median per watcher {:.2}x, list median {:.2}x",
+        rc.p99_ms / kc.p99_ms.max(1e-9),
+        percentile(&rf.per_watcher, 0.5) / percentile(&kf.per_watcher, 0.5).max(1e-9),
+        rl.median_ms / kl.median_ms.max(1e-9)
+    );
     println!(
         "ratios keelson/etcd: create p99 {:.2}x (lower is better), fan-out median per watcher {:.2}x (higher is better)",
         kc.p99_ms / ec.p99_ms.max(1e-9),

@@ -180,6 +180,11 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         }
         if k == Kind::Pod {
             resources.push(sub("log", "Pod", &["get"]));
+            resources.push(sub("binding", "Binding", &["create"]));
+            let mut eviction = sub("eviction", "Eviction", &["create"]);
+            eviction["group"] = "policy".into();
+            eviction["version"] = "v1".into();
+            resources.push(eviction);
         }
     }
     let group_version = if group.is_empty() {
@@ -244,6 +249,10 @@ pub fn aggregated(core: bool) -> Value {
                     if k == Kind::Pod {
                         subresources.push(json!({"subresource": "log",
                             "responseKind": kind_ref(group, version, "Pod"), "verbs": ["get"]}));
+                        subresources.push(json!({"subresource": "binding",
+                            "responseKind": kind_ref(group, version, "Binding"), "verbs": ["create"]}));
+                        subresources.push(json!({"subresource": "eviction",
+                            "responseKind": kind_ref("policy", "v1", "Eviction"), "verbs": ["create"]}));
                     }
                     let mut r = json!({
                         "resource": k.plural(),

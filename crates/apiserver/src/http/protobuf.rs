@@ -10,10 +10,10 @@
 //! ([`prost_reflect`]) and written as JSON the way Kubernetes' JSON reads:
 //! `Time` as RFC 3339, `Quantity` as its string, `IntOrString` as a number
 //! or a string, `RawExtension` as its JSON, `bytes` as base64. Go's
-//! non-pointer fields are always on the wire, zero or not, so zero values
-//! are dropped where Keelson's type gives the field no presence of its own
-//! ([`drop_wire_zeros`]); a zero on a field with presence (`replicas: 0`)
-//! is kept.
+//! non-pointer fields are always on the wire, zero or not, so in Keelson's
+//! kinds zero values are dropped where Keelson's type gives the field no
+//! presence of its own ([`drop_wire_zeros`]); a zero on a field with
+//! presence (`replicas: 0`) is kept.
 //!
 //! Answers stay JSON: client-go accepts a JSON answer to a protobuf
 //! request.
@@ -53,6 +53,7 @@ fn package_of(api_version: &str) -> Option<&'static str> {
         "coordination.k8s.io/v1" => Some("k8s.io.api.coordination.v1"),
         "authentication.k8s.io/v1" => Some("k8s.io.api.authentication.v1"),
         "authorization.k8s.io/v1" => Some("k8s.io.api.authorization.v1"),
+        "policy/v1" => Some("k8s.io.api.policy.v1"),
         _ => None,
     }
 }
@@ -105,10 +106,13 @@ pub fn decode(body: &[u8]) -> Result<Value, Failure> {
         m.insert("apiVersion".into(), api_version.into());
         m.insert("kind".into(), kind.clone().into());
     }
-    drop_wire_zeros(
-        &mut v,
-        Schema::get().type_of(&kind).map(|t| t.name.as_str()),
-    );
+    // Only for Keelson's kinds: for the other bodies (reviews, bindings,
+    // evictions) the handler reads the fields it needs, and their pointer
+    // fields (an eviction's gracePeriodSeconds: 0) are on the wire only
+    // when set, so a zero there is a value.
+    if Schema::get().type_of(&kind).is_some() {
+        drop_wire_zeros(&mut v, Some(&kind));
+    }
     Ok(v)
 }
 

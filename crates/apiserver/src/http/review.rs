@@ -171,9 +171,7 @@ mod tests {
         )
         .expect("review");
         assert_eq!(r["status"]["allowed"], false);
-        assert!(r["status"]["reason"]
-            .as_str()
-            .is_some_and(|s| s.contains("may not")));
+        assert!(r["status"].get("reason").is_none(), "a plain no: {r}");
         assert_eq!(r["spec"]["resourceAttributes"]["name"], "n2");
     }
 

@@ -179,8 +179,17 @@ pub async fn create(
     query: &HashMap<String, String>,
     body: &Bytes,
 ) -> Result<Response, Failure> {
-    if target.name.is_some() || target.subresource.is_some() {
-        return Err(Failure::no_such_path());
+    match (target.kind, &target.name, target.subresource.as_deref()) {
+        (_, None, None) => {}
+        (Kind::Pod, Some(name), Some("binding")) => {
+            let value = body_value(headers, body)?;
+            return bind(http, who, target, name, commit_of(query)?, &value).await;
+        }
+        (Kind::Pod, Some(name), Some("eviction")) => {
+            let value = body_value(headers, body)?;
+            return evict(http, who, target, name, commit_of(query)?, &value).await;
+        }
+        _ => return Err(Failure::no_such_path()),
     }
     if target.kind.namespaced() && target.namespace.is_empty() {
         return Err(Failure::bad_request(
@@ -199,6 +208,109 @@ pub async fn create(
         &manifest::to_value(&r?),
         &warnings,
     ))
+}
+
+/// The `Status` of a subresource POST that succeeded (binding, eviction).
+fn success(code: StatusCode) -> Response {
+    json_response(
+        code,
+        &serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Success", "code": code.as_u16()}),
+    )
+}
+
+/// `pods/<name>/binding` (a `Binding`): the pod is bound to the target
+/// node when it is bound to none yet (else 409, as Kubernetes), with a
+/// compare-and-swap on the pod read.
+async fn bind(
+    http: &Http,
+    who: &Identity,
+    target: &Target,
+    name: &str,
+    commit: Commit,
+    body: &Value,
+) -> Result<Response, Failure> {
+    if body.get("kind").and_then(Value::as_str) != Some("Binding") {
+        return Err(Failure::bad_request("the body is not a Binding"));
+    }
+    let node = body
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            Failure::new(
+                422,
+                "Invalid",
+                "Binding.target.name: Required value: the node to bind to",
+            )
+        })?;
+    if let Some(kind) = body.pointer("/target/kind").and_then(Value::as_str) {
+        if !kind.is_empty() && kind != "Node" {
+            return Err(Failure::new(
+                422,
+                "Invalid",
+                format!("Binding.target.kind: Unsupported value: {kind:?}: a pod binds to a Node"),
+            ));
+        }
+    }
+    let mut pod = get_object(http, who, target, name, String::new()).await?;
+    if let Some(object::Kind::Pod(p)) = pod.kind.as_mut() {
+        let spec = p.spec.get_or_insert_with(Default::default);
+        if !spec.node_name.is_empty() {
+            return Err(Failure::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on pods/binding {name:?}: pod {name} is already assigned to node {:?}", spec.node_name),
+            ));
+        }
+        spec.node_name = node.to_string();
+    }
+    let started = Instant::now();
+    let r = http.api.update_inner(who, pod, 0, false, commit).await;
+    observe(http, "update", Kind::Pod, &r, started);
+    r?;
+    Ok(success(StatusCode::CREATED))
+}
+
+/// `pods/<name>/eviction` (a `policy/v1 Eviction`): with no disruption
+/// budgets to consult, the pod is deleted with the eviction's
+/// `deleteOptions`, as a DELETE of it would be.
+async fn evict(
+    http: &Http,
+    who: &Identity,
+    target: &Target,
+    name: &str,
+    mut commit: Commit,
+    body: &Value,
+) -> Result<Response, Failure> {
+    if body.get("kind").and_then(Value::as_str) != Some("Eviction") {
+        return Err(Failure::bad_request("the body is not an Eviction"));
+    }
+    let opts: DeleteOptions = match body.get("deleteOptions") {
+        Some(o) => serde_json::from_value(o.clone())
+            .map_err(|e| Failure::bad_request(format!("Eviction.deleteOptions: {e}")))?,
+        None => DeleteOptions::default(),
+    };
+    for v in &opts.dry_run {
+        if dry_run_value(v)? == Commit::DryRun {
+            commit = Commit::DryRun;
+        }
+    }
+    let pre = opts.preconditions.unwrap_or_default();
+    let req = DeleteRequest {
+        resource: Kind::Pod.plural().into(),
+        namespace: target.namespace.clone(),
+        name: name.to_string(),
+        grace_period_seconds: opts.grace_period_seconds,
+        propagation_policy: opts.propagation_policy.unwrap_or_default(),
+        precondition_uid: pre.uid.unwrap_or_default(),
+        precondition_resource_version: pre.resource_version.unwrap_or_default(),
+    };
+    let started = Instant::now();
+    let r = http.api.delete_inner(who, req, commit).await;
+    observe(http, "delete", Kind::Pod, &r, started);
+    r?;
+    Ok(success(StatusCode::CREATED))
 }
 
 /// PUT of an object (or its `status`).

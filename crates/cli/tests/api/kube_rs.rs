@@ -287,6 +287,33 @@ async fn kube_rs_typed_clients_work_unchanged() {
         Some(4)
     );
 
+    // pods/binding: bound once; a second binding is a 409 Conflict.
+    let binding = |node: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": "a"},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}
+        })
+    };
+    let done: serde_json::Value = pods
+        .create_subresource("binding", "a", &pp, &binding("n1"))
+        .await
+        .expect("bind");
+    assert_eq!(done["status"], "Success", "{done}");
+    assert_eq!(
+        pods.get("a")
+            .await
+            .expect("get")
+            .spec
+            .and_then(|s| s.node_name),
+        Some("n1".to_string())
+    );
+    let s = status(
+        pods.create_subresource::<_, serde_json::Value>("binding", "a", &pp, &binding("n2"))
+            .await,
+    );
+    assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+
     // A dry-run create stores nothing.
     let dry = PostParams {
         dry_run: true,

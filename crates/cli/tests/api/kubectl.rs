@@ -6,7 +6,7 @@
 //! (and refusals of what is not served yet, changing nothing), tokens and
 //! roles; `apply` (create, unchanged, three-way strategic merges), `diff`,
 //! server dry runs, field validation, `set image`, `edit`, `rollout
-//! restart|history|undo`, `explain`.
+//! restart|history|undo`, `explain`, `auth whoami|can-i`, `drain`.
 
 use crate::common;
 
@@ -431,6 +431,26 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
         "{out}"
     );
     assert_eq!(names(&admin.ok(&["get", "deployments"])), ["web", "x"]);
+
+    // drain: cordon (a strategic merge patch of the node), then an
+    // eviction (policy/v1, sent as protobuf) of each pod on it.
+    let out = admin.ok(&[
+        "drain",
+        "n1",
+        "--force",
+        "--grace-period=0",
+        "--timeout=60s",
+    ]);
+    assert!(
+        out.contains("node/n1 cordoned") && out.contains("node/n1 drained"),
+        "{out}"
+    );
+    assert_eq!(names(&admin.ok(&["get", "pods"])), ["batch", "db"]);
+    assert_eq!(
+        admin.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}"]),
+        "true"
+    );
+    admin.ok(&["uncordon", "n1"]);
 }
 
 /// The manifest `kubectl apply` is given: a Deployment (two containers,
