@@ -214,14 +214,37 @@ pub fn authorize(
     if allowed {
         Ok(())
     } else {
-        Err(Error::Forbidden(format!(
-            "user {:?} (role {}) may not {} {} {name:?}",
-            who.user,
-            who.role.as_str(),
-            verb.as_str(),
-            kind.plural(),
-        )))
+        Err(Error::Forbidden(denial(who, verb, kind, name, new.or(old))))
     }
+}
+
+/// A denial as Kubernetes words it: `pods "db" is forbidden: User "viewer"
+/// cannot delete resource "pods" in API group "" in the namespace
+/// "default"` (kubectl prints it as is).
+fn denial(who: &Identity, verb: Verb, kind: Kind, name: &str, object: Option<&Object>) -> String {
+    let (verb, resource) = match verb {
+        Verb::UpdateStatus => ("update", format!("{}/status", kind.plural())),
+        v => (v.as_str(), kind.plural().to_string()),
+    };
+    let group = kind.api_version().split_once('/').map_or("", |(g, _)| g);
+    let namespace = object
+        .and_then(keelson_model::meta_of)
+        .map(|m| m.namespace.as_str())
+        .filter(|n| !n.is_empty());
+    let scope = match (kind.namespaced(), namespace) {
+        (false, _) => " at the cluster scope".to_string(),
+        (true, Some(ns)) => format!(" in the namespace {ns:?}"),
+        (true, None) => String::new(),
+    };
+    let subject = if name.is_empty() {
+        kind.plural().to_string()
+    } else {
+        format!("{} {name:?}", kind.plural())
+    };
+    format!(
+        "{subject} is forbidden: User {:?} cannot {verb} resource {resource:?} in API group {group:?}{scope}",
+        who.user
+    )
 }
 
 #[cfg(test)]
@@ -349,5 +372,33 @@ mod tests {
                 assert_eq!(e.code(), tonic::Code::PermissionDenied);
             }
         }
+    }
+
+    #[test]
+    fn denials_are_worded_as_kubernetes_words_them() {
+        let viewer = Identity {
+            user: "ann".into(),
+            role: Role::Viewer,
+        };
+        let mut pod = pod_on("n1");
+        if let Some(m) = keelson_model::meta_of_mut(&mut pod) {
+            m.namespace = "prod".into();
+        }
+        let msg = |verb, kind, name, old| match authorize(&viewer, verb, kind, name, old, None) {
+            Err(Error::Forbidden(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            msg(Verb::Delete, Kind::Pod, "db", Some(&pod)),
+            r#"pods "db" is forbidden: User "ann" cannot delete resource "pods" in API group "" in the namespace "prod""#
+        );
+        assert_eq!(
+            msg(Verb::UpdateStatus, Kind::Node, "n1", None),
+            r#"nodes "n1" is forbidden: User "ann" cannot update resource "nodes/status" in API group "" at the cluster scope"#
+        );
+        assert_eq!(
+            msg(Verb::Create, Kind::Deployment, "", None),
+            r#"deployments is forbidden: User "ann" cannot create resource "deployments" in API group "apps""#
+        );
     }
 }

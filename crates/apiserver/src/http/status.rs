@@ -113,7 +113,9 @@ impl From<Error> for Failure {
             Error::Conflict(_) => Failure::new(409, "Conflict", message),
             Error::Expired(_) => Failure::new(410, "Expired", message),
             Error::Unauthenticated(_) => Failure::new(401, "Unauthorized", message),
-            Error::Forbidden(_) => Failure::new(403, "Forbidden", message),
+            // Kubernetes' own wording ("pods \"x\" is forbidden: ..."),
+            // without the gRPC message's "forbidden: " prefix.
+            Error::Forbidden(m) => Failure::new(403, "Forbidden", m),
             Error::Unavailable(_) => Failure::new(503, "ServiceUnavailable", message),
             Error::Internal(_) => Failure::new(500, "InternalError", message),
         }

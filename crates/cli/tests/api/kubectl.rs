@@ -249,7 +249,10 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
     // A viewer may not write.
     let (ok, _, err) = viewer.run(&["delete", "pod", "db"]);
     assert!(!ok);
-    assert!(err.contains("Error from server (Forbidden)"), "{err}");
+    assert!(
+        err.contains(r#"Error from server (Forbidden): pods "db" is forbidden: User "viewer" cannot delete resource "pods" in API group "" in the namespace "default""#),
+        "{err}"
+    );
 
     // Writes: run (POST), create -f (POST), replace -f (PUT), delete.
     admin.ok(&[
