@@ -6,6 +6,9 @@
 //! `timeoutSeconds`, and with an `ERROR` event carrying a 410 Expired
 //! Status when the resourceVersion was compacted (the client relists).
 
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
@@ -37,6 +40,63 @@ pub struct Encoding {
     pub include: Include,
 }
 
+/// Recent events' JSON lines, shared by every watch of this replica: when
+/// many clients watch the same objects, each event is decoded and encoded
+/// once, not once per watcher. Keyed by a hash of the event's type and
+/// stored bytes, and checked against the bytes themselves, so a line is
+/// only ever reused for the very same event. Tables are not kept (their
+/// cells hold ages, which change with time).
+struct LineCache {
+    lines: HashMap<u64, (String, Vec<u8>, String)>,
+    order: VecDeque<u64>,
+}
+
+/// Lines kept (the oldest goes first).
+const LINE_CACHE_ENTRIES: usize = 4096;
+
+fn line_cache() -> &'static Mutex<LineCache> {
+    static CACHE: OnceLock<Mutex<LineCache>> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        Mutex::new(LineCache {
+            lines: HashMap::new(),
+            order: VecDeque::new(),
+        })
+    })
+}
+
+fn event_hash(e: &WatchEvent) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    e.r#type.hash(&mut h);
+    e.object.hash(&mut h);
+    h.finish()
+}
+
+fn cached_line(e: &WatchEvent, hash: u64) -> Option<String> {
+    let cache = line_cache().lock().ok()?;
+    match cache.lines.get(&hash) {
+        Some((ty, bytes, line)) if *ty == e.r#type && *bytes == e.object => Some(line.clone()),
+        _ => None,
+    }
+}
+
+fn remember_line(e: &WatchEvent, hash: u64, line: &str) {
+    let Ok(mut cache) = line_cache().lock() else {
+        return;
+    };
+    if cache
+        .lines
+        .insert(hash, (e.r#type.clone(), e.object.clone(), line.to_string()))
+        .is_none()
+    {
+        cache.order.push_back(hash);
+    }
+    while cache.order.len() > LINE_CACHE_ENTRIES {
+        if let Some(old) = cache.order.pop_front() {
+            cache.lines.remove(&old);
+        }
+    }
+}
+
 /// One event as a line of JSON (None: not for this client, e.g. a
 /// bookmark in a table watch).
 pub fn event_line(
@@ -44,6 +104,13 @@ pub fn event_line(
     enc: Encoding,
     now: SystemTime,
 ) -> Result<Option<String>, Failure> {
+    let shared = enc.format == Format::Json && e.r#type != "BOOKMARK";
+    let hash = if shared { event_hash(e) } else { 0 };
+    if shared {
+        if let Some(line) = cached_line(e, hash) {
+            return Ok(Some(line));
+        }
+    }
     let object: Value = if e.r#type == "BOOKMARK" {
         if enc.format == Format::Table {
             return Ok(None);
@@ -68,8 +135,11 @@ pub fn event_line(
             ),
         }
     };
-    let line = json!({"type": e.r#type, "object": object});
-    Ok(Some(format!("{line}\n")))
+    let line = format!("{}\n", json!({"type": e.r#type, "object": object}));
+    if shared {
+        remember_line(e, hash, &line);
+    }
+    Ok(Some(line))
 }
 
 /// An ERROR event ending a watch.
@@ -229,6 +299,22 @@ mod tests {
             event_line(&event("BOOKMARK"), enc(Format::Table), now).ok(),
             Some(None)
         );
+        // The same event again: the same line (from the shared cache);
+        // another event with the same type is encoded afresh.
+        let again = event_line(&event("ADDED"), enc(Format::Json), now).expect("line");
+        assert_eq!(parsed(again), v);
+        let mut other = event("ADDED");
+        other.object = v1::Pod {
+            metadata: Some(v1::ObjectMeta {
+                name: "db".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .into_object()
+        .encode_to_vec();
+        let o = parsed(event_line(&other, enc(Format::Json), now).expect("line"));
+        assert_eq!(o["object"]["metadata"]["name"], "db");
         let mut bad = event("ADDED");
         bad.object = vec![0xff, 0xff, 0xff];
         assert_eq!(
