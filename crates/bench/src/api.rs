@@ -250,29 +250,9 @@ async fn keelson_phase(
         let before = before.clone();
         tasks.push(tokio::spawn(async move {
             let t0 = Instant::now();
-            let mut stream = Box::pin(api.watch(&ListParams::default(), &before).await.ok()?);
-            let mut got = 0u64;
-            while got < n {
-                match tokio::time::timeout(Duration::from_secs(FAN_OUT_TIMEOUT_SECS), stream.next())
-                    .await
-                {
-                    Ok(Some(Ok(WatchEvent::Added(_)))) => got += 1,
-                    Ok(Some(Ok(_))) => {}
-                    Ok(Some(Err(e))) => {
-                        eprintln!("watcher {w}: error after {got} events: {e}");
-                        return None;
-                    }
-                    Ok(None) => {
-                        eprintln!("watcher {w}: stream ended after {got} events");
-                        return None;
-                    }
-                    Err(_) => {
-                        eprintln!("watcher {w}: stalled after {got} events");
-                        return None;
-                    }
-                }
-            }
-            Some(n as f64 / t0.elapsed().as_secs_f64())
+            let stream = api.watch(&ListParams::default(), &before).await.ok()?;
+            let who = format!("watcher {w}");
+            count_additions(stream, n, t0, &who, |e| matches!(e, WatchEvent::Added(_))).await
         }));
     }
     let fan = collect_fan_out(tasks, n, started, cpu_before, &c.pids()).await;
@@ -366,35 +346,15 @@ async fn rest_phase(
             let t0 = Instant::now();
             // kube-rs allows at most 295 s (Kubernetes' watches end by then).
             let wp = WatchParams::default().timeout(290);
-            let mut stream = match api.watch(&wp, &before).await {
-                Ok(s) => Box::pin(s),
+            let who = format!("REST watcher {w}");
+            let stream = match api.watch(&wp, &before).await {
+                Ok(s) => s,
                 Err(e) => {
-                    eprintln!("REST watcher {w}: {e}");
+                    eprintln!("{who}: {e}");
                     return None;
                 }
             };
-            let mut got = 0u64;
-            while got < n {
-                match tokio::time::timeout(Duration::from_secs(FAN_OUT_TIMEOUT_SECS), stream.next())
-                    .await
-                {
-                    Ok(Some(Ok(KubeEvent::Added(_)))) => got += 1,
-                    Ok(Some(Ok(_))) => {}
-                    Ok(Some(Err(e))) => {
-                        eprintln!("REST watcher {w}: error after {got} events: {e}");
-                        return None;
-                    }
-                    Ok(None) => {
-                        eprintln!("REST watcher {w}: stream ended after {got} events");
-                        return None;
-                    }
-                    Err(_) => {
-                        eprintln!("REST watcher {w}: stalled after {got} events");
-                        return None;
-                    }
-                }
-            }
-            Some(n as f64 / t0.elapsed().as_secs_f64())
+            count_additions(stream, n, t0, &who, |e| matches!(e, KubeEvent::Added(_))).await
         }));
     }
     let fan = collect_fan_out(tasks, n, started, cpu_before, &c.pids()).await;
@@ -411,6 +371,46 @@ async fn rest_phase(
     .await?;
     drop(c);
     Ok((create, fan, list))
+}
+
+/// Receive a watch's events until `n` are additions: the rate since `t0`,
+/// or None (with why, on stderr) when the stream fails, ends or stalls
+/// first.
+async fn count_additions<S, T, E>(
+    stream: S,
+    n: u64,
+    t0: Instant,
+    who: &str,
+    is_added: impl Fn(&T) -> bool,
+) -> Option<f64>
+where
+    S: futures::Stream<Item = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut stream = Box::pin(stream);
+    let mut got = 0u64;
+    while got < n {
+        match tokio::time::timeout(Duration::from_secs(FAN_OUT_TIMEOUT_SECS), stream.next()).await {
+            Ok(Some(Ok(e))) => {
+                if is_added(&e) {
+                    got += 1;
+                }
+            }
+            Ok(Some(Err(e))) => {
+                eprintln!("{who}: error after {got} events: {e}");
+                return None;
+            }
+            Ok(None) => {
+                eprintln!("{who}: stream ended after {got} events");
+                return None;
+            }
+            Err(_) => {
+                eprintln!("{who}: stalled after {got} events");
+                return None;
+            }
+        }
+    }
+    Some(n as f64 / t0.elapsed().as_secs_f64())
 }
 
 /// Wait for the watchers and sum up their rates and the CPU they cost.
