@@ -6,7 +6,8 @@
 //! (and refusals of what is not served yet, changing nothing), tokens and
 //! roles; `apply` (create, unchanged, three-way strategic merges), `diff`,
 //! server dry runs, field validation, `set image`, `edit`, `rollout
-//! restart|history|undo`, `explain`, `auth whoami|can-i`, `drain`.
+//! restart|history|undo`, `explain`, `auth whoami|can-i`, `describe`,
+//! `drain`.
 
 use crate::common;
 
@@ -434,6 +435,14 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
         "{out}"
     );
     assert_eq!(names(&admin.ok(&["get", "deployments"])), ["web", "x"]);
+
+    // describe: the object, then its events (a list by involvedObject
+    // field selectors).
+    let out = admin.ok(&["describe", "pod", "db"]);
+    assert!(
+        out.contains("Name:") && out.contains("db") && out.contains("Events:"),
+        "{out}"
+    );
 
     // drain: cordon (a strategic merge patch of the node), then an
     // eviction (policy/v1, sent as protobuf) of each pod on it.
