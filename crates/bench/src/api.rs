@@ -268,11 +268,7 @@ async fn keelson_phase(
 /// A kube-rs client of member `i`'s Kubernetes API.
 async fn kube_client(c: &ProcCluster, i: usize, token: &str) -> anyhow::Result<kube::Client> {
     let m = &c.members[i];
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: k\n  context:\n    cluster: k\n    user: u\ncurrent-context: k\n",
-        m.kube_endpoint(),
-        m.kube_ca().display()
-    );
+    let text = m.kubeconfig(token);
     let kc = kube::config::Kubeconfig::from_yaml(&text)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     Ok(kube::Client::try_from(config)?)

@@ -78,6 +78,15 @@ impl Member {
     pub fn kube_ca(&self) -> PathBuf {
         self.data_dir.join("kube-certs").join("ca.pem")
     }
+    /// A kubeconfig for this member's Kubernetes API with `token`, as
+    /// kubectl and kube-rs read one.
+    pub fn kubeconfig(&self, token: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: k\n  context:\n    cluster: k\n    user: u\ncurrent-context: k\n",
+            self.kube_endpoint(),
+            self.kube_ca().display()
+        )
+    }
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }

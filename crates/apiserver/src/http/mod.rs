@@ -266,7 +266,7 @@ async fn openapi_document(
 ) -> Result<Response, Failure> {
     authenticate(&http, &headers)?;
     let doc = openapi::document_at(&path).ok_or_else(Failure::no_such_path)?;
-    Ok(json_response(StatusCode::OK, &doc))
+    Ok(json_response(StatusCode::OK, doc))
 }
 
 async fn whoami(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {

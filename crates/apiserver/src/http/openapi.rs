@@ -17,6 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
 
 use keelson_model::schema::{Schema, Shape, Strategy, Type};
 use keelson_model::Kind;
@@ -49,12 +50,26 @@ fn group_versions() -> Vec<(&'static str, &'static str)> {
     out
 }
 
+/// Every group version's document, with its path and hash: built once
+/// (they depend only on the compiled-in schema).
+fn documents() -> &'static [(String, Value, String)] {
+    static DOCS: OnceLock<Vec<(String, Value, String)>> = OnceLock::new();
+    DOCS.get_or_init(|| {
+        group_versions()
+            .into_iter()
+            .filter_map(|(g, v)| {
+                let doc = document(g, v)?;
+                let hash = hash_of(&doc);
+                Some((gv_path(g, v), doc, hash))
+            })
+            .collect()
+    })
+}
+
 /// `/openapi/v3`.
 pub fn index() -> Value {
     let mut paths = Map::new();
-    for (g, v) in group_versions() {
-        let path = gv_path(g, v);
-        let hash = document(g, v).map(|d| hash_of(&d)).unwrap_or_default();
+    for (path, _, hash) in documents() {
         paths.insert(
             path.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
@@ -74,12 +89,12 @@ pub fn hash_of(doc: &Value) -> String {
 
 /// The document at `path` below `/openapi/v3/` (`api/v1`,
 /// `apis/apps/v1`); None when no group version is served there.
-pub fn document_at(path: &str) -> Option<Value> {
+pub fn document_at(path: &str) -> Option<&'static Value> {
     let path = path.trim_matches('/');
-    group_versions()
-        .into_iter()
-        .find(|(g, v)| gv_path(g, v) == path)
-        .and_then(|(g, v)| document(g, v))
+    documents()
+        .iter()
+        .find(|(p, _, _)| p == path)
+        .map(|(_, doc, _)| doc)
 }
 
 /// The OpenAPI 3.0 document of one group version.
@@ -329,7 +344,7 @@ mod tests {
         let doc = document_at("apis/apps/v1").unwrap();
         assert_eq!(
             url,
-            format!("/openapi/v3/apis/apps/v1?hash={}", hash_of(&doc))
+            format!("/openapi/v3/apis/apps/v1?hash={}", hash_of(doc))
         );
         assert!(document_at("apis/batch/v1").is_none());
         assert!(document_at("api/v2").is_none());

@@ -280,7 +280,7 @@ async fn evict(
     who: &Identity,
     target: &Target,
     name: &str,
-    mut commit: Commit,
+    commit: Commit,
     body: &Value,
 ) -> Result<Response, Failure> {
     if body.get("kind").and_then(Value::as_str) != Some("Eviction") {
@@ -291,21 +291,8 @@ async fn evict(
             .map_err(|e| Failure::bad_request(format!("Eviction.deleteOptions: {e}")))?,
         None => DeleteOptions::default(),
     };
-    for v in &opts.dry_run {
-        if dry_run_value(v)? == Commit::DryRun {
-            commit = Commit::DryRun;
-        }
-    }
-    let pre = opts.preconditions.unwrap_or_default();
-    let req = DeleteRequest {
-        resource: Kind::Pod.plural().into(),
-        namespace: target.namespace.clone(),
-        name: name.to_string(),
-        grace_period_seconds: opts.grace_period_seconds,
-        propagation_policy: opts.propagation_policy.unwrap_or_default(),
-        precondition_uid: pre.uid.unwrap_or_default(),
-        precondition_resource_version: pre.resource_version.unwrap_or_default(),
-    };
+    let commit = opts.commit(commit)?;
+    let req = opts.request(Kind::Pod, &target.namespace, name);
     let started = Instant::now();
     let r = http.api.delete_inner(who, req, commit).await;
     observe(http, "delete", Kind::Pod, &r, started);
@@ -630,6 +617,34 @@ struct DeleteOptions {
     api_version: Option<String>,
 }
 
+impl DeleteOptions {
+    /// The write's commit once the options' own `dryRun` is counted.
+    fn commit(&self, mut commit: Commit) -> Result<Commit, Failure> {
+        for v in &self.dry_run {
+            if dry_run_value(v)? == Commit::DryRun {
+                commit = Commit::DryRun;
+            }
+        }
+        Ok(commit)
+    }
+
+    /// The delete of one object with these options.
+    fn request(&self, kind: Kind, namespace: &str, name: &str) -> DeleteRequest {
+        let pre = self.preconditions.as_ref();
+        DeleteRequest {
+            resource: kind.plural().into(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            grace_period_seconds: self.grace_period_seconds,
+            propagation_policy: self.propagation_policy.clone().unwrap_or_default(),
+            precondition_uid: pre.and_then(|p| p.uid.clone()).unwrap_or_default(),
+            precondition_resource_version: pre
+                .and_then(|p| p.resource_version.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Preconditions {
@@ -652,38 +667,25 @@ pub async fn delete(
     if target.subresource.is_some() {
         return Err(Failure::no_such_path());
     }
-    let mut commit = commit_of(query)?;
-    let opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
+    let mut opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
     } else {
         serde_json::from_slice(body)
             .map_err(|e| Failure::bad_request(format!("DeleteOptions: {e}")))?
     };
-    for v in &opts.dry_run {
-        if dry_run_value(v)? == Commit::DryRun {
-            commit = Commit::DryRun;
-        }
+    let commit = opts.commit(commit_of(query)?)?;
+    if opts.grace_period_seconds.is_none() {
+        opts.grace_period_seconds = match q(query, "gracePeriodSeconds") {
+            "" => None,
+            g => Some(g.parse::<i64>().map_err(|_| {
+                Failure::bad_request(format!("gracePeriodSeconds {g:?} is not a number"))
+            })?),
+        };
     }
-    let grace = match (opts.grace_period_seconds, q(query, "gracePeriodSeconds")) {
-        (Some(g), _) => Some(g),
-        (None, "") => None,
-        (None, g) => Some(g.parse::<i64>().map_err(|_| {
-            Failure::bad_request(format!("gracePeriodSeconds {g:?} is not a number"))
-        })?),
-    };
-    let policy = opts
-        .propagation_policy
-        .unwrap_or_else(|| q(query, "propagationPolicy").to_string());
-    let pre = opts.preconditions.unwrap_or_default();
-    let request = |name: &str| DeleteRequest {
-        resource: target.kind.plural().into(),
-        namespace: target.namespace.clone(),
-        name: name.to_string(),
-        grace_period_seconds: grace,
-        propagation_policy: policy.clone(),
-        precondition_uid: pre.uid.clone().unwrap_or_default(),
-        precondition_resource_version: pre.resource_version.clone().unwrap_or_default(),
-    };
+    if opts.propagation_policy.is_none() {
+        opts.propagation_policy = Some(q(query, "propagationPolicy").to_string());
+    }
+    let request = |name: &str| opts.request(target.kind, &target.namespace, name);
     let Some(name) = &target.name else {
         return delete_collection(http, who, target, query, commit, request).await;
     };

@@ -21,11 +21,7 @@ use kube::api::{
 /// would read it.
 async fn client(c: &ProcCluster, i: usize, token: &str) -> kube::Client {
     let m = &c.members[i];
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: k\n  context:\n    cluster: k\n    user: u\ncurrent-context: k\n",
-        m.kube_endpoint(),
-        m.kube_ca().display()
-    );
+    let text = m.kubeconfig(token);
     let kc = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await

@@ -117,11 +117,7 @@ impl Kubectl {
         std::fs::create_dir_all(&home).expect("home");
         let config = home.join("kubeconfig");
         let m = &c.members[i];
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: k\n  context:\n    cluster: k\n    user: u\ncurrent-context: k\n",
-            m.kube_endpoint(),
-            m.kube_ca().display()
-        );
+        let text = m.kubeconfig(token);
         std::fs::write(&config, text).expect("kubeconfig");
         Kubectl { config, home }
     }
