@@ -12,6 +12,7 @@ pub const RENAMES: &[(&str, &str)] = &[
     ("ServiceSpec.cluster_ip", "clusterIP"),
     ("NodeSpec.pod_cidr", "podCIDR"),
     ("ContainerStatus.container_id", "containerID"),
+    ("ContainerStatus.image_id", "imageID"),
     ("NodeSystemInfo.machine_id", "machineID"),
     ("DaemonEndpoint.port", "Port"),
 ];

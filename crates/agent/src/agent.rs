@@ -42,9 +42,12 @@ use keelson_sdk::watcher::Event;
 use keelson_sdk::{Api, Client, DeleteParams, Error, Resource};
 use tokio::sync::mpsc;
 
+use crate::image::pull::PullOptions;
 use crate::kubelet::{Config, Kubelet, Now, Observed, RuntimeCalls, Started};
+use crate::network::{Cidr, Network};
 use crate::probe::{Outcome, ProbeKind};
 use crate::process::ProcessRuntime;
+use crate::runc::{RuncOptions, RuncRuntime};
 use crate::runtime::{ContainerSpec, Runtime, StartError};
 
 #[derive(Clone, Debug)]
@@ -65,6 +68,31 @@ pub struct AgentOptions {
     pub sync_every: Duration,
     /// First restart back-off of a crashing container (doubles to 60 s).
     pub backoff_base: Duration,
+    pub runtime: RuntimeKind,
+    /// The cluster's pod addresses (the runc runtime's confinement rule).
+    pub cluster_cidr: Cidr,
+    /// Registries reached over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+}
+
+/// Which runtime runs the pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// Host processes on loopback addresses ([`ProcessRuntime`]).
+    Process,
+    /// OCI images under runc, pods on the node's bridge ([`RuncRuntime`]).
+    Runc,
+}
+
+impl RuntimeKind {
+    /// runc where runc and root are available, else the process runtime
+    /// (and why, for the log).
+    pub fn detect() -> (RuntimeKind, Option<String>) {
+        match crate::runc::available() {
+            Ok(_) => (RuntimeKind::Runc, None),
+            Err(why) => (RuntimeKind::Process, Some(why)),
+        }
+    }
 }
 
 impl AgentOptions {
@@ -83,6 +111,9 @@ impl AgentOptions {
             heartbeat_every: Duration::from_secs(1),
             sync_every: Duration::from_millis(100),
             backoff_base: Duration::from_secs(1),
+            runtime: RuntimeKind::Process,
+            cluster_cidr: DEFAULT_CLUSTER_CIDR,
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -135,7 +166,13 @@ fn node_object(o: &AgentOptions) -> v1::Node {
         }),
         spec: Some(v1::NodeSpec {
             taints: o.taints.clone(),
-            pod_cidr: format!("127.{}.0.0/16", oct[3]),
+            // The process runtime's pods live on loopback addresses of
+            // their own; the runc runtime's get a subnet from the node
+            // IPAM controller.
+            pod_cidr: match o.runtime {
+                RuntimeKind::Process => format!("127.{}.0.0/16", oct[3]),
+                RuntimeKind::Runc => String::new(),
+            },
             ..Default::default()
         }),
         status: Some(v1::NodeStatus {
@@ -168,7 +205,10 @@ fn node_object(o: &AgentOptions) -> v1::Node {
                 operating_system: "linux".into(),
                 architecture: std::env::consts::ARCH.into(),
                 kubelet_version: format!("keelson/{}", env!("CARGO_PKG_VERSION")),
-                container_runtime_version: "keelson-process://0.1".into(),
+                container_runtime_version: match o.runtime {
+                    RuntimeKind::Process => "keelson-process://0.1".into(),
+                    RuntimeKind::Runc => "runc://1".into(),
+                },
                 ..Default::default()
             }),
         }),
@@ -191,10 +231,40 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("create {}: {e}", o.data_dir.display()))?;
     let exe =
         std::env::current_exe().map_err(|e| anyhow::anyhow!("find the keelson binary: {e}"))?;
-    let runtime: Arc<dyn Runtime> = Arc::new(
-        ProcessRuntime::new(o.data_dir.clone(), exe)
-            .map_err(|e| anyhow::anyhow!("runtime: {e}"))?,
-    );
+    crate::sim::register(&client, node_object(&o))
+        .await
+        .map_err(|e| anyhow::anyhow!("register node {}: {e}", o.name))?;
+    let mut cfg = Config::new(&o.name, o.address);
+    let runtime: Arc<dyn Runtime> = match o.runtime {
+        RuntimeKind::Process => Arc::new(
+            ProcessRuntime::new(o.data_dir.clone(), exe)
+                .map_err(|e| anyhow::anyhow!("runtime: {e}"))?,
+        ),
+        RuntimeKind::Runc => {
+            let pod_cidr = wait_for_pod_cidr(&client, &o.name).await?;
+            let network = Network::new(&o.name, pod_cidr, o.cluster_cidr);
+            let net = network.clone();
+            tokio::task::spawn_blocking(move || net.setup())
+                .await?
+                .map_err(|e| anyhow::anyhow!("pod network: {e}"))?;
+            tracing::info!(node = %o.name, %pod_cidr, bridge = %network.bridge, "pod network ready");
+            cfg.pod_cidr = Some(pod_cidr);
+            Arc::new(
+                RuncRuntime::new(RuncOptions {
+                    data_dir: o.data_dir.clone(),
+                    node_name: o.name.clone(),
+                    network: Some(network),
+                    pull: PullOptions {
+                        insecure_registries: o.insecure_registries.clone(),
+                        auth: None,
+                    },
+                    pause: pause_command(&exe),
+                    runc: PathBuf::from("runc"),
+                })
+                .map_err(|e| anyhow::anyhow!("runc runtime: {e}"))?,
+            )
+        }
+    };
     if let Err(why) = runtime.limits_supported() {
         tracing::warn!("{why}");
     }
@@ -209,9 +279,6 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
     let _logs = AbortOnDrop(logs);
     let proxy = tokio::spawn(crate::proxy::run(client.clone(), o.name.clone(), o.address));
     let _proxy = AbortOnDrop(proxy);
-    crate::sim::register(&client, node_object(&o))
-        .await
-        .map_err(|e| anyhow::anyhow!("register node {}: {e}", o.name))?;
     // One session stream: heartbeats and statuses up, pods down.
     let session = crate::session::start(
         client.clone(),
@@ -226,7 +293,6 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
     } = session;
     tracing::info!(node = %o.name, address = %o.address, "registered");
 
-    let mut cfg = Config::new(&o.name, o.address);
     cfg.backoff_base = o.backoff_base;
     let mut kubelet = Kubelet::new(cfg);
     // No start begins once this future is dropped (see `Gate`).
@@ -508,34 +574,107 @@ impl Drop for CloseOnDrop {
     }
 }
 
+/// The cluster CIDR when none is given (Kubernetes' flannel default).
+pub const DEFAULT_CLUSTER_CIDR: Cidr = Cidr {
+    net: Ipv4Addr::new(10, 244, 0, 0),
+    len: 16,
+};
+
+/// The node's pod CIDR, once the node IPAM controller has given one.
+async fn wait_for_pod_cidr(client: &Client, node: &str) -> anyhow::Result<Cidr> {
+    let api: Api<v1::Node> = Api::all(client.clone());
+    let mut said = false;
+    loop {
+        match api.get(node).await {
+            Ok(n) => {
+                let cidr = n.spec.map(|s| s.pod_cidr).unwrap_or_default();
+                if !cidr.is_empty() {
+                    return Cidr::parse(&cidr)
+                        .map_err(|e| anyhow::anyhow!("node {node}: spec.podCIDR: {e}"));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "read the node"),
+        }
+        if !said {
+            tracing::info!(
+                node,
+                "waiting for the controller manager to give the node a pod CIDR"
+            );
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The pause program: the small `keelson-builtin` beside keelson when it
+/// is there, else `keelson builtin pause`.
+fn pause_command(exe: &std::path::Path) -> Vec<String> {
+    let small = exe.with_file_name(crate::process::SMALL_BUILTIN_EXE);
+    if small.is_file() {
+        vec![small.to_string_lossy().into_owned(), "pause".into()]
+    } else {
+        vec![
+            exe.to_string_lossy().into_owned(),
+            "builtin".into(),
+            "pause".into(),
+        ]
+    }
+}
+
 /// Stop every container recorded under an agent's data dir: SIGTERM, then
 /// SIGKILL for those still running after `grace` (for an agent told to
-/// leave nothing behind when it exits). Blocking; how many were running.
-pub fn stop_all_containers(data_dir: &std::path::Path, grace: Duration) -> anyhow::Result<usize> {
+/// leave nothing behind when it exits). With the runc runtime the pods'
+/// sandboxes, the node's bridge and its rules go too. Blocking (inside a
+/// tokio runtime); how many were running.
+pub fn stop_all_containers(
+    data_dir: &std::path::Path,
+    grace: Duration,
+    kind: RuntimeKind,
+    node: &str,
+) -> anyhow::Result<usize> {
     let exe =
         std::env::current_exe().map_err(|e| anyhow::anyhow!("find the keelson binary: {e}"))?;
+    if kind == RuntimeKind::Runc {
+        let runtime = RuncRuntime::new(RuncOptions {
+            data_dir: data_dir.to_path_buf(),
+            node_name: node.to_string(),
+            network: None,
+            pull: PullOptions::default(),
+            pause: pause_command(&exe),
+            runc: PathBuf::from("runc"),
+        })
+        .map_err(|e| anyhow::anyhow!("runc runtime: {e}"))?;
+        let n = stop_then_kill(&runtime, grace);
+        runtime.teardown();
+        Network::teardown_node(node);
+        return Ok(n);
+    }
     let runtime = ProcessRuntime::new(data_dir.to_path_buf(), exe)
         .map_err(|e| anyhow::anyhow!("runtime: {e}"))?;
-    let running = |rt: &ProcessRuntime| -> Vec<String> {
+    Ok(stop_then_kill(&runtime, grace))
+}
+
+fn stop_then_kill(runtime: &dyn Runtime, grace: Duration) -> usize {
+    let running = |rt: &dyn Runtime| -> Vec<String> {
         rt.list()
             .into_iter()
             .filter(|c| matches!(c.state, crate::runtime::State::Running { .. }))
             .map(|c| c.id)
             .collect()
     };
-    let ids = running(&runtime);
+    let ids = running(runtime);
     for id in &ids {
         runtime.stop(id);
     }
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && !running(&runtime).is_empty() {
+    while Instant::now() < deadline && !running(runtime).is_empty() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    for id in running(&runtime) {
+    for id in running(runtime) {
         tracing::warn!(container = %id, "did not stop within {grace:?}: SIGKILL");
         runtime.kill(&id);
     }
-    Ok(ids.len())
+    ids.len()
 }
 
 /// A deletion confirmation is sent again after this long without the pod
@@ -591,6 +730,7 @@ mod tests {
                 name: spec.name.clone(),
                 attempt: spec.attempt,
                 image: spec.image.clone(),
+                image_id: String::new(),
                 state: State::Running {
                     pid: 1,
                     started_at: SystemTime::UNIX_EPOCH,
@@ -634,6 +774,10 @@ mod tests {
             working_dir: String::new(),
             memory_limit_bytes: None,
             cpu_limit_millis: None,
+            cpu_request_millis: None,
+            pod_ip: String::new(),
+            hostname: String::new(),
+            image_pull_policy: String::new(),
         }
     }
 

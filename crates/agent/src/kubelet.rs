@@ -74,8 +74,14 @@ pub struct Config {
     pub node_name: String,
     /// The node's address (hostIP).
     pub address: String,
-    /// Pod IPs are taken from here: `<prefix>.<i>.<j>` (j in 1..=254).
+    /// Pod IPs are taken from here: `<prefix>.<i>.<j>` (j in 1..=254),
+    /// unless `pod_cidr` is set.
     pub pod_ip_prefix: [u8; 2],
+    /// The node's pod CIDR when its pods live on the node's bridge (the
+    /// runc runtime): pod IPs are its host addresses after the gateway,
+    /// and none is checked for strays (only this agent puts addresses
+    /// there).
+    pub pod_cidr: Option<crate::network::Cidr>,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     /// A container that ran this long has its back-off reset.
@@ -90,6 +96,7 @@ impl Config {
             address: address.to_string(),
             // 127.0.0.11 -> pods in 127.11.0.0/16.
             pod_ip_prefix: [127, o[3]],
+            pod_cidr: None,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             backoff_reset: Duration::from_secs(120),
@@ -253,6 +260,11 @@ const DEFAULT_GRACE_SECS: i64 = 30;
 const START_ERROR_BACKOFF_BASE: Duration = Duration::from_secs(1);
 const START_ERROR_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+const ERR_IMAGE_PULL: &str = "ErrImagePull";
+/// A failed pull is reported as `ErrImagePull` this long, then as
+/// `ImagePullBackOff` until the next try.
+const PULL_ERROR_SHOWN: Duration = Duration::from_secs(1);
+
 pub struct Kubelet {
     cfg: Config,
     pods: HashMap<String, PodTrack>,
@@ -342,9 +354,23 @@ impl Kubelet {
     }
 
     /// Every pod address, in the order they are given out.
-    fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+    fn addresses(&self) -> Box<dyn Iterator<Item = Ipv4Addr> + '_> {
+        if let Some(cidr) = &self.cfg.pod_cidr {
+            return Box::new(cidr.pod_addresses());
+        }
         let [a, b] = self.cfg.pod_ip_prefix;
-        (0..=255u8).flat_map(move |i| (1..=254u8).map(move |j| Ipv4Addr::new(a, b, i, j)))
+        Box::new((0..=255u8).flat_map(move |i| (1..=254u8).map(move |j| Ipv4Addr::new(a, b, i, j))))
+    }
+
+    /// Whether `ip` is one of this node's pod addresses.
+    fn owns(&self, ip: &str) -> bool {
+        let Ok(ip) = ip.parse::<Ipv4Addr>() else {
+            return false;
+        };
+        match &self.cfg.pod_cidr {
+            Some(cidr) => cidr.contains(ip) && cidr.gateway() != Some(ip) && cidr.network() != ip,
+            None => ip.octets()[..2] == self.cfg.pod_ip_prefix,
+        }
     }
 
     /// The addresses a new pod of `desired` may be given by the next sync,
@@ -363,7 +389,7 @@ impl Kubelet {
             .filter(|p| !self.pods.contains_key(&p.meta().uid))
             .collect();
         let ports: BTreeSet<u16> = new.iter().flat_map(|p| pod_ports(p)).collect();
-        if ports.is_empty() {
+        if ports.is_empty() || self.cfg.pod_cidr.is_some() {
             return Vec::new();
         }
         let kept: HashSet<&str> = self
@@ -388,12 +414,10 @@ impl Kubelet {
     /// (after an agent restart), else the first no pod has and nothing else
     /// listens on for the pod's ports (`listening`).
     fn pod_ip(&self, pod: &v1::Pod, listening: &HashSet<SocketAddrV4>) -> String {
-        let [a, b] = self.cfg.pod_ip_prefix;
-        let prefix = format!("{a}.{b}.");
         let used: HashSet<&str> = self.pods.values().map(|p| p.ip.as_str()).collect();
         // Keep the IP the pod already has (after an agent restart).
         if let Some(ip) = pod.status.as_ref().map(|s| s.pod_ip.as_str()) {
-            if ip.starts_with(&prefix) && !used.contains(ip) {
+            if self.owns(ip) && !used.contains(ip) {
                 return ip.to_string();
             }
         }
@@ -469,13 +493,11 @@ impl Kubelet {
         }
         // Pods already running here keep their addresses: reserve those
         // before any new pod gets one (after an agent restart).
-        let [a, b] = self.cfg.pod_ip_prefix;
-        let prefix = format!("{a}.{b}.");
         for pod in desired {
             let uid = &pod.meta().uid;
             let ip = pod.status.as_ref().map_or("", |s| s.pod_ip.as_str());
             if !self.pods.contains_key(uid)
-                && ip.starts_with(&prefix)
+                && self.owns(ip)
                 && !self.pods.values().any(|p| p.ip == ip)
             {
                 let cs: Vec<Container> = by_pod
@@ -714,6 +736,9 @@ impl Kubelet {
                         StartError::ImageNotSupported(_) => "ImageNotSupported",
                         StartError::InvalidSpec(_) => "CreateContainerError",
                         StartError::Io(_) => "RunContainerError",
+                        StartError::InvalidImageName(_) => "InvalidImageName",
+                        StartError::ImagePull(_) => ERR_IMAGE_PULL,
+                        StartError::ImageNeverPull(_) => "ErrImageNeverPull",
                     };
                     track.waiting = Some((reason.to_string(), e.to_string()));
                     // Try again later, backing off like a crash.
@@ -854,9 +879,18 @@ impl Kubelet {
                 }
                 None => {
                     waiting += 1;
-                    let (reason, msg) = track
+                    let (mut reason, mut msg) = track
                         .and_then(|t| t.waiting.clone())
                         .unwrap_or_else(|| ("ContainerCreating".into(), String::new()));
+                    // A failed pull shows as such for a while, then as
+                    // the back-off before the next (as the kubelet does).
+                    let failed_at = track.and_then(|t| Some(t.backoff_until? - t.backoff?));
+                    if reason == ERR_IMAGE_PULL
+                        && failed_at.is_some_and(|f| now.instant >= f + PULL_ERROR_SHOWN)
+                    {
+                        reason = "ImagePullBackOff".into();
+                        msg = format!("Back-off pulling image {:?}", c.image);
+                    }
                     (waiting_state(&reason, &msg), false, false)
                 }
             };
@@ -888,6 +922,7 @@ impl Kubelet {
                 })
                 .unwrap_or(i32::MAX),
                 image: c.image.clone(),
+                image_id: current.map(|x| x.image_id.clone()).unwrap_or_default(),
                 container_id: current
                     .map(|x| format!("keelson://{}", x.id))
                     .unwrap_or_default(),
@@ -1078,6 +1113,19 @@ fn container_spec(
         working_dir: c.working_dir.clone(),
         memory_limit_bytes: limit(c, "memory"),
         cpu_limit_millis: limit(c, "cpu"),
+        cpu_request_millis: c
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.get("cpu"))
+            .and_then(|q| quantity::parse("cpu", q).ok()),
+        pod_ip: ip.to_string(),
+        hostname: pod
+            .spec
+            .as_ref()
+            .map(|s| s.hostname.clone())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| pod.meta().name.clone()),
+        image_pull_policy: c.image_pull_policy.clone(),
     }
 }
 
@@ -1124,6 +1172,7 @@ mod tests {
                 name: name.into(),
                 attempt,
                 image: "img".into(),
+                image_id: String::new(),
                 state: State::Running {
                     pid: 1000 + attempt,
                     started_at: SystemTime::UNIX_EPOCH,

@@ -35,11 +35,14 @@
 //! [`agent::run`]`(client, options)`; [`sim::run`] for simulated nodes.
 
 pub mod agent;
+pub mod image;
 pub mod kubelet;
 pub mod logs;
+pub mod network;
 pub mod probe;
 pub mod process;
 pub mod proxy;
+pub mod runc;
 pub mod runtime;
 pub mod session;
 pub mod sim;

@@ -729,6 +729,7 @@ fn to_container(rec: &Record) -> Container {
         name: rec.name.clone(),
         attempt: rec.attempt,
         image: rec.image.clone(),
+        image_id: String::new(),
         state,
     }
 }
@@ -813,7 +814,7 @@ fn remove_cgroup(dir: PathBuf, stale: &mut Vec<PathBuf>) {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Liveness {
+pub(crate) enum Liveness {
     Alive,
     /// Exited, not yet reaped by its parent.
     Zombie,
@@ -822,7 +823,7 @@ enum Liveness {
 }
 
 /// Field 3 (state) and 22 (start time) of `/proc/<pid>/stat`.
-fn proc_stat(pid: u32) -> Option<(char, u64)> {
+pub(crate) fn proc_stat(pid: u32) -> Option<(char, u64)> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold anything.
     let rest = &s[s.rfind(')')? + 1..];
@@ -833,7 +834,7 @@ fn proc_stat(pid: u32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
-fn liveness(pid: u32, start_time: u64) -> Liveness {
+pub(crate) fn liveness(pid: u32, start_time: u64) -> Liveness {
     if pid <= 1 || start_time == 0 {
         return Liveness::Gone;
     }
@@ -987,6 +988,10 @@ mod tests {
             working_dir: String::new(),
             memory_limit_bytes: None,
             cpu_limit_millis: None,
+            cpu_request_millis: None,
+            pod_ip: String::new(),
+            hostname: String::new(),
+            image_pull_policy: String::new(),
         }
     }
 

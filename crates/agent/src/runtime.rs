@@ -1,6 +1,7 @@
 //! The container runtime interface the agent drives, and the types it
 //! speaks. [`crate::process::ProcessRuntime`] runs containers as host
-//! processes; tests use a fake.
+//! processes, [`crate::runc::RuncRuntime`] real images under runc; tests
+//! use a fake.
 //!
 //! Every call is quick and never blocks on the container: `start` spawns,
 //! `stop` sends SIGTERM (the agent sends `kill` after the grace period),
@@ -33,6 +34,16 @@ pub struct ContainerSpec {
     /// Limits from `resources.limits` (None: unlimited).
     pub memory_limit_bytes: Option<i64>,
     pub cpu_limit_millis: Option<i64>,
+    /// `resources.requests.cpu` (the runc runtime's cpu shares).
+    pub cpu_request_millis: Option<i64>,
+    /// The pod's address (the runc runtime wires the pod's namespace with
+    /// it; the process runtime passes it in the env only).
+    pub pod_ip: String,
+    /// The pod's hostname (`spec.hostname`, else its name).
+    pub hostname: String,
+    /// Always, IfNotPresent or Never (empty: Kubernetes' default for the
+    /// image's tag).
+    pub image_pull_policy: String,
 }
 
 /// How a container stands.
@@ -62,13 +73,23 @@ pub struct Container {
     pub name: String,
     pub attempt: u32,
     pub image: String,
+    /// The image it runs from, `<repository>@<manifest digest>` (empty
+    /// when the runtime runs no image, as the process runtime).
+    pub image_id: String,
     pub state: State,
 }
 
-/// Why a start failed. `ImageNotSupported` and `InvalidSpec` are the
-/// pod's fault (it waits with the reason); `Io` is the machine's.
+/// Why a start failed. All but `Io` are the pod's fault (it waits with
+/// the reason); `Io` is the machine's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartError {
+    /// The image reference does not parse (`InvalidImageName`).
+    InvalidImageName(String),
+    /// The image could not be pulled (`ErrImagePull`, then
+    /// `ImagePullBackOff` while the next try waits).
+    ImagePull(String),
+    /// The image is absent and its policy is Never (`ErrImageNeverPull`).
+    ImageNeverPull(String),
     /// The runtime cannot run this image (reason "ErrImagePull"-like:
     /// "InvalidImageName" / "ImageNotSupported").
     ImageNotSupported(String),
@@ -80,9 +101,12 @@ pub enum StartError {
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::ImageNotSupported(m) | StartError::InvalidSpec(m) | StartError::Io(m) => {
-                f.write_str(m)
-            }
+            StartError::ImageNotSupported(m)
+            | StartError::InvalidSpec(m)
+            | StartError::Io(m)
+            | StartError::InvalidImageName(m)
+            | StartError::ImagePull(m)
+            | StartError::ImageNeverPull(m) => f.write_str(m),
         }
     }
 }

@@ -101,7 +101,13 @@ pub fn node_object(opts: &SimOptions, i: usize) -> v1::Node {
             labels,
             ..Default::default()
         }),
-        spec: Some(v1::NodeSpec::default()),
+        // Its pods report the node's own address: that is its pod range
+        // (so the node IPAM controller leaves the cluster CIDR to real
+        // nodes).
+        spec: Some(v1::NodeSpec {
+            pod_cidr: format!("{}/32", address(opts, i)),
+            ..Default::default()
+        }),
         status: Some(v1::NodeStatus {
             capacity: resources.clone(),
             allocatable: resources,

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// The builtin images' names.
-pub const NAMES: &[&str] = &["http-echo", "sleep", "crash-after"];
+pub const NAMES: &[&str] = &["http-echo", "sleep", "crash-after", "pause"];
 
 /// A request's head may not be larger.
 const MAX_HEAD: usize = 16 * 1024;
@@ -44,6 +44,7 @@ pub async fn run(name: &str, args: &[String]) -> i32 {
         "http-echo" => http_echo(args).await,
         "sleep" => sleep(args).await,
         "crash-after" => crash_after(args).await,
+        "pause" => pause(args).await,
         _ => {
             eprintln!(
                 "unknown builtin image {name:?}: the builtin images are {}",
@@ -90,6 +91,18 @@ impl Termination {
             _ = one(&mut self.int) => {}
         }
     }
+}
+
+/// `pause`: does nothing until SIGTERM or SIGINT, then exits 0. The runc
+/// runtime runs one per pod to hold the pod's network, IPC and UTS
+/// namespaces (Kubernetes' pause container).
+async fn pause(args: &[String]) -> i32 {
+    if !args.is_empty() {
+        eprintln!("pause takes no arguments");
+        return 2;
+    }
+    Termination::register().wait().await;
+    0
 }
 
 /// Seconds (`1.5`) or a humantime duration (`2m`).

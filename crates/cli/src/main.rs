@@ -6,6 +6,7 @@
 
 mod certs;
 mod files;
+mod image;
 mod kubeconfig;
 mod kubectl;
 mod server_cmd;
@@ -106,6 +107,19 @@ struct AgentArgs {
     /// adopt (`keelson up` uses it, so `down` leaves nothing behind).
     #[arg(long)]
     stop_pods_on_exit: bool,
+    /// How pods run: `runc` (OCI images, each pod in namespaces of its own
+    /// on the node's bridge), `process` (host processes on loopback
+    /// addresses), or `auto`: runc where runc and root are available.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "runc", "process"])]
+    runtime: String,
+    /// The cluster's pod CIDR (runc runtime: pod traffic to anything
+    /// outside it is dropped).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// A registry (host[:port]) reached over plain HTTP (repeatable);
+    /// registries on loopback addresses always are.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
 }
 
 fn parse_taint(s: &str) -> anyhow::Result<keelson_proto::v1::Taint> {
@@ -192,11 +206,35 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| anyhow::anyhow!("--crash-backoff must be a positive number"))?;
+    opts.runtime = match a.runtime.as_str() {
+        "runc" => {
+            keelson_agent::runc::available().map_err(|e| anyhow::anyhow!("--runtime runc: {e}"))?;
+            keelson_agent::agent::RuntimeKind::Runc
+        }
+        "process" => keelson_agent::agent::RuntimeKind::Process,
+        _ => {
+            let (kind, why) = keelson_agent::agent::RuntimeKind::detect();
+            match why {
+                Some(why) => tracing::warn!("pods run as host processes: {why}"),
+                None => tracing::info!("pods run under runc"),
+            }
+            kind
+        }
+    };
+    opts.cluster_cidr = keelson_model::cidr::Cidr::parse(&a.cluster_cidr)
+        .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+    opts.insecure_registries = a.insecure_registries;
     let data_dir = opts.data_dir.clone();
+    let kind = opts.runtime;
     let result = until_signal(keelson_agent::agent::run(client, opts)).await;
     if a.stop_pods_on_exit {
         let stopped = tokio::task::spawn_blocking(move || {
-            keelson_agent::agent::stop_all_containers(&data_dir, std::time::Duration::from_secs(10))
+            keelson_agent::agent::stop_all_containers(
+                &data_dir,
+                std::time::Duration::from_secs(10),
+                kind,
+                &name,
+            )
         })
         .await??;
         tracing::info!(stopped, "stopped this node's containers");
@@ -260,6 +298,9 @@ enum Command {
     Agent(AgentArgs),
     /// Print a container's log.
     Logs(kubectl::logs::LogsArgs),
+    /// A node's images (the runc runtime's store): load, pull, ls, rm.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Who the token belongs to, and its role.
     Whoami(kubectl::ClientArgs),
     /// Run a built-in image (http-echo, sleep, crash-after): what the
@@ -309,6 +350,7 @@ fn main() -> anyhow::Result<()> {
             Command::Down(a) => up::down(a).await,
             Command::Bench(cmd) => keelson_bench::run(cmd).await,
             Command::Certs(args) => certs::run(args),
+            Command::Image(cmd) => image::run(cmd).await,
             Command::Scheduler(a) => {
                 let client = a.client.client()?;
                 let identity = a

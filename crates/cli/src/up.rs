@@ -476,8 +476,14 @@ async fn stop_orphaned_pods(dirs: &Dirs, layout: &Layout) {
             continue;
         }
         let name = m.name.clone();
+        let node = m.name.clone();
         let res = tokio::task::spawn_blocking(move || {
-            keelson_agent::agent::stop_all_containers(&dir, Duration::from_secs(5))
+            keelson_agent::agent::stop_all_containers(
+                &dir,
+                Duration::from_secs(5),
+                keelson_agent::agent::RuntimeKind::Process,
+                &node,
+            )
         })
         .await;
         match res {
@@ -689,6 +695,10 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
                 "--config".into(),
                 path(dirs.agent_config(&m.name)),
                 "--stop-pods-on-exit".into(),
+                // The demo's images are built-in programs; real images
+                // under runc in `up` come with its own image build.
+                "--runtime".into(),
+                "process".into(),
             ],
             child: None,
             starts: 0,

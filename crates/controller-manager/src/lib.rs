@@ -59,6 +59,7 @@ pub mod controller;
 pub mod deployments;
 pub mod endpoints;
 pub mod gc;
+pub mod nodeipam;
 pub mod nodes;
 pub mod replicasets;
 pub mod retry;
@@ -84,6 +85,10 @@ pub struct Options {
     /// Node lifecycle: heartbeat silence before a node is marked, and the
     /// default eviction delay.
     pub node: nodelifecycle::Config,
+    /// Pod addresses of the whole cluster: each node gets a subnet of it
+    /// (`spec.podCIDR`) of prefix length `node_cidr_mask`.
+    pub cluster_cidr: keelson_model::cidr::Cidr,
+    pub node_cidr_mask: u8,
 }
 
 impl Options {
@@ -91,6 +96,11 @@ impl Options {
         Options {
             identity: identity.to_string(),
             node: nodelifecycle::Config::default(),
+            cluster_cidr: keelson_model::cidr::Cidr {
+                net: std::net::Ipv4Addr::new(10, 244, 0, 0),
+                len: 16,
+            },
+            node_cidr_mask: 24,
         }
     }
 }
@@ -175,6 +185,7 @@ pub async fn run(client: Client, options: Options) {
     tasks.spawn(run_controller(ctx.clone(), endpoints::Endpoints));
     tasks.spawn(run_controller(ctx.clone(), gc::GarbageCollector));
     tasks.spawn(run_controller(ctx.clone(), nodes::NodeLifecycle::default()));
+    tasks.spawn(run_controller(ctx.clone(), nodeipam::NodeIpam));
     drop(ctx);
     while let Some(r) = tasks.join_next().await {
         if let Err(e) = r {

@@ -19,11 +19,13 @@
 //!
 //! # Layout
 //!
+//! - [`nodeipam`]: pod CIDRs for nodes (one subnet of the cluster CIDR each).
 //! - [`replicaset`]: the ReplicaSet controller (create, delete and adopt
 //!   pods; compute the status), after Kubernetes' `ReplicaSetController`.
 
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;

@@ -49,6 +49,19 @@ fn probe(p: &mut v1::Probe) {
     }
 }
 
+/// Kubernetes' default `imagePullPolicy`: Always for an image without a
+/// tag or tagged `latest`, IfNotPresent for any other tag or a digest.
+pub fn default_pull_policy(image: &str) -> &'static str {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains('@') {
+        return "IfNotPresent";
+    }
+    match last.split_once(':') {
+        Some((_, tag)) if tag != "latest" => "IfNotPresent",
+        _ => "Always",
+    }
+}
+
 /// A Pod's spec, or a template's.
 fn pod_spec(s: &mut v1::PodSpec) {
     default_str(&mut s.restart_policy, "Always");
@@ -56,6 +69,8 @@ fn pod_spec(s: &mut v1::PodSpec) {
     s.termination_grace_period_seconds
         .get_or_insert(TERMINATION_GRACE_PERIOD_SECONDS);
     for c in &mut s.containers {
+        let policy = default_pull_policy(&c.image);
+        default_str(&mut c.image_pull_policy, policy);
         for port in &mut c.ports {
             default_str(&mut port.protocol, "TCP");
         }

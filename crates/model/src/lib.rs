@@ -23,6 +23,7 @@
 //! - [`deployment`]: the rollout's annotations and kubectl's reading of a
 //!   rollout (`rollout_status`), shared by the controller and the CLI.
 
+pub mod cidr;
 pub mod defaults;
 pub mod deployment;
 pub mod kinds;

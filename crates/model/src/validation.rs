@@ -342,6 +342,11 @@ fn check_container(
     if c.image.trim().is_empty() {
         e.required(&format!("{p}.image"));
     }
+    e.empty_or_one_of(
+        &format!("{p}.imagePullPolicy"),
+        &c.image_pull_policy,
+        &["Always", "IfNotPresent", "Never"],
+    );
     for (j, port) in c.ports.iter().enumerate() {
         let pp = format!("{p}.ports[{j}]");
         e.port(&format!("{pp}.containerPort"), port.container_port);

@@ -95,6 +95,12 @@ pub fn start_agent(
         dir.join(name).as_os_str(),
     ])
     .args(["--heartbeat-ttl", "4"])
+    // The process runtime unless the test asks for another.
+    .args(if extra.contains(&"--runtime") {
+        &[][..]
+    } else {
+        &["--runtime", "process"][..]
+    })
     .args(extra)
     .client(&c.api_endpoints(), &token)
     .named(format!("agent {name}"))

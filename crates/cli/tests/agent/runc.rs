@@ -1,0 +1,503 @@
+//! The runc runtime with real images (root, runc, umoci, skopeo,
+//! docker-registry and busybox-static are required: the test fails
+//! without them). The test builds a busybox image with umoci, serves it
+//! from Debian's docker-registry started on a loopback port, and runs an
+//! agent with `--runtime runc` against a control plane, pods made with
+//! kubectl:
+//! - a pulled image runs isolated: its own hostname, an address of the
+//!   node's pod CIDR (given by the node IPAM controller) on `eth0`,
+//!   `imageID` the manifest's digest;
+//! - pod to pod over the node's bridge (busybox httpd read with nc from
+//!   another pod), and nothing leaves the machine (a pod's connection to
+//!   an address outside the cluster CIDR is dropped);
+//! - `keelson image load` of an oci-archive, then a pod with
+//!   `imagePullPolicy: Never` runs from it; `keelson image ls|rm`;
+//! - the reasons: `InvalidImageName`, `ErrImageNeverPull`, `ErrImagePull`
+//!   then `ImagePullBackOff`;
+//! - the agent SIGKILLed and restarted adopts its containers (same
+//!   container, no restart, still serving);
+//! - deleting the pods leaves no mount, cgroup, veth, pause process or
+//!   file behind, and the agent stopped with `--stop-pods-on-exit` removes
+//!   its bridge and nftables table.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{admin_client, eventually, serial, start_agent, start_control_plane, Kubectl};
+use keelson_sdk::types::{self as v1};
+use keelson_sdk::{Api, Resource};
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} (this project's machines have it): {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A busybox image built with umoci in `dir/oci` (tag `busybox`), every
+/// applet a symlink to the static busybox.
+fn build_image(dir: &Path) -> PathBuf {
+    let layout = dir.join("oci");
+    let image = format!("{}:busybox", layout.display());
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout));
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    let bundle = dir.join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image", &image])
+        .arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(rootfs.join("etc")).expect("etc");
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("busybox-static provides /bin/busybox on this project's machines");
+    let applets = run(Command::new("/bin/busybox").arg("--list"));
+    for a in applets.lines().filter(|a| *a != "busybox") {
+        let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
+    }
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n",
+    )
+    .expect("passwd");
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nwww:x:33:\n").expect("group");
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle));
+    run(Command::new("umoci").args([
+        "config",
+        "--image",
+        &image,
+        "--config.cmd=/bin/sh",
+        "--config.env=PATH=/bin",
+    ]));
+    layout
+}
+
+/// Debian's docker-registry on a free loopback port, killed when dropped.
+struct Registry {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_registry(dir: &Path) -> Registry {
+    let port = keelson_testkit::free_port().expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.join("registry").display()
+        ),
+    )
+    .expect("registry config");
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("registry.log")).expect("log"))
+        .spawn()
+        .expect("docker-registry is installed on this project's machines");
+    let r = Registry { child, addr };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&r.addr).is_ok() {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the registry did not listen on {}", r.addr);
+}
+
+/// Everything a node of the runc runtime may leave on the machine, for a
+/// data dir: overlay mounts under it, its pause processes, its pods'
+/// veths and cgroups, files under `pods/`.
+fn leftovers(data_dir: &Path, uids: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let dir = data_dir.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    out.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .map(|l| format!("mount {l}")),
+    );
+    let links = run(Command::new("ip").args(["-o", "link", "show"]));
+    for uid in uids {
+        let veth = keelson_agent::network::Network::host_veth(uid);
+        if links.contains(&veth) {
+            out.push(format!("veth {veth}"));
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let keelson = h.path().join("keelson");
+            for node in std::fs::read_dir(&keelson).into_iter().flatten().flatten() {
+                let p = node.path().join(format!("pod{uid}"));
+                if p.exists() {
+                    out.push(format!("cgroup {}", p.display()));
+                }
+            }
+        }
+    }
+    if let Ok(pods) = std::fs::read_dir(data_dir.join("pods")) {
+        out.extend(
+            pods.flatten()
+                .map(|p| format!("file {}", p.path().display())),
+        );
+    }
+    out
+}
+
+async fn pod_of(pods: &Api<v1::Pod>, name: &str) -> Option<v1::Pod> {
+    pods.get(name).await.ok()
+}
+
+fn waiting_reason(p: &v1::Pod) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .map(|w| w.reason.clone())
+        .unwrap_or_default()
+}
+
+fn running(p: &v1::Pod) -> bool {
+    p.status.as_ref().is_some_and(|s| s.phase == "Running") && keelson_model::pod::is_ready(p)
+}
+
+/// Tears the node down even when the test fails: the pods' sandboxes,
+/// containers, mounts and cgroups, the bridge and its rules.
+struct NodeCleanup {
+    data_dir: PathBuf,
+    node: String,
+}
+
+impl Drop for NodeCleanup {
+    fn drop(&mut self) {
+        if let Err(e) = keelson_agent::agent::stop_all_containers(
+            &self.data_dir,
+            Duration::ZERO,
+            keelson_agent::agent::RuntimeKind::Runc,
+            &self.node,
+        ) {
+            eprintln!("cleanup of {}: {e}", self.node);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_images_run_isolated_under_runc() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = build_image(dir.path());
+    let registry = start_registry(dir.path());
+    let image = format!("{}/busybox:1.35", registry.addr);
+    run(Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:busybox", layout.display()))
+        .arg(format!("docker://{image}")));
+    let archive = dir.path().join("busybox.tar");
+    run(Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:busybox", layout.display()))
+        .arg(format!(
+            "oci-archive:{}:keelson.test/busybox:1.35",
+            archive.display()
+        )));
+
+    let c = start_control_plane(1, &dir.path().join("cluster"), &[]).await;
+    let data_dir = dir.path().join("r1");
+    let _cleanup = NodeCleanup {
+        data_dir: data_dir.clone(),
+        node: "r1".into(),
+    };
+    let agent_args = ["--runtime", "runc", "--stop-pods-on-exit"];
+    let mut agent = common::Procs(vec![start_agent(
+        &c,
+        "r1",
+        "127.0.0.41",
+        dir.path(),
+        &agent_args,
+    )]);
+    let client = admin_client(&c);
+    let pods: Api<v1::Pod> = Api::namespaced(client.clone(), "default");
+    let nodes: Api<v1::Node> = Api::all(client.clone());
+    let kubectl = Kubectl::new(dir.path(), &c, 0, &c.token("admin", None));
+
+    // The node IPAM controller gives the node a /24 of 10.244.0.0/16.
+    let mut cidr = String::new();
+    for _ in 0..100 {
+        cidr = nodes
+            .get("r1")
+            .await
+            .ok()
+            .and_then(|n| n.spec)
+            .map(|s| s.pod_cidr)
+            .unwrap_or_default();
+        if !cidr.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        cidr.starts_with("10.244.") && cidr.ends_with("/24"),
+        "r1's pod CIDR: {cidr:?}"
+    );
+    let cidr = keelson_model::cidr::Cidr::parse(&cidr).expect("a CIDR");
+
+    // A pulled image, its own hostname and address.
+    kubectl.ok(&[
+        "run",
+        "hello",
+        &format!("--image={image}"),
+        "--",
+        "sh",
+        "-c",
+        "echo hostname=$(hostname); ip -4 addr show eth0; exec sleep 3600",
+    ]);
+    kubectl.ok(&[
+        "run",
+        "web",
+        &format!("--image={image}"),
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/etc",
+    ]);
+    for name in ["hello", "web"] {
+        eventually(Duration::from_secs(30), &format!("{name} Running"), || {
+            let pods = pods.clone();
+            async move { pod_of(&pods, name).await.is_some_and(|p| running(&p)) }
+        })
+        .await;
+    }
+    let hello = pod_of(&pods, "hello").await.expect("hello");
+    let st = hello.status.clone().unwrap_or_default();
+    let ip: std::net::Ipv4Addr = st.pod_ip.parse().expect("a pod IP");
+    assert!(cidr.contains(ip), "{ip} in {cidr}");
+    let cs = &st.container_statuses[0];
+    assert!(
+        cs.image_id
+            .starts_with(&format!("{}/busybox@sha256:", registry.addr)),
+        "imageID {:?}",
+        cs.image_id
+    );
+    assert_eq!(
+        hello.spec.as_ref().unwrap().containers[0].image_pull_policy,
+        "IfNotPresent"
+    );
+    let mut log = String::new();
+    eventually(Duration::from_secs(10), "hello's log", || {
+        let (_, out, err) = kubectl.run(&["logs", "hello"]);
+        log = format!("{out}{err}");
+        async move { out.contains("eth0") }
+    })
+    .await;
+    assert!(log.contains("hostname=hello"), "{log}");
+    assert!(log.contains(&format!("inet {ip}/24")), "{log}");
+
+    // Pod to pod over the bridge; nothing leaves the machine.
+    let web_ip = pod_of(&pods, "web")
+        .await
+        .and_then(|p| p.status)
+        .map(|s| s.pod_ip)
+        .expect("web ip");
+    let script = format!(
+        "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {web_ip} 8080 | tail -1; \
+         if printf x | nc -w 2 192.0.2.1 80; then echo outside=reached; else echo outside=dropped; fi"
+    );
+    kubectl.ok(&[
+        "run",
+        "client",
+        "--restart=Never",
+        &format!("--image={image}"),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    eventually(Duration::from_secs(30), "client Succeeded", || {
+        let pods = pods.clone();
+        async move {
+            pod_of(&pods, "client")
+                .await
+                .and_then(|p| p.status)
+                .is_some_and(|s| s.phase == "Succeeded")
+        }
+    })
+    .await;
+    let out = kubectl.ok(&["logs", "client"]);
+    assert!(
+        out.contains("web\n"),
+        "the client read web's hostname: {out}"
+    );
+    assert!(out.contains("outside=dropped"), "{out}");
+
+    // A loaded archive runs with Never; ls and rm.
+    let keelson = common::keelson_bin();
+    let loaded = run(Command::new(&keelson)
+        .args(["image", "load"])
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(&data_dir));
+    assert!(loaded.contains("keelson.test/busybox:1.35"), "{loaded}");
+    let manifest = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "loaded"},
+        "spec": {"containers": [{"name": "main", "image": "keelson.test/busybox:1.35",
+            "imagePullPolicy": "Never", "command": ["sleep", "3600"]}]}
+    });
+    let file = dir.path().join("loaded.json");
+    std::fs::write(&file, manifest.to_string()).expect("manifest");
+    kubectl.ok(&["apply", "-f", &file.to_string_lossy()]);
+    eventually(Duration::from_secs(30), "loaded Running", || {
+        let pods = pods.clone();
+        async move { pod_of(&pods, "loaded").await.is_some_and(|p| running(&p)) }
+    })
+    .await;
+    let ls = run(Command::new(&keelson)
+        .args(["image", "ls", "--data-dir"])
+        .arg(&data_dir));
+    assert!(
+        ls.contains("keelson.test/busybox") && ls.contains(&format!("{}/busybox", registry.addr)),
+        "{ls}"
+    );
+    // In use: refused.
+    let rm = Command::new(&keelson)
+        .args(["image", "rm", "keelson.test/busybox:1.35", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .expect("keelson image rm");
+    assert!(!rm.status.success(), "an image in use is kept");
+
+    // The reasons.
+    // kubectl run checks names itself; a manifest goes as written.
+    let badname = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "badname"},
+        "spec": {"containers": [{"name": "main", "image": "Bad/Name:1"}]}
+    });
+    std::fs::write(&file, badname.to_string()).expect("manifest");
+    kubectl.ok(&["apply", "-f", &file.to_string_lossy()]);
+    let never = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "never"},
+        "spec": {"containers": [{"name": "main", "image": "keelson.test/absent:1",
+            "imagePullPolicy": "Never"}]}
+    });
+    std::fs::write(&file, never.to_string()).expect("manifest");
+    kubectl.ok(&["apply", "-f", &file.to_string_lossy()]);
+    kubectl.ok(&[
+        "run",
+        "missing",
+        &format!("--image={}/nope:1", registry.addr),
+    ]);
+    for (name, reason) in [
+        ("badname", "InvalidImageName"),
+        ("never", "ErrImageNeverPull"),
+        ("missing", "ErrImagePull"),
+        ("missing", "ImagePullBackOff"),
+    ] {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{name}: {reason}"),
+            || {
+                let pods = pods.clone();
+                async move {
+                    pod_of(&pods, name)
+                        .await
+                        .is_some_and(|p| waiting_reason(&p) == reason)
+                }
+            },
+        )
+        .await;
+    }
+
+    // SIGKILL the agent; a new one adopts the containers.
+    let before = pod_of(&pods, "web")
+        .await
+        .and_then(|p| p.status)
+        .expect("web");
+    keelson_testkit::process::kill(&mut agent.0[0]);
+    agent.0[0] = start_agent(&c, "r1", "127.0.0.41", dir.path(), &agent_args);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = pod_of(&pods, "web")
+        .await
+        .and_then(|p| p.status)
+        .expect("web");
+    assert_eq!(
+        after.container_statuses[0].container_id,
+        before.container_statuses[0].container_id
+    );
+    assert_eq!(after.container_statuses[0].restart_count, 0);
+    assert_eq!(after.pod_ip, before.pod_ip);
+    kubectl.ok(&[
+        "run",
+        "client2",
+        "--restart=Never",
+        &format!("--image={image}"),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    eventually(Duration::from_secs(30), "client2 read web", || {
+        let out = kubectl.run(&["logs", "client2"]).1;
+        async move { out.contains("web\n") }
+    })
+    .await;
+
+    // Deleting the pods leaves nothing behind.
+    let all: Vec<v1::Pod> = pods.list(&Default::default()).await.expect("list").items;
+    let uids: Vec<String> = all.iter().map(|p| p.meta().uid.clone()).collect();
+    kubectl.ok(&[
+        "delete",
+        "pods",
+        "--all",
+        "--grace-period=1",
+        "--wait=false",
+    ]);
+    eventually(Duration::from_secs(40), "every pod gone", || {
+        let pods = pods.clone();
+        async move {
+            pods.list(&Default::default())
+                .await
+                .is_ok_and(|l| l.items.is_empty())
+        }
+    })
+    .await;
+    let mut left = Vec::new();
+    eventually(Duration::from_secs(10), "nothing left behind", || {
+        left = leftovers(&data_dir, &uids);
+        let empty = left.is_empty();
+        async move { empty }
+    })
+    .await;
+    assert!(left.is_empty(), "{left:?}");
+    // With no pod, an image can go.
+    run(Command::new(&keelson)
+        .args(["image", "rm", "keelson.test/busybox:1.35", "--data-dir"])
+        .arg(&data_dir));
+}
