@@ -259,7 +259,7 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                         auth: None,
                     },
                     pause: pause_command(&exe),
-                    runc: PathBuf::from("runc"),
+                    runc: crate::runc::available().unwrap_or_else(|_| PathBuf::from("runc")),
                 })
                 .map_err(|e| anyhow::anyhow!("runc runtime: {e}"))?,
             )
@@ -423,7 +423,10 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                 if resync {
                     tick.reset_immediately();
                 }
-                for r in res.probes {
+                for mut r in res.probes {
+                    if let Some(prefix) = runtime.exec_prefix(&r.container_id) {
+                        r.target.exec_prefix = prefix;
+                    }
                     let tx = done_tx.clone();
                     tokio::spawn(async move {
                         let outcome = crate::probe::run(&r.probe, &r.target).await;
@@ -641,7 +644,7 @@ pub fn stop_all_containers(
             network: None,
             pull: PullOptions::default(),
             pause: pause_command(&exe),
-            runc: PathBuf::from("runc"),
+            runc: crate::runc::available().unwrap_or_else(|_| PathBuf::from("runc")),
         })
         .map_err(|e| anyhow::anyhow!("runc runtime: {e}"))?;
         let n = stop_then_kill(&runtime, grace);
@@ -778,6 +781,7 @@ mod tests {
             pod_ip: String::new(),
             hostname: String::new(),
             image_pull_policy: String::new(),
+            mounts: Vec::new(),
         }
     }
 

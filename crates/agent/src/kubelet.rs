@@ -66,7 +66,7 @@ use keelson_proto::v1;
 use keelson_sdk::Resource;
 
 use crate::probe::{self, ContainerProbes, Outcome, ProbeKind};
-use crate::runtime::{Container, ContainerSpec, StartError, State};
+use crate::runtime::{Container, ContainerSpec, MountSpec, StartError, State, VolumeSource};
 
 /// Tuning of the lifecycle.
 #[derive(Clone, Debug)]
@@ -649,6 +649,8 @@ impl Kubelet {
                                             .collect(),
                                         working_dir: Default::default(),
                                         env: container_spec_env(pod, c, &ip, &node),
+                                        // The agent fills it from the runtime.
+                                        exec_prefix: Vec::new(),
                                     },
                                 });
                             }
@@ -1029,16 +1031,18 @@ fn terminated_state(c: &Container) -> v1::ContainerState {
         State::Exited {
             exit_code,
             signal,
+            reason,
             started_at,
             finished_at,
         } => v1::ContainerState {
             terminated: Some(v1::ContainerStateTerminated {
                 exit_code: exit_code.unwrap_or(137),
                 signal: signal.unwrap_or(0),
-                reason: match exit_code {
-                    Some(0) => "Completed".into(),
-                    Some(_) => "Error".into(),
-                    None => "ContainerStatusUnknown".into(),
+                reason: match (reason, exit_code) {
+                    (Some(r), _) => r.clone(),
+                    (None, Some(0)) => "Completed".into(),
+                    (None, Some(_)) => "Error".into(),
+                    (None, None) => "ContainerStatusUnknown".into(),
                 },
                 message: if exit_code.is_none() {
                     "the container's exit status was lost with the agent".into()
@@ -1126,6 +1130,38 @@ fn container_spec(
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| pod.meta().name.clone()),
         image_pull_policy: c.image_pull_policy.clone(),
+        mounts: c
+            .volume_mounts
+            .iter()
+            .filter_map(|m| {
+                let v = pod
+                    .spec
+                    .as_ref()?
+                    .volumes
+                    .iter()
+                    .find(|v| v.name == m.name)?;
+                let source = match (&v.empty_dir, &v.host_path) {
+                    (_, Some(h)) => VolumeSource::HostPath {
+                        path: h.path.clone(),
+                        kind: h.r#type.clone().unwrap_or_default(),
+                    },
+                    (d, None) => VolumeSource::EmptyDir {
+                        memory: d.as_ref().is_some_and(|d| d.medium == "Memory"),
+                        size_limit: d
+                            .as_ref()
+                            .filter(|d| !d.size_limit.is_empty())
+                            .and_then(|d| quantity::parse("memory", &d.size_limit).ok()),
+                    },
+                };
+                Some(MountSpec {
+                    volume: m.name.clone(),
+                    source,
+                    container_path: m.mount_path.clone(),
+                    read_only: m.read_only,
+                    sub_path: m.sub_path.clone(),
+                })
+            })
+            .collect(),
     }
 }
 
@@ -1186,6 +1222,7 @@ mod tests {
                     c.state = State::Exited {
                         exit_code: Some(code),
                         signal: None,
+                        reason: None,
                         started_at,
                         finished_at: started_at,
                     };

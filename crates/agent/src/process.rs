@@ -719,6 +719,7 @@ fn to_container(rec: &Record) -> Container {
         Some(x) => State::Exited {
             exit_code: x.exit_code,
             signal: x.signal,
+            reason: None,
             started_at: rec.started_at,
             finished_at: x.finished_at,
         },
@@ -992,6 +993,7 @@ mod tests {
             pod_ip: String::new(),
             hostname: String::new(),
             image_pull_policy: String::new(),
+            mounts: Vec::new(),
         }
     }
 

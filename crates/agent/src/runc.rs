@@ -132,6 +132,9 @@ struct Record {
 struct ExitRecord {
     exit_code: Option<i32>,
     signal: Option<i32>,
+    /// `OOMKilled` when the memory cgroup counted an OOM kill.
+    #[serde(default)]
+    reason: Option<String>,
     #[serde(with = "keelson_model::time::serde_nanos")]
     finished_at: SystemTime,
 }
@@ -183,7 +186,13 @@ pub fn available() -> Result<PathBuf, String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("the runc runtime needs root".into());
     }
-    let runc = PathBuf::from("runc");
+    let runc = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("runc"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("runc"));
     match Command::new(&runc)
         .arg("--version")
         .stdout(Stdio::null())
@@ -319,6 +328,7 @@ impl Inner {
                         rec.exit = Some(ExitRecord {
                             exit_code: None,
                             signal: None,
+                            reason: None,
                             finished_at: SystemTime::now(),
                         });
                         self.persist(&rec);
@@ -628,9 +638,18 @@ impl Inner {
                         },
                         None => (None, None),
                     };
+                    // Killed: by the kernel's OOM killer? (runc keeps the
+                    // cgroup until the container is deleted: --keep.)
+                    let reason = (signal == Some(libc::SIGKILL)
+                        && oom_killed(&format!(
+                            "{}/pod{}/{}",
+                            self.cgroup_parent, e.rec.pod_uid, e.rec.id
+                        )))
+                    .then(|| "OOMKilled".to_string());
                     e.rec.exit = Some(ExitRecord {
                         exit_code,
                         signal,
+                        reason,
                         finished_at: SystemTime::now(),
                     });
                     e.child = None;
@@ -695,6 +714,18 @@ impl Inner {
         Network::detach(uid);
         remove_cgroup_dirs(&format!("{}/pod{uid}", self.cgroup_parent));
         let dir = self.pod_dir(uid);
+        // Memory-backed emptyDirs are tmpfs mounts: unmount them first.
+        for v in fs::read_dir(dir.join("volumes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(c) = CString::new(v.path().as_os_str().as_bytes()) {
+                // SAFETY: a valid path; a directory that is no mount
+                // point fails harmlessly.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
         if dir.exists() {
             if let Err(e) = fs::remove_dir_all(&dir) {
                 tracing::warn!(pod = %uid, error = %e, "cannot remove the pod's directory");
@@ -738,6 +769,7 @@ fn container_of(rec: &Record) -> Container {
             Some(x) => State::Exited {
                 exit_code: x.exit_code,
                 signal: x.signal,
+                reason: x.reason.clone(),
                 started_at: rec.started_at,
                 finished_at: x.finished_at,
             },
@@ -790,6 +822,26 @@ fn mount_overlay(layers: &[PathBuf], bundle: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether the memory cgroup `rel` counted an OOM kill (cgroup v1's
+/// `memory.oom_control`, v2's `memory.events`).
+fn oom_killed(rel: &str) -> bool {
+    let rel = rel.trim_start_matches('/');
+    let counted = |path: PathBuf| {
+        fs::read_to_string(path).is_ok_and(|text| {
+            text.lines().any(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+    };
+    counted(
+        Path::new("/sys/fs/cgroup/memory")
+            .join(rel)
+            .join("memory.oom_control"),
+    ) || counted(Path::new("/sys/fs/cgroup").join(rel).join("memory.events"))
 }
 
 /// Remove `rel` (a cgroup path) from every cgroup hierarchy, deepest
@@ -926,6 +978,111 @@ const CAPABILITIES: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
+/// The host path to bind for mount `m` of a pod whose directory is
+/// `pod_dir` (an emptyDir made on first use, a tmpfs for medium Memory; a
+/// hostPath checked or created per its type), then its `subPath`.
+fn volume_source(pod_dir: &Path, m: &crate::runtime::MountSpec) -> Result<PathBuf, StartError> {
+    use crate::runtime::VolumeSource;
+    use std::os::unix::fs::FileTypeExt;
+    let bad = |msg: String| StartError::InvalidSpec(format!("volume {:?}: {msg}", m.volume));
+    let base = match &m.source {
+        VolumeSource::EmptyDir { memory, size_limit } => {
+            let dir = pod_dir.join("volumes").join(&m.volume);
+            if !dir.is_dir() {
+                fs::create_dir_all(&dir).map_err(|e| io_err("create an emptyDir", e))?;
+                if *memory {
+                    let size = size_limit.map(|b| format!(",size={b}")).unwrap_or_default();
+                    mount_tmpfs(&dir, &format!("mode=0777{size}"))
+                        .map_err(|e| io_err("mount a memory emptyDir", e))?;
+                } else {
+                    let _ = fs::set_permissions(
+                        &dir,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+                    );
+                }
+            }
+            dir
+        }
+        VolumeSource::HostPath { path, kind } => {
+            let p = PathBuf::from(path);
+            let meta = fs::metadata(&p);
+            match kind.as_str() {
+                "" => {}
+                "DirectoryOrCreate" => {
+                    fs::create_dir_all(&p).map_err(|e| bad(format!("create {path}: {e}")))?
+                }
+                "FileOrCreate" => {
+                    if meta.is_err() {
+                        if let Some(parent) = p.parent() {
+                            fs::create_dir_all(parent)
+                                .map_err(|e| bad(format!("create {}: {e}", parent.display())))?;
+                        }
+                        OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&p)
+                            .map_err(|e| bad(format!("create {path}: {e}")))?;
+                    }
+                }
+                want => {
+                    let t = meta
+                        .map_err(|e| bad(format!("hostPath {path}: {e}")))?
+                        .file_type();
+                    let ok = match want {
+                        "Directory" => t.is_dir(),
+                        "File" => t.is_file(),
+                        "Socket" => t.is_socket(),
+                        "CharDevice" => t.is_char_device(),
+                        "BlockDevice" => t.is_block_device(),
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(bad(format!("hostPath {path} is not a {want}")));
+                    }
+                }
+            }
+            p
+        }
+    };
+    if m.sub_path.is_empty() {
+        return Ok(base);
+    }
+    if m.sub_path.split('/').any(|c| c == "..") || m.sub_path.starts_with('/') {
+        return Err(bad(format!("subPath {:?} leaves the volume", m.sub_path)));
+    }
+    let sub = base.join(&m.sub_path);
+    if !sub.exists() {
+        fs::create_dir_all(&sub).map_err(|e| bad(format!("create subPath: {e}")))?;
+    }
+    Ok(sub)
+}
+
+fn mount_tmpfs(dir: &Path, options: &str) -> io::Result<()> {
+    let c = |s: &[u8]| {
+        CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
+    };
+    let (src, target, fstype, data) = (
+        c(b"tmpfs")?,
+        c(dir.as_os_str().as_bytes())?,
+        c(b"tmpfs")?,
+        c(options.as_bytes())?,
+    );
+    // SAFETY: valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// This process' RLIMIT_NOFILE (soft, hard); 1024 each when unreadable.
 fn nofile_limits() -> (u64, u64) {
     let mut r = libc::rlimit {
@@ -1025,6 +1182,10 @@ fn oci_config(
         &pod_dir.join("resolv.conf"),
         false,
     )?);
+    for m in &spec.mounts {
+        let source = volume_source(&pod_dir, m)?;
+        mounts.push(bind(&m.container_path, &source, m.read_only)?);
+    }
     s.set_mounts(Some(mounts));
     let ns = |typ: LinuxNamespaceType, path: Option<String>| {
         let mut n = LinuxNamespace::default();
@@ -1122,6 +1283,16 @@ impl Runtime for RuncRuntime {
 
     fn limits_supported(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    fn exec_prefix(&self, id: &str) -> Option<Vec<String>> {
+        Some(vec![
+            self.inner.o.runc.to_string_lossy().into_owned(),
+            "--root".into(),
+            self.inner.state_root.to_string_lossy().into_owned(),
+            "exec".into(),
+            id.to_string(),
+        ])
     }
 }
 

@@ -44,6 +44,35 @@ pub struct ContainerSpec {
     /// Always, IfNotPresent or Never (empty: Kubernetes' default for the
     /// image's tag).
     pub image_pull_policy: String,
+    /// The pod volumes it mounts (the runc runtime; the process runtime
+    /// mounts nothing).
+    pub mounts: Vec<MountSpec>,
+}
+
+/// A volume mounted into a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountSpec {
+    /// The pod volume's name.
+    pub volume: String,
+    pub source: VolumeSource,
+    /// Where in the container.
+    pub container_path: String,
+    pub read_only: bool,
+    /// A path inside the volume to mount instead of its root.
+    pub sub_path: String,
+}
+
+/// Where a volume's files are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// A directory of the pod's (a tmpfs of `size_limit` bytes when
+    /// `memory`), gone with the pod.
+    EmptyDir {
+        memory: bool,
+        size_limit: Option<i64>,
+    },
+    /// A path of the node, checked per `kind` (hostPath `type`).
+    HostPath { path: String, kind: String },
 }
 
 /// How a container stands.
@@ -59,6 +88,9 @@ pub enum State {
         exit_code: Option<i32>,
         /// The signal that ended it, if any.
         signal: Option<i32>,
+        /// Why, when the runtime knows better than the exit code
+        /// (`OOMKilled`).
+        reason: Option<String>,
         started_at: SystemTime,
         finished_at: SystemTime,
     },
@@ -131,4 +163,9 @@ pub trait Runtime: Send + Sync {
     fn log_paths(&self, pod_uid: &str, name: &str, attempt: u32) -> (PathBuf, PathBuf);
     /// Whether cgroup limits are enforced on this host (else a reason).
     fn limits_supported(&self) -> Result<(), String>;
+    /// A program and arguments that run a command inside container `id`
+    /// (exec probes); None: commands run on the host.
+    fn exec_prefix(&self, _id: &str) -> Option<Vec<String>> {
+        None
+    }
 }

@@ -66,6 +66,12 @@ pub fn default_pull_policy(image: &str) -> &'static str {
 fn pod_spec(s: &mut v1::PodSpec) {
     default_str(&mut s.restart_policy, "Always");
     default_str(&mut s.dns_policy, "ClusterFirst");
+    // A volume without a source is an emptyDir, as in Kubernetes.
+    for v in &mut s.volumes {
+        if v.empty_dir.is_none() && v.host_path.is_none() {
+            v.empty_dir = Some(Default::default());
+        }
+    }
     s.termination_grace_period_seconds
         .get_or_insert(TERMINATION_GRACE_PERIOD_SECONDS);
     for c in &mut s.containers {
@@ -220,7 +226,8 @@ mod tests {
                     "livenessProbe": {"httpGet": {"port": 80}},
                     "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 3}
                 }],
-                "tolerations": [{"key": "k", "value": "v"}, {"operator": "Exists"}]
+                "tolerations": [{"key": "k", "value": "v"}, {"operator": "Exists"}],
+                "volumes": [{"name": "scratch"}, {"name": "h", "hostPath": {"path": "/tmp"}}]
             }
         }));
         let Some(v1::Pod {
@@ -256,6 +263,25 @@ mod tests {
         assert_eq!(c.readiness_probe.as_ref().unwrap().period_seconds, 3);
         assert_eq!(s.tolerations[0].operator, "Equal");
         assert_eq!(s.tolerations[1].operator, "Exists");
+        // An image without a tag is pulled Always; a volume without a
+        // source is an emptyDir.
+        assert_eq!(c.image_pull_policy, "Always");
+        assert!(s.volumes[0].empty_dir.is_some());
+        assert!(s.volumes[1].empty_dir.is_none());
+    }
+
+    #[test]
+    fn pull_policy_follows_the_tag() {
+        for (image, policy) in [
+            ("busybox", "Always"),
+            ("busybox:latest", "Always"),
+            ("busybox:1.35", "IfNotPresent"),
+            ("127.0.0.1:5000/busybox", "Always"),
+            ("127.0.0.1:5000/busybox:1", "IfNotPresent"),
+            ("r.example/b@sha256:00", "IfNotPresent"),
+        ] {
+            assert_eq!(default_pull_policy(image), policy, "{image}");
+        }
     }
 
     #[test]

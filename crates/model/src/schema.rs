@@ -65,6 +65,14 @@ const STRATEGIES: &[(&str, &str, Strategy)] = &[
     ),
     ("Container", "env", Strategy::Merge { key: Some("name") }),
     (
+        "Container",
+        "volumeMounts",
+        Strategy::Merge {
+            key: Some("mountPath"),
+        },
+    ),
+    ("PodSpec", "volumes", Strategy::Merge { key: Some("name") }),
+    (
         "PodStatus",
         "conditions",
         Strategy::Merge { key: Some("type") },

@@ -283,9 +283,11 @@ fn check_pod_spec(e: &mut Errors, p: &str, spec: Option<&v1::PodSpec>, in_templa
     }
     let mut names = HashSet::new();
     let mut port_names = HashSet::new();
+    let volumes = check_volumes(e, p, &spec.volumes);
     for (i, c) in spec.containers.iter().enumerate() {
         let cp = format!("{p}.containers[{i}]");
         check_container(e, &cp, c, &mut names, &mut port_names);
+        check_mounts(e, &cp, c, &volumes);
     }
     let policies = if in_template {
         TEMPLATE_RESTART_POLICIES
@@ -321,6 +323,97 @@ fn check_pod_spec(e: &mut Errors, p: &str, spec: Option<&v1::PodSpec>, in_templa
     }
     for (i, t) in spec.tolerations.iter().enumerate() {
         check_toleration(e, &format!("{p}.tolerations[{i}]"), t);
+    }
+}
+
+const HOST_PATH_TYPES: &[&str] = &[
+    "",
+    "DirectoryOrCreate",
+    "Directory",
+    "FileOrCreate",
+    "File",
+    "Socket",
+    "CharDevice",
+    "BlockDevice",
+];
+
+/// A pod's volumes; the names of the valid ones.
+fn check_volumes(e: &mut Errors, p: &str, volumes: &[v1::Volume]) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for (i, v) in volumes.iter().enumerate() {
+        let vp = format!("{p}.volumes[{i}]");
+        if v.name.is_empty() {
+            e.required(&format!("{vp}.name"));
+        } else if !is_dns1123_label(&v.name) {
+            e.invalid(&format!("{vp}.name"), &v.name, MSG_LABEL);
+        } else if !names.insert(v.name.clone()) {
+            e.duplicate(&format!("{vp}.name"), &v.name);
+        }
+        match (&v.empty_dir, &v.host_path) {
+            (Some(_), Some(_)) => e.forbidden(
+                &format!("{vp}.hostPath"),
+                "may not specify more than 1 volume type",
+            ),
+            (None, None) => e.required_because(&vp, "must specify a volume type"),
+            (Some(d), None) => {
+                e.empty_or_one_of(&format!("{vp}.emptyDir.medium"), &d.medium, &["Memory"]);
+                if !d.size_limit.is_empty()
+                    && crate::quantity::parse("memory", &d.size_limit).is_err()
+                {
+                    e.invalid(
+                        &format!("{vp}.emptyDir.sizeLimit"),
+                        &d.size_limit,
+                        "must be a quantity",
+                    );
+                }
+            }
+            (None, Some(h)) => {
+                if h.path.is_empty() {
+                    e.required(&format!("{vp}.hostPath.path"));
+                } else if !h.path.starts_with('/') || h.path.split('/').any(|c| c == "..") {
+                    e.invalid(
+                        &format!("{vp}.hostPath.path"),
+                        &h.path,
+                        "must be an absolute path without '..'",
+                    );
+                }
+                let t = h.r#type.clone().unwrap_or_default();
+                if !HOST_PATH_TYPES.contains(&t.as_str()) {
+                    e.unsupported(&format!("{vp}.hostPath.type"), &t, &HOST_PATH_TYPES[1..]);
+                }
+            }
+        }
+    }
+    names
+}
+
+fn check_mounts(e: &mut Errors, p: &str, c: &v1::Container, volumes: &HashSet<String>) {
+    let mut paths = HashSet::new();
+    for (j, m) in c.volume_mounts.iter().enumerate() {
+        let mp = format!("{p}.volumeMounts[{j}]");
+        if m.name.is_empty() {
+            e.required(&format!("{mp}.name"));
+        } else if !volumes.contains(&m.name) {
+            e.invalid(&format!("{mp}.name"), &m.name, "volume not found");
+        }
+        if m.mount_path.is_empty() {
+            e.required(&format!("{mp}.mountPath"));
+        } else if !m.mount_path.starts_with('/') || m.mount_path.split('/').any(|c| c == "..") {
+            e.invalid(
+                &format!("{mp}.mountPath"),
+                &m.mount_path,
+                "must be an absolute path without '..'",
+            );
+        } else if !paths.insert(m.mount_path.trim_end_matches('/').to_string()) {
+            e.invalid(&format!("{mp}.mountPath"), &m.mount_path, "must be unique");
+        }
+        if m.sub_path.starts_with('/') || m.sub_path.split('/').any(|c| c == "..") {
+            e.invalid(
+                &format!("{mp}.subPath"),
+                &m.sub_path,
+                "must be a relative path without '..'",
+            );
+        }
     }
 }
 
@@ -1102,6 +1195,26 @@ mod tests {
                 ("metadata.ownerReferences[0].uid: Required value",
                     |v| v["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x"}])),
                 ("spec.containers: Required value", |v| v["spec"]["containers"] = json!([])),
+                ("spec.containers[0].imagePullPolicy: Unsupported value \"Sometimes\"",
+                    |v| v["spec"]["containers"][0]["imagePullPolicy"] = json!("Sometimes")),
+                ("spec.volumes[1].name: Duplicate value \"v\"",
+                    |v| v["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}])),
+                ("spec.volumes[0]: Required value: must specify a volume type",
+                    |v| v["spec"]["volumes"] = json!([{"name": "v"}])),
+                ("spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type",
+                    |v| v["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {}, "hostPath": {"path": "/x"}}])),
+                ("spec.volumes[0].hostPath.path: Invalid value \"x/../y\"",
+                    |v| v["spec"]["volumes"] = json!([{"name": "v", "hostPath": {"path": "x/../y"}}])),
+                ("spec.volumes[0].hostPath.type: Unsupported value \"Pipe\"",
+                    |v| v["spec"]["volumes"] = json!([{"name": "v", "hostPath": {"path": "/x", "type": "Pipe"}}])),
+                ("spec.volumes[0].emptyDir.medium: Unsupported value \"Disk\"",
+                    |v| v["spec"]["volumes"] = json!([{"name": "v", "emptyDir": {"medium": "Disk"}}])),
+                ("spec.containers[0].volumeMounts[0].name: Invalid value \"nope\": volume not found",
+                    |v| v["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "nope", "mountPath": "/d"}])),
+                ("spec.containers[0].volumeMounts[0].mountPath: Required value",
+                    |v| v["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "x"}])),
+                ("spec.containers[0].volumeMounts[0].subPath: Invalid value \"../up\"",
+                    |v| v["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "x", "mountPath": "/d", "subPath": "../up"}])),
                 ("spec.containers[0].name: Required value", |v| v["spec"]["containers"][0]["name"] = json!("")),
                 ("spec.containers[0].name: Invalid value \"Web\"", |v| v["spec"]["containers"][0]["name"] = json!("Web")),
                 ("spec.containers[1].name: Duplicate value \"web\"",

@@ -105,6 +105,10 @@ pub struct Target {
     pub working_dir: PathBuf,
     /// The environment of exec probes (plus PATH when it has none).
     pub env: BTreeMap<String, String>,
+    /// A program and arguments that run a command inside the container
+    /// (the runc runtime's `runc exec <id>`); empty: exec probes run on
+    /// the host, as the process runtime's containers do.
+    pub exec_prefix: Vec<String>,
 }
 
 /// A probe's settings with defaults applied and values clamped to

@@ -53,7 +53,13 @@ fn secs(d: Duration) -> u64 {
 }
 
 async fn run_exec(exec: &v1::ExecAction, target: &Target, timeout: Duration) -> Outcome {
-    let Some((program, args)) = exec.command.split_first() else {
+    if exec.command.is_empty() {
+        return Outcome::Failure("exec probe has no command".into());
+    }
+    // Inside the container (`runc exec <id> ...`: the container's own
+    // environment), or on the host.
+    let full: Vec<&String> = target.exec_prefix.iter().chain(&exec.command).collect();
+    let Some((program, args)) = full.split_first() else {
         return Outcome::Failure("exec probe has no command".into());
     };
     let mut cmd = tokio::process::Command::new(program);
@@ -70,7 +76,7 @@ async fn run_exec(exec: &v1::ExecAction, target: &Target, timeout: Duration) -> 
             None => cmd.env("PATH", DEFAULT_PATH),
         };
     }
-    if !target.working_dir.as_os_str().is_empty() {
+    if !target.working_dir.as_os_str().is_empty() && target.exec_prefix.is_empty() {
         cmd.current_dir(&target.working_dir);
     }
     let mut child = match cmd.spawn() {

@@ -207,9 +207,28 @@ impl Drop for NodeCleanup {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_images_run_isolated_under_runc() {
-    let _g = serial().await;
+/// A control plane, a registry serving the busybox image the test built,
+/// and agent `r1` on the runc runtime. Dropped in field order: the agent,
+/// its node's leftovers, the registry, the replicas, the files.
+struct Setup {
+    agent: common::Procs,
+    _cleanup: NodeCleanup,
+    registry: Registry,
+    c: common::ProcCluster,
+    kubectl: Kubectl,
+    pods: Api<v1::Pod>,
+    nodes: Api<v1::Node>,
+    /// `<registry>/busybox:1.35`.
+    image: String,
+    /// The image's OCI layout (for archives).
+    layout: PathBuf,
+    data_dir: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+const AGENT_ARGS: [&str; 3] = ["--runtime", "runc", "--stop-pods-on-exit"];
+
+async fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let layout = build_image(dir.path());
     let registry = start_registry(dir.path());
@@ -218,33 +237,69 @@ async fn real_images_run_isolated_under_runc() {
         .args(["copy", "--dest-tls-verify=false"])
         .arg(format!("oci:{}:busybox", layout.display()))
         .arg(format!("docker://{image}")));
-    let archive = dir.path().join("busybox.tar");
-    run(Command::new("skopeo")
-        .arg("copy")
-        .arg(format!("oci:{}:busybox", layout.display()))
-        .arg(format!(
-            "oci-archive:{}:keelson.test/busybox:1.35",
-            archive.display()
-        )));
-
     let c = start_control_plane(1, &dir.path().join("cluster"), &[]).await;
     let data_dir = dir.path().join("r1");
-    let _cleanup = NodeCleanup {
+    let cleanup = NodeCleanup {
         data_dir: data_dir.clone(),
         node: "r1".into(),
     };
-    let agent_args = ["--runtime", "runc", "--stop-pods-on-exit"];
-    let mut agent = common::Procs(vec![start_agent(
+    let agent = common::Procs(vec![start_agent(
         &c,
         "r1",
         "127.0.0.41",
         dir.path(),
-        &agent_args,
+        &AGENT_ARGS,
     )]);
     let client = admin_client(&c);
-    let pods: Api<v1::Pod> = Api::namespaced(client.clone(), "default");
-    let nodes: Api<v1::Node> = Api::all(client.clone());
     let kubectl = Kubectl::new(dir.path(), &c, 0, &c.token("admin", None));
+    Setup {
+        agent,
+        _cleanup: cleanup,
+        registry,
+        kubectl,
+        pods: Api::namespaced(client.clone(), "default"),
+        nodes: Api::all(client),
+        c,
+        image,
+        layout,
+        data_dir,
+        dir,
+    }
+}
+
+/// Apply a manifest (JSON) with kubectl.
+fn apply(s: &Setup, manifest: serde_json::Value) {
+    let file = s.dir.path().join("manifest.json");
+    std::fs::write(&file, manifest.to_string()).expect("manifest");
+    s.kubectl.ok(&["apply", "-f", &file.to_string_lossy()]);
+}
+
+async fn wait_running(s: &Setup, name: &str) {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{name} Running and Ready"),
+        || {
+            let pods = s.pods.clone();
+            async move { pod_of(&pods, name).await.is_some_and(|p| running(&p)) }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_images_run_isolated_under_runc() {
+    let _g = serial().await;
+    let s = setup().await;
+    let (dir, image, registry, data_dir) = (&s.dir, &s.image, &s.registry, &s.data_dir);
+    let (pods, nodes, kubectl) = (&s.pods, &s.nodes, &s.kubectl);
+    let archive = dir.path().join("busybox.tar");
+    run(Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:busybox", s.layout.display()))
+        .arg(format!(
+            "oci-archive:{}:keelson.test/busybox:1.35",
+            archive.display()
+        )));
 
     // The node IPAM controller gives the node a /24 of 10.244.0.0/16.
     let mut cidr = String::new();
@@ -296,7 +351,7 @@ async fn real_images_run_isolated_under_runc() {
         })
         .await;
     }
-    let hello = pod_of(&pods, "hello").await.expect("hello");
+    let hello = pod_of(pods, "hello").await.expect("hello");
     let st = hello.status.clone().unwrap_or_default();
     let ip: std::net::Ipv4Addr = st.pod_ip.parse().expect("a pod IP");
     assert!(cidr.contains(ip), "{ip} in {cidr}");
@@ -322,7 +377,7 @@ async fn real_images_run_isolated_under_runc() {
     assert!(log.contains(&format!("inet {ip}/24")), "{log}");
 
     // Pod to pod over the bridge; nothing leaves the machine.
-    let web_ip = pod_of(&pods, "web")
+    let web_ip = pod_of(pods, "web")
         .await
         .and_then(|p| p.status)
         .map(|s| s.pod_ip)
@@ -364,7 +419,7 @@ async fn real_images_run_isolated_under_runc() {
         .args(["image", "load"])
         .arg(&archive)
         .arg("--data-dir")
-        .arg(&data_dir));
+        .arg(data_dir));
     assert!(loaded.contains("keelson.test/busybox:1.35"), "{loaded}");
     let manifest = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "loaded"},
@@ -381,7 +436,7 @@ async fn real_images_run_isolated_under_runc() {
     .await;
     let ls = run(Command::new(&keelson)
         .args(["image", "ls", "--data-dir"])
-        .arg(&data_dir));
+        .arg(data_dir));
     assert!(
         ls.contains("keelson.test/busybox") && ls.contains(&format!("{}/busybox", registry.addr)),
         "{ls}"
@@ -389,7 +444,7 @@ async fn real_images_run_isolated_under_runc() {
     // In use: refused.
     let rm = Command::new(&keelson)
         .args(["image", "rm", "keelson.test/busybox:1.35", "--data-dir"])
-        .arg(&data_dir)
+        .arg(data_dir)
         .output()
         .expect("keelson image rm");
     assert!(!rm.status.success(), "an image in use is kept");
@@ -436,14 +491,15 @@ async fn real_images_run_isolated_under_runc() {
     }
 
     // SIGKILL the agent; a new one adopts the containers.
-    let before = pod_of(&pods, "web")
+    let before = pod_of(pods, "web")
         .await
         .and_then(|p| p.status)
         .expect("web");
+    let mut agent = s.agent;
     keelson_testkit::process::kill(&mut agent.0[0]);
-    agent.0[0] = start_agent(&c, "r1", "127.0.0.41", dir.path(), &agent_args);
+    agent.0[0] = start_agent(&s.c, "r1", "127.0.0.41", dir.path(), &AGENT_ARGS);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = pod_of(&pods, "web")
+    let after = pod_of(pods, "web")
         .await
         .and_then(|p| p.status)
         .expect("web");
@@ -490,7 +546,7 @@ async fn real_images_run_isolated_under_runc() {
     .await;
     let mut left = Vec::new();
     eventually(Duration::from_secs(10), "nothing left behind", || {
-        left = leftovers(&data_dir, &uids);
+        left = leftovers(data_dir, &uids);
         let empty = left.is_empty();
         async move { empty }
     })
@@ -499,5 +555,161 @@ async fn real_images_run_isolated_under_runc() {
     // With no pod, an image can go.
     run(Command::new(&keelson)
         .args(["image", "rm", "keelson.test/busybox:1.35", "--data-dir"])
-        .arg(&data_dir));
+        .arg(data_dir));
+}
+
+fn last_terminated_reason(p: &v1::Pod) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.first())
+        .and_then(|c| c.last_state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| t.reason.clone())
+        .unwrap_or_default()
+}
+
+/// Two containers share an emptyDir and localhost; an exec readiness
+/// probe runs inside its container (the file it reads exists only
+/// there); a container over its memory limit ends OOMKilled and restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_localhost_exec_probes_and_oom_under_runc() {
+    let _g = serial().await;
+    let s = setup().await;
+    let image = s.image.clone();
+    let host_dir = s.dir.path().join("host-data");
+    std::fs::create_dir_all(&host_dir).expect("host dir");
+    std::fs::write(host_dir.join("greeting"), "from the host\n").expect("file");
+    apply(
+        &s,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shared"},
+            "spec": {
+                "volumes": [
+                    {"name": "www", "emptyDir": {}},
+                    {"name": "host", "hostPath": {"path": host_dir, "type": "Directory"}},
+                    {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}
+                ],
+                "containers": [
+                    {"name": "server", "image": image,
+                     "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                     "volumeMounts": [{"name": "www", "mountPath": "/www"}],
+                     // Ready only once the writer made the page: the probe
+                     // runs in the server's own mount namespace.
+                     "readinessProbe": {"exec": {"command": ["cat", "/www/page"]},
+                                        "periodSeconds": 1}},
+                    {"name": "writer", "image": image,
+                     "command": ["sh", "-c",
+                        "cat /host/greeting > /out/page; echo tmpfs=$(grep -c ' /scratch tmpfs' /proc/mounts); \
+                         touch /host-ro/x 2>/dev/null && echo ro=writable || echo ro=refused; \
+                         sleep 1; printf 'GET /page HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 8080 | tail -1; \
+                         exec sleep 3600"],
+                     "volumeMounts": [
+                        {"name": "www", "mountPath": "/out"},
+                        {"name": "host", "mountPath": "/host"},
+                        {"name": "host", "mountPath": "/host-ro", "readOnly": true},
+                        {"name": "mem", "mountPath": "/scratch"}
+                     ]}
+                ]
+            }
+        }),
+    );
+    wait_running(&s, "shared").await;
+    let mut log = String::new();
+    eventually(
+        Duration::from_secs(15),
+        "the writer read the page over localhost",
+        || {
+            let (_, out, err) = s.kubectl.run(&["logs", "shared", "-c", "writer"]);
+            log = format!("{out}{err}");
+            let done = out.contains("from the host");
+            async move { done }
+        },
+    )
+    .await;
+    assert!(
+        log.contains("tmpfs=1"),
+        "the Memory emptyDir is a tmpfs: {log}"
+    );
+    assert!(
+        log.contains("ro=refused"),
+        "a readOnly mount refuses writes: {log}"
+    );
+
+    // An exec probe that passes only inside the container: the file is
+    // in the container's rootfs, not on the host.
+    apply(
+        &s,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probed"},
+            "spec": {"containers": [{"name": "main", "image": image,
+                "command": ["sh", "-c", "sleep 2; touch /keelson-ready-inside; exec sleep 3600"],
+                "readinessProbe": {"exec": {"command": ["cat", "/keelson-ready-inside"]},
+                                   "periodSeconds": 1}}]}
+        }),
+    );
+    wait_running(&s, "probed").await;
+    assert!(
+        !Path::new("/keelson-ready-inside").exists(),
+        "the probe's file is the container's"
+    );
+
+    // Over its memory limit: OOMKilled, then restarted.
+    apply(
+        &s,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hog"},
+            "spec": {"containers": [{"name": "main", "image": image,
+                "command": ["sh", "-c", "head -c 200000000 /dev/zero | tail > /dev/null"],
+                "resources": {"limits": {"memory": "32Mi"}}}]}
+        }),
+    );
+    eventually(
+        Duration::from_secs(40),
+        "hog OOMKilled and restarted",
+        || {
+            let pods = s.pods.clone();
+            async move {
+                pod_of(&pods, "hog").await.is_some_and(|p| {
+                    last_terminated_reason(&p) == "OOMKilled"
+                        && p.status
+                            .as_ref()
+                            .and_then(|st| st.container_statuses.first())
+                            .is_some_and(|c| c.restart_count >= 1)
+                })
+            }
+        },
+    )
+    .await;
+
+    // Nothing is left behind, the tmpfs included.
+    let all: Vec<v1::Pod> = s.pods.list(&Default::default()).await.expect("list").items;
+    let uids: Vec<String> = all.iter().map(|p| p.meta().uid.clone()).collect();
+    s.kubectl.ok(&[
+        "delete",
+        "pods",
+        "--all",
+        "--grace-period=1",
+        "--wait=false",
+    ]);
+    eventually(Duration::from_secs(40), "every pod gone", || {
+        let pods = s.pods.clone();
+        async move {
+            pods.list(&Default::default())
+                .await
+                .is_ok_and(|l| l.items.is_empty())
+        }
+    })
+    .await;
+    let mut left = Vec::new();
+    eventually(Duration::from_secs(10), "nothing left behind", || {
+        left = leftovers(&s.data_dir, &uids);
+        let empty = left.is_empty();
+        async move { empty }
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("greeting")).expect("host file"),
+        "from the host\n",
+        "a hostPath outlives its pods"
+    );
 }

@@ -402,7 +402,7 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
     assert_eq!(x["spec"]["selector"]["matchLabels"]["app"], "x", "{x}");
     assert_eq!(
         x["spec"]["template"]["spec"]["containers"],
-        serde_json::json!([{"name": "sleep", "image": "builtin/sleep"}]),
+        serde_json::json!([{"name": "sleep", "image": "builtin/sleep", "imagePullPolicy": "Always"}]),
         "{x}"
     );
     assert_eq!(
