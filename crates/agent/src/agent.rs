@@ -71,6 +71,8 @@ pub struct AgentOptions {
     pub runtime: RuntimeKind,
     /// The cluster's pod addresses (the runc runtime's confinement rule).
     pub cluster_cidr: Cidr,
+    /// Services' cluster IPs (routed to the node's bridge).
+    pub service_cidr: Cidr,
     /// Registries reached over plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
 }
@@ -113,6 +115,7 @@ impl AgentOptions {
             backoff_base: Duration::from_secs(1),
             runtime: RuntimeKind::Process,
             cluster_cidr: DEFAULT_CLUSTER_CIDR,
+            service_cidr: DEFAULT_SERVICE_CIDR,
             insecure_registries: Vec::new(),
         }
     }
@@ -242,7 +245,8 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
         ),
         RuntimeKind::Runc => {
             let pod_cidr = wait_for_pod_cidr(&client, &o.name).await?;
-            let network = Network::new(&o.name, pod_cidr, o.cluster_cidr);
+            let mut network = Network::new(&o.name, pod_cidr, o.cluster_cidr);
+            network.service_cidr = Some(o.service_cidr);
             let net = network.clone();
             tokio::task::spawn_blocking(move || net.setup())
                 .await?
@@ -277,7 +281,18 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
         })
     };
     let _logs = AbortOnDrop(logs);
-    let proxy = tokio::spawn(crate::proxy::run(client.clone(), o.name.clone(), o.address));
+    // Services: the userspace proxy for host-process pods, nftables rules
+    // for pods in namespaces of their own.
+    let proxy = match o.runtime {
+        RuntimeKind::Process => {
+            tokio::spawn(crate::proxy::run(client.clone(), o.name.clone(), o.address))
+        }
+        RuntimeKind::Runc => tokio::spawn(crate::services::run(
+            client.clone(),
+            o.name.clone(),
+            Network::bridge_name(&o.name),
+        )),
+    };
     let _proxy = AbortOnDrop(proxy);
     // One session stream: heartbeats and statuses up, pods down.
     let session = crate::session::start(
@@ -583,6 +598,12 @@ pub const DEFAULT_CLUSTER_CIDR: Cidr = Cidr {
     len: 16,
 };
 
+/// The service CIDR when none is given (kube-apiserver's usual one).
+pub const DEFAULT_SERVICE_CIDR: Cidr = Cidr {
+    net: Ipv4Addr::new(10, 96, 0, 0),
+    len: 16,
+};
+
 /// The node's pod CIDR, once the node IPAM controller has given one.
 async fn wait_for_pod_cidr(client: &Client, node: &str) -> anyhow::Result<Cidr> {
     let api: Api<v1::Node> = Api::all(client.clone());
@@ -649,6 +670,7 @@ pub fn stop_all_containers(
         .map_err(|e| anyhow::anyhow!("runc runtime: {e}"))?;
         let n = stop_then_kill(&runtime, grace);
         runtime.teardown();
+        crate::services::remove(&Network::bridge_name(node));
         Network::teardown_node(node);
         return Ok(n);
     }

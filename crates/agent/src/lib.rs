@@ -24,10 +24,17 @@
 //!   thresholds, gating) and `prober` (exec, httpGet, tcpSocket).
 //! - [`runtime`]: the `Runtime` trait; [`process`]: containers as host
 //!   processes (process groups, env, logs with rotation, re-adoption after
-//!   an agent restart, cgroup limits where the host allows).
+//!   an agent restart, cgroup limits where the host allows); [`runc`]: OCI
+//!   images under runc, each pod a sandbox (a pause process holding its
+//!   network, IPC and UTS namespaces) on the node's bridge.
+//! - [`image`]: references, the node's content store (an OCI layout,
+//!   layers unpacked once), pulls and archive imports.
+//! - [`network`]: the node's bridge, a veth per pod, the confinement rule;
+//!   [`services`]: Service rules in nftables for the runc runtime's pods.
 //! - [`logs`]: the `NodeAgent.Logs` endpoint the API server relays.
-//! - [`proxy`]: the Service proxy (a listener per Service port on the
-//!   node's address, round-robin to ready endpoints, local ones first).
+//! - [`proxy`]: the Service proxy of the process runtime (a listener per
+//!   Service port on the node's address, round-robin to ready endpoints,
+//!   local ones first).
 //! - [`sim`]: N simulated nodes in one process (kubemark, kwok).
 //! - [`builtin`]: the built-in images, re-exported.
 //!
@@ -44,6 +51,7 @@ pub mod process;
 pub mod proxy;
 pub mod runc;
 pub mod runtime;
+pub mod services;
 pub mod session;
 pub mod sim;
 

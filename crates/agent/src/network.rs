@@ -34,6 +34,9 @@ pub struct Network {
     pub bridge: String,
     pub pod_cidr: Cidr,
     pub cluster_cidr: Cidr,
+    /// Services' cluster IPs: routed to the bridge, so a packet to one
+    /// that no rule rewrites stays on the machine.
+    pub service_cidr: Option<Cidr>,
 }
 
 fn run(cmd: &mut Command) -> Result<String, String> {
@@ -81,6 +84,7 @@ impl Network {
             bridge: Network::bridge_name(node),
             pod_cidr,
             cluster_cidr,
+            service_cidr: None,
         }
     }
 
@@ -108,7 +112,8 @@ impl Network {
                 .skip_while(|w| *w != "dev")
                 .nth(1)
                 .unwrap_or("");
-            if dev == self.bridge {
+            // Ours: this node's bridge, or another node's on this machine.
+            if dev == self.bridge || dev.starts_with("kb") {
                 continue;
             }
             let dst = match first {
@@ -145,6 +150,20 @@ impl Network {
         // Forwarding between the bridges of the nodes on this machine.
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
             .map_err(|e| format!("enable ip_forward: {e}"))?;
+        // NodePorts on a loopback node address (as kube-proxy sets it).
+        let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1");
+        // Bridged packets through the IP hooks, so a Service's DNAT is
+        // undone on the reply between two pods of one bridge.
+        let _ = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1");
+        if let Some(svc) = self.service_cidr {
+            run(Command::new("ip").args([
+                "route",
+                "replace",
+                &svc.to_string(),
+                "dev",
+                &self.bridge,
+            ]))?;
+        }
         let t = self.table();
         let rules = format!(
             "table inet {t} {{}}\ndelete table inet {t}\n\
@@ -193,6 +212,7 @@ impl Network {
                 "link add {host} type veth peer name {peer}\n\
                  link set {peer} netns {pid}\n\
                  link set {host} master {br}\n\
+                 link set {host} type bridge_slave hairpin on\n\
                  link set {host} up\n",
                 br = self.bridge
             ),

@@ -55,6 +55,8 @@ pub struct ApiConfig {
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     /// The Kubernetes HTTP API's own port (always TLS); None: not served.
     pub kube: Option<KubeApiConfig>,
+    /// Services' cluster IPs are allocated from here.
+    pub service_cidr: keelson_model::cidr::Cidr,
 }
 
 /// Where the Kubernetes HTTP API listens, and its certificate. A port of
@@ -111,7 +113,7 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
     let kube_addr = kube_listener.as_ref().map(|(_, a, _)| *a);
     let server = keelson_store::Server::start(store).await?;
     let replica = server.replica.clone();
-    let registry = registry::Registry::new(replica.clone());
+    let registry = registry::Registry::new(replica.clone()).with_service_cidr(api.service_cidr);
     let metrics = Arc::new(metrics::Metrics::new());
     let svc = service::Api {
         registry: registry.clone(),

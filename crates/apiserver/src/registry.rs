@@ -7,6 +7,8 @@
 //! - [`rules`]: the decisions of create, update, delete and namespace
 //!   termination, as pure functions of the request, the stored object and
 //!   `now`; table-tested.
+//! - [`allocations`]: Services' cluster IPs and node ports, each a key of
+//!   its own written in the Service's own transaction.
 //! - This module is the IO around them: [`Registry`] reads (locally first,
 //!   then after a read barrier), calls the rules, calls the `authorize`
 //!   callback the service passes in, and runs the transaction comparing
@@ -15,10 +17,17 @@
 //!   here, not in the rules) and a new object's uid and name suffix. It
 //!   also serves gets and paginated lists.
 
+pub mod allocations;
 pub mod rules;
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use keelson_model::cidr::Cidr;
+use keelson_model::Resource;
+use keelson_proto::v1;
 
 use keelson_model::selector::{FieldSelector, LabelSelector};
 use keelson_model::{meta_of, meta_of_mut, Kind, Object};
@@ -42,6 +51,8 @@ const WRITE_ATTEMPTS_MAX: usize = 8;
 #[derive(Clone)]
 pub struct Registry {
     pub(crate) replica: Arc<Replica>,
+    /// Services' cluster IPs come from here.
+    service_cidr: Cidr,
 }
 
 /// A stored object and its key's revisions.
@@ -193,7 +204,66 @@ fn with_rv(mut o: Object, rev: i64) -> Object {
 
 impl Registry {
     pub fn new(replica: Arc<Replica>) -> Registry {
-        Registry { replica }
+        Registry {
+            replica,
+            service_cidr: allocations::DEFAULT_SERVICE_CIDR,
+        }
+    }
+
+    /// Give Services cluster IPs from `cidr`.
+    pub fn with_service_cidr(mut self, cidr: Cidr) -> Registry {
+        self.service_cidr = cidr;
+        self
+    }
+
+    /// The cluster IPs and node ports the store's allocation keys hold
+    /// (read locally: the transaction that takes one checks it is free).
+    fn taken(&self) -> Result<(BTreeSet<Ipv4Addr>, BTreeSet<i32>)> {
+        let sm = self.replica.sm().read();
+        let keys = |prefix: &str| -> Result<Vec<String>> {
+            let res = sm.range(&pb::RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix.as_bytes()),
+                keys_only: true,
+                ..Default::default()
+            })?;
+            Ok(res
+                .kvs
+                .into_iter()
+                .filter_map(|kv| {
+                    String::from_utf8(kv.key)
+                        .ok()
+                        .and_then(|k| k.strip_prefix(prefix).map(str::to_string))
+                })
+                .collect())
+        };
+        let ips = keys(allocations::IP_PREFIX)?
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        let ports = keys(allocations::PORT_PREFIX)?
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        Ok((ips, ports))
+    }
+
+    /// A Service given its cluster IP and node ports (`old`: the stored
+    /// one of an update); the allocation keys it holds.
+    fn allocate(&self, obj: Object, old: Option<&Object>) -> Result<(Object, BTreeSet<String>)> {
+        let Some(mut svc) = v1::Service::from_object(obj.clone()) else {
+            return Ok((obj, BTreeSet::new()));
+        };
+        let old = old.and_then(|o| v1::Service::from_object(o.clone()));
+        let (ips, ports) = self.taken()?;
+        allocations::assign(&mut svc, old.as_ref(), self.service_cidr, &ips, &ports).map_err(
+            |problems| Error::Invalid {
+                what: format!("{} {:?}", Kind::Service, svc.meta().name),
+                problems,
+            },
+        )?;
+        let keys = allocations::held(&svc);
+        Ok((svc.into_object(), keys))
     }
 
     /// The current store revision on this replica.
@@ -416,7 +486,11 @@ impl Registry {
             object: obj,
         } = rules::plan_create(obj, generated, SystemTime::now())?;
         let key = kind.key(&ns, &name);
+        let mut obj = obj;
         if commit == Commit::DryRun {
+            if kind == Kind::Service {
+                obj = self.allocate(obj, None)?.0;
+            }
             if kind.namespaced() {
                 self.live_namespace(&ns).await?;
             }
@@ -428,21 +502,33 @@ impl Registry {
             }
             return Ok(obj);
         }
+        let requested = obj;
         for _ in 0..WRITE_ATTEMPTS_MAX {
             let mut compare = vec![compare_absent(&key)];
             if kind.namespaced() {
                 let ns_rev = self.live_namespace(&ns).await?;
                 compare.push(compare_mod(&Kind::Namespace.key("", &ns), ns_rev));
             }
-            let (ok, rev) = self
-                .txn(
-                    compare,
-                    vec![put_op(&key, encode_for_store(&obj), lease)],
-                    vec![],
-                )
-                .await?;
+            // A Service takes its cluster IP and node ports in the same
+            // transaction, each on the condition that it is free.
+            let (obj, keys) = if kind == Kind::Service {
+                self.allocate(requested.clone(), None)?
+            } else {
+                (requested.clone(), BTreeSet::new())
+            };
+            let mut ops = vec![put_op(&key, encode_for_store(&obj), lease)];
+            for k in &keys {
+                compare.push(compare_absent(k));
+                ops.push(put_op(k, format!("{ns}/{name}").into_bytes(), 0));
+            }
+            let (ok, rev) = self.txn(compare, ops, vec![]).await?;
             if ok {
                 return Ok(with_rv(obj, rev));
+            }
+            if !keys.is_empty() {
+                // Another Service took one of them meanwhile: read what
+                // is taken again (after a barrier) and choose again.
+                self.barrier().await?;
             }
             if self.read(kind, &ns, &name, true).await?.is_some() {
                 return Err(Error::AlreadyExists {
@@ -495,6 +581,17 @@ impl Registry {
             let new = rules::merge_update(&req, &cur.object);
             authorize(&cur.object, &new)?;
             let read_revision = cur.mod_revision;
+            // A Service keeps its cluster IP; node ports are taken and
+            // released as its ports change.
+            let (new, held_now, held_before) = if kind == Kind::Service && !status_only {
+                let before = v1::Service::from_object(cur.object.clone())
+                    .map(|s| allocations::held(&s))
+                    .unwrap_or_default();
+                let (new, keys) = self.allocate(new, Some(&cur.object))?;
+                (new, keys, before)
+            } else {
+                (new, BTreeSet::new(), BTreeSet::new())
+            };
             let (op, object) = match rules::plan_update(&req, cur, new)? {
                 UpdatePlan::Put { object, lease } => {
                     (put_op(&key, encode_for_store(&object), lease), object)
@@ -504,9 +601,16 @@ impl Registry {
             if commit == Commit::DryRun {
                 return Ok(with_rv(object, read_revision));
             }
-            let (ok, rev) = self
-                .txn(vec![compare_mod(&key, read_revision)], vec![op], vec![])
-                .await?;
+            let mut compare = vec![compare_mod(&key, read_revision)];
+            let mut ops = vec![op];
+            for k in held_now.difference(&held_before) {
+                compare.push(compare_absent(k));
+                ops.push(put_op(k, format!("{ns}/{name}").into_bytes(), 0));
+            }
+            for k in held_before.difference(&held_now) {
+                ops.push(delete_op(k));
+            }
+            let (ok, rev) = self.txn(compare, ops, vec![]).await?;
             if ok {
                 return Ok(with_rv(object, rev));
             }
@@ -548,6 +652,11 @@ impl Registry {
                     name: name.to_string(),
                 })?;
             authorize(&cur.object)?;
+            // A Service gone releases its cluster IP and node ports.
+            let released: BTreeSet<String> = v1::Service::from_object(cur.object.clone())
+                .filter(|_| kind == Kind::Service)
+                .map(|s| allocations::held(&s))
+                .unwrap_or_default();
             let (op, object, gone) = match rules::plan_delete(&req, &cur, SystemTime::now())? {
                 DeletePlan::Unchanged => return Ok((cur.object, false)),
                 DeletePlan::Remove => (delete_op(&key), cur.object, true),
@@ -560,8 +669,12 @@ impl Registry {
             if commit == Commit::DryRun {
                 return Ok((object, gone));
             }
+            let mut ops = vec![op];
+            if gone {
+                ops.extend(released.iter().map(|k| delete_op(k)));
+            }
             let (ok, rev) = self
-                .txn(vec![compare_mod(&key, cur.mod_revision)], vec![op], vec![])
+                .txn(vec![compare_mod(&key, cur.mod_revision)], ops, vec![])
                 .await?;
             if ok {
                 return Ok((with_rv(object, rev), gone));

@@ -116,6 +116,10 @@ struct AgentArgs {
     /// outside it is dropped).
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
+    /// The cluster's Service IP range (runc runtime: routed to the node's
+    /// bridge, so nothing sent to it leaves the machine).
+    #[arg(long, default_value = "10.96.0.0/16")]
+    service_cidr: String,
     /// A registry (host[:port]) reached over plain HTTP (repeatable);
     /// registries on loopback addresses always are.
     #[arg(long = "insecure-registry")]
@@ -223,6 +227,8 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     };
     opts.cluster_cidr = keelson_model::cidr::Cidr::parse(&a.cluster_cidr)
         .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+    opts.service_cidr = keelson_model::cidr::Cidr::parse(&a.service_cidr)
+        .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
     opts.insecure_registries = a.insecure_registries;
     let data_dir = opts.data_dir.clone();
     let kind = opts.runtime;

@@ -101,6 +101,10 @@ pub struct ServerArgs {
     /// Do not run a controller-manager instance in this replica.
     #[arg(long)]
     pub disable_controllers: bool,
+    /// Services' cluster IPs come from this range (kube-apiserver's
+    /// --service-cluster-ip-range).
+    #[arg(long, default_value = "10.96.0.0/16")]
+    pub service_cluster_ip_range: String,
     #[command(flatten)]
     pub node_lifecycle: NodeLifecycleArgs,
 }
@@ -414,6 +418,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokens,
         tls,
         kube,
+        service_cidr: keelson_model::cidr::Cidr::parse(&args.service_cluster_ip_range)
+            .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?,
     };
     let server = keelson_apiserver::start(config, api)
         .await

@@ -384,7 +384,7 @@ async fn real_images_run_isolated_under_runc() {
         .expect("web ip");
     let script = format!(
         "printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {web_ip} 8080 | tail -1; \
-         if printf x | nc -w 2 192.0.2.1 80; then echo outside=reached; else echo outside=dropped; fi"
+         if printf x | nc -w 2 198.51.100.1 80; then echo outside=reached; else echo outside=dropped; fi"
     );
     kubectl.ok(&[
         "run",
@@ -712,4 +712,148 @@ async fn volumes_localhost_exec_probes_and_oom_under_runc() {
         "from the host\n",
         "a hostPath outlives its pods"
     );
+}
+
+/// A Deployment of busybox httpd behind a NodePort Service: reached by
+/// its cluster IP from a pod and from the node, by its node port on the
+/// node's address; an endpoint turned unready drops out of the rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_reach_ready_pods_by_cluster_ip_and_node_port_under_runc() {
+    let _g = serial().await;
+    let s = setup().await;
+    let image = s.image.clone();
+    let ready_dir = s.dir.path().join("ready");
+    std::fs::create_dir_all(&ready_dir).expect("dir");
+    apply(
+        &s,
+        serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                    "volumes": [{"name": "ready", "hostPath": {"path": ready_dir, "type": "Directory"}}],
+                    "containers": [{"name": "httpd", "image": image,
+                        "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
+                        "ports": [{"containerPort": 8080}],
+                        "volumeMounts": [{"name": "ready", "mountPath": "/ready"}],
+                        // Ready while the test leaves its file in place.
+                        "readinessProbe": {"exec": {"command": ["sh", "-c", "test -f /ready/$(hostname)"]},
+                                           "periodSeconds": 1}}]}}}
+        }),
+    );
+    s.kubectl.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+        "--type",
+        "NodePort",
+    ]);
+    // Both pods ready (their files made once their names are known).
+    let mut names: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while names.len() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two web pods: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(list) = s.pods.list(&Default::default()).await {
+            names = list.items.iter().map(|p| p.meta().name.clone()).collect();
+        }
+    }
+    for n in &names {
+        std::fs::write(ready_dir.join(n), "").expect("ready file");
+    }
+    for n in &names {
+        wait_running(&s, n).await;
+    }
+    let svc: v1::Service = Api::<v1::Service>::namespaced(admin_client(&s.c), "default")
+        .get("web")
+        .await
+        .expect("service");
+    let spec = svc.spec.expect("spec");
+    let vip = spec.cluster_ip.clone();
+    assert!(
+        vip.starts_with("10.96."),
+        "a cluster IP from the service range: {vip}"
+    );
+    let node_port = spec.ports[0].node_port;
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
+
+    // From the node: the cluster IP and the node port both reach each pod.
+    let seen = |addr: String| async move {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..40 {
+            if let Some((200, body)) = common::http_get(&addr, "/hostname") {
+                seen.insert(body.trim().to_string());
+            }
+        }
+        seen
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let by_vip = seen(format!("{vip}:80")).await;
+        if by_vip.len() == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster IP answers from both pods: {by_vip:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let by_node_port = seen(format!("127.0.0.41:{node_port}")).await;
+    assert_eq!(
+        by_node_port.len(),
+        2,
+        "the node port reaches both pods: {by_node_port:?}"
+    );
+
+    // From a pod, by the cluster IP.
+    let script = format!(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {vip} 80 | tail -1; done"
+    );
+    s.kubectl.ok(&[
+        "run",
+        "client",
+        "--restart=Never",
+        &format!("--image={image}"),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    eventually(
+        Duration::from_secs(30),
+        "the client read the Service",
+        || {
+            let out = s.kubectl.run(&["logs", "client"]).1;
+            async move { out.lines().filter(|l| l.starts_with("web-")).count() == 10 }
+        },
+    )
+    .await;
+
+    // One pod unready: it drops out of the Service.
+    let (gone, kept) = (&names[0], &names[1]);
+    std::fs::remove_file(ready_dir.join(gone)).expect("remove");
+    let began = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(20),
+        "only the ready pod answers",
+        || {
+            let fut = seen(format!("{vip}:80"));
+            let kept = kept.clone();
+            async move { fut.await == [kept].into() }
+        },
+    )
+    .await;
+    eprintln!(
+        "unready endpoint out of the rules after {:?}",
+        began.elapsed()
+    );
+    s.kubectl.ok(&["delete", "service", "web"]);
+    s.kubectl.ok(&["delete", "deployment", "web"]);
 }

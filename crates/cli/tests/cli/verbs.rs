@@ -119,12 +119,12 @@ async fn client_verbs_against_a_cluster() {
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: x\n    volumeMounts: []\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: x\n    securityContext: {}\n",
     )
     .expect("write");
     let (ok, _, err) = cli.run(&["apply", "-f", bad.to_str().expect("path")]);
     assert!(!ok);
-    assert!(err.contains("volumeMounts"), "{err}");
+    assert!(err.contains("securityContext"), "{err}");
     let (ok, _, err) = cli.run(&["whoami", "--token", "wrong-token-wrong-token"]);
     assert!(!ok);
     assert!(err.contains("invalid bearer token"), "{err}");
