@@ -287,11 +287,34 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
         RuntimeKind::Process => {
             tokio::spawn(crate::proxy::run(client.clone(), o.name.clone(), o.address))
         }
-        RuntimeKind::Runc => tokio::spawn(crate::services::run(
-            client.clone(),
-            o.name.clone(),
-            Network::bridge_name(&o.name),
-        )),
+        RuntimeKind::Runc => {
+            let (services, s_task) = keelson_sdk::reflector(
+                Api::<v1::Service>::all(client.clone()),
+                keelson_sdk::ListParams::default(),
+            );
+            let (endpoints, e_task) = keelson_sdk::reflector(
+                Api::<v1::Endpoints>::all(client.clone()),
+                keelson_sdk::ListParams::default(),
+            );
+            let (node, bridge) = (o.name.clone(), Network::bridge_name(&o.name));
+            let dns = cfg.pod_cidr.and_then(|c| c.gateway()).map(|gw| {
+                let (services, endpoints) = (services.clone(), endpoints.clone());
+                tokio::spawn(async move {
+                    let addr = SocketAddr::from((gw, 53));
+                    if let Err(e) =
+                        crate::dns::serve(addr, services, endpoints, crate::dns::upstreams()).await
+                    {
+                        tracing::error!(%addr, error = %e, "cluster DNS");
+                    }
+                })
+            });
+            tokio::spawn(async move {
+                let _reflectors = AbortOnDrop(s_task);
+                let _reflectors2 = AbortOnDrop(e_task);
+                let _dns = dns.map(AbortOnDrop);
+                crate::services::run(services, endpoints, node, bridge).await
+            })
+        }
     };
     let _proxy = AbortOnDrop(proxy);
     // One session stream: heartbeats and statuses up, pods down.
@@ -804,6 +827,7 @@ mod tests {
             hostname: String::new(),
             image_pull_policy: String::new(),
             mounts: Vec::new(),
+            dns_policy: String::new(),
         }
     }
 

@@ -1130,6 +1130,11 @@ fn container_spec(
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| pod.meta().name.clone()),
         image_pull_policy: c.image_pull_policy.clone(),
+        dns_policy: pod
+            .spec
+            .as_ref()
+            .map(|s| s.dns_policy.clone())
+            .unwrap_or_default(),
         mounts: c
             .volume_mounts
             .iter()

@@ -42,6 +42,7 @@
 //! [`agent::run`]`(client, options)`; [`sim::run`] for simulated nodes.
 
 pub mod agent;
+pub mod dns;
 pub mod image;
 pub mod kubelet;
 pub mod logs;

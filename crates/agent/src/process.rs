@@ -994,6 +994,7 @@ mod tests {
             hostname: String::new(),
             image_pull_policy: String::new(),
             mounts: Vec::new(),
+            dns_policy: String::new(),
         }
     }
 

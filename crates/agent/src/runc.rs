@@ -423,8 +423,17 @@ impl Inner {
                 )
             })
             .and_then(|_| {
-                let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-                fs::write(dir.join("resolv.conf"), host)
+                // ClusterFirst (the default): the node's cluster DNS on the
+                // bridge gateway; Default: the node's own; None: nothing.
+                let text = match spec.dns_policy.as_str() {
+                    "Default" => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                    "None" => String::new(),
+                    _ => match network.pod_cidr.gateway() {
+                        Some(gw) => crate::dns::resolv_conf(gw, &spec.pod_namespace),
+                        None => String::new(),
+                    },
+                };
+                fs::write(dir.join("resolv.conf"), text)
             })
             .map_err(|e| io_err("write the pod's hosts files", e))?;
         let (program, args) = self

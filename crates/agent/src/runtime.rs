@@ -47,6 +47,8 @@ pub struct ContainerSpec {
     /// The pod volumes it mounts (the runc runtime; the process runtime
     /// mounts nothing).
     pub mounts: Vec<MountSpec>,
+    /// The pod's `dnsPolicy` (the runc runtime's `resolv.conf`).
+    pub dns_policy: String,
 }
 
 /// A volume mounted into a container.

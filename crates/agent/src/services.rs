@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use keelson_proto::v1;
 use keelson_sdk::watcher::object_key;
-use keelson_sdk::{reflector, Api, Client, ListParams};
+use keelson_sdk::Store;
 
 /// Marks a packet for masquerading in postrouting.
 const MASQ_MARK: u32 = 0x4000;
@@ -170,13 +170,12 @@ pub fn ruleset(
 /// Keep the node's table in step with the Services and Endpoints until
 /// the future is dropped (the table stays: pods keep their Services while
 /// the agent restarts; [`remove`] takes it away).
-pub async fn run(client: Client, node: String, bridge: String) {
-    let (services, s_task) = reflector(
-        Api::<v1::Service>::all(client.clone()),
-        ListParams::default(),
-    );
-    let (endpoints, e_task) = reflector(Api::<v1::Endpoints>::all(client), ListParams::default());
-    let _abort = AbortOnDrop(vec![s_task, e_task]);
+pub async fn run(
+    services: Store<v1::Service>,
+    endpoints: Store<v1::Endpoints>,
+    node: String,
+    bridge: String,
+) {
     services.wait_ready().await;
     endpoints.wait_ready().await;
     let table = table_name(&bridge);
@@ -248,16 +247,6 @@ fn apply(text: &str) -> Result<(), String> {
 pub fn remove(bridge: &str) {
     let t = table_name(bridge);
     let _ = apply(&format!("table ip {t} {{}}\ndelete table ip {t}\n"));
-}
-
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
-    }
 }
 
 #[cfg(test)]

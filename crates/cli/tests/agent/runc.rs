@@ -601,7 +601,9 @@ async fn volumes_localhost_exec_probes_and_oom_under_runc() {
                      "command": ["sh", "-c",
                         "cat /host/greeting > /out/page; echo tmpfs=$(grep -c ' /scratch tmpfs' /proc/mounts); \
                          touch /host-ro/x 2>/dev/null && echo ro=writable || echo ro=refused; \
-                         sleep 1; printf 'GET /page HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 8080 | tail -1; \
+                         for i in $(seq 1 20); do \
+                           got=$(printf 'GET /page HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 8080 | tail -1); \
+                           [ -n \"$got\" ] && echo \"$got\" && break; sleep 1; done; \
                          exec sleep 3600"],
                      "volumeMounts": [
                         {"name": "www", "mountPath": "/out"},
@@ -716,7 +718,8 @@ async fn volumes_localhost_exec_probes_and_oom_under_runc() {
 
 /// A Deployment of busybox httpd behind a NodePort Service: reached by
 /// its cluster IP from a pod and from the node, by its node port on the
-/// node's address; an endpoint turned unready drops out of the rules.
+/// node's address, and by its DNS names from a pod; an endpoint turned
+/// unready drops out of the rules.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_reach_ready_pods_by_cluster_ip_and_node_port_under_runc() {
     let _g = serial().await;
@@ -835,6 +838,38 @@ async fn services_reach_ready_pods_by_cluster_ip_and_node_port_under_runc() {
         },
     )
     .await;
+
+    // Cluster DNS: the Service by its full name, by `<svc>.<ns>` and
+    // `<svc>` through the search path, and by name from nc.
+    // (busybox's nslookup applies the search path to dotless names only;
+    // nc resolves through libc, which honours ndots.)
+    let dns_script = "nslookup web.default.svc.cluster.local; nslookup web; \
+         nslookup nope.default.svc.cluster.local || echo nope=nxdomain; \
+         printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 web 80 | tail -1; \
+         printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 web.default 80 | tail -1";
+    s.kubectl.ok(&[
+        "run",
+        "resolver",
+        "--restart=Never",
+        &format!("--image={image}"),
+        "--",
+        "sh",
+        "-c",
+        dns_script,
+    ]);
+    let mut dns_log = String::new();
+    eventually(Duration::from_secs(30), "the resolver's answers", || {
+        let (_, out, _) = s.kubectl.run(&["logs", "resolver"]);
+        dns_log = out.clone();
+        async move { out.lines().filter(|l| l.starts_with("web-")).count() == 2 }
+    })
+    .await;
+    assert_eq!(
+        dns_log.matches(&format!("Address: {vip}")).count(),
+        2,
+        "the full and the short name resolve to the cluster IP: {dns_log}"
+    );
+    assert!(dns_log.contains("nope=nxdomain"), "{dns_log}");
 
     // One pod unready: it drops out of the Service.
     let (gone, kept) = (&names[0], &names[1]);
