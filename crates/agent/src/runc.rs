@@ -94,6 +94,9 @@ struct Inner {
     cgroup_parent: String,
     handle: tokio::runtime::Handle,
     table: Mutex<Table>,
+    /// One lock per pod: its containers may start in parallel lanes, and
+    /// only the first may make the sandbox the others join.
+    sandbox_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -226,6 +229,7 @@ impl RuncRuntime {
             state_root,
             handle,
             table: Mutex::new(Table::default()),
+            sandbox_locks: Mutex::new(HashMap::new()),
         });
         inner.adopt();
         Ok(RuncRuntime { inner })
@@ -258,6 +262,9 @@ impl RuncRuntime {
         for uid in pods {
             self.inner.remove_pod(&uid);
         }
+        // Processes of pods no record names (a pause whose agent was killed
+        // before it recorded it) go with the node.
+        kill_cgroup_members(&self.inner.cgroup_parent);
         remove_cgroup_dirs(&self.inner.cgroup_parent);
         // `/keelson` itself when no other agent's node is left in it.
         if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
@@ -379,6 +386,14 @@ impl Inner {
     /// The pod's sandbox (started when it has none, or its pause died).
     fn sandbox(&self, spec: &ContainerSpec) -> Result<(u32, Ipv4Addr), StartError> {
         let uid = &spec.pod_uid;
+        let lock = self
+            .sandbox_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(uid.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
         {
             let mut t = self.lock();
             if let Some(s) = t.sandboxes.get_mut(uid) {
@@ -443,15 +458,45 @@ impl Inner {
             .ok_or_else(|| io_err("start the pause", "no pause program"))?;
         let host = CString::new(hostname.as_bytes())
             .map_err(|_| StartError::InvalidSpec("a hostname with a NUL byte".into()))?;
+        // The pause joins a cgroup of the pod's before it runs, so a pause
+        // whose agent died before recording it is still found (and killed)
+        // when the pod or the node is removed.
+        let procs = tracking_hierarchy().map(|h| {
+            h.join(self.cgroup_parent.trim_start_matches('/'))
+                .join(format!("pod{uid}"))
+                .join("pause")
+        });
+        let procs_file = match &procs {
+            Some(dir) => {
+                fs::create_dir_all(dir).map_err(|e| io_err("create the pause's cgroup", e))?;
+                Some(
+                    OpenOptions::new()
+                        .write(true)
+                        .open(dir.join("cgroup.procs"))
+                        .map_err(|e| io_err("open the pause's cgroup", e))?,
+                )
+            }
+            None => None,
+        };
+        let procs_fd = procs_file
+            .as_ref()
+            .map(std::os::unix::io::AsRawFd::as_raw_fd);
         let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // SAFETY: between fork and exec only async-signal-safe calls
-        // (unshare, sethostname, setsid) on memory prepared before the fork.
+        // (write, unshare, sethostname, setsid) on memory and descriptors
+        // prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(fd) = procs_fd {
+                    // "0": the writing process itself.
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 if libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) != 0
                 {
                     return Err(io::Error::last_os_error());
@@ -464,6 +509,7 @@ impl Inner {
             });
         }
         let child = cmd.spawn().map_err(|e| io_err("start the pause", e))?;
+        drop(procs_file);
         let pid = child.id();
         let rec = SandboxRecord {
             pod_uid: uid.clone(),
@@ -688,6 +734,10 @@ impl Inner {
     }
 
     fn remove_pod(&self, uid: &str) {
+        self.sandbox_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
         let (ids, sandbox) = {
             let mut t = self.lock();
             let ids: Vec<(String, Record)> = t
@@ -721,6 +771,9 @@ impl Inner {
             }
         }
         Network::detach(uid);
+        // Whatever still runs in the pod's cgroups (a pause no record
+        // names) is killed before they go.
+        kill_cgroup_members(&format!("{}/pod{uid}", self.cgroup_parent));
         remove_cgroup_dirs(&format!("{}/pod{uid}", self.cgroup_parent));
         let dir = self.pod_dir(uid);
         // Memory-backed emptyDirs are tmpfs mounts: unmount them first.
@@ -851,6 +904,53 @@ fn oom_killed(rel: &str) -> bool {
             .join(rel)
             .join("memory.oom_control"),
     ) || counted(Path::new("/sys/fs/cgroup").join(rel).join("memory.events"))
+}
+
+/// The cgroup hierarchy the pause processes are tracked in: v1's `pids`
+/// controller, or the v2 unified hierarchy at the root (None: neither, the
+/// records alone track them).
+fn tracking_hierarchy() -> Option<PathBuf> {
+    let v1 = Path::new("/sys/fs/cgroup/pids");
+    if v1.join("cgroup.procs").exists() {
+        return Some(v1.to_path_buf());
+    }
+    let v2 = Path::new("/sys/fs/cgroup");
+    v2.join("cgroup.controllers")
+        .exists()
+        .then(|| v2.to_path_buf())
+}
+
+/// SIGKILL every process in the cgroup tree `rel` of the tracking
+/// hierarchy, and wait (up to a second) for them to leave it.
+fn kill_cgroup_members(rel: &str) {
+    let Some(h) = tracking_hierarchy() else {
+        return;
+    };
+    let root = h.join(rel.trim_start_matches('/'));
+    fn members(dir: &Path, out: &mut Vec<i32>) {
+        if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+            out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        for c in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if c.file_type().is_ok_and(|t| t.is_dir()) {
+                members(&c.path(), out);
+            }
+        }
+    }
+    for _ in 0..20 {
+        let mut pids = Vec::new();
+        members(&root, &mut pids);
+        pids.retain(|p| *p > 1);
+        if pids.is_empty() {
+            return;
+        }
+        for p in pids {
+            // SAFETY: kill has no memory effects; the pids are members of
+            // our own cgroups.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Remove `rel` (a cgroup path) from every cgroup hierarchy, deepest

@@ -10,6 +10,8 @@
 //!   leader changes.
 //! - `bench api`: pod create latency at a fixed rate and watch fan-out
 //!   through the API server, with etcd doing the same store work.
+//! - `bench pods`: real images under runc: pull time, pod startup against
+//!   the process runtime, per-pod overhead.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,10 +43,14 @@ pub enum BenchCommand {
     /// Node agents: 10,000 simulated nodes heartbeating (etcd keeping as
     /// many leases alive as the anchor), and pod startup on real agents.
     Nodes(nodes::NodesBenchArgs),
+    /// Real images under runc: pull time, pod startup (the process runtime
+    /// in the same run), per-pod overhead.
+    Pods(pods::PodsBenchArgs),
 }
 
 mod api;
 mod nodes;
+mod pods;
 mod schedule;
 
 /// The keelson binary: the benchmarks run inside it (`keelson bench`) and
@@ -123,6 +129,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Api(a) => api::run(a).await,
         BenchCommand::Schedule(a) => schedule::run(a).await,
         BenchCommand::Nodes(a) => nodes::run(a).await,
+        BenchCommand::Pods(a) => pods::run(a).await,
     }
 }
 

@@ -312,7 +312,52 @@ async fn etcd_heartbeats(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::R
 }
 
 /// Pod startup latency on two real agents: (p50 ms, p99 ms, max ms).
-async fn pod_startup(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::Result<(f64, f64, f64)> {
+/// What [`pod_startup`] runs: `pods` pods of `image` (with `args`) on two
+/// agents of `runtime`, whose data dirs get `archive` loaded first (an
+/// image present on the nodes).
+pub(crate) struct Startup<'a> {
+    pub pods: usize,
+    pub runtime: &'a str,
+    pub image: &'a str,
+    pub args: &'a [&'a str],
+    pub archive: Option<&'a std::path::Path>,
+}
+
+/// Per-pod costs on the nodes once every pod runs (MiB of RSS): the pause
+/// processes, the `runc run` supervisors, and the agents' growth.
+pub(crate) struct Overhead {
+    pub pause_mib: f64,
+    pub runc_mib: f64,
+    pub agent_mib: f64,
+}
+
+/// RSS in MiB of the processes whose command line contains `needle`.
+fn rss_of(needle: &str) -> Vec<f64> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let p = e.path();
+        let cmd = std::fs::read(p.join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if !cmd.contains(needle) {
+            continue;
+        }
+        let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            out.push(kb / 1024.0);
+        }
+    }
+    out
+}
+
+pub(crate) async fn pod_startup(
+    a: &Startup<'_>,
+    dir: &std::path::Path,
+) -> anyhow::Result<((f64, f64, f64), Option<Overhead>)> {
     let me = keelson_bin()?;
     let c = ProcCluster::start(
         Program::Keelson {
@@ -325,14 +370,52 @@ async fn pod_startup(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::Resul
     c.wait_healthy(Duration::from_secs(60)).await?;
     let mut agents = Vec::new();
     for (name, addr) in [("b1", "127.0.0.21"), ("b2", "127.0.0.22")] {
+        if let Some(archive) = a.archive {
+            let out = std::process::Command::new(&me)
+                .args(["image", "load"])
+                .arg(archive)
+                .arg("--data-dir")
+                .arg(dir.join(name))
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "keelson image load: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         agents.push(
-            c.keelson(["agent", "--name", name, "--address", addr, "--data-dir"])?
-                .args([dir.join(name)])
-                .named(format!("agent {name}"))
-                .log(&dir.join(format!("agent-{name}.log")))
-                .spawn()?,
+            c.keelson([
+                "agent",
+                "--runtime",
+                a.runtime,
+                "--name",
+                name,
+                "--address",
+                addr,
+            ])?
+            .args(["--stop-pods-on-exit", "--data-dir"])
+            .args([dir.join(name)])
+            .named(format!("agent {name}"))
+            .log(&dir.join(format!("agent-{name}.log")))
+            .spawn()?,
         );
     }
+    let agent_rss = |agents: &Vec<std::process::Child>| -> f64 {
+        agents
+            .iter()
+            .map(|c| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{}/status", c.id())).unwrap_or_default();
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+                    / 1024.0
+            })
+            .sum()
+    };
     let client = Client::new(&Config::new(c.api_endpoints(), c.token("admin", None)))?;
     let nodes: Api<v1::Node> = Api::all(client.clone());
     let t0 = Instant::now();
@@ -378,6 +461,7 @@ async fn pod_startup(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::Resul
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let agents_before = agent_rss(&agents);
     let pods: Api<v1::Pod> = Api::namespaced(client.clone(), "default");
     let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let results = futures::stream::iter(0..a.pods)
@@ -386,6 +470,8 @@ async fn pod_startup(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::Resul
             async move {
                 let p = keelson_testkit::fixtures::pod(&format!("startup-{i}"))
                     .no_namespace()
+                    .image(a.image)
+                    .args(a.args)
                     .label("app", "startup")
                     .grace_seconds(1)
                     .build();
@@ -450,6 +536,14 @@ async fn pod_startup(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::Resul
         );
     }
     watch.abort();
+    let overhead = (a.runtime == "runc").then(|| {
+        let n = a.pods.max(1) as f64;
+        Overhead {
+            pause_mib: rss_of("builtin pause").iter().sum::<f64>() / n,
+            runc_mib: rss_of("runc --root").iter().sum::<f64>() / n,
+            agent_mib: (agent_rss(&agents) - agents_before) / n,
+        }
+    });
     // Clean up: delete the pods (the agents stop their processes).
     for i in 0..a.pods {
         let _ = pods
@@ -466,7 +560,15 @@ async fn pod_startup(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::Resul
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // SIGTERM: agents with --stop-pods-on-exit leave nothing behind.
+    for ag in &agents {
+        keelson_testkit::signal(ag.id(), libc::SIGTERM);
+    }
     for mut ag in agents {
+        let t0 = Instant::now();
+        while ag.try_wait().ok().flatten().is_none() && t0.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let _ = ag.kill();
         let _ = ag.wait();
     }
@@ -478,9 +580,12 @@ async fn pod_startup(a: &NodesBenchArgs, dir: &std::path::Path) -> anyhow::Resul
         }
     }
     Ok((
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        percentile(&lat, 1.0),
+        (
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            percentile(&lat, 1.0),
+        ),
+        overhead,
     ))
 }
 
@@ -499,7 +604,14 @@ pub async fn run(a: NodesBenchArgs) -> anyhow::Result<()> {
     } else {
         Some(etcd_heartbeats(&a, &dir.path().join("etcd")).await?)
     };
-    let (p50, p99, max) = pod_startup(&a, &dir.path().join("startup")).await?;
+    let startup = Startup {
+        pods: a.pods,
+        runtime: "process",
+        image: "builtin/sleep",
+        args: &[],
+        archive: None,
+    };
+    let ((p50, p99, max), _) = pod_startup(&startup, &dir.path().join("startup")).await?;
     println!();
     println!("| heartbeats, {} nodes | renewals/s | p50 ms | p99 ms | max ms | CPU cores per replica | RSS MiB per replica | nodes not Ready at the end |", a.nodes);
     println!("|---|---:|---:|---:|---:|---|---|---|");

@@ -11,6 +11,8 @@
 //!   replicas and between clients and replicas.
 //! - [`up`]: a `keelson up` process under test.
 //! - [`fixtures`]: the pods, nodes and Deployments tests create.
+//! - [`images`]: a busybox image built with umoci, a docker-registry on
+//!   loopback, pushes and archives (the runc runtime's tests and bench).
 //! - [`etcd`], [`http`], [`wait`]: small client calls and polling.
 //! - [`stats`], percentiles.
 //!
@@ -25,6 +27,7 @@ pub mod etcd;
 pub mod faultnet;
 pub mod fixtures;
 pub mod http;
+pub mod images;
 pub mod process;
 pub mod stats;
 pub mod up;

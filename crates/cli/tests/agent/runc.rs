@@ -23,7 +23,7 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{admin_client, eventually, serial, start_agent, start_control_plane, Kubectl};
@@ -41,90 +41,6 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A busybox image built with umoci in `dir/oci` (tag `busybox`), every
-/// applet a symlink to the static busybox.
-fn build_image(dir: &Path) -> PathBuf {
-    let layout = dir.join("oci");
-    let image = format!("{}:busybox", layout.display());
-    run(Command::new("umoci")
-        .args(["init", "--layout"])
-        .arg(&layout));
-    run(Command::new("umoci").args(["new", "--image", &image]));
-    let bundle = dir.join("bundle");
-    run(Command::new("umoci")
-        .args(["unpack", "--image", &image])
-        .arg(&bundle));
-    let rootfs = bundle.join("rootfs");
-    let bin = rootfs.join("bin");
-    std::fs::create_dir_all(&bin).expect("bin");
-    std::fs::create_dir_all(rootfs.join("etc")).expect("etc");
-    std::fs::copy("/bin/busybox", bin.join("busybox"))
-        .expect("busybox-static provides /bin/busybox on this project's machines");
-    let applets = run(Command::new("/bin/busybox").arg("--list"));
-    for a in applets.lines().filter(|a| *a != "busybox") {
-        let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
-    }
-    std::fs::write(
-        rootfs.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n",
-    )
-    .expect("passwd");
-    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nwww:x:33:\n").expect("group");
-    run(Command::new("umoci")
-        .args(["repack", "--image", &image])
-        .arg(&bundle));
-    run(Command::new("umoci").args([
-        "config",
-        "--image",
-        &image,
-        "--config.cmd=/bin/sh",
-        "--config.env=PATH=/bin",
-    ]));
-    layout
-}
-
-/// Debian's docker-registry on a free loopback port, killed when dropped.
-struct Registry {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry(dir: &Path) -> Registry {
-    let port = keelson_testkit::free_port().expect("port");
-    let addr = format!("127.0.0.1:{port}");
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.join("registry").display()
-        ),
-    )
-    .expect("registry config");
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("registry.log")).expect("log"))
-        .spawn()
-        .expect("docker-registry is installed on this project's machines");
-    let r = Registry { child, addr };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&r.addr).is_ok() {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the registry did not listen on {}", r.addr);
 }
 
 /// Everything a node of the runc runtime may leave on the machine, for a
@@ -213,7 +129,7 @@ impl Drop for NodeCleanup {
 struct Setup {
     agent: common::Procs,
     _cleanup: NodeCleanup,
-    registry: Registry,
+    registry: keelson_testkit::images::Registry,
     c: common::ProcCluster,
     kubectl: Kubectl,
     pods: Api<v1::Pod>,
@@ -230,13 +146,10 @@ const AGENT_ARGS: [&str; 3] = ["--runtime", "runc", "--stop-pods-on-exit"];
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
-    let layout = build_image(dir.path());
-    let registry = start_registry(dir.path());
+    let layout = keelson_testkit::images::build_busybox(dir.path()).expect("build the image");
+    let registry = keelson_testkit::images::Registry::start(dir.path()).expect("registry");
     let image = format!("{}/busybox:1.35", registry.addr);
-    run(Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:busybox", layout.display()))
-        .arg(format!("docker://{image}")));
+    keelson_testkit::images::push(&layout, &image).expect("push");
     let c = start_control_plane(1, &dir.path().join("cluster"), &[]).await;
     let data_dir = dir.path().join("r1");
     let cleanup = NodeCleanup {
@@ -293,13 +206,8 @@ async fn real_images_run_isolated_under_runc() {
     let (dir, image, registry, data_dir) = (&s.dir, &s.image, &s.registry, &s.data_dir);
     let (pods, nodes, kubectl) = (&s.pods, &s.nodes, &s.kubectl);
     let archive = dir.path().join("busybox.tar");
-    run(Command::new("skopeo")
-        .arg("copy")
-        .arg(format!("oci:{}:busybox", s.layout.display()))
-        .arg(format!(
-            "oci-archive:{}:keelson.test/busybox:1.35",
-            archive.display()
-        )));
+    keelson_testkit::images::oci_archive(&s.layout, &archive, "keelson.test/busybox:1.35")
+        .expect("archive");
 
     // The node IPAM controller gives the node a /24 of 10.244.0.0/16.
     let mut cidr = String::new();
@@ -617,17 +525,17 @@ async fn volumes_localhost_exec_probes_and_oom_under_runc() {
     );
     wait_running(&s, "shared").await;
     let mut log = String::new();
-    eventually(
-        Duration::from_secs(15),
-        "the writer read the page over localhost",
-        || {
-            let (_, out, err) = s.kubectl.run(&["logs", "shared", "-c", "writer"]);
-            log = format!("{out}{err}");
-            let done = out.contains("from the host");
-            async move { done }
-        },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log.contains("from the host") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer read the page over localhost: {log}\n{}",
+            s.kubectl.run(&["get", "pod", "shared", "-o", "yaml"]).1
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, out, err) = s.kubectl.run(&["logs", "shared", "-c", "writer"]);
+        log = format!("{out}{err}");
+    }
     assert!(
         log.contains("tmpfs=1"),
         "the Memory emptyDir is a tmpfs: {log}"
