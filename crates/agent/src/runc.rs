@@ -864,18 +864,26 @@ fn mount_overlay(layers: &[PathBuf], bundle: &Path) -> io::Result<()> {
         bundle.join("upper").display(),
         bundle.join("work").display()
     );
-    let c = |s: &str| {
+    mount_fs("overlay", &bundle.join("rootfs"), &data)
+}
+
+/// mount(2) a filesystem of type `fstype` (its source named alike) on
+/// `target` with options `data`.
+fn mount_fs(fstype: &str, target: &Path, data: &str) -> io::Result<()> {
+    let c = |s: &[u8]| {
         CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
     };
-    let target = CString::new(bundle.join("rootfs").as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))?;
-    let (src, fstype, data) = (c("overlay")?, c("overlay")?, c(&data)?);
+    let (src, target, data) = (
+        c(fstype.as_bytes())?,
+        c(target.as_os_str().as_bytes())?,
+        c(data.as_bytes())?,
+    );
     // SAFETY: valid NUL-terminated strings that outlive the call.
     let rc = unsafe {
         libc::mount(
             src.as_ptr(),
             target.as_ptr(),
-            fstype.as_ptr(),
+            src.as_ptr(),
             0,
             data.as_ptr().cast(),
         )
@@ -1101,7 +1109,7 @@ fn volume_source(pod_dir: &Path, m: &crate::runtime::MountSpec) -> Result<PathBu
                 fs::create_dir_all(&dir).map_err(|e| io_err("create an emptyDir", e))?;
                 if *memory {
                     let size = size_limit.map(|b| format!(",size={b}")).unwrap_or_default();
-                    mount_tmpfs(&dir, &format!("mode=0777{size}"))
+                    mount_fs("tmpfs", &dir, &format!("mode=0777{size}"))
                         .map_err(|e| io_err("mount a memory emptyDir", e))?;
                 } else {
                     let _ = fs::set_permissions(
@@ -1164,32 +1172,6 @@ fn volume_source(pod_dir: &Path, m: &crate::runtime::MountSpec) -> Result<PathBu
         fs::create_dir_all(&sub).map_err(|e| bad(format!("create subPath: {e}")))?;
     }
     Ok(sub)
-}
-
-fn mount_tmpfs(dir: &Path, options: &str) -> io::Result<()> {
-    let c = |s: &[u8]| {
-        CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
-    };
-    let (src, target, fstype, data) = (
-        c(b"tmpfs")?,
-        c(dir.as_os_str().as_bytes())?,
-        c(b"tmpfs")?,
-        c(options.as_bytes())?,
-    );
-    // SAFETY: valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// This process' RLIMIT_NOFILE (soft, hard); 1024 each when unreadable.
