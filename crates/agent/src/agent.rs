@@ -297,6 +297,13 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                 keelson_sdk::ListParams::default(),
             );
             let (node, bridge) = (o.name.clone(), Network::bridge_name(&o.name));
+            // Without br_netfilter, pods' Service traffic is masqueraded.
+            let masquerade_from =
+                (!std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists())
+                    .then_some(o.cluster_cidr);
+            if masquerade_from.is_some() {
+                tracing::warn!("br_netfilter is not loaded: pods' Service traffic is masqueraded");
+            }
             let dns = cfg.pod_cidr.and_then(|c| c.gateway()).map(|gw| {
                 let (services, endpoints) = (services.clone(), endpoints.clone());
                 tokio::spawn(async move {
@@ -312,7 +319,7 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                 let _reflectors = AbortOnDrop(s_task);
                 let _reflectors2 = AbortOnDrop(e_task);
                 let _dns = dns.map(AbortOnDrop);
-                crate::services::run(services, endpoints, node, bridge).await
+                crate::services::run(services, endpoints, node, bridge, masquerade_from).await
             })
         }
     };

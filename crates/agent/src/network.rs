@@ -53,7 +53,7 @@ fn run(cmd: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run_stdin(cmd: &mut Command, input: &str) -> Result<(), String> {
+pub(crate) fn run_stdin(cmd: &mut Command, input: &str) -> Result<(), String> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -13,6 +13,10 @@
 //!   the node;
 //! - a Service port with no ready endpoint rejects connections (TCP
 //!   reset) rather than leaving them to time out;
+//! - without br_netfilter (bridged packets skip the IP hooks, so a reply
+//!   between two pods of one bridge would bypass the un-DNAT), pods'
+//!   Service traffic is masqueraded (`masquerade_from`), as kube-proxy's
+//!   masquerade-all does;
 //! - `sessionAffinity: ClientIP` is not implemented (random balancing).
 //!
 //! The table is rewritten whole in one `nft -f` transaction whenever the
@@ -25,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keelson_model::cidr::Cidr;
 use keelson_proto::v1;
 use keelson_sdk::watcher::object_key;
 use keelson_sdk::Store;
@@ -53,6 +58,7 @@ pub fn ruleset(
     services: &[Arc<v1::Service>],
     endpoints: &dyn Fn(&str) -> Option<Arc<v1::Endpoints>>,
     node: &str,
+    masquerade_from: Option<Cidr>,
 ) -> String {
     let mut dispatch = String::new();
     let mut chains = String::new();
@@ -145,9 +151,12 @@ pub fn ruleset(
         t,
         "  chain output {{\n    type nat hook output priority -100; policy accept;\n    jump services\n  }}"
     );
+    let all = masquerade_from
+        .map(|c| format!("    ct status dnat ip saddr {c} masquerade\n"))
+        .unwrap_or_default();
     let _ = writeln!(
         t,
-        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} masquerade\n  }}"
+        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} masquerade\n{all}  }}"
     );
     let mut rejects_text = String::new();
     for r in &rejects {
@@ -175,6 +184,7 @@ pub async fn run(
     endpoints: Store<v1::Endpoints>,
     node: String,
     bridge: String,
+    masquerade_from: Option<Cidr>,
 ) {
     services.wait_ready().await;
     endpoints.wait_ready().await;
@@ -186,7 +196,13 @@ pub async fn run(
     loop {
         svc_changes.borrow_and_update();
         ep_changes.borrow_and_update();
-        let text = ruleset(&table, &services.list(), &|k| endpoints.get(k), &node);
+        let text = ruleset(
+            &table,
+            &services.list(),
+            &|k| endpoints.get(k),
+            &node,
+            masquerade_from,
+        );
         if text != applied || failing {
             let began = Instant::now();
             let t = text.clone();
@@ -218,29 +234,7 @@ pub async fn run(
 }
 
 fn apply(text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("run nft: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("write to nft: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("wait for nft: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
+    crate::network::run_stdin(std::process::Command::new("nft").args(["-f", "-"]), text)
 }
 
 /// Remove node `bridge`'s Service table.
@@ -322,7 +316,7 @@ mod tests {
             ),
         ]
         .into();
-        let text = ruleset("t", &svcs, &|k| eps.get(k).cloned(), "n1");
+        let text = ruleset("t", &svcs, &|k| eps.get(k).cloned(), "n1", None);
         assert!(
             text.starts_with("table ip t {}\ndelete table ip t\ntable ip t {"),
             "{text}"
@@ -352,6 +346,19 @@ mod tests {
             text.contains("ip saddr 10.244.0.2 meta mark set meta mark | 0x4000"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn without_br_netfilter_pods_service_traffic_is_masqueraded() {
+        let svcs = vec![service("web", "10.96.0.2", 80, 0)];
+        let none = |_: &str| None;
+        let cluster = Cidr::parse("10.244.0.0/16").unwrap();
+        let text = ruleset("t", &svcs, &none, "n1", Some(cluster));
+        assert!(
+            text.contains("ct status dnat ip saddr 10.244.0.0/16 masquerade"),
+            "{text}"
+        );
+        assert!(!ruleset("t", &svcs, &none, "n1", None).contains("ct status dnat"));
     }
 
     #[test]

@@ -341,14 +341,8 @@ fn rss_of(needle: &str) -> Vec<f64> {
         if !cmd.contains(needle) {
             continue;
         }
-        let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
-        if let Some(kb) = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-        {
-            out.push(kb / 1024.0);
+        if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+            out.push(rss_mib(pid));
         }
     }
     out
@@ -400,22 +394,8 @@ pub(crate) async fn pod_startup(
             .spawn()?,
         );
     }
-    let agent_rss = |agents: &Vec<std::process::Child>| -> f64 {
-        agents
-            .iter()
-            .map(|c| {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{}/status", c.id())).unwrap_or_default();
-                status
-                    .lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-                    / 1024.0
-            })
-            .sum()
-    };
+    let agent_rss =
+        |agents: &Vec<std::process::Child>| -> f64 { agents.iter().map(|c| rss_mib(c.id())).sum() };
     let client = Client::new(&Config::new(c.api_endpoints(), c.token("admin", None)))?;
     let nodes: Api<v1::Node> = Api::all(client.clone());
     let t0 = Instant::now();

@@ -10,6 +10,8 @@ use clap::Subcommand;
 use keelson_agent::image::pull::PullOptions;
 use keelson_agent::image::{ImageRef, Store};
 
+use crate::kubectl::table;
+
 #[derive(clap::Args)]
 pub struct StoreArgs {
     /// The agent's data dir (default: ./<node>.agent, as `keelson agent`).
@@ -79,21 +81,6 @@ pub enum ImageCommand {
     },
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{v:.1}{}", UNITS[u])
-    }
-}
-
 pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
         ImageCommand::Load { file, name, store } => {
@@ -128,7 +115,7 @@ pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
         ImageCommand::Ls { store } => {
             let (store, _) = store.open()?;
             let list = store.list().map_err(|e| anyhow::anyhow!(e))?;
-            let rows: Vec<[String; 4]> = list
+            let rows: Vec<Vec<String>> = list
                 .iter()
                 .map(|l| {
                     let (repo, tag) = match ImageRef::parse(&l.name) {
@@ -139,31 +126,18 @@ pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
                         .manifest_digest
                         .strip_prefix("sha256:")
                         .unwrap_or(&l.manifest_digest);
-                    [repo, tag, id.chars().take(12).collect(), human(l.size)]
+                    vec![
+                        repo,
+                        tag,
+                        id.chars().take(12).collect(),
+                        table::human_bytes(l.size),
+                    ]
                 })
                 .collect();
-            let header = ["IMAGE", "TAG", "IMAGE ID", "SIZE"];
-            let mut widths = header.map(str::len);
-            for r in &rows {
-                for (w, c) in widths.iter_mut().zip(r) {
-                    *w = (*w).max(c.len());
-                }
-            }
-            let line = |cells: [&str; 4]| {
-                let mut s = String::new();
-                for (i, c) in cells.iter().enumerate() {
-                    if i + 1 < cells.len() {
-                        s.push_str(&format!("{c:<w$}   ", w = widths[i]));
-                    } else {
-                        s.push_str(c);
-                    }
-                }
-                s
-            };
-            println!("{}", line(header));
-            for r in &rows {
-                println!("{}", line([&r[0], &r[1], &r[2], &r[3]]));
-            }
+            print!(
+                "{}",
+                table::render(&table::header(&["IMAGE", "TAG", "IMAGE ID", "SIZE"]), &rows)
+            );
             Ok(())
         }
         ImageCommand::Rm { images, store } => {

@@ -96,17 +96,15 @@ pub async fn pull(store: &Store, image: &ImageRef, o: &PullOptions) -> Result<Im
     store.add_image(&name, &bytes)
 }
 
+/// An image index (by its media type, or, without one, by its shape).
 fn is_index(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
-        .and_then(|v| {
-            let media = v.get("mediaType")?.as_str()?.to_string();
-            Some(media == OCI_INDEX || media == DOCKER_MANIFEST_LIST)
-        })
-        .unwrap_or(false)
-        || serde_json::from_slice::<serde_json::Value>(bytes)
-            .ok()
-            .is_some_and(|v| v.get("manifests").is_some() && v.get("layers").is_none())
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return false;
+    };
+    match v.get("mediaType").and_then(|m| m.as_str()) {
+        Some(media) => media == OCI_INDEX || media == DOCKER_MANIFEST_LIST,
+        None => v.get("manifests").is_some() && v.get("layers").is_none(),
+    }
 }
 
 /// The digest of this machine's platform's manifest in an index.
