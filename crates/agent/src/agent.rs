@@ -274,8 +274,9 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
     }
     let logs = {
         let (runtime, addr) = (runtime.clone(), SocketAddr::from((o.address, o.port)));
+        let authorization = client.authorization().map(str::to_string);
         tokio::spawn(async move {
-            if let Err(e) = crate::logs::serve(runtime, addr).await {
+            if let Err(e) = crate::logs::serve(runtime, addr, authorization).await {
                 tracing::error!("{e}");
             }
         })

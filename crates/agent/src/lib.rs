@@ -43,6 +43,7 @@
 
 pub mod agent;
 pub mod dns;
+pub mod exec;
 pub mod image;
 pub mod kubelet;
 pub mod logs;

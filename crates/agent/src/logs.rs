@@ -1,10 +1,16 @@
-//! The agent's log endpoint (`keelson.api.NodeAgent`, on the node's address
-//! at the port its Node records in `status.daemonEndpoints`): a container's
-//! log file (the rotated part first), optionally only its last lines, and
-//! with `follow` what it writes next, across rotations (copytruncate: a
-//! file that shrank is read again from its start). The API server relays it
-//! for `keelson logs`. The endpoint has no authentication of its own: it
-//! binds the node's address (loopback in a local cluster).
+//! The agent's endpoint (`keelson.api.NodeAgent`, on the node's address
+//! at the port its Node records in `status.daemonEndpoints`), which the
+//! API server relays to clients.
+//!
+//! Logs (here): a container's log file (the rotated part first),
+//! optionally only its last lines, and with `follow` what it writes next,
+//! across rotations (copytruncate: a file that shrank is read again from
+//! its start). Logs need no credential: the endpoint binds the node's
+//! address (loopback in a local cluster).
+//!
+//! Exec ([`crate::exec`]) runs commands in containers, so it is served
+//! only to a caller that presents the agent's own token (as the API
+//! servers do: they know every node's token), compared in constant time.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +20,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use keelson_proto::api::node_agent_server::{NodeAgent, NodeAgentServer};
-use keelson_proto::api::{LogChunk, NodeLogsRequest};
+use keelson_proto::api::{ExecInput, LogChunk, NodeLogsRequest};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
@@ -26,6 +32,25 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 pub struct LogService {
     runtime: Arc<dyn Runtime>,
+    /// `Bearer <the agent's token>`; None: exec is refused.
+    authorization: Option<String>,
+}
+
+/// Equal, in a time that depends on the lengths only.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Does the call carry `authorization` (one of its values, as the API
+/// server sends each token of the node)?
+fn authorized<T>(req: &Request<T>, authorization: Option<&str>) -> bool {
+    let Some(want) = authorization else {
+        return false;
+    };
+    req.metadata()
+        .get_all("authorization")
+        .iter()
+        .fold(false, |ok, v| ok | same(v.as_bytes(), want.as_bytes()))
 }
 
 /// The last `n` lines of `data` (all when n <= 0).
@@ -60,6 +85,19 @@ type LogStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
 #[tonic::async_trait]
 impl NodeAgent for LogService {
     type LogsStream = LogStream;
+    type ExecStream = crate::exec::ExecStream;
+
+    async fn exec(
+        &self,
+        req: Request<tonic::Streaming<ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        if !authorized(&req, self.authorization.as_deref()) {
+            return Err(Status::unauthenticated("exec needs the agent's own token"));
+        }
+        crate::exec::exec(self.runtime.clone(), req.into_inner())
+            .await
+            .map(Response::new)
+    }
 
     async fn logs(&self, req: Request<NodeLogsRequest>) -> Result<Response<LogStream>, Status> {
         let r = req.into_inner();
@@ -147,13 +185,21 @@ impl NodeAgent for LogService {
     }
 }
 
-/// Serve the log endpoint on `addr` until the future is dropped.
-pub async fn serve(runtime: Arc<dyn Runtime>, addr: SocketAddr) -> Result<(), String> {
+/// Serve the endpoint on `addr` until the future is dropped; exec is
+/// served to callers presenting `authorization` (`Bearer <token>`).
+pub async fn serve(
+    runtime: Arc<dyn Runtime>,
+    addr: SocketAddr,
+    authorization: Option<String>,
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("bind the log endpoint {addr}: {e}"))?;
     tonic::transport::Server::builder()
-        .add_service(NodeAgentServer::new(LogService { runtime }))
+        .add_service(NodeAgentServer::new(LogService {
+            runtime,
+            authorization,
+        }))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await
         .map_err(|e| format!("log endpoint: {e}"))
@@ -161,7 +207,23 @@ pub async fn serve(runtime: Arc<dyn Runtime>, addr: SocketAddr) -> Result<(), St
 
 #[cfg(test)]
 mod tests {
-    use super::tail;
+    use super::*;
+
+    #[test]
+    fn only_the_agents_token_is_authorized() {
+        let mut req = Request::new(());
+        assert!(!authorized(&req, Some("Bearer abc")));
+        req.metadata_mut()
+            .append("authorization", "Bearer other".parse().expect("value"));
+        assert!(!authorized(&req, Some("Bearer abc")));
+        assert!(!authorized(&req, None));
+        req.metadata_mut()
+            .append("authorization", "Bearer abc".parse().expect("value"));
+        assert!(authorized(&req, Some("Bearer abc")));
+        assert!(!authorized(&req, Some("Bearer abcd")));
+        assert!(same(b"", b""));
+        assert!(!same(b"a", b""));
+    }
 
     #[test]
     fn tail_lines() {

@@ -30,7 +30,7 @@
 //!   `.log.1` and truncated (the process writes with O_APPEND).
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -43,7 +43,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{Container, ContainerSpec, Runtime, StartError, State};
+use crate::runtime::{Container, ContainerSpec, ExecCommand, Runtime, StartError, State};
 
 /// Logs are rotated past this size unless set otherwise.
 pub const DEFAULT_MAX_LOG_BYTES: u64 = 10 * 1024 * 1024;
@@ -55,7 +55,8 @@ const CPU_PERIOD_US: i64 = 100_000;
 const CPU_MIN_QUOTA_US: i64 = 1_000;
 const TICK: Duration = Duration::from_secs(1);
 /// PATH when the agent has none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs containers as host processes; see the module docs.
 pub struct ProcessRuntime {
@@ -913,6 +914,46 @@ impl Runtime for ProcessRuntime {
             .map(|_| ())
             .map_err(Clone::clone)
     }
+
+    fn exec_command(
+        &self,
+        c: &Container,
+        command: &[String],
+        _tty: bool,
+    ) -> Result<ExecCommand, String> {
+        // A host process like the container: its environment and working
+        // directory, read from the container's main process.
+        let State::Running { pid, .. } = c.state else {
+            return Err(format!("container {} is not running", c.name));
+        };
+        let gone = |e: io::Error| format!("container {} is not running: {e}", c.name);
+        let environ = fs::read(format!("/proc/{pid}/environ")).map_err(gone)?;
+        let cwd = fs::read_link(format!("/proc/{pid}/cwd")).map_err(gone)?;
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| "no command to run".to_string())?;
+        Ok(ExecCommand {
+            program: program.into(),
+            args: args.iter().map(OsString::from).collect(),
+            env: parse_environ(&environ),
+            cwd: Some(cwd),
+        })
+    }
+}
+
+/// `/proc/<pid>/environ`: NUL-separated `NAME=value` entries.
+fn parse_environ(data: &[u8]) -> Vec<(OsString, OsString)> {
+    data.split(|b| *b == 0)
+        .filter_map(|e| {
+            let eq = e.iter().position(|b| *b == b'=')?;
+            (eq > 0).then(|| {
+                (
+                    OsStr::from_bytes(&e[..eq]).to_os_string(),
+                    OsStr::from_bytes(&e[eq + 1..]).to_os_string(),
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -921,6 +962,16 @@ mod tests {
     use std::time::Instant;
 
     const WAIT: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn environ_entries() {
+        let got = parse_environ(b"A=1\0B=x=y\0\0=bad\0NOEQ\0C=\0");
+        let want: Vec<(OsString, OsString)> = [("A", "1"), ("B", "x=y"), ("C", "")]
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+        assert_eq!(got, want);
+    }
 
     /// A runtime whose containers are all killed (and reaped) at the end of
     /// the test, whatever happens in it.

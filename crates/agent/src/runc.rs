@@ -36,7 +36,7 @@
 //!   directories (runc leaves parents behind) and the pod's directory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
@@ -56,8 +56,8 @@ use serde::{Deserialize, Serialize};
 use crate::image::pull::PullOptions;
 use crate::image::{Image, ImageRef, Store};
 use crate::network::Network;
-use crate::process::{liveness, Liveness};
-use crate::runtime::{Container, ContainerSpec, Runtime, StartError, State};
+use crate::process::{liveness, Liveness, DEFAULT_PATH};
+use crate::runtime::{Container, ContainerSpec, ExecCommand, Runtime, StartError, State};
 
 const CPU_PERIOD_US: u64 = 100_000;
 /// cgroup v1's minimum cpu.shares, and the kernel's minimum quota.
@@ -1384,6 +1384,36 @@ impl Runtime for RuncRuntime {
             "exec".into(),
             id.to_string(),
         ])
+    }
+
+    fn exec_command(
+        &self,
+        c: &Container,
+        command: &[String],
+        tty: bool,
+    ) -> Result<ExecCommand, String> {
+        // `runc exec` runs it with the container's own environment, user
+        // and working directory; with -t it makes the container a terminal
+        // and copies it to and from its own (ours: a pty of the agent's).
+        let mut args: Vec<OsString> = vec![
+            "--root".into(),
+            self.inner.state_root.clone().into_os_string(),
+            "exec".into(),
+        ];
+        if tty {
+            args.push("-t".into());
+        }
+        args.push(c.id.clone().into());
+        args.extend(command.iter().map(OsString::from));
+        Ok(ExecCommand {
+            program: self.inner.o.runc.clone().into_os_string(),
+            args,
+            env: vec![(
+                "PATH".into(),
+                std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()),
+            )],
+            cwd: None,
+        })
     }
 }
 

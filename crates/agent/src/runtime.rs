@@ -170,4 +170,26 @@ pub trait Runtime: Send + Sync {
     fn exec_prefix(&self, _id: &str) -> Option<Vec<String>> {
         None
     }
+    /// How to run `command` in running container `c` for `kubectl exec`
+    /// (with `tty`, the command's stdio will be a terminal); Err: why not.
+    fn exec_command(
+        &self,
+        _c: &Container,
+        _command: &[String],
+        _tty: bool,
+    ) -> Result<ExecCommand, String> {
+        Err("this node's runtime cannot run commands in containers".into())
+    }
+}
+
+/// A command the agent runs for `kubectl exec` (see
+/// [`Runtime::exec_command`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecCommand {
+    pub program: std::ffi::OsString,
+    pub args: Vec<std::ffi::OsString>,
+    /// The whole environment of the command.
+    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    /// Its working directory (None: the agent's).
+    pub cwd: Option<PathBuf>,
 }

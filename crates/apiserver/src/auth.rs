@@ -111,6 +111,18 @@ impl Tokens {
         );
     }
 
+    /// Every token of `user` with `role` (sorted).
+    pub fn tokens_of(&self, user: &str, role: Role) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .by_token
+            .iter()
+            .filter(|(_, id)| id.user == user && id.role == role)
+            .map(|(t, _)| t.as_str())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     pub fn lookup(&self, token: &str) -> Option<&Identity> {
         self.by_token.get(token)
     }
@@ -153,6 +165,8 @@ pub enum Verb {
     Update,
     UpdateStatus,
     Delete,
+    /// Run a command in a pod's container (`create pods/exec`).
+    Exec,
 }
 
 impl Verb {
@@ -165,6 +179,7 @@ impl Verb {
             Verb::Update => "update",
             Verb::UpdateStatus => "update-status",
             Verb::Delete => "delete",
+            Verb::Exec => "create",
         }
     }
 
@@ -224,6 +239,7 @@ pub fn authorize(
 fn denial(who: &Identity, verb: Verb, kind: Kind, name: &str, object: Option<&Object>) -> String {
     let (verb, resource) = match verb {
         Verb::UpdateStatus => ("update", format!("{}/status", kind.plural())),
+        Verb::Exec => ("create", format!("{}/exec", kind.plural())),
         v => (v.as_str(), kind.plural().to_string()),
     };
     let group = kind.api_version().split_once('/').map_or("", |(g, _)| g);
@@ -317,6 +333,9 @@ mod tests {
             (&viewer, Verb::Watch, Kind::Pod, "", None, None, true),
             (&viewer, Verb::Create, Kind::Pod, "p", None, None, false),
             (&viewer, Verb::Delete, Kind::Pod, "p", None, None, false),
+            (&viewer, Verb::Exec, Kind::Pod, "p", None, None, false),
+            (&admin, Verb::Exec, Kind::Pod, "p", None, None, true),
+            (&n1, Verb::Exec, Kind::Pod, "p", Some(&on1), None, false),
             (&n1, Verb::Get, Kind::Deployment, "d", None, None, true),
             (&n1, Verb::UpdateStatus, Kind::Node, "n1", None, None, true),
             (&n1, Verb::Create, Kind::Node, "n1", None, None, true),

@@ -39,7 +39,8 @@ pub struct Api {
 type EventStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 pub(crate) type LogStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
-/// How long the API server waits to reach a node agent for logs.
+type ExecOutputStream = Pin<Box<dyn Stream<Item = Result<ExecOutput, Status>> + Send>>;
+/// How long the API server waits to reach a node agent (logs, exec).
 const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The metrics label for a requested resource: a known plural or
@@ -188,6 +189,43 @@ impl Resources for Api {
     }
 
     type LogsStream = LogStream;
+    type ExecStream = ExecOutputStream;
+
+    async fn exec(
+        &self,
+        req: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<ExecOutputStream>, Status> {
+        let started = Instant::now();
+        let r = async {
+            let who = self.who(&req)?;
+            let mut input = req.into_inner();
+            let start = match input.message().await {
+                Ok(Some(ExecInput {
+                    input: Some(exec_input::Input::Start(s)),
+                })) => s,
+                Ok(_) => {
+                    return Err(Error::BadRequest(
+                        "the first exec input must be start".into(),
+                    ))
+                }
+                Err(s) => return Err(Error::BadRequest(s.message().to_string())),
+            };
+            let (tx, outputs) = self.exec_inner(&who, start).await?;
+            // The client's further inputs, relayed; its stream ending ends
+            // the agent's input too (so the command's stdin closes).
+            tokio::spawn(async move {
+                while let Ok(Some(i)) = input.message().await {
+                    if tx.send(i).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let outputs: ExecOutputStream = Box::pin(outputs);
+            Ok(Response::new(outputs))
+        }
+        .await;
+        self.done("exec", "pods", started, r)
+    }
 
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogStream>, Status> {
         let start = Instant::now();
@@ -286,39 +324,160 @@ impl Api {
         who: &Identity,
         req: LogsRequest,
     ) -> Result<LogStream, Error> {
-        use keelson_model::Resource;
         use keelson_proto::api::node_agent_client::NodeAgentClient;
+        let t = self
+            .pod_agent(who, Verb::Get, &req.namespace, &req.name, &req.container)
+            .await?;
+        let attempt = if req.previous {
+            t.restarts.checked_sub(1).ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "previous terminated container {:?} in pod {:?} not found",
+                    t.container, req.name
+                ))
+            })?
+        } else {
+            t.restarts
+        };
+        let node = t.node.clone();
+        let stream = NodeAgentClient::new(t.channel)
+            .logs(NodeLogsRequest {
+                pod_uid: t.pod_uid,
+                container: t.container,
+                attempt,
+                follow: req.follow,
+                tail_lines: req.tail_lines,
+            })
+            .await
+            .map_err(|s| agent_error(&node, "logs", s))?
+            .into_inner();
+        Ok(Box::pin(stream))
+    }
+
+    /// Resources.Exec and the HTTP API's `pods/exec`: start the command
+    /// through the agent of the pod's node. Returns where further inputs
+    /// go (stdin, resizes, close) and the agent's outputs.
+    pub(crate) async fn exec_inner(
+        &self,
+        who: &Identity,
+        start: ExecStart,
+    ) -> Result<(mpsc::Sender<ExecInput>, Streaming<ExecOutput>), Error> {
+        let target = self.exec_target(who, &start).await?;
+        self.exec_start(target, start).await
+    }
+
+    /// The checks of an exec before anything runs: who may, the pod and
+    /// container (running), its agent.
+    pub(crate) async fn exec_target(
+        &self,
+        who: &Identity,
+        start: &ExecStart,
+    ) -> Result<PodAgent, Error> {
+        if start.command.is_empty() {
+            return Err(Error::BadRequest(
+                "you must specify at least 1 command".into(),
+            ));
+        }
+        let t = self
+            .pod_agent(
+                who,
+                Verb::Exec,
+                &start.namespace,
+                &start.name,
+                &start.container,
+            )
+            .await?;
+        let running = t
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.iter().find(|c| c.name == t.container))
+            .and_then(|c| c.state.as_ref())
+            .is_some_and(|s| s.running.is_some());
+        if !running {
+            return Err(Error::BadRequest(format!(
+                "unable to upgrade connection: container {:?} in pod {:?} is not running",
+                t.container, start.name
+            )));
+        }
+        Ok(t)
+    }
+
+    /// Start an exec [`Api::exec_target`] allowed.
+    pub(crate) async fn exec_start(
+        &self,
+        t: PodAgent,
+        start: ExecStart,
+    ) -> Result<(mpsc::Sender<ExecInput>, Streaming<ExecOutput>), Error> {
+        use keelson_proto::api::node_agent_client::NodeAgentClient;
+        let (tx, rx) = mpsc::channel(16);
+        let first = ExecInput {
+            input: Some(exec_input::Input::Start(ExecStart {
+                pod_uid: t.pod_uid.clone(),
+                container: t.container.clone(),
+                ..start
+            })),
+        };
+        tx.send(first)
+            .await
+            .map_err(|_| Error::Internal("exec: input queue closed".into()))?;
+        let mut req = Request::new(ReceiverStream::new(rx));
+        // The agent runs commands for whoever knows its node's token: its
+        // own credential (as only the node and the API servers do).
+        for token in self.tokens.tokens_of(&t.node, Role::Node) {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Error::Internal("a node token is not a valid header".into()))?;
+            req.metadata_mut().append("authorization", value);
+        }
+        let node = t.node.clone();
+        let outputs = NodeAgentClient::new(t.channel)
+            .exec(req)
+            .await
+            .map_err(|s| agent_error(&node, "exec", s))?
+            .into_inner();
+        Ok((tx, outputs))
+    }
+
+    /// A pod subresource served by the agent of the pod's node (log,
+    /// exec): the pod, its container (`container`, or its only one), and
+    /// a channel to the agent.
+    async fn pod_agent(
+        &self,
+        who: &Identity,
+        verb: Verb,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<PodAgent, Error> {
+        use keelson_model::Resource;
         use keelson_proto::v1;
-        let ns = namespace_for(Kind::Pod, &req.namespace);
-        authorize(who, Verb::Get, Kind::Pod, &req.name, None, None)?;
-        let pod = v1::Pod::from_object(self.registry.get(Kind::Pod, &ns, &req.name).await?)
+        let ns = namespace_for(Kind::Pod, namespace);
+        authorize(who, verb, Kind::Pod, name, None, None)?;
+        let pod = v1::Pod::from_object(self.registry.get(Kind::Pod, &ns, name).await?)
             .ok_or_else(|| Error::Internal("stored object is not a pod".into()))?;
         let spec = pod.spec.clone().unwrap_or_default();
-        let container = if req.container.is_empty() {
+        let container = if container.is_empty() {
             match spec.containers.as_slice() {
                 [only] => only.name.clone(),
                 many => {
                     let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
                     return Err(Error::BadRequest(format!(
-                        "a container name must be given for pod {}: choose one of [{}]",
-                        req.name,
+                        "a container name must be given for pod {name}: choose one of [{}]",
                         names.join(" ")
                     )));
                 }
             }
         } else {
-            req.container.clone()
+            container.to_string()
         };
         if !spec.containers.iter().any(|c| c.name == container) {
             return Err(Error::BadRequest(format!(
-                "container {container} is not valid for pod {}",
-                req.name
+                "container {container} is not valid for pod {name}"
             )));
         }
         if spec.node_name.is_empty() {
             return Err(Error::BadRequest(format!(
-                "pod {} is not scheduled to a node yet",
-                req.name
+                "pod {name} is not scheduled to a node yet"
             )));
         }
         let restarts = pod
@@ -326,16 +485,6 @@ impl Api {
             .as_ref()
             .and_then(|s| s.container_statuses.iter().find(|c| c.name == container))
             .map_or(0, |c| u32::try_from(c.restart_count).unwrap_or(0));
-        let attempt = if req.previous {
-            restarts.checked_sub(1).ok_or_else(|| {
-                Error::BadRequest(format!(
-                    "previous terminated container {container:?} in pod {:?} not found",
-                    req.name
-                ))
-            })?
-        } else {
-            restarts
-        };
         let node = v1::Node::from_object(self.registry.get(Kind::Node, "", &spec.node_name).await?)
             .ok_or_else(|| Error::Internal("stored object is not a node".into()))?;
         let status = node.status.unwrap_or_default();
@@ -381,8 +530,6 @@ impl Api {
                 spec.node_name
             )));
         }
-        let unreachable =
-            || Error::Unavailable(format!("cannot reach the agent of node {}", spec.node_name));
         let endpoint = tonic::transport::Endpoint::from_shared(format!(
             "http://{}",
             std::net::SocketAddr::new(ip, port)
@@ -390,29 +537,51 @@ impl Api {
         .map_err(|e| Error::Internal(format!("agent address: {e}")))?
         .connect_timeout(AGENT_CONNECT_TIMEOUT);
         let channel = endpoint.connect().await.map_err(|e| {
-            tracing::debug!(node = %spec.node_name, error = %e, "logs: agent unreachable");
-            unreachable()
+            tracing::debug!(node = %spec.node_name, error = %e, "agent unreachable");
+            unreachable(&spec.node_name)
         })?;
-        let stream = NodeAgentClient::new(channel)
-            .logs(NodeLogsRequest {
-                pod_uid: pod.metadata.unwrap_or_default().uid,
-                container,
-                attempt,
-                follow: req.follow,
-                tail_lines: req.tail_lines,
-            })
-            .await
-            .map_err(|s| match s.code() {
-                tonic::Code::NotFound | tonic::Code::InvalidArgument => {
-                    Error::BadRequest(s.message().to_string())
-                }
-                _ => {
-                    tracing::debug!(error = %s, "logs: agent call failed");
-                    unreachable()
-                }
-            })?
-            .into_inner();
-        Ok(Box::pin(stream))
+        Ok(PodAgent {
+            pod_uid: pod.metadata.clone().unwrap_or_default().uid,
+            pod,
+            container,
+            restarts,
+            node: spec.node_name,
+            channel,
+        })
+    }
+}
+
+/// What [`Api::pod_agent`] found.
+pub(crate) struct PodAgent {
+    pod: keelson_proto::v1::Pod,
+    pod_uid: String,
+    container: String,
+    /// The container's restart count (its current attempt).
+    restarts: u32,
+    node: String,
+    channel: tonic::transport::Channel,
+}
+
+fn unreachable(node: &str) -> Error {
+    Error::Unavailable(format!("cannot reach the agent of node {node}"))
+}
+
+/// An agent's refusal as the client's error: the pod's or the request's
+/// fault as a bad request, the agent's credential check as forbidden,
+/// anything else as the agent being unreachable (its details logged, not
+/// told).
+fn agent_error(node: &str, what: &str, s: Status) -> Error {
+    match s.code() {
+        tonic::Code::NotFound | tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
+            Error::BadRequest(s.message().to_string())
+        }
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Error::Forbidden(format!(
+            "the agent of node {node} refused the API server's credential (an agent must run with its node's token)"
+        )),
+        _ => {
+            tracing::debug!(error = %s, "{what}: agent call failed");
+            unreachable(node)
+        }
     }
 }
 

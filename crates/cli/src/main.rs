@@ -304,6 +304,8 @@ enum Command {
     Agent(AgentArgs),
     /// Print a container's log.
     Logs(kubectl::logs::LogsArgs),
+    /// Run a command in a container.
+    Exec(kubectl::exec::ExecArgs),
     /// A node's images (the runc runtime's store): load, pull, ls, rm.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -383,6 +385,11 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Agent(a) => agent(a).await,
             Command::Logs(a) => kubectl::exit_on_error(kubectl::logs::run(a).await),
+            Command::Exec(a) => match kubectl::exec::run(a).await {
+                Ok(0) => Ok(()),
+                Ok(code) => std::process::exit(code),
+                Err(e) => kubectl::exit_on_error(Err(e)),
+            },
             Command::Get(a) => kubectl::exit_on_error(kubectl::get(a).await),
             Command::Describe(a) => kubectl::exit_on_error(kubectl::describe(a).await),
             Command::Apply(a) => kubectl::exit_on_error(kubectl::apply(a).await),

@@ -139,6 +139,11 @@ impl Client {
         &self.inner.endpoints[i].0
     }
 
+    /// The `authorization` value calls carry (`Bearer <token>`), if any.
+    pub fn authorization(&self) -> Option<&str> {
+        self.inner.token.as_ref().and_then(|t| t.to_str().ok())
+    }
+
     /// A request carrying the token (and a timeout when given).
     pub fn request<T>(&self, msg: T, timeout: Option<Duration>) -> Request<T> {
         let mut r = Request::new(msg);

@@ -116,7 +116,7 @@ pub struct ProcCluster {
     initial_cluster: String,
     /// Keelson's tokens file, shared by every replica.
     pub token_file: PathBuf,
-    /// (token, user, role): an admin, a viewer, and nodes n1 and n2.
+    /// (token, user, role): an admin, a viewer, and nodes n1, n2 and r1.
     pub tokens: Vec<(String, String, String)>,
 }
 
@@ -309,6 +309,7 @@ impl ProcCluster {
             ("viewer", "viewer"),
             ("n1", "node"),
             ("n2", "node"),
+            ("r1", "node"),
         ]
         .iter()
         .map(|(u, r)| (new_token(), u.to_string(), r.to_string()))

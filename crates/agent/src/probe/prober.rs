@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{timeout, Outcome, Target};
+use crate::process::DEFAULT_PATH;
 
 /// The most output of an exec probe kept for its failure message (the
 /// kubelet's limit, 10 KiB).
@@ -18,8 +19,6 @@ const MAX_STATUS_LINE: usize = 8 * 1024;
 /// How long an exec probe's output is still read after its command exited
 /// (a background process it left may hold the pipes open).
 const EXEC_OUTPUT_GRACE: Duration = Duration::from_millis(100);
-/// PATH for exec probes when neither the container nor the agent has one.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Run one probe once, bounded by its `timeoutSeconds`:
 ///

@@ -19,12 +19,14 @@
 //! strategic merge patches) of objects, `status` and `scale`, and DELETE,
 //! each with `dryRun` and `fieldValidation`, and deletecollection
 //! ([`write`]); bodies as JSON,
-//! YAML or protobuf ([`protobuf`]); `pods/<name>/log`. Other methods answer
+//! YAML or protobuf ([`protobuf`]); `pods/<name>/log`; `pods/<name>/exec`
+//! over WebSocket ([`exec`]). Other methods answer
 //! 405 MethodNotAllowed, other subresources 404, a
 //! protobuf-only `Accept` 406 (answers are JSON), server-side apply 415.
 //!
 //! # Layout
 //! - [`discovery`]: the discovery documents (pure).
+//! - [`exec`]: `kubectl exec` over WebSocket (channel protocol v5/v4).
 //! - [`openapi`]: the OpenAPI v3 documents, from the types' schema (pure).
 //! - [`path`]: a resource path -> [`path::Target`] (pure).
 //! - [`protobuf`]: protobuf request bodies -> JSON (pure).
@@ -38,6 +40,7 @@
 //!   request functions, encoding).
 
 pub mod discovery;
+pub mod exec;
 pub mod openapi;
 pub mod path;
 pub mod protobuf;
@@ -105,6 +108,10 @@ pub fn routes(http: Http) -> Router {
         .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             post(can_i),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/exec",
+            any(pod_exec),
         )
         .route("/api/v1/{*rest}", any(core_object))
         .route("/apis/{group}/{version}/{*rest}", any(group_object))
@@ -311,6 +318,45 @@ fn resources_at(
     authenticate(http, headers)?;
     let list = discovery::api_resource_list(group, version).ok_or_else(Failure::no_such_path)?;
     Ok(json_response(StatusCode::OK, &list))
+}
+
+/// `pods/<name>/exec`: checked, then upgraded to a WebSocket relayed to
+/// the agent ([`exec`]).
+async fn pod_exec(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    ws: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response, Failure> {
+    let started = Instant::now();
+    let who = authenticate(&http, &headers)?;
+    let q = exec::parse_query(query.as_deref().unwrap_or(""))?;
+    let start = exec::start_of(&namespace, &name, &q);
+    let r = http.api.exec_target(&who, &start).await;
+    observe(&http, "exec", Kind::Pod, &r, started);
+    let target = r?;
+    let offered = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (ws, protocol) = match (ws, exec::choose_protocol(offered)) {
+        (Ok(ws), Some(p)) => (ws, p),
+        _ => return Err(Failure::bad_request(format!(
+            "exec is served over WebSocket with subprotocol {} or {} only (SPDY is not supported)",
+            exec::V5,
+            exec::V4
+        ))),
+    };
+    let r = http.api.exec_start(target, start).await;
+    if r.is_err() {
+        observe(&http, "exec", Kind::Pod, &r, started);
+    }
+    let (tx, outputs) = r?;
+    Ok(exec::upgrade(ws, protocol, q, tx, outputs))
 }
 
 async fn core_object(

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod describe;
+pub mod exec;
 pub mod logs;
 pub mod printers;
 pub mod rollout;

@@ -172,6 +172,41 @@ async fn a_pod_runs_ready_on_its_own_address_until_deleted() {
     let (ok, _, err) = kubectl.run(&["logs", "nosuchpod"]);
     assert!(!ok && err.contains("pods \"nosuchpod\" not found"), "{err}");
 
+    // exec (the process runtime: a host command with the container's
+    // environment and directory), with `keelson exec`...
+    // (The client flags go before `--`.)
+    let (servers, token) = (env.c.api_endpoints().join(","), env.c.token("admin", None));
+    let out = std::process::Command::new(common::keelson_bin())
+        .args(["exec", "--server", &servers, "--token", &token, "web", "--"])
+        .args(["sh", "-c", "echo $POD_NAME; exit 3"])
+        .env("KEELSON_CONFIG", "/nonexistent")
+        .output()
+        .expect("keelson exec");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web\n");
+    // ... and kubectl (WebSocket): stdin to its end, stdout and stderr
+    // apart, the exit code.
+    let script = "cat; echo to-stderr >&2; exit 7";
+    let (code, out, err) = kubectl.run_input(
+        &["exec", "-i", "web", "--", "sh", "-c", script],
+        b"from stdin\n",
+    );
+    assert_eq!((code, out.as_str()), (7, "from stdin\n"), "{err}");
+    assert!(
+        err.contains("to-stderr") && err.contains("command terminated with exit code 7"),
+        "{err}"
+    );
+    let out = kubectl.ok(&["exec", "web", "--", "sh", "-c", "echo $POD_NAMESPACE"]);
+    assert_eq!(out, "default\n");
+    let (ok, _, err) = kubectl.run(&["exec", "nosuchpod", "--", "true"]);
+    assert!(!ok && err.contains("pods \"nosuchpod\" not found"), "{err}");
+    let viewer = common::Kubectl::new(env.dir.path(), &env.c, 1, &env.c.token("viewer", None));
+    let (ok, _, err) = viewer.run(&["exec", "web", "--", "true"]);
+    assert!(
+        !ok && err.contains("cannot create resource \"pods/exec\""),
+        "{err}"
+    );
+
     // Graceful delete: the process is stopped, then the pod is gone.
     pods.delete("web", &DeleteParams::default())
         .await

@@ -545,6 +545,72 @@ async fn volumes_localhost_exec_probes_and_oom_under_runc() {
         "a readOnly mount refuses writes: {log}"
     );
 
+    // kubectl exec runs inside the container (runc exec): its files, its
+    // volumes, stdin to its end, the exit code.
+    let out = s
+        .kubectl
+        .ok(&["exec", "shared", "-c", "writer", "--", "cat", "/out/page"]);
+    assert_eq!(out, "from the host\n");
+    let (code, out, err) = s.kubectl.run_input(
+        &[
+            "exec",
+            "-i",
+            "shared",
+            "-c",
+            "server",
+            "--",
+            "sh",
+            "-c",
+            "cat > /www/typed; hostname; exit 4",
+        ],
+        b"typed in\n",
+    );
+    assert_eq!((code, out.as_str()), (4, "shared\n"), "{err}");
+    let out = s
+        .kubectl
+        .ok(&["exec", "shared", "-c", "writer", "--", "cat", "/out/typed"]);
+    assert_eq!(
+        out, "typed in\n",
+        "the server's write is in the shared emptyDir"
+    );
+    let (ok, _, err) = s
+        .kubectl
+        .run(&["exec", "shared", "-c", "writer", "--", "/no/such/program"]);
+    assert!(!ok && err.contains("no such file"), "{err}");
+    // A terminal (kubectl's stdin is one that `script` makes, 30x100):
+    // the command's stdio is the container's own terminal, of that size.
+    let kubectl_it = format!(
+        "stty rows 30 cols 100; HOME={} kubectl --kubeconfig {} exec -it shared -c writer -- sh -c 'tty; stty size'",
+        s.kubectl.home.display(),
+        s.kubectl.config.display()
+    );
+    let out = run(Command::new("script").args(["-qec", &kubectl_it, "/dev/null"]));
+    assert!(
+        out.contains("/dev/pts/") && out.contains("30 100"),
+        "{out:?}"
+    );
+    // The same with `keelson exec -it` (its client flags before `--`).
+    let keelson_it = format!(
+        "stty rows 25 cols 81; KEELSON_CONFIG=/nonexistent {} exec --server {} --token {} -it shared -c writer -- sh -c 'tty; stty size; exit 5'",
+        common::keelson_bin().display(),
+        s.c.api_endpoints().join(","),
+        s.c.token("admin", None)
+    );
+    let out = Command::new("script")
+        .args(["-qec", &keelson_it, "/dev/null"])
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/dev/pts/") && text.contains("25 81"),
+        "{text:?}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "the command's exit code: {text:?}"
+    );
+
     // An exec probe that passes only inside the container: the file is
     // in the container's rootfs, not on the host.
     apply(

@@ -73,7 +73,7 @@ pub fn spawn_client_process(c: &ProcCluster, args: &[&str], log: &Path) -> std::
 
 /// `keelson agent` for node `name` on `address`, its data under
 /// `dir/<name>`, its log `dir/agent-<name>.log`, a 4 s heartbeat lease.
-/// Nodes n1 and n2 have node tokens (NodeRestriction applies); others use
+/// Nodes n1, n2 and r1 have node tokens (NodeRestriction applies); others use
 /// the admin's.
 pub fn start_agent(
     c: &ProcCluster,
@@ -141,6 +141,32 @@ impl Kubectl {
             .expect("kubectl must be on PATH (it is on this project's machines)");
         (
             out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Run kubectl with `input` as its stdin; (exit code, stdout, stderr).
+    pub fn run_input(&self, args: &[&str], input: &[u8]) -> (i32, String, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.config)
+            .args(["--request-timeout", "20s"])
+            .args(args)
+            .env("HOME", &self.home)
+            .env_remove("KUBECONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl must be on PATH (it is on this project's machines)");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input);
+        }
+        let out = child.wait_with_output().expect("kubectl output");
+        (
+            out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
