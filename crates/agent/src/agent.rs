@@ -75,6 +75,29 @@ pub struct AgentOptions {
     pub service_cidr: Cidr,
     /// Registries reached over plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
+    /// Image garbage collection (runc runtime).
+    pub image_gc: ImageGc,
+}
+
+/// The kubelet's image garbage collection settings: every `period`, when
+/// the image store's disk is at least `high` percent used, unused images
+/// go, least recently used first, until it would be at `low` percent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageGc {
+    pub high: u8,
+    pub low: u8,
+    pub period: Duration,
+}
+
+impl Default for ImageGc {
+    /// The kubelet's defaults: 85%, 80%, every 5 minutes.
+    fn default() -> ImageGc {
+        ImageGc {
+            high: 85,
+            low: 80,
+            period: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Which runtime runs the pods.
@@ -117,6 +140,7 @@ impl AgentOptions {
             cluster_cidr: DEFAULT_CLUSTER_CIDR,
             service_cidr: DEFAULT_SERVICE_CIDR,
             insecure_registries: Vec::new(),
+            image_gc: ImageGc::default(),
         }
     }
 }
@@ -238,6 +262,7 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("register node {}: {e}", o.name))?;
     let mut cfg = Config::new(&o.name, o.address);
+    let mut image_gc = None;
     let runtime: Arc<dyn Runtime> = match o.runtime {
         RuntimeKind::Process => Arc::new(
             ProcessRuntime::new(o.data_dir.clone(), exe)
@@ -253,7 +278,7 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("pod network: {e}"))?;
             tracing::info!(node = %o.name, %pod_cidr, bridge = %network.bridge, "pod network ready");
             cfg.pod_cidr = Some(pod_cidr);
-            Arc::new(
+            let runc = Arc::new(
                 RuncRuntime::new(RuncOptions {
                     data_dir: o.data_dir.clone(),
                     node_name: o.name.clone(),
@@ -266,9 +291,12 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                     runc: crate::runc::available().unwrap_or_else(|_| PathBuf::from("runc")),
                 })
                 .map_err(|e| anyhow::anyhow!("runc runtime: {e}"))?,
-            )
+            );
+            image_gc = Some(tokio::spawn(collect_images(runc.clone(), o.image_gc)));
+            runc
         }
     };
+    let _image_gc = image_gc.map(AbortOnDrop);
     if let Err(why) = runtime.limits_supported() {
         tracing::warn!("{why}");
     }
@@ -636,6 +664,25 @@ pub const DEFAULT_SERVICE_CIDR: Cidr = Cidr {
 };
 
 /// The node's pod CIDR, once the node IPAM controller has given one.
+/// Image garbage collection, every `gc.period` (the first a period after
+/// start).
+async fn collect_images(runc: Arc<RuncRuntime>, gc: ImageGc) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + gc.period, gc.period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let runc = runc.clone();
+        match tokio::task::spawn_blocking(move || runc.collect_images(gc.high, gc.low)).await {
+            Ok(Ok(removed)) if !removed.is_empty() => {
+                tracing::info!(images = ?removed, "image garbage collection removed unused images");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "image garbage collection"),
+            Err(e) => tracing::warn!(error = %e, "image garbage collection task"),
+        }
+    }
+}
+
 async fn wait_for_pod_cidr(client: &Client, node: &str) -> anyhow::Result<Cidr> {
     let api: Api<v1::Node> = Api::all(client.clone());
     let mut said = false;

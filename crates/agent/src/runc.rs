@@ -239,6 +239,14 @@ impl RuncRuntime {
         &self.inner.store
     }
 
+    /// One round of image garbage collection (see
+    /// [`Store::collect_garbage`]); the images that no container record
+    /// of this node names are the unused ones. The names removed.
+    pub fn collect_images(&self, high: u8, low: u8) -> Result<Vec<String>, String> {
+        let in_use = images_in_use(&self.inner.o.data_dir);
+        self.inner.store.collect_garbage(&in_use, high, low)
+    }
+
     /// Remove every pod (their containers must have been stopped; those
     /// still running after 5 s are left to die with their cgroups gone),
     /// the node's cgroup directory and runc's state directory: the agent
@@ -366,7 +374,10 @@ impl Inner {
             .resolve(&name)
             .map_err(|e| io_err("read the image store", e))?;
         match (policy, present) {
-            ("Never", Some(img)) | ("IfNotPresent", Some(img)) => Ok(img),
+            ("Never", Some(img)) | ("IfNotPresent", Some(img)) => {
+                self.store.touch(&img.manifest_digest);
+                Ok(img)
+            }
             ("Never", None) => Err(StartError::ImageNeverPull(format!(
                 "container image {:?} is not present with pull policy of Never",
                 spec.image

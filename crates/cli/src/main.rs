@@ -124,6 +124,16 @@ struct AgentArgs {
     /// registries on loopback addresses always are.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// Image garbage collection (runc runtime): unused images are removed
+    /// when the image store's disk is at least this percent used...
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_high_threshold: u8,
+    /// ... until it would be at this percent.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_low_threshold: u8,
+    /// Seconds between two checks of the image store's disk.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    image_gc_period: u64,
 }
 
 fn parse_taint(s: &str) -> anyhow::Result<keelson_proto::v1::Taint> {
@@ -230,6 +240,18 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     opts.service_cidr = keelson_model::cidr::Cidr::parse(&a.service_cidr)
         .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
     opts.insecure_registries = a.insecure_registries;
+    if a.image_gc_low_threshold > a.image_gc_high_threshold {
+        anyhow::bail!(
+            "--image-gc-low-threshold ({}) must not be above --image-gc-high-threshold ({})",
+            a.image_gc_low_threshold,
+            a.image_gc_high_threshold
+        );
+    }
+    opts.image_gc = keelson_agent::agent::ImageGc {
+        high: a.image_gc_high_threshold,
+        low: a.image_gc_low_threshold,
+        period: std::time::Duration::from_secs(a.image_gc_period),
+    };
     let data_dir = opts.data_dir.clone();
     let kind = opts.runtime;
     let result = until_signal(keelson_agent::agent::run(client, opts)).await;

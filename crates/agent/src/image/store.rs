@@ -356,6 +356,78 @@ impl Store {
         Ok(())
     }
 
+    /// Mark the image with manifest `digest` used now (its manifest
+    /// blob's mtime is its last use, which garbage collection orders by).
+    pub fn touch(&self, digest: &str) {
+        if let Ok(path) = self.blob_path(digest) {
+            if let Ok(f) = File::options().append(true).open(path) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
+        }
+    }
+
+    /// The filesystem the store is on: (capacity, used) bytes, as
+    /// `df` counts them (used = capacity - available to us).
+    pub fn disk_usage(&self) -> io::Result<(u64, u64)> {
+        let path = std::ffi::CString::new(self.root.as_os_str().as_encoded_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: statvfs is plain data that the call fills.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a valid pointer.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let block = st.f_frsize;
+        let capacity = st.f_blocks.saturating_mul(block);
+        let available = st.f_bavail.saturating_mul(block);
+        Ok((capacity, capacity.saturating_sub(available)))
+    }
+
+    /// The kubelet's image garbage collection: when the store's
+    /// filesystem is at least `high` percent used, remove images no
+    /// container uses (`in_use`: manifest digests), least recently used
+    /// first, until it would be at `low` percent. The names removed.
+    pub fn collect_garbage(
+        &self,
+        in_use: &BTreeSet<String>,
+        high: u8,
+        low: u8,
+    ) -> Result<Vec<String>, String> {
+        let (capacity, used) = self
+            .disk_usage()
+            .map_err(|e| format!("disk usage of {}: {e}", self.root.display()))?;
+        if u128::from(used) * 100 < u128::from(capacity) * u128::from(high) {
+            return Ok(Vec::new());
+        }
+        let target = u64::try_from(u128::from(capacity) * u128::from(low) / 100).unwrap_or(0);
+        let to_free = used.saturating_sub(target);
+        let mut by_digest: BTreeMap<String, GcCandidate> = BTreeMap::new();
+        for l in self.list()? {
+            let last_used = self
+                .blob_path(&l.manifest_digest)
+                .ok()
+                .and_then(|p| fs::metadata(p).ok())
+                .and_then(|m| m.modified().ok())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            by_digest
+                .entry(l.manifest_digest.clone())
+                .or_insert(GcCandidate {
+                    digest: l.manifest_digest,
+                    size: l.size,
+                    last_used,
+                });
+        }
+        let mut removed = Vec::new();
+        for digest in gc_victims(by_digest.into_values().collect(), in_use, to_free) {
+            match self.remove(&digest, in_use) {
+                Ok(names) => removed.extend(names),
+                // In use by now, or gone: the next round sees.
+                Err(e) => tracing::debug!(image = %digest, error = %e, "image gc"),
+            }
+        }
+        Ok(removed)
+    }
+
     /// Name -> (manifest digest, manifest size).
     fn read_index(&self) -> Result<BTreeMap<String, (String, u64)>, String> {
         let path = self.root.join("index.json");
@@ -445,6 +517,36 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// An image garbage collection may remove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcCandidate {
+    pub digest: String,
+    pub size: u64,
+    pub last_used: std::time::SystemTime,
+}
+
+/// Which images to remove to free `to_free` bytes: unused ones, least
+/// recently used first (their sizes as the bytes they free, as the
+/// kubelet counts; shared layers may free less).
+pub fn gc_victims(
+    mut candidates: Vec<GcCandidate>,
+    in_use: &BTreeSet<String>,
+    to_free: u64,
+) -> Vec<String> {
+    candidates.retain(|c| !in_use.contains(&c.digest));
+    candidates.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.digest.cmp(&b.digest)));
+    let mut freed = 0u64;
+    let mut out = Vec::new();
+    for c in candidates {
+        if freed >= to_free {
+            break;
+        }
+        freed = freed.saturating_add(c.size);
+        out.push(c.digest);
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -518,5 +620,61 @@ pub(crate) mod tests {
         // The layout is an OCI layout other tools read.
         let idx = ImageIndex::from_file(dir.path().join("index.json")).unwrap();
         assert!(idx.manifests().is_empty());
+    }
+
+    #[test]
+    fn gc_picks_unused_images_least_recently_used_first() {
+        let t = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let c = |d: &str, size: u64, at: u64| GcCandidate {
+            digest: d.into(),
+            size,
+            last_used: t(at),
+        };
+        let cands = vec![
+            c("new", 10, 30),
+            c("old", 10, 10),
+            c("used", 50, 0),
+            c("mid", 10, 20),
+        ];
+        let in_use: BTreeSet<String> = ["used".to_string()].into_iter().collect();
+        assert_eq!(gc_victims(cands.clone(), &in_use, 0), Vec::<String>::new());
+        assert_eq!(gc_victims(cands.clone(), &in_use, 1), ["old"]);
+        assert_eq!(gc_victims(cands.clone(), &in_use, 15), ["old", "mid"]);
+        assert_eq!(gc_victims(cands, &in_use, 1000), ["old", "mid", "new"]);
+    }
+
+    #[test]
+    fn gc_removes_unused_images_past_the_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut digests = Vec::new();
+        for (name, text) in [
+            ("a.test/used:1", "u"),
+            ("a.test/old:1", "o"),
+            ("a.test/new:1", "n"),
+        ] {
+            let (m, c, l) = tiny_image(text, &["/bin/sh"]);
+            store.put_blob(&sha256_digest(&c), &c).unwrap();
+            store.put_blob(&sha256_digest(&l), &l).unwrap();
+            digests.push(store.add_image(name, &m).unwrap().manifest_digest);
+        }
+        let in_use: BTreeSet<String> = [digests[0].clone()].into_iter().collect();
+        // Below the high threshold (no disk is 100% used... nor more):
+        // nothing goes.
+        assert!(store.collect_garbage(&in_use, 101, 0).unwrap().is_empty());
+        assert_eq!(store.list().unwrap().len(), 3);
+        // Past it (0%), down to 0%: every unused image, never the used one.
+        let mut removed = store.collect_garbage(&in_use, 0, 0).unwrap();
+        removed.sort();
+        assert_eq!(removed, ["a.test/new:1", "a.test/old:1"]);
+        let left: Vec<String> = store.list().unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(left, ["a.test/used:1"]);
+        // Touching sets the last use.
+        store.touch(&digests[0]);
+        let used_at = fs::metadata(store.blob_path(&digests[0]).unwrap())
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert!(used_at.elapsed().unwrap() < std::time::Duration::from_secs(5));
     }
 }

@@ -345,11 +345,13 @@ async fn pod_exec(
         .unwrap_or("");
     let (ws, protocol) = match (ws, exec::choose_protocol(offered)) {
         (Ok(ws), Some(p)) => (ws, p),
-        _ => return Err(Failure::bad_request(format!(
+        _ => {
+            return Err(Failure::bad_request(format!(
             "exec is served over WebSocket with subprotocol {} or {} only (SPDY is not supported)",
             exec::V5,
             exec::V4
-        ))),
+        )))
+        }
     };
     let r = http.api.exec_start(target, start).await;
     if r.is_err() {

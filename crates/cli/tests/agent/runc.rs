@@ -464,6 +464,41 @@ async fn real_images_run_isolated_under_runc() {
     run(Command::new(&keelson)
         .args(["image", "rm", "keelson.test/busybox:1.35", "--data-dir"])
         .arg(data_dir));
+
+    // Image garbage collection: an agent whose disk counts as past its
+    // high threshold (0%) removes the images no container uses, here the
+    // pulled one, and no other image is left.
+    let pulled = format!("{}/busybox", registry.addr);
+    assert!(run(Command::new(&keelson)
+        .args(["image", "ls", "--data-dir"])
+        .arg(data_dir))
+    .contains(&pulled));
+    keelson_testkit::process::kill(&mut agent.0[0]);
+    let gc_args: Vec<&str> = AGENT_ARGS
+        .iter()
+        .copied()
+        .chain([
+            "--image-gc-high-threshold",
+            "0",
+            "--image-gc-low-threshold",
+            "0",
+        ])
+        .chain(["--image-gc-period", "1"])
+        .collect();
+    agent.0[0] = start_agent(&s.c, "r1", "127.0.0.41", dir.path(), &gc_args);
+    let mut ls = String::new();
+    eventually(Duration::from_secs(20), "unused images collected", || {
+        ls = run(Command::new(&keelson)
+            .args(["image", "ls", "--data-dir"])
+            .arg(data_dir));
+        let gone = !ls.contains(&pulled);
+        async move { gone }
+    })
+    .await;
+    let blobs = std::fs::read_dir(data_dir.join("images/blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(blobs, 0, "no blob is left: {ls}");
 }
 
 fn last_terminated_reason(p: &v1::Pod) -> String {
