@@ -12,6 +12,8 @@
 //!   through the API server, with etcd doing the same store work.
 //! - `bench pods`: real images under runc: pull time, pod startup against
 //!   the process runtime, per-pod overhead.
+//! - `bench services`: how soon a node's Service rules follow an
+//!   Endpoints change.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,12 +48,16 @@ pub enum BenchCommand {
     /// Real images under runc: pull time, pod startup (the process runtime
     /// in the same run), per-pod overhead.
     Pods(pods::PodsBenchArgs),
+    /// A node's Service rules (runc runtime): the time from an Endpoints
+    /// change to its nftables table having it.
+    Services(services::ServicesBenchArgs),
 }
 
 mod api;
 mod nodes;
 mod pods;
 mod schedule;
+mod services;
 
 /// The keelson binary: the benchmarks run inside it (`keelson bench`) and
 /// start replicas, agents and schedulers as processes of it.
@@ -130,6 +136,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Schedule(a) => schedule::run(a).await,
         BenchCommand::Nodes(a) => nodes::run(a).await,
         BenchCommand::Pods(a) => pods::run(a).await,
+        BenchCommand::Services(a) => services::run(a).await,
     }
 }
 
