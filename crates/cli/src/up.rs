@@ -51,6 +51,12 @@ use crate::server_cmd::NodeLifecycleArgs;
 
 /// The demo app `up --demo` applies (also `examples/web.yaml`).
 const DEMO: &str = include_str!("../../../examples/web.yaml");
+/// The demo on real containers (`up --demo --runtime runc`), and the
+/// image it runs, which `up` builds from busybox-static into each node.
+const DEMO_RUNC: &str = include_str!("../../../examples/web-runc.yaml");
+const DEMO_IMAGE: &str = "keelson.local/busybox:demo";
+/// The demo Service's node port (in `examples/web-runc.yaml`).
+const DEMO_NODE_PORT: u16 = 30080;
 /// First line of a `~/.keelson/config` that `up` may overwrite.
 const CONFIG_MARK: &str = "# written by keelson up";
 /// How long `up` waits for the cluster to turn healthy.
@@ -70,10 +76,18 @@ pub struct UpArgs {
     /// Where everything is kept.
     #[arg(long, default_value = ".keelson")]
     pub data_dir: PathBuf,
-    /// Also apply the demo app (a Deployment of builtin/http-echo with 3
-    /// replicas and a Service on port 8080) and print where to curl it.
+    /// Also apply the demo app (a Deployment of 3 replicas and a Service:
+    /// builtin/http-echo on port 8080 under the process runtime; under
+    /// runc busybox's httpd from an image `up` builds from busybox-static,
+    /// on node port 30080) and print where to curl it.
     #[arg(long)]
     pub demo: bool,
+    /// How the agents run pods (first start only): `process` (host
+    /// processes on loopback addresses), `runc` (real images, each pod in
+    /// namespaces of its own on its node's bridge; root and runc needed),
+    /// or `auto` (runc where root and runc are there) [default: process].
+    #[arg(long, value_parser = ["process", "runc", "auto"])]
+    pub runtime: Option<String>,
     /// First replica's address; the next ones count up (first start only).
     #[arg(long)]
     pub replica_address: Option<Ipv4Addr>,
@@ -108,6 +122,30 @@ pub struct DownArgs {
 pub struct Layout {
     pub replicas: Vec<Member>,
     pub agents: Vec<Member>,
+    /// The agents' runtime: `process` or `runc`.
+    #[serde(default = "process_runtime")]
+    pub runtime: String,
+}
+
+fn process_runtime() -> String {
+    "process".into()
+}
+
+/// `--runtime` as the agents take it (`auto` resolved here).
+fn resolve_runtime(r: &str) -> anyhow::Result<String> {
+    match r {
+        "auto" => Ok(match keelson_agent::agent::RuntimeKind::detect() {
+            (keelson_agent::agent::RuntimeKind::Runc, _) => "runc",
+            _ => "process",
+        }
+        .to_string()),
+        "runc" => {
+            keelson_agent::runc::available().map_err(|e| anyhow!("--runtime runc: {e}"))?;
+            Ok("runc".into())
+        }
+        "process" => Ok("process".into()),
+        other => bail!("--runtime {other:?} is not process, runc or auto"),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +218,7 @@ impl Layout {
         Ok(Layout {
             replicas: members("m", r),
             agents: members("n", a),
+            runtime: process_runtime(),
         })
     }
 
@@ -281,7 +320,10 @@ fn prepare(a: &UpArgs, dirs: &Dirs) -> anyhow::Result<Layout> {
             || a.replica_address
                 .is_some_and(|x| layout.replicas.first().map(|m| m.address) != Some(x))
             || a.agent_address
-                .is_some_and(|x| layout.agents.first().map(|m| m.address) != Some(x));
+                .is_some_and(|x| layout.agents.first().map(|m| m.address) != Some(x))
+            || a.runtime
+                .as_deref()
+                .is_some_and(|r| r != "auto" && r != layout.runtime);
         if differs {
             bail!(
                 "{} holds a cluster of {} replicas and {} agents, started with other flags; \
@@ -293,12 +335,13 @@ fn prepare(a: &UpArgs, dirs: &Dirs) -> anyhow::Result<Layout> {
         }
         layout
     } else {
-        let layout = Layout::new(
+        let mut layout = Layout::new(
             a.replicas.unwrap_or(3),
             a.agents.unwrap_or(2),
             a.replica_address.unwrap_or(Ipv4Addr::new(127, 0, 10, 1)),
             a.agent_address.unwrap_or(Ipv4Addr::new(127, 0, 0, 11)),
         )?;
+        layout.runtime = resolve_runtime(a.runtime.as_deref().unwrap_or("process"))?;
         let admin = keelson_apiserver::auth::new_token();
         let mut tokens = format!("{admin},admin,admin\n");
         for n in &layout.agents {
@@ -695,10 +738,8 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
                 "--config".into(),
                 path(dirs.agent_config(&m.name)),
                 "--stop-pods-on-exit".into(),
-                // The demo's images are built-in programs; real images
-                // under runc in `up` come with its own image build.
                 "--runtime".into(),
-                "process".into(),
+                layout.runtime.clone(),
             ],
             child: None,
             starts: 0,
@@ -830,10 +871,31 @@ async fn run(
         ),
     };
     progress.say(&kube_line);
+    let runc = layout.runtime == "runc";
     if a.demo {
-        progress
-            .say("applying the demo app (examples/web.yaml: Deployment web x3, Service web:8080)");
-        apply_demo(dirs).await?;
+        if runc {
+            progress.say(&format!(
+                "building the demo image {DEMO_IMAGE} from /bin/busybox into each node's store"
+            ));
+            for n in &layout.agents {
+                let store = keelson_agent::image::Store::open(&dirs.data(&n.name).join("images"))
+                    .with_context(|| format!("open {}'s image store", n.name))?;
+                keelson_agent::image::busybox::busybox_image(
+                    &store,
+                    DEMO_IMAGE,
+                    Path::new("/bin/busybox"),
+                )
+                .map_err(|e| anyhow!("the demo image for {}: {e}", n.name))?;
+            }
+            progress.say(
+                "applying the demo app (examples/web-runc.yaml: Deployment web x3, Service web:8080, node port 30080)",
+            );
+        } else {
+            progress.say(
+                "applying the demo app (examples/web.yaml: Deployment web x3, Service web:8080)",
+            );
+        }
+        apply_demo(dirs, if runc { DEMO_RUNC } else { DEMO }).await?;
         let deployments: Api<v1::Deployment> = Api::namespaced(client.clone(), "default");
         wait_for("demo app available", READY_TIMEOUT, || {
             let d = deployments.clone();
@@ -874,7 +936,7 @@ fn exited(procs: &mut [Proc]) -> Option<String> {
     })
 }
 
-async fn apply_demo(dirs: &Dirs) -> anyhow::Result<()> {
+async fn apply_demo(dirs: &Dirs, manifest: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let exe = std::env::current_exe().context("find the keelson binary")?;
     let mut child = Command::new(exe)
@@ -886,7 +948,7 @@ async fn apply_demo(dirs: &Dirs) -> anyhow::Result<()> {
         .context("run keelson apply")?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(DEMO.as_bytes())
+            .write_all(manifest.as_bytes())
             .context("write the demo manifest")?;
     }
     let status = tokio::task::spawn_blocking(move || child.wait())
@@ -909,14 +971,22 @@ fn summary(layout: &Layout, dirs: &Dirs, demo: bool) -> String {
             m.name, m.address, m.address, m.address
         ));
     }
+    let runc = layout.runtime == "runc";
     for m in &layout.agents {
-        s.push_str(&format!(
-            "  {:<5} agent      {:<16} pods on 127.{}.x.y, Service ports on {}\n",
-            m.name,
-            m.address,
-            m.address.octets()[3],
-            m.address
-        ));
+        if runc {
+            s.push_str(&format!(
+                "  {:<5} agent      {:<16} pods under runc on its bridge (a /24 of 10.244.0.0/16), node ports on {}\n",
+                m.name, m.address, m.address
+            ));
+        } else {
+            s.push_str(&format!(
+                "  {:<5} agent      {:<16} pods on 127.{}.x.y, Service ports on {}\n",
+                m.name,
+                m.address,
+                m.address.octets()[3],
+                m.address
+            ));
+        }
     }
     s.push_str(&format!(
         "\nData, logs and pids: {}  (tokens.csv, admin.config, kubeconfig, logs/, run/)\n\nTry:\n",
@@ -925,7 +995,11 @@ fn summary(layout: &Layout, dirs: &Dirs, demo: bool) -> String {
     s.push_str("  keelson get nodes\n  keelson cluster status\n  kubectl get nodes -o wide\n  kubectl get pods -A\n");
     if demo {
         if let Some(n) = layout.agents.first() {
-            s.push_str(&format!("  curl -s {}:8080\n", n.address));
+            let port = if runc { DEMO_NODE_PORT } else { 8080 };
+            s.push_str(&format!("  curl -s {}:{port}\n", n.address));
+        }
+        if runc {
+            s.push_str("  kubectl exec -it deploy/web -- sh\n");
         }
         s.push_str("  keelson get pods -o wide\n  keelson scale deployment web --replicas 5\n");
     } else {

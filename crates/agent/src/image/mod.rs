@@ -16,8 +16,11 @@
 //! - [`archive`]: `keelson image load FILE`, from an `oci-archive` (a tar
 //!   of an OCI layout) or a `docker save` tarball.
 //! - [`unpack`]: one layer's tar (plain or gzip) into a directory.
+//! - [`busybox`]: an image made on the node from a static busybox (`keelson
+//!   up --demo` under runc needs no registry).
 
 pub mod archive;
+pub mod busybox;
 pub mod pull;
 pub mod reference;
 pub mod store;

@@ -470,3 +470,98 @@ fn rand_octet() -> u32 {
         .unwrap_or(0);
     t ^ std::process::id()
 }
+
+/// `keelson up --runtime runc --demo`: the demo on real containers, from
+/// an image `up` built from busybox-static and loaded into each node
+/// itself (no registry): pods on the nodes' bridges, the node port
+/// answering from more than one pod, `kubectl exec deploy/web` inside
+/// one; stopping `up` removes the nodes' bridges and tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_the_demo_on_real_images_under_runc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("cluster");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let x = 20 + rand_octet() % 200;
+    let replica_address = format!("127.0.{x}.1");
+    let a1 = format!("127.0.{x}.41");
+    let args = [
+        "--replica-address",
+        &replica_address,
+        "--agent-address",
+        &a1,
+        "--replicas",
+        "1",
+        "--runtime",
+        "runc",
+        "--demo",
+        "--no-restart",
+    ];
+    let mut up =
+        Up::start(&keelson_bin(), &data, &args, dir.path(), &home).expect("start keelson up");
+    up.wait_for_line("The cluster is up.", Duration::from_secs(180))
+        .await;
+    assert!(
+        up.output().contains(&format!("curl -s {a1}:30080")),
+        "{}",
+        up.output()
+    );
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .args(["--request-timeout", "20s"])
+            .args(args)
+            .env("HOME", &home)
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("kubectl must be on PATH (it is on this project's machines)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, ips, err) = kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ]);
+    let ips: Vec<&str> = ips.split_whitespace().collect();
+    assert!(
+        ok && ips.len() == 3 && ips.iter().all(|ip| ip.starts_with("10.244.")),
+        "{ips:?} {err}"
+    );
+    // The node port on the first node answers from more than one pod.
+    let mut seen = BTreeSet::new();
+    eventually(
+        Duration::from_secs(30),
+        "the node port answers from two pods",
+        || {
+            if let Some((200, body)) = http_get(&format!("{a1}:30080"), "/") {
+                seen.insert(body);
+            }
+            let two = seen.len() >= 2;
+            async move { two }
+        },
+    )
+    .await;
+    assert!(
+        seen.iter().all(|b| b.starts_with("hello from web-")),
+        "{seen:?}"
+    );
+    let (ok, page, err) = kubectl(&["exec", "deploy/web", "--", "cat", "/www/index.html"]);
+    assert!(ok && page.starts_with("hello from web-"), "{page}{err}");
+
+    up.stop(libc::SIGTERM);
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip");
+    let links = String::from_utf8_lossy(&links.stdout);
+    for node in ["n1", "n2"] {
+        let bridge = keelson_agent::network::Network::bridge_name(node);
+        assert!(!links.contains(&bridge), "{node}'s bridge {bridge} is left");
+    }
+}
