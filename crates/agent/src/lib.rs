@@ -44,6 +44,7 @@
 pub mod agent;
 pub mod dns;
 pub mod exec;
+pub mod forward;
 pub mod image;
 pub mod kubelet;
 pub mod logs;

@@ -8,7 +8,8 @@
 //! its start). Logs need no credential: the endpoint binds the node's
 //! address (loopback in a local cluster).
 //!
-//! Exec ([`crate::exec`]) runs commands in containers, so it is served
+//! Exec ([`crate::exec`]) runs commands in containers and port-forward
+//! ([`crate::forward`]) reaches pods' ports, so they are served
 //! only to a caller that presents the agent's own token (as the API
 //! servers do: they know every node's token), compared in constant time.
 
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use keelson_proto::api::node_agent_server::{NodeAgent, NodeAgentServer};
-use keelson_proto::api::{ExecInput, LogChunk, NodeLogsRequest};
+use keelson_proto::api::{ExecInput, LogChunk, NodeLogsRequest, PortForwardInput};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
@@ -86,6 +87,21 @@ type LogStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
 impl NodeAgent for LogService {
     type LogsStream = LogStream;
     type ExecStream = crate::exec::ExecStream;
+    type PortForwardStream = crate::forward::ForwardStream;
+
+    async fn port_forward(
+        &self,
+        req: Request<tonic::Streaming<PortForwardInput>>,
+    ) -> Result<Response<Self::PortForwardStream>, Status> {
+        if !authorized(&req, self.authorization.as_deref()) {
+            return Err(Status::unauthenticated(
+                "port-forward needs the agent's own token",
+            ));
+        }
+        crate::forward::port_forward(self.runtime.clone(), req.into_inner())
+            .await
+            .map(Response::new)
+    }
 
     async fn exec(
         &self,

@@ -167,6 +167,8 @@ pub enum Verb {
     Delete,
     /// Run a command in a pod's container (`create pods/exec`).
     Exec,
+    /// Connect to a pod's port (`create pods/portforward`).
+    PortForward,
 }
 
 impl Verb {
@@ -179,7 +181,7 @@ impl Verb {
             Verb::Update => "update",
             Verb::UpdateStatus => "update-status",
             Verb::Delete => "delete",
-            Verb::Exec => "create",
+            Verb::Exec | Verb::PortForward => "create",
         }
     }
 
@@ -240,6 +242,7 @@ fn denial(who: &Identity, verb: Verb, kind: Kind, name: &str, object: Option<&Ob
     let (verb, resource) = match verb {
         Verb::UpdateStatus => ("update", format!("{}/status", kind.plural())),
         Verb::Exec => ("create", format!("{}/exec", kind.plural())),
+        Verb::PortForward => ("create", format!("{}/portforward", kind.plural())),
         v => (v.as_str(), kind.plural().to_string()),
     };
     let group = kind.api_version().split_once('/').map_or("", |(g, _)| g);
@@ -335,6 +338,16 @@ mod tests {
             (&viewer, Verb::Delete, Kind::Pod, "p", None, None, false),
             (&viewer, Verb::Exec, Kind::Pod, "p", None, None, false),
             (&admin, Verb::Exec, Kind::Pod, "p", None, None, true),
+            (
+                &viewer,
+                Verb::PortForward,
+                Kind::Pod,
+                "p",
+                None,
+                None,
+                false,
+            ),
+            (&admin, Verb::PortForward, Kind::Pod, "p", None, None, true),
             (&n1, Verb::Exec, Kind::Pod, "p", Some(&on1), None, false),
             (&n1, Verb::Get, Kind::Deployment, "d", None, None, true),
             (&n1, Verb::UpdateStatus, Kind::Node, "n1", None, None, true),

@@ -326,7 +326,13 @@ impl Api {
     ) -> Result<LogStream, Error> {
         use keelson_proto::api::node_agent_client::NodeAgentClient;
         let t = self
-            .pod_agent(who, Verb::Get, &req.namespace, &req.name, &req.container)
+            .pod_agent(
+                who,
+                Verb::Get,
+                &req.namespace,
+                &req.name,
+                Some(&req.container),
+            )
             .await?;
         let attempt = if req.previous {
             t.restarts.checked_sub(1).ok_or_else(|| {
@@ -383,7 +389,7 @@ impl Api {
                 Verb::Exec,
                 &start.namespace,
                 &start.name,
-                &start.container,
+                Some(&start.container),
             )
             .await?;
         let running = t
@@ -420,15 +426,7 @@ impl Api {
         tx.send(first)
             .await
             .map_err(|_| Error::Internal("exec: input queue closed".into()))?;
-        let mut req = Request::new(ReceiverStream::new(rx));
-        // The agent runs commands for whoever knows its node's token: its
-        // own credential (as only the node and the API servers do).
-        for token in self.tokens.tokens_of(&t.node, Role::Node) {
-            let value = format!("Bearer {token}")
-                .parse()
-                .map_err(|_| Error::Internal("a node token is not a valid header".into()))?;
-            req.metadata_mut().append("authorization", value);
-        }
+        let req = self.agent_request(&t.node, ReceiverStream::new(rx))?;
         let node = t.node.clone();
         let outputs = NodeAgentClient::new(t.channel)
             .exec(req)
@@ -438,16 +436,71 @@ impl Api {
         Ok((tx, outputs))
     }
 
+    /// A call to the agent of `node` that it serves only to API servers
+    /// (exec, port-forward): it carries the node's token, the agent's own
+    /// credential, which only the node and the API servers know.
+    fn agent_request<T>(&self, node: &str, msg: T) -> Result<Request<T>, Error> {
+        let mut req = Request::new(msg);
+        for token in self.tokens.tokens_of(node, Role::Node) {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Error::Internal("a node token is not a valid header".into()))?;
+            req.metadata_mut().append("authorization", value);
+        }
+        Ok(req)
+    }
+
+    /// The checks of a port-forward: who may, the pod (running, with an
+    /// address), its agent.
+    pub(crate) async fn port_forward_target(
+        &self,
+        who: &Identity,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PodAgent, Error> {
+        let t = self
+            .pod_agent(who, Verb::PortForward, namespace, name, None)
+            .await?;
+        let status = t.pod.status.clone().unwrap_or_default();
+        if status.phase != "Running" || status.pod_ip.is_empty() {
+            return Err(Error::BadRequest(format!(
+                "unable to forward port because pod is not running. Current status={}",
+                status.phase
+            )));
+        }
+        Ok(t)
+    }
+
+    /// One forwarded connection through the agent: `inputs` start with
+    /// `start`.
+    pub(crate) async fn port_forward_call<S>(
+        &self,
+        t: &PodAgent,
+        inputs: S,
+    ) -> Result<Streaming<PortForwardOutput>, Error>
+    where
+        S: Stream<Item = PortForwardInput> + Send + 'static,
+    {
+        use keelson_proto::api::node_agent_client::NodeAgentClient;
+        let req = self.agent_request(&t.node, inputs)?;
+        Ok(NodeAgentClient::new(t.channel.clone())
+            .port_forward(req)
+            .await
+            .map_err(|s| agent_error(&t.node, "port-forward", s))?
+            .into_inner())
+    }
+
     /// A pod subresource served by the agent of the pod's node (log,
-    /// exec): the pod, its container (`container`, or its only one), and
-    /// a channel to the agent.
+    /// exec, port-forward): the pod, its container (`container`, or its
+    /// only one when empty; None: no container is named), and a channel
+    /// to the agent.
     async fn pod_agent(
         &self,
         who: &Identity,
         verb: Verb,
         namespace: &str,
         name: &str,
-        container: &str,
+        container: Option<&str>,
     ) -> Result<PodAgent, Error> {
         use keelson_model::Resource;
         use keelson_proto::v1;
@@ -456,8 +509,9 @@ impl Api {
         let pod = v1::Pod::from_object(self.registry.get(Kind::Pod, &ns, name).await?)
             .ok_or_else(|| Error::Internal("stored object is not a pod".into()))?;
         let spec = pod.spec.clone().unwrap_or_default();
-        let container = if container.is_empty() {
-            match spec.containers.as_slice() {
+        let container = match container {
+            None => String::new(),
+            Some("") => match spec.containers.as_slice() {
                 [only] => only.name.clone(),
                 many => {
                     let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
@@ -466,11 +520,10 @@ impl Api {
                         names.join(" ")
                     )));
                 }
-            }
-        } else {
-            container.to_string()
+            },
+            Some(c) => c.to_string(),
         };
-        if !spec.containers.iter().any(|c| c.name == container) {
+        if !container.is_empty() && !spec.containers.iter().any(|c| c.name == container) {
             return Err(Error::BadRequest(format!(
                 "container {container} is not valid for pod {name}"
             )));
@@ -552,14 +605,33 @@ impl Api {
 }
 
 /// What [`Api::pod_agent`] found.
+#[derive(Clone)]
 pub(crate) struct PodAgent {
     pod: keelson_proto::v1::Pod,
-    pod_uid: String,
+    pub(crate) pod_uid: String,
     container: String,
     /// The container's restart count (its current attempt).
     restarts: u32,
     node: String,
     channel: tonic::transport::Channel,
+}
+
+impl PodAgent {
+    pub(crate) fn name(&self) -> String {
+        self.pod
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn pod_ip(&self) -> String {
+        self.pod
+            .status
+            .as_ref()
+            .map(|s| s.pod_ip.clone())
+            .unwrap_or_default()
+    }
 }
 
 fn unreachable(node: &str) -> Error {

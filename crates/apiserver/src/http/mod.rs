@@ -20,7 +20,8 @@
 //! each with `dryRun` and `fieldValidation`, and deletecollection
 //! ([`write`]); bodies as JSON,
 //! YAML or protobuf ([`protobuf`]); `pods/<name>/log`; `pods/<name>/exec`
-//! over WebSocket ([`exec`]). Other methods answer
+//! over WebSocket ([`exec`]); `pods/<name>/portforward` over SPDY tunnelled
+//! in a WebSocket ([`portforward`], [`spdy`]). Other methods answer
 //! 405 MethodNotAllowed, other subresources 404, a
 //! protobuf-only `Accept` 406 (answers are JSON), server-side apply 415.
 //!
@@ -29,6 +30,8 @@
 //! - [`exec`]: `kubectl exec` over WebSocket (channel protocol v5/v4).
 //! - [`openapi`]: the OpenAPI v3 documents, from the types' schema (pure).
 //! - [`path`]: a resource path -> [`path::Target`] (pure).
+//! - [`portforward`]: `kubectl port-forward`'s session, relayed to agents.
+//! - [`spdy`]: SPDY/3.1 frames and header blocks (pure).
 //! - [`protobuf`]: protobuf request bodies -> JSON (pure).
 //! - [`review`]: `kubectl auth whoami` and `auth can-i` (pure).
 //! - [`table`]: server-side tables (pure).
@@ -43,9 +46,11 @@ pub mod discovery;
 pub mod exec;
 pub mod openapi;
 pub mod path;
+pub mod portforward;
 pub mod protobuf;
 pub mod review;
 pub mod serve;
+pub mod spdy;
 pub mod status;
 pub mod table;
 pub mod watch;
@@ -112,6 +117,10 @@ pub fn routes(http: Http) -> Router {
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/exec",
             any(pod_exec),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
+            any(pod_port_forward),
         )
         .route("/api/v1/{*rest}", any(core_object))
         .route("/apis/{group}/{version}/{*rest}", any(group_object))
@@ -320,6 +329,12 @@ fn resources_at(
     Ok(json_response(StatusCode::OK, &list))
 }
 
+/// A WebSocket upgrade, if the request asked for one.
+type Upgrade = Result<
+    axum::extract::ws::WebSocketUpgrade,
+    axum::extract::ws::rejection::WebSocketUpgradeRejection,
+>;
+
 /// `pods/<name>/exec`: checked, then upgraded to a WebSocket relayed to
 /// the agent ([`exec`]).
 async fn pod_exec(
@@ -327,10 +342,7 @@ async fn pod_exec(
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
-    ws: Result<
-        axum::extract::ws::WebSocketUpgrade,
-        axum::extract::ws::rejection::WebSocketUpgradeRejection,
-    >,
+    ws: Upgrade,
 ) -> Result<Response, Failure> {
     let started = Instant::now();
     let who = authenticate(&http, &headers)?;
@@ -359,6 +371,41 @@ async fn pod_exec(
     }
     let (tx, outputs) = r?;
     Ok(exec::upgrade(ws, protocol, q, tx, outputs))
+}
+
+/// `pods/<name>/portforward`: checked, then upgraded to a WebSocket that
+/// carries kubectl's SPDY session ([`portforward`]).
+async fn pod_port_forward(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    Path((namespace, name)): Path<(String, String)>,
+    ws: Upgrade,
+) -> Result<Response, Failure> {
+    let started = Instant::now();
+    let who = authenticate(&http, &headers)?;
+    let r = http.api.port_forward_target(&who, &namespace, &name).await;
+    observe(&http, "portforward", Kind::Pod, &r, started);
+    let target = r?;
+    let offered = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let wanted = offered
+        .split(',')
+        .any(|p| p.trim() == portforward::PROTOCOL);
+    let ws = match ws {
+        Ok(ws) if wanted => ws,
+        _ => {
+            return Err(Failure::bad_request(format!(
+                "port-forward is served over WebSocket with subprotocol {} only (plain SPDY is not supported)",
+                portforward::PROTOCOL
+            )))
+        }
+    };
+    let api = http.api.clone();
+    Ok(ws
+        .protocols([portforward::PROTOCOL])
+        .on_upgrade(move |socket| portforward::serve(socket, api, target)))
 }
 
 async fn core_object(

@@ -88,12 +88,7 @@ fn terminal_size(fd: i32) -> Option<TerminalSize> {
 
 /// Run it; the command's exit status.
 pub async fn run(a: ExecArgs) -> anyhow::Result<i32> {
-    let name = a
-        .pod
-        .strip_prefix("pod/")
-        .or_else(|| a.pod.strip_prefix("pods/"))
-        .unwrap_or(&a.pod)
-        .to_string();
+    let name = super::pod_name(&a.pod);
     let mut tty = a.tty;
     if tty && !(a.stdin && std::io::stdin().is_terminal()) {
         eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");

@@ -34,12 +34,7 @@ pub struct LogsArgs {
 }
 
 pub async fn run(a: LogsArgs) -> anyhow::Result<()> {
-    let name = a
-        .pod
-        .strip_prefix("pod/")
-        .or_else(|| a.pod.strip_prefix("pods/"))
-        .unwrap_or(&a.pod)
-        .to_string();
+    let name = super::pod_name(&a.pod);
     let client = a.client.client()?;
     let target = client.stream_channel();
     let req = client.request(

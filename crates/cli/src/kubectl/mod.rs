@@ -350,6 +350,14 @@ pub fn exit_on_error(r: anyhow::Result<()>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A pod argument: `NAME`, `pod/NAME` or `pods/NAME`.
+pub fn pod_name(arg: &str) -> String {
+    arg.strip_prefix("pod/")
+        .or_else(|| arg.strip_prefix("pods/"))
+        .unwrap_or(arg)
+        .to_string()
+}
+
 fn parse_kind(s: &str) -> anyhow::Result<Kind> {
     Kind::parse(s).ok_or_else(|| anyhow!("the server doesn't have a resource type {s:?}"))
 }

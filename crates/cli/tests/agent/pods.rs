@@ -207,6 +207,39 @@ async fn a_pod_runs_ready_on_its_own_address_until_deleted() {
         "{err}"
     );
 
+    // kubectl port-forward (SPDY in a WebSocket, through the API server
+    // and the agent): connections to the pod's port, one after another
+    // over the same session.
+    let (_pf, local, err_file) = kubectl.port_forward("pod/web", 8080);
+    for _ in 0..3 {
+        let (code, body) = get_port("127.0.0.1", local, "/").unwrap_or_else(|| {
+            panic!(
+                "no answer through the port-forward: {}",
+                std::fs::read_to_string(&err_file).unwrap_or_default()
+            )
+        });
+        assert_eq!(code, 200);
+        assert!(body.contains("hello from web"), "{body}");
+    }
+    // A port nothing listens on: the connection fails, and kubectl is told
+    // why on the error stream.
+    let (_pf, local, err_file) = kubectl.port_forward("pod/web", 9);
+    assert!(get_port("127.0.0.1", local, "/").is_none());
+    eventually(
+        Duration::from_secs(10),
+        "the forwarding error reported",
+        || {
+            let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+            async move { err.contains("error forwarding port 9 to pod web") }
+        },
+    )
+    .await;
+    let (ok, _, err) = viewer.run(&["port-forward", "pod/web", ":8080"]);
+    assert!(
+        !ok && err.contains("cannot create resource \"pods/portforward\""),
+        "{err}"
+    );
+
     // Graceful delete: the process is stopped, then the pod is gone.
     pods.delete("web", &DeleteParams::default())
         .await

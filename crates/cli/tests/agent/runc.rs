@@ -608,6 +608,13 @@ async fn volumes_localhost_exec_probes_and_oom_under_runc() {
         out, "typed in\n",
         "the server's write is in the shared emptyDir"
     );
+    // kubectl port-forward to the server container's port.
+    let (_pf, local, _) = s.kubectl.port_forward("pod/shared", 8080);
+    let got = common::http_get(&format!("127.0.0.1:{local}"), "/page");
+    assert_eq!(
+        got.map(|(c, b)| (c, b.trim().to_string())),
+        Some((200, "from the host".to_string()))
+    );
     let (ok, _, err) = s
         .kubectl
         .run(&["exec", "shared", "-c", "writer", "--", "/no/such/program"]);

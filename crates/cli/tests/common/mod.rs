@@ -172,6 +172,54 @@ impl Kubectl {
         )
     }
 
+    /// `kubectl port-forward <target> :<port>` left running (killed when
+    /// dropped): the local port it chose, and the file its stderr goes to.
+    pub fn port_forward(&self, target: &str, port: u16) -> (KillOnDrop, u16, PathBuf) {
+        use std::io::BufRead;
+        let err_path = self.home.join(format!("port-forward-{port}.err"));
+        let err = std::fs::File::create(&err_path).expect("stderr file");
+        let mut child = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.config)
+            .args(["port-forward", target, &format!(":{port}")])
+            .env("HOME", &self.home)
+            .env_remove("KUBECONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .expect("kubectl must be on PATH (it is on this project's machines)");
+        let stdout = child.stdout.take().expect("stdout");
+        let child = KillOnDrop(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Read to the end: a closed pipe would kill kubectl (SIGPIPE) at
+        // its next line ("Handling connection for ...").
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        // "Forwarding from 127.0.0.1:41234 -> 8080"
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "kubectl port-forward said nothing: {}",
+                    std::fs::read_to_string(&err_path).unwrap_or_default()
+                )
+            });
+        let local = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("kubectl port-forward: {line:?}"));
+        (child, local, err_path)
+    }
+
     /// Run kubectl and expect success; its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.run(args);
