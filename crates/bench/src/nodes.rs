@@ -331,6 +331,21 @@ pub(crate) struct Overhead {
     pub agent_mib: f64,
 }
 
+/// The machine's CPU time so far, from `/proc/stat`: (busy, all) ticks.
+fn machine_cpu() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let all: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Some((all.saturating_sub(idle), all))
+}
+
 /// RSS in MiB of the processes whose command line contains `needle`.
 fn rss_of(needle: &str) -> Vec<f64> {
     let mut out = Vec::new();
@@ -444,6 +459,8 @@ pub(crate) async fn pod_startup(
     let agents_before = agent_rss(&agents);
     let pods: Api<v1::Pod> = Api::namespaced(client.clone(), "default");
     let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let cpu_before = machine_cpu();
+    let burst = Instant::now();
     let results = futures::stream::iter(0..a.pods)
         .map(|i| {
             let (pods, acked) = (pods.clone(), acked.clone());
@@ -472,6 +489,21 @@ pub(crate) async fn pod_startup(
     let t0 = Instant::now();
     while running.lock().await.len() < a.pods && t0.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // How busy the machine was from the first create to the last pod
+    // Running: all of it (control plane, agents, runtimes).
+    if let (Some((busy0, all0)), Some((busy1, all1))) = (cpu_before, machine_cpu()) {
+        let ticks = all1.saturating_sub(all0).max(1) as f64;
+        let busy = busy1.saturating_sub(busy0) as f64;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let secs = burst.elapsed().as_secs_f64();
+        println!(
+            "{} runtime, create -> all Running: {:.1} s with the machine {:.0}% busy, {:.0} ms of CPU per pod",
+            a.runtime,
+            secs,
+            100.0 * busy / ticks,
+            1000.0 * secs * cores * (busy / ticks) / a.pods.max(1) as f64
+        );
     }
     let mut lat: Vec<f64> = {
         let r = running.lock().await;

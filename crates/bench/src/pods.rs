@@ -9,7 +9,9 @@
 //!   (loaded with `keelson image load` before the agents start), each pod's
 //!   create acknowledgement -> the watch showing it Running;
 //! - **per-pod overhead** once every pod runs: RSS of the pause processes
-//!   and of the `runc run` supervisors, and the agents' growth, per pod.
+//!   and of the `runc run` supervisors, and the agents' growth, per pod;
+//!   and the machine's CPU from the first create to the last pod Running
+//!   (busy share, CPU per pod).
 
 use std::time::Instant;
 
