@@ -329,6 +329,17 @@ fn resources_at(
     Ok(json_response(StatusCode::OK, &list))
 }
 
+/// The WebSocket subprotocols a request offers, comma-separated (every
+/// `Sec-WebSocket-Protocol` header).
+fn offered_protocols(headers: &HeaderMap) -> String {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A WebSocket upgrade, if the request asked for one.
 type Upgrade = Result<
     axum::extract::ws::WebSocketUpgrade,
@@ -351,11 +362,8 @@ async fn pod_exec(
     let r = http.api.exec_target(&who, &start).await;
     observe(&http, "exec", Kind::Pod, &r, started);
     let target = r?;
-    let offered = headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let (ws, protocol) = match (ws, exec::choose_protocol(offered)) {
+    let offered = offered_protocols(&headers);
+    let (ws, protocol) = match (ws, exec::choose_protocol(&offered)) {
         (Ok(ws), Some(p)) => (ws, p),
         _ => {
             return Err(Failure::bad_request(format!(
@@ -386,10 +394,7 @@ async fn pod_port_forward(
     let r = http.api.port_forward_target(&who, &namespace, &name).await;
     observe(&http, "portforward", Kind::Pod, &r, started);
     let target = r?;
-    let offered = headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let offered = offered_protocols(&headers);
     let wanted = offered
         .split(',')
         .any(|p| p.trim() == portforward::PROTOCOL);

@@ -128,15 +128,22 @@ impl Kubectl {
         Kubectl { config, home }
     }
 
+    /// kubectl with this config and HOME (never the user's KUBECONFIG).
+    fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new("kubectl");
+        c.arg("--kubeconfig")
+            .arg(&self.config)
+            .env("HOME", &self.home)
+            .env_remove("KUBECONFIG");
+        c
+    }
+
     /// Run kubectl; (success, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.config)
+        let out = self
+            .command()
             .args(["--request-timeout", "20s"])
             .args(args)
-            .env("HOME", &self.home)
-            .env_remove("KUBECONFIG")
             .output()
             .expect("kubectl must be on PATH (it is on this project's machines)");
         (
@@ -149,13 +156,10 @@ impl Kubectl {
     /// Run kubectl with `input` as its stdin; (exit code, stdout, stderr).
     pub fn run_input(&self, args: &[&str], input: &[u8]) -> (i32, String, String) {
         use std::io::Write;
-        let mut child = std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.config)
+        let mut child = self
+            .command()
             .args(["--request-timeout", "20s"])
             .args(args)
-            .env("HOME", &self.home)
-            .env_remove("KUBECONFIG")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -178,12 +182,9 @@ impl Kubectl {
         use std::io::BufRead;
         let err_path = self.home.join(format!("port-forward-{port}.err"));
         let err = std::fs::File::create(&err_path).expect("stderr file");
-        let mut child = std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.config)
+        let mut child = self
+            .command()
             .args(["port-forward", target, &format!(":{port}")])
-            .env("HOME", &self.home)
-            .env_remove("KUBECONFIG")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(err)
