@@ -27,6 +27,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "#[serde(with = \"crate::int_or_string\")]",
         );
     }
+    for field in BASE64_MAPS {
+        config = config.field_attribute(
+            format!(".keelson.v1.{field}"),
+            "#[serde(with = \"crate::base64_map\")]",
+        );
+    }
     // The descriptors (with the .proto's comments) for the schema that
     // OpenAPI documents and strategic merge patches are built from.
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);

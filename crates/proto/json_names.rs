@@ -26,3 +26,7 @@ pub const INT_OR_STRING: &[&str] = &[
     "RollingUpdateDeployment.max_unavailable",
     "RollingUpdateDeployment.max_surge",
 ];
+
+/// Fields of Kubernetes' `map<string, []byte>` type (`Message.field`):
+/// values written as base64 strings in JSON.
+pub const BASE64_MAPS: &[&str] = &["ConfigMap.binary_data", "Secret.data"];

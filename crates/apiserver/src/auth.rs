@@ -209,23 +209,28 @@ pub fn authorize(
 ) -> Result<()> {
     let allowed = match who.role {
         Role::Admin => true,
-        Role::Viewer => verb.reads(),
+        // As Kubernetes' `view` role: everything but Secrets.
+        Role::Viewer => verb.reads() && kind != Kind::Secret,
         Role::Node => {
             let me = who.user.as_str();
-            verb.reads()
-                || match kind {
-                    Kind::Node => verb != Verb::Delete && name == me,
-                    Kind::Lease => name == me,
-                    Kind::Event => verb == Verb::Create,
-                    // As Kubernetes' NodeRestriction: status and deletion
-                    // of its own pods, never their spec or metadata.
-                    Kind::Pod => {
-                        matches!(verb, Verb::UpdateStatus | Verb::Delete)
-                            && pod_node(old) == Some(me)
-                            && (new.is_none() || pod_node(new) == Some(me))
-                    }
-                    _ => false,
+            match kind {
+                // As Kubernetes' node authorizer: one object at a time, and
+                // only those its pods use (the caller checks the pods, see
+                // [`node_reads_by_reference`]).
+                Kind::Secret | Kind::ConfigMap => verb == Verb::Get,
+                _ if verb.reads() => true,
+                Kind::Node => verb != Verb::Delete && name == me,
+                Kind::Lease => name == me,
+                Kind::Event => verb == Verb::Create,
+                // As Kubernetes' NodeRestriction: status and deletion of
+                // its own pods, never their spec or metadata.
+                Kind::Pod => {
+                    matches!(verb, Verb::UpdateStatus | Verb::Delete)
+                        && pod_node(old) == Some(me)
+                        && (new.is_none() || pod_node(new) == Some(me))
                 }
+                _ => false,
+            }
         }
     };
     if allowed {
@@ -233,6 +238,44 @@ pub fn authorize(
     } else {
         Err(Error::Forbidden(denial(who, verb, kind, name, new.or(old))))
     }
+}
+
+/// Whether `who`'s read of `kind` needs [`node_may_read`] as well: a node
+/// reads a Secret or ConfigMap only when a pod bound to it uses it.
+pub fn node_reads_by_reference(who: &Identity, kind: Kind) -> bool {
+    who.role == Role::Node && matches!(kind, Kind::Secret | Kind::ConfigMap)
+}
+
+/// May node `who` read `kind` `name`, given the pods of its namespace?
+/// Only when one bound to the node uses it (env, envFrom or a volume).
+pub fn node_may_read(
+    who: &Identity,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    pods: &[Object],
+) -> Result<()> {
+    let used = pods.iter().any(|o| match o.kind.as_ref() {
+        Some(object::Kind::Pod(p)) => {
+            p.spec.as_ref().is_some_and(|s| s.node_name == who.user)
+                && keelson_model::pod::config_refs(p)
+                    .iter()
+                    .any(|r| r.kind == kind && r.name == name)
+        }
+        _ => false,
+    });
+    if used {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!(
+        "{} {name:?} is forbidden: User {:?} cannot get resource {:?} in API group \"\" \
+         in the namespace {namespace:?}: no relationship found between node {:?} and this \
+         object",
+        kind.plural(),
+        who.user,
+        kind.plural(),
+        who.user,
+    )))
 }
 
 /// A denial as Kubernetes words it: `pods "db" is forbidden: User "viewer"
@@ -396,6 +439,15 @@ mod tests {
                 false,
             ),
             (&n1, Verb::Update, Kind::Deployment, "d", None, None, false),
+            // Secrets: not for viewers; nodes get one at a time (their
+            // pods decide, see node_may_read) and never list them.
+            (&viewer, Verb::Get, Kind::Secret, "s", None, None, false),
+            (&viewer, Verb::List, Kind::Secret, "", None, None, false),
+            (&viewer, Verb::Get, Kind::ConfigMap, "c", None, None, true),
+            (&n1, Verb::Get, Kind::Secret, "s", None, None, true),
+            (&n1, Verb::List, Kind::Secret, "", None, None, false),
+            (&n1, Verb::Watch, Kind::ConfigMap, "", None, None, false),
+            (&n1, Verb::Create, Kind::Secret, "s", None, None, false),
         ];
         for (who, verb, kind, name, old, new, want) in cases {
             let got = authorize(who, verb, kind, name, old, new);
@@ -404,6 +456,36 @@ mod tests {
                 assert_eq!(e.code(), tonic::Code::PermissionDenied);
             }
         }
+    }
+
+    #[test]
+    fn a_node_reads_what_its_own_pods_use() {
+        let n1 = Identity {
+            user: "n1".into(),
+            role: Role::Node,
+        };
+        let pod = |node: &str, secret: &str| {
+            let p: keelson_proto::v1::Pod = serde_json::from_value(serde_json::json!({
+                "spec": {"nodeName": node, "containers": [{"name": "a", "image": "x"}],
+                         "volumes": [{"name": "v", "secret": {"secretName": secret}}]}
+            }))
+            .expect("pod");
+            keelson_model::Resource::into_object(p)
+        };
+        let pods = [pod("n2", "db"), pod("n1", "tls")];
+        assert!(node_may_read(&n1, Kind::Secret, "default", "tls", &pods).is_ok());
+        assert!(node_may_read(&n1, Kind::ConfigMap, "default", "tls", &pods).is_err());
+        match node_may_read(&n1, Kind::Secret, "default", "db", &pods) {
+            Err(Error::Forbidden(m)) => assert_eq!(
+                m,
+                "secrets \"db\" is forbidden: User \"n1\" cannot get resource \"secrets\" in API \
+                 group \"\" in the namespace \"default\": no relationship found between node \"n1\" \
+                 and this object"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(node_reads_by_reference(&n1, Kind::Secret));
+        assert!(!node_reads_by_reference(&n1, Kind::Pod));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! its own port ([`ApiConfig`]).
 
 pub mod auth;
+pub mod encryption;
 pub mod error;
 pub mod http;
 pub mod metrics;
@@ -57,6 +58,8 @@ pub struct ApiConfig {
     pub kube: Option<KubeApiConfig>,
     /// Services' cluster IPs are allocated from here.
     pub service_cidr: keelson_model::cidr::Cidr,
+    /// Secrets are encrypted at rest with this key (None: stored plain).
+    pub encryption: Option<encryption::SecretBox>,
 }
 
 /// Where the Kubernetes HTTP API listens, and its certificate. A port of
@@ -113,7 +116,9 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
     let kube_addr = kube_listener.as_ref().map(|(_, a, _)| *a);
     let server = keelson_store::Server::start(store).await?;
     let replica = server.replica.clone();
-    let registry = registry::Registry::new(replica.clone()).with_service_cidr(api.service_cidr);
+    let registry = registry::Registry::new(replica.clone())
+        .with_service_cidr(api.service_cidr)
+        .with_encryption(api.encryption.clone());
     let metrics = Arc::new(metrics::Metrics::new());
     let svc = service::Api {
         registry: registry.clone(),

@@ -30,12 +30,13 @@ use keelson_model::Resource;
 use keelson_proto::v1;
 
 use keelson_model::selector::{FieldSelector, LabelSelector};
-use keelson_model::{meta_of, meta_of_mut, Kind, Object};
+use keelson_model::{kind_of, meta_of, meta_of_mut, Kind, Object};
 use keelson_proto::etcdserverpb as pb;
 use keelson_proto::mvccpb;
 use keelson_proto::raft::{command, command_result, Command};
 use keelson_store::server::Replica;
 
+use crate::encryption::SecretBox;
 use crate::error::{Error, Result};
 pub use rules::{scope, POD_GRACE_DEFAULT_SECS, SYSTEM_NAMESPACES};
 use rules::{DeletePlan, Precondition, UpdatePlan};
@@ -53,6 +54,8 @@ pub struct Registry {
     pub(crate) replica: Arc<Replica>,
     /// Services' cluster IPs come from here.
     service_cidr: Cidr,
+    /// Secrets are encrypted at rest with this, when set.
+    secrets: Option<SecretBox>,
 }
 
 /// A stored object and its key's revisions.
@@ -134,8 +137,11 @@ pub fn parse_revision(rv: &str) -> Result<Option<i64>> {
 }
 
 /// Decode a stored key-value as an object with its resourceVersion.
-pub fn decode_kv(kind: Kind, kv: &mvccpb::KeyValue) -> Result<Object> {
-    let mut o = keelson_model::decode(kind, &kv.value).map_err(|e| {
+/// Encrypted values (see [`crate::encryption`]) are decrypted with `key`.
+pub fn decode_kv(kind: Kind, kv: &mvccpb::KeyValue, key: Option<&SecretBox>) -> Result<Object> {
+    let plain = crate::encryption::open(key, &kv.value)
+        .map_err(|e| Error::Internal(format!("read {}: {e}", String::from_utf8_lossy(&kv.key))))?;
+    let mut o = keelson_model::decode(kind, &plain).map_err(|e| {
         Error::Internal(format!("decode {}: {e}", String::from_utf8_lossy(&kv.key)))
     })?;
     if let Some(m) = meta_of_mut(&mut o) {
@@ -186,13 +192,18 @@ fn compare_absent(key: &str) -> pb::Compare {
     }
 }
 
-/// The object without its resourceVersion, as stored.
-fn encode_for_store(o: &Object) -> Vec<u8> {
+/// The object without its resourceVersion, as stored: a Secret sealed
+/// with `key` when there is one.
+fn encode_for_store(o: &Object, key: Option<&SecretBox>) -> Result<Vec<u8>> {
     let mut o = o.clone();
     if let Some(m) = meta_of_mut(&mut o) {
         m.resource_version.clear();
     }
-    keelson_model::encode(&o)
+    let plain = keelson_model::encode(&o);
+    match key {
+        Some(k) if kind_of(&o) == Some(Kind::Secret) => k.seal(&plain).map_err(Error::Internal),
+        _ => Ok(plain),
+    }
 }
 
 fn with_rv(mut o: Object, rev: i64) -> Object {
@@ -207,7 +218,19 @@ impl Registry {
         Registry {
             replica,
             service_cidr: allocations::DEFAULT_SERVICE_CIDR,
+            secrets: None,
         }
+    }
+
+    /// Encrypt Secrets at rest with `key`.
+    pub fn with_encryption(mut self, key: Option<SecretBox>) -> Registry {
+        self.secrets = key;
+        self
+    }
+
+    /// The key Secrets are sealed with, if any.
+    pub fn secret_box(&self) -> Option<&SecretBox> {
+        self.secrets.as_ref()
     }
 
     /// Give Services cluster IPs from `cidr`.
@@ -299,7 +322,7 @@ impl Registry {
             return Ok(None);
         };
         Ok(Some(Stored {
-            object: decode_kv(kind, &kv)?,
+            object: decode_kv(kind, &kv, self.secrets.as_ref())?,
             mod_revision: kv.mod_revision,
             lease: kv.lease,
         }))
@@ -365,7 +388,7 @@ impl Registry {
                 e => e.into(),
             })?;
             for kv in &res.kvs {
-                let o = decode_kv(kind, kv)?;
+                let o = decode_kv(kind, kv, self.secrets.as_ref())?;
                 let labels_ok = meta_of(&o).is_some_and(|m| opts.labels.matches(&m.labels));
                 if labels_ok && opts.fields.matches(&o) {
                     items.push(o);
@@ -516,7 +539,11 @@ impl Registry {
             } else {
                 (requested.clone(), BTreeSet::new())
             };
-            let mut ops = vec![put_op(&key, encode_for_store(&obj), lease)];
+            let mut ops = vec![put_op(
+                &key,
+                encode_for_store(&obj, self.secrets.as_ref())?,
+                lease,
+            )];
             for k in &keys {
                 compare.push(compare_absent(k));
                 ops.push(put_op(k, format!("{ns}/{name}").into_bytes(), 0));
@@ -593,9 +620,14 @@ impl Registry {
                 (new, BTreeSet::new(), BTreeSet::new())
             };
             let (op, object) = match rules::plan_update(&req, cur, new)? {
-                UpdatePlan::Put { object, lease } => {
-                    (put_op(&key, encode_for_store(&object), lease), object)
-                }
+                UpdatePlan::Put { object, lease } => (
+                    put_op(
+                        &key,
+                        encode_for_store(&object, self.secrets.as_ref())?,
+                        lease,
+                    ),
+                    object,
+                ),
                 UpdatePlan::Remove { object } => (delete_op(&key), object),
             };
             if commit == Commit::DryRun {
@@ -661,7 +693,11 @@ impl Registry {
                 DeletePlan::Unchanged => return Ok((cur.object, false)),
                 DeletePlan::Remove => (delete_op(&key), cur.object, true),
                 DeletePlan::Mark(marked) => (
-                    put_op(&key, encode_for_store(&marked), cur.lease),
+                    put_op(
+                        &key,
+                        encode_for_store(&marked, self.secrets.as_ref())?,
+                        cur.lease,
+                    ),
                     *marked,
                     false,
                 ),

@@ -264,6 +264,10 @@ impl Api {
         authorize(who, Verb::Get, kind, &req.name, None, None)?;
         let ns = namespace_for(kind, &req.namespace);
         let local = read_locally(&self.registry, &req.resource_version)?;
+        if crate::auth::node_reads_by_reference(who, kind) {
+            let pods = self.node_pods(who, &ns, local).await?;
+            crate::auth::node_may_read(who, kind, &ns, &req.name, &pods)?;
+        }
         self.registry
             .read(kind, &ns, &req.name, !local)
             .await?
@@ -272,6 +276,28 @@ impl Api {
                 kind: kind.plural(),
                 name: req.name.clone(),
             })
+    }
+
+    /// The pods of `ns` bound to node `who` (a node's reads of Secrets and
+    /// ConfigMaps are decided on them).
+    async fn node_pods(&self, who: &Identity, ns: &str, local: bool) -> Result<Vec<Object>, Error> {
+        let fields = FieldSelector::parse(&format!("spec.nodeName={}", who.user), Kind::Pod)
+            .map_err(Error::BadRequest)?;
+        let page = self
+            .registry
+            .list(
+                Kind::Pod,
+                ListOptions {
+                    namespace: ns,
+                    labels: &LabelSelector::default(),
+                    fields: &fields,
+                    limit: 0,
+                    continue_token: "",
+                    local,
+                },
+            )
+            .await?;
+        Ok(page.items)
     }
 
     /// Resources.List, for any front end: authorize, parse the selectors,

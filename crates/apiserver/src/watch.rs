@@ -23,6 +23,7 @@ use keelson_store::mvcc::{KeyRange, PrevKv};
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::encryption::SecretBox;
 use crate::error::Error;
 use crate::registry::{decode_kv, prefix_end, ListOptions, Registry};
 
@@ -72,7 +73,12 @@ impl WatchSpec {
     }
 
     /// The event one key change means for this watcher, if any.
-    fn translate(&self, ev: &mvccpb::Event, rev: i64) -> Result<Option<WatchEvent>, Error> {
+    fn translate(
+        &self,
+        ev: &mvccpb::Event,
+        rev: i64,
+        key: Option<&SecretBox>,
+    ) -> Result<Option<WatchEvent>, Error> {
         let Some(kv) = ev.kv.as_ref() else {
             return Ok(None);
         };
@@ -84,26 +90,35 @@ impl WatchSpec {
             is_delete || kv.create_revision != kv.mod_revision
         } else {
             match ev.prev_kv.as_ref() {
-                Some(p) => self.selects(&decode_kv(self.kind, p)?),
+                Some(p) => self.selects(&decode_kv(self.kind, p, key)?),
                 None => false,
             }
         };
         if is_delete {
             // The deleted object's last state, at the deletion's revision.
             return Ok(match ev.prev_kv.as_ref() {
-                Some(p) if was => Some(raw_event("DELETED", self.kind, &p.value, rev)),
+                Some(p) if was => Some(raw_event("DELETED", self.kind, &plain(key, p)?, rev)),
                 _ => None,
             });
         }
-        let is = unfiltered || self.selects(&decode_kv(self.kind, kv)?);
+        let is = unfiltered || self.selects(&decode_kv(self.kind, kv, key)?);
         let typ = match (was, is) {
             (false, true) => "ADDED",
             (true, true) => "MODIFIED",
             (true, false) => "DELETED",
             (false, false) => return Ok(None),
         };
-        Ok(Some(raw_event(typ, self.kind, &kv.value, rev)))
+        Ok(Some(raw_event(typ, self.kind, &plain(key, kv)?, rev)))
     }
+}
+
+/// A stored value decrypted (see [`crate::encryption`]).
+fn plain<'a>(
+    key: Option<&SecretBox>,
+    kv: &'a mvccpb::KeyValue,
+) -> Result<std::borrow::Cow<'a, [u8]>, Error> {
+    crate::encryption::open(key, &kv.value)
+        .map_err(|e| Error::Internal(format!("read {}: {e}", String::from_utf8_lossy(&kv.key))))
 }
 
 /// A revision can hold several events (a txn, a lease's keys): all but its
@@ -221,7 +236,7 @@ async fn stream(
         };
         let mut outs = Vec::new();
         for ev in &events {
-            if let Some(out) = spec.translate(&ev.event, ev.revision)? {
+            if let Some(out) = spec.translate(&ev.event, ev.revision, registry.secret_box())? {
                 outs.push((ev.revision, out));
             }
         }
@@ -370,7 +385,7 @@ mod tests {
             (delete(pod_kv("db", 5, 9), 11), 11, "DELETED", "-"),
         ];
         for (i, (ev, rev, want_all, want_web)) in cases.into_iter().enumerate() {
-            let got_all = all.translate(&ev, rev).expect("translate");
+            let got_all = all.translate(&ev, rev, None).expect("translate");
             if let Some(e) = &got_all {
                 assert_eq!(e.resource_version, rev.to_string(), "case {i}");
                 let o = <Object as prost::Message>::decode(e.object.as_slice()).expect("object");
@@ -382,7 +397,7 @@ mod tests {
             }
             assert_eq!(kind_of(got_all), want_all, "case {i} unfiltered");
             assert_eq!(
-                kind_of(web.translate(&ev, rev).expect("translate")),
+                kind_of(web.translate(&ev, rev, None).expect("translate")),
                 want_web,
                 "case {i} app=web"
             );

@@ -105,6 +105,12 @@ pub struct ServerArgs {
     /// --service-cluster-ip-range).
     #[arg(long, default_value = "10.96.0.0/16")]
     pub service_cluster_ip_range: String,
+    /// Encrypt Secrets at rest with AES-256-GCM under the key in this file
+    /// (32 bytes, base64: `head -c 32 /dev/urandom | base64`); every
+    /// replica needs the same key. Secrets written before are read as
+    /// they are and encrypted on their next write.
+    #[arg(long)]
+    pub encryption_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub node_lifecycle: NodeLifecycleArgs,
 }
@@ -420,6 +426,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kube,
         service_cidr: keelson_model::cidr::Cidr::parse(&args.service_cluster_ip_range)
             .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?,
+        encryption: match &args.encryption_key_file {
+            Some(path) => Some(
+                keelson_apiserver::encryption::SecretBox::from_key_file(&read(path)?).map_err(
+                    |e| anyhow::anyhow!("--encryption-key-file {}: {e}", path.display()),
+                )?,
+            ),
+            None => None,
+        },
     };
     let server = keelson_apiserver::start(config, api)
         .await

@@ -209,17 +209,7 @@ async fn owner_exists(
                 .map(|o| o.meta().uid.clone())
         };
     }
-    let uid = match kind {
-        Kind::Namespace => get_uid!(v1::Namespace),
-        Kind::Node => get_uid!(v1::Node),
-        Kind::Pod => get_uid!(v1::Pod),
-        Kind::ReplicaSet => get_uid!(v1::ReplicaSet),
-        Kind::Deployment => get_uid!(v1::Deployment),
-        Kind::Service => get_uid!(v1::Service),
-        Kind::Endpoints => get_uid!(v1::Endpoints),
-        Kind::Event => get_uid!(v1::Event),
-        Kind::Lease => get_uid!(v1::Lease),
-    };
+    let uid = keelson_model::for_kind!(kind, T => get_uid!(T));
     match uid {
         Ok(u) => Ok(u == r.uid),
         Err(Error::NotFound(_)) => Ok(false),
@@ -245,17 +235,7 @@ async fn delete(
             ctx.api::<$t>(namespace).delete(name, &p).await.map(drop)
         };
     }
-    let r = match kind {
-        Kind::Namespace => del!(v1::Namespace),
-        Kind::Node => del!(v1::Node),
-        Kind::Pod => del!(v1::Pod),
-        Kind::ReplicaSet => del!(v1::ReplicaSet),
-        Kind::Deployment => del!(v1::Deployment),
-        Kind::Service => del!(v1::Service),
-        Kind::Endpoints => del!(v1::Endpoints),
-        Kind::Event => del!(v1::Event),
-        Kind::Lease => del!(v1::Lease),
-    };
+    let r = keelson_model::for_kind!(kind, T => del!(T));
     // Gone, or replaced by a namesake (the uid precondition failed): done.
     match r {
         Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => Ok(()),
@@ -292,15 +272,5 @@ async fn edit_meta(
             }
         }};
     }
-    match kind {
-        Kind::Namespace => edit!(v1::Namespace),
-        Kind::Node => edit!(v1::Node),
-        Kind::Pod => edit!(v1::Pod),
-        Kind::ReplicaSet => edit!(v1::ReplicaSet),
-        Kind::Deployment => edit!(v1::Deployment),
-        Kind::Service => edit!(v1::Service),
-        Kind::Endpoints => edit!(v1::Endpoints),
-        Kind::Event => edit!(v1::Event),
-        Kind::Lease => edit!(v1::Lease),
-    }
+    keelson_model::for_kind!(kind, T => edit!(T))
 }

@@ -180,7 +180,14 @@ pub fn apply(o: &mut Object) {
             let status = ns.status.get_or_insert_with(Default::default);
             default_str(&mut status.phase, "Active");
         }
-        Variant::Node(_) | Variant::Lease(_) => {}
+        Variant::Secret(sec) => {
+            default_str(&mut sec.r#type, "Opaque");
+            // stringData is write-only: merged over data, never stored.
+            for (k, v) in std::mem::take(&mut sec.string_data) {
+                sec.data.insert(k, v.into_bytes());
+            }
+        }
+        Variant::Node(_) | Variant::Lease(_) | Variant::ConfigMap(_) => {}
     }
 }
 

@@ -17,10 +17,12 @@ pub enum Kind {
     Endpoints,
     Event,
     Lease,
+    ConfigMap,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -30,6 +32,8 @@ impl Kind {
         Kind::Endpoints,
         Kind::Event,
         Kind::Lease,
+        Kind::ConfigMap,
+        Kind::Secret,
     ];
 
     /// The kind as written in manifests (`kind: Deployment`).
@@ -44,6 +48,8 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::Event => "Event",
             Kind::Lease => "Lease",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -59,6 +65,8 @@ impl Kind {
             Kind::Endpoints => "endpoints",
             Kind::Event => "events",
             Kind::Lease => "leases",
+            Kind::ConfigMap => "configmaps",
+            Kind::Secret => "secrets",
         }
     }
 
@@ -79,7 +87,10 @@ impl Kind {
     /// Whether objects of this kind have a status the status verb updates
     /// (for the others, update writes the whole object).
     pub fn has_status(self) -> bool {
-        !matches!(self, Kind::Endpoints | Kind::Event | Kind::Lease)
+        !matches!(
+            self,
+            Kind::Endpoints | Kind::Event | Kind::Lease | Kind::ConfigMap | Kind::Secret
+        )
     }
 
     /// kubectl's short names of the kind (`po`, `deploy`, `svc`...), as
@@ -95,6 +106,8 @@ impl Kind {
             Kind::Endpoints => &["ep"],
             Kind::Event => &["ev"],
             Kind::Lease => &[],
+            Kind::ConfigMap => &["cm"],
+            Kind::Secret => &[],
         }
     }
 
@@ -188,6 +201,8 @@ resource!(Service, Service);
 resource!(Endpoints, Endpoints);
 resource!(Event, Event);
 resource!(Lease, Lease);
+resource!(ConfigMap, ConfigMap);
+resource!(Secret, Secret);
 
 /// Calls `$f` with the typed object inside an [`Object`], whatever its kind.
 #[macro_export]
@@ -203,6 +218,62 @@ macro_rules! with_object {
             ::keelson_proto::api::object::Kind::Endpoints($x) => $body,
             ::keelson_proto::api::object::Kind::Event($x) => $body,
             ::keelson_proto::api::object::Kind::Lease($x) => $body,
+            ::keelson_proto::api::object::Kind::ConfigMap($x) => $body,
+            ::keelson_proto::api::object::Kind::Secret($x) => $body,
+        }
+    };
+}
+
+/// Evaluates `$body` with `$t` naming the Rust type of `$kind`, whatever
+/// the kind: `for_kind!(kind, T => api::<T>().get(name))`.
+#[macro_export]
+macro_rules! for_kind {
+    ($kind:expr, $t:ident => $body:expr) => {
+        match $kind {
+            $crate::Kind::Namespace => {
+                type $t = ::keelson_proto::v1::Namespace;
+                $body
+            }
+            $crate::Kind::Node => {
+                type $t = ::keelson_proto::v1::Node;
+                $body
+            }
+            $crate::Kind::Pod => {
+                type $t = ::keelson_proto::v1::Pod;
+                $body
+            }
+            $crate::Kind::ReplicaSet => {
+                type $t = ::keelson_proto::v1::ReplicaSet;
+                $body
+            }
+            $crate::Kind::Deployment => {
+                type $t = ::keelson_proto::v1::Deployment;
+                $body
+            }
+            $crate::Kind::Service => {
+                type $t = ::keelson_proto::v1::Service;
+                $body
+            }
+            $crate::Kind::Endpoints => {
+                type $t = ::keelson_proto::v1::Endpoints;
+                $body
+            }
+            $crate::Kind::Event => {
+                type $t = ::keelson_proto::v1::Event;
+                $body
+            }
+            $crate::Kind::Lease => {
+                type $t = ::keelson_proto::v1::Lease;
+                $body
+            }
+            $crate::Kind::ConfigMap => {
+                type $t = ::keelson_proto::v1::ConfigMap;
+                $body
+            }
+            $crate::Kind::Secret => {
+                type $t = ::keelson_proto::v1::Secret;
+                $body
+            }
         }
     };
 }
@@ -219,6 +290,8 @@ pub fn kind_of(o: &Object) -> Option<Kind> {
         object::Kind::Endpoints(_) => Kind::Endpoints,
         object::Kind::Event(_) => Kind::Event,
         object::Kind::Lease(_) => Kind::Lease,
+        object::Kind::ConfigMap(_) => Kind::ConfigMap,
+        object::Kind::Secret(_) => Kind::Secret,
     })
 }
 
@@ -243,18 +316,7 @@ pub fn controller_of(meta: &v1::ObjectMeta) -> Option<&v1::OwnerReference> {
 /// Decode a stored object of `kind` (protobuf).
 pub fn decode(kind: Kind, bytes: &[u8]) -> Result<Object, prost::DecodeError> {
     use prost::Message;
-    let k = match kind {
-        Kind::Namespace => object::Kind::Namespace(v1::Namespace::decode(bytes)?),
-        Kind::Node => object::Kind::Node(v1::Node::decode(bytes)?),
-        Kind::Pod => object::Kind::Pod(v1::Pod::decode(bytes)?),
-        Kind::ReplicaSet => object::Kind::ReplicaSet(v1::ReplicaSet::decode(bytes)?),
-        Kind::Deployment => object::Kind::Deployment(v1::Deployment::decode(bytes)?),
-        Kind::Service => object::Kind::Service(v1::Service::decode(bytes)?),
-        Kind::Endpoints => object::Kind::Endpoints(v1::Endpoints::decode(bytes)?),
-        Kind::Event => object::Kind::Event(v1::Event::decode(bytes)?),
-        Kind::Lease => object::Kind::Lease(v1::Lease::decode(bytes)?),
-    };
-    Ok(Object { kind: Some(k) })
+    Ok(crate::for_kind!(kind, T => T::decode(bytes)?.into_object()))
 }
 
 /// Encode an object for the store (the typed message, protobuf).
@@ -278,6 +340,8 @@ fn object_field(kind: Kind) -> u32 {
         Kind::Endpoints => 7,
         Kind::Event => 8,
         Kind::Lease => 9,
+        Kind::ConfigMap => 10,
+        Kind::Secret => 11,
     }
 }
 

@@ -2,8 +2,8 @@
 //! typed objects out, and back. Field names are Kubernetes' (camelCase);
 //! a field Keelson does not support is an error naming it with its path.
 
+use crate::kinds::Resource as _;
 use keelson_proto::api::Object;
-use keelson_proto::v1;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -99,19 +99,7 @@ pub fn from_value(value: serde_json::Value) -> Result<Object, String> {
         format!("{kind_name} {name}")
     };
     let typed = |e: String| format!("{what}: {e}");
-    use keelson_proto::api::object::Kind as K;
-    let k = match kind {
-        Kind::Namespace => K::Namespace(typed_from::<v1::Namespace>(value).map_err(typed)?),
-        Kind::Node => K::Node(typed_from::<v1::Node>(value).map_err(typed)?),
-        Kind::Pod => K::Pod(typed_from::<v1::Pod>(value).map_err(typed)?),
-        Kind::ReplicaSet => K::ReplicaSet(typed_from::<v1::ReplicaSet>(value).map_err(typed)?),
-        Kind::Deployment => K::Deployment(typed_from::<v1::Deployment>(value).map_err(typed)?),
-        Kind::Service => K::Service(typed_from::<v1::Service>(value).map_err(typed)?),
-        Kind::Endpoints => K::Endpoints(typed_from::<v1::Endpoints>(value).map_err(typed)?),
-        Kind::Event => K::Event(typed_from::<v1::Event>(value).map_err(typed)?),
-        Kind::Lease => K::Lease(typed_from::<v1::Lease>(value).map_err(typed)?),
-    };
-    Ok(Object { kind: Some(k) })
+    Ok(crate::for_kind!(kind, T => typed_from::<T>(value).map_err(typed)?.into_object()))
 }
 
 /// Deserialize with the path of the offending field in the error:
@@ -216,7 +204,7 @@ pub fn to_json(o: &Object) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Resource;
+    use keelson_proto::v1;
 
     const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
@@ -310,10 +298,10 @@ spec:
             .expect_err("apps/v1 only")
             .to_string();
         assert!(err.contains("apps/v1"), "{err}");
-        let err = parse("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d}\n")
+        let err = parse("apiVersion: v1\nkind: StorageClass\nmetadata: {name: d}\n")
             .expect_err("unknown kind")
             .to_string();
-        assert!(err.contains("ConfigMap"), "{err}");
+        assert!(err.contains("StorageClass"), "{err}");
         assert!(parse("a: [").is_err());
     }
 

@@ -17,9 +17,109 @@ pub fn is_ready(p: &v1::Pod) -> bool {
     ready_condition(p).is_some_and(|c| c.status == "True")
 }
 
+/// A ConfigMap or Secret a pod reads, in the pod's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConfigRef {
+    /// [`crate::Kind::ConfigMap`] or [`crate::Kind::Secret`].
+    pub kind: crate::Kind,
+    pub name: String,
+    /// Whether the pod starts without it (every use of it says
+    /// `optional: true`).
+    pub optional: bool,
+}
+
+/// The ConfigMaps and Secrets a pod reads (env, envFrom, volumes), each
+/// once, sorted; a name used both optionally and not counts as required.
+pub fn config_refs(p: &v1::Pod) -> Vec<ConfigRef> {
+    use crate::Kind;
+    let mut refs: std::collections::BTreeMap<(Kind, String), bool> = Default::default();
+    let mut add = |kind: Kind, name: &str, optional: Option<bool>| {
+        if name.is_empty() {
+            return;
+        }
+        let o = refs.entry((kind, name.to_string())).or_insert(true);
+        *o = *o && optional == Some(true);
+    };
+    let Some(spec) = p.spec.as_ref() else {
+        return Vec::new();
+    };
+    for c in &spec.containers {
+        for e in &c.env {
+            let Some(from) = &e.value_from else { continue };
+            if let Some(r) = &from.config_map_key_ref {
+                add(Kind::ConfigMap, &r.name, r.optional);
+            }
+            if let Some(r) = &from.secret_key_ref {
+                add(Kind::Secret, &r.name, r.optional);
+            }
+        }
+        for f in &c.env_from {
+            if let Some(r) = &f.config_map_ref {
+                add(Kind::ConfigMap, &r.name, r.optional);
+            }
+            if let Some(r) = &f.secret_ref {
+                add(Kind::Secret, &r.name, r.optional);
+            }
+        }
+    }
+    for v in &spec.volumes {
+        if let Some(c) = &v.config_map {
+            add(Kind::ConfigMap, &c.name, c.optional);
+        }
+        if let Some(s) = &v.secret {
+            add(Kind::Secret, &s.secret_name, s.optional);
+        }
+    }
+    refs.into_iter()
+        .map(|((kind, name), optional)| ConfigRef {
+            kind,
+            name,
+            optional,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_refs_are_every_use_once() {
+        let pod: v1::Pod = serde_json::from_value(serde_json::json!({
+            "spec": {
+                "containers": [{
+                    "name": "a", "image": "x",
+                    "env": [
+                        {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}},
+                        {"name": "B", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw", "optional": true}}},
+                        {"name": "C", "value": "plain"}
+                    ],
+                    "envFrom": [{"configMapRef": {"name": "cfg", "optional": true}}, {"secretRef": {"name": "tls"}}]
+                }],
+                "volumes": [
+                    {"name": "v", "configMap": {"name": "files", "optional": true}},
+                    {"name": "w", "secret": {"secretName": "db", "optional": true}},
+                    {"name": "e", "emptyDir": {}}
+                ]
+            }
+        }))
+        .expect("pod");
+        let refs = config_refs(&pod);
+        let got: Vec<(crate::Kind, &str, bool)> = refs
+            .iter()
+            .map(|r| (r.kind, r.name.as_str(), r.optional))
+            .collect();
+        use crate::Kind::{ConfigMap, Secret};
+        assert_eq!(
+            got,
+            vec![
+                (ConfigMap, "cfg", false),
+                (ConfigMap, "files", true),
+                (Secret, "db", true),
+                (Secret, "tls", false),
+            ]
+        );
+    }
 
     fn pod(conditions: &[(&str, &str)]) -> v1::Pod {
         v1::Pod {

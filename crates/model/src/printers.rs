@@ -99,6 +99,8 @@ fn column_sets(kind: Kind) -> (&'static [&'static str], &'static [&'static str])
         Kind::Event => (&["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], &[]),
         Kind::Namespace => (&["NAME", "STATUS", "AGE"], &[]),
         Kind::Lease => (&["NAME", "HOLDER", "AGE"], &[]),
+        Kind::ConfigMap => (&["NAME", "DATA", "AGE"], &[]),
+        Kind::Secret => (&["NAME", "TYPE", "DATA", "AGE"], &[]),
     }
 }
 
@@ -136,6 +138,17 @@ pub fn row(o: &Object, wide: bool, now: SystemTime) -> Vec<String> {
                 .filter(|p| !p.is_empty())
                 .unwrap_or_else(|| "Active".into()),
             created(&ns.metadata, now),
+        ],
+        Variant::ConfigMap(cm) => vec![
+            name(&cm.metadata),
+            (cm.data.len() + cm.binary_data.len()).to_string(),
+            created(&cm.metadata, now),
+        ],
+        Variant::Secret(sec) => vec![
+            name(&sec.metadata),
+            sec.r#type.clone(),
+            sec.data.len().to_string(),
+            created(&sec.metadata, now),
         ],
         Variant::Lease(l) => vec![
             name(&l.metadata),

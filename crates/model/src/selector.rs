@@ -217,6 +217,7 @@ pub fn supported_fields(kind: crate::Kind) -> &'static [&'static str] {
             "source",
         ],
         Kind::Namespace => &["status.phase"],
+        Kind::Secret => &["type"],
         _ => &[],
     }
 }
@@ -325,6 +326,7 @@ pub fn field_value(o: &Object, field: &str) -> Option<String> {
                 _ => None,
             }
         }
+        object::Kind::Secret(s) if field == "type" => Some(s.r#type.clone()),
         _ => None,
     }
 }

@@ -70,6 +70,8 @@ const MSG_PORT_NAME: &str = "must be an IANA service name: at most 15 lowercase 
 const MSG_PORT: &str = "must be between 1 and 65535, inclusive";
 const MSG_NON_NEGATIVE: &str = "must be greater than or equal to 0";
 const MSG_IP: &str = "must be a valid IP address";
+const MSG_CONFIG_KEY: &str = "a valid config key must consist of alphanumeric characters, '-',      '_' or '.' (e.g. 'key.name', or 'KEY_NAME', or 'key-name', regex used for validation is      '[-._a-zA-Z0-9]+')";
+const MSG_RELATIVE_PATH: &str = "must be a relative path without '..'";
 
 /// The problems found so far.
 #[derive(Default)]
@@ -110,6 +112,12 @@ impl Errors {
         if !value.is_empty() && !supported.contains(&value) {
             self.unsupported(path, value, supported);
         }
+    }
+
+    fn too_long(&mut self, path: &str, max_bytes: usize) {
+        self.0.push(format!(
+            "{path}: Too long: must have at most {max_bytes} bytes"
+        ));
     }
 
     fn non_negative(&mut self, path: &str, value: impl Into<i64>) {
@@ -349,12 +357,37 @@ fn check_volumes(e: &mut Errors, p: &str, volumes: &[v1::Volume]) -> HashSet<Str
         } else if !names.insert(v.name.clone()) {
             e.duplicate(&format!("{vp}.name"), &v.name);
         }
-        match (&v.empty_dir, &v.host_path) {
-            (Some(_), Some(_)) => e.forbidden(
-                &format!("{vp}.hostPath"),
+        let sources = [
+            ("emptyDir", v.empty_dir.is_some()),
+            ("hostPath", v.host_path.is_some()),
+            ("configMap", v.config_map.is_some()),
+            ("secret", v.secret.is_some()),
+        ];
+        let mut given = sources.iter().filter(|(_, set)| *set).map(|(n, _)| *n);
+        match (given.next(), given.next()) {
+            (None, _) => e.required_because(&vp, "must specify a volume type"),
+            (Some(_), Some(second)) => e.forbidden(
+                &format!("{vp}.{second}"),
                 "may not specify more than 1 volume type",
             ),
-            (None, None) => e.required_because(&vp, "must specify a volume type"),
+            (Some(_), None) => {}
+        }
+        if let Some(c) = &v.config_map {
+            let cp = format!("{vp}.configMap");
+            check_projected(e, &cp, "name", &c.name, &c.items, c.default_mode);
+        }
+        if let Some(sec) = &v.secret {
+            let sp = format!("{vp}.secret");
+            check_projected(
+                e,
+                &sp,
+                "secretName",
+                &sec.secret_name,
+                &sec.items,
+                sec.default_mode,
+            );
+        }
+        match (&v.empty_dir, &v.host_path) {
             (Some(d), None) => {
                 e.empty_or_one_of(&format!("{vp}.emptyDir.medium"), &d.medium, &["Memory"]);
                 if !d.size_limit.is_empty()
@@ -382,9 +415,173 @@ fn check_volumes(e: &mut Errors, p: &str, volumes: &[v1::Volume]) -> HashSet<Str
                     e.unsupported(&format!("{vp}.hostPath.type"), &t, &HOST_PATH_TYPES[1..]);
                 }
             }
+            _ => {}
         }
     }
     names
+}
+
+/// A ConfigMap or Secret volume: the object's name, the keys projected to
+/// files and the files' modes.
+fn check_projected(
+    e: &mut Errors,
+    p: &str,
+    name_field: &str,
+    name: &str,
+    items: &[v1::KeyToPath],
+    default_mode: Option<i32>,
+) {
+    if name.is_empty() {
+        e.required(&format!("{p}.{name_field}"));
+    } else if !is_dns1123_subdomain(name) {
+        e.invalid(&format!("{p}.{name_field}"), name, MSG_SUBDOMAIN);
+    }
+    if let Some(m) = default_mode {
+        check_mode(e, &format!("{p}.defaultMode"), m);
+    }
+    let mut paths = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = format!("{p}.items[{i}]");
+        if item.key.is_empty() {
+            e.required(&format!("{ip}.key"));
+        }
+        if item.path.is_empty() {
+            e.required(&format!("{ip}.path"));
+        } else if !is_relative_path(&item.path) {
+            e.invalid(&format!("{ip}.path"), &item.path, MSG_RELATIVE_PATH);
+        } else if !paths.insert(item.path.as_str()) {
+            e.duplicate(&format!("{ip}.path"), &item.path);
+        }
+        if let Some(m) = item.mode {
+            check_mode(e, &format!("{ip}.mode"), m);
+        }
+    }
+}
+
+/// A file's mode bits: 0 to 0777.
+fn check_mode(e: &mut Errors, path: &str, mode: i32) {
+    if !(0..=0o777).contains(&mode) {
+        e.invalid(
+            path,
+            mode,
+            "must be a number between 0 and 0777 (octal), both inclusive",
+        );
+    }
+}
+
+/// A relative path that stays inside its directory: not absolute, no `..`
+/// component, not starting with `..`.
+fn is_relative_path(p: &str) -> bool {
+    !p.starts_with('/') && !p.split('/').any(|c| c == "..")
+}
+
+/// A ConfigMap or Secret key: `[-._a-zA-Z0-9]+`, at most 253 characters,
+/// not `.` or `..` (nor starting with `..`).
+pub fn is_config_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 253
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && k != "."
+        && !k.starts_with("..")
+}
+
+/// The most a ConfigMap's or Secret's data may hold (Kubernetes' 1 MiB).
+pub const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+fn check_config_keys<'a>(e: &mut Errors, field: &str, keys: impl Iterator<Item = &'a String>) {
+    for k in keys {
+        if !is_config_key(k) {
+            e.invalid(&format!("{field}[{k}]"), k, MSG_CONFIG_KEY);
+        }
+    }
+}
+
+fn check_config_map(e: &mut Errors, cm: &v1::ConfigMap) {
+    check_config_keys(e, "data", cm.data.keys());
+    check_config_keys(e, "binaryData", cm.binary_data.keys());
+    for k in cm.data.keys() {
+        if cm.binary_data.contains_key(k) {
+            e.invalid(
+                &format!("data[{k}]"),
+                k,
+                "duplicate of key present in binaryData",
+            );
+        }
+    }
+    let size: usize = cm
+        .data
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum::<usize>()
+        + cm.binary_data
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    if size > MAX_DATA_BYTES {
+        e.too_long("data", MAX_DATA_BYTES);
+    }
+}
+
+/// The Secret types Kubernetes defines, and the keys each requires.
+const SECRET_TYPES: &[(&str, &[&str])] = &[
+    ("kubernetes.io/dockercfg", &[".dockercfg"]),
+    ("kubernetes.io/dockerconfigjson", &[".dockerconfigjson"]),
+    ("kubernetes.io/ssh-auth", &["ssh-privatekey"]),
+    ("kubernetes.io/tls", &["tls.crt", "tls.key"]),
+];
+
+fn check_secret(e: &mut Errors, s: &v1::Secret) {
+    check_config_keys(e, "data", s.data.keys());
+    check_config_keys(e, "stringData", s.string_data.keys());
+    let size: usize = s.data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_DATA_BYTES {
+        e.too_long("data", MAX_DATA_BYTES);
+    }
+    if let Some((_, keys)) = SECRET_TYPES.iter().find(|(t, _)| *t == s.r#type) {
+        for k in *keys {
+            if !s.data.contains_key(*k) {
+                e.required(&format!("data[{k}]"));
+            }
+        }
+    }
+    match s.r#type.as_str() {
+        "kubernetes.io/basic-auth"
+            if !s.data.contains_key("username") && !s.data.contains_key("password") =>
+        {
+            e.required_because(
+                "data[username]",
+                "at least one of `username` or `password` is required",
+            );
+        }
+        "kubernetes.io/service-account-token" => {
+            let named = s.metadata.as_ref().is_some_and(|m| {
+                m.annotations
+                    .get("kubernetes.io/service-account.name")
+                    .is_some_and(|n| !n.is_empty())
+            });
+            if !named {
+                e.required("metadata.annotations[kubernetes.io/service-account.name]");
+            }
+        }
+        "kubernetes.io/dockerconfigjson" | "kubernetes.io/dockercfg" => {
+            let key = if s.r#type.ends_with("json") {
+                ".dockerconfigjson"
+            } else {
+                ".dockercfg"
+            };
+            if let Some(v) = s.data.get(key) {
+                if serde_json::from_slice::<serde_json::Value>(v).is_err() {
+                    e.invalid(
+                        &format!("data[{key}]"),
+                        "<secret contents redacted>",
+                        "must be valid JSON",
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn check_mounts(e: &mut Errors, p: &str, c: &v1::Container, volumes: &HashSet<String>) {
@@ -414,6 +611,101 @@ fn check_mounts(e: &mut Errors, p: &str, c: &v1::Container, volumes: &HashSet<St
                 "must be a relative path without '..'",
             );
         }
+    }
+}
+
+const MSG_ENV_NAME: &str =
+    "must consist of letters, digits, '_', '-' or '.', and must not start with a digit";
+
+/// The downward API's fields an environment variable may read.
+const FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "status.hostIP",
+    "status.podIP",
+];
+
+/// A `fieldRef.fieldPath` of the downward API: one of [`FIELD_PATHS`] or
+/// `metadata.labels['key']` / `metadata.annotations['key']`; the key of
+/// the latter, if it is one.
+pub fn parse_field_path(path: &str) -> Option<(&str, Option<&str>)> {
+    if FIELD_PATHS.contains(&path) {
+        return Some((path, None));
+    }
+    for map in ["metadata.labels", "metadata.annotations"] {
+        if let Some(key) = path
+            .strip_prefix(map)
+            .and_then(|r| r.strip_prefix("['"))
+            .and_then(|r| r.strip_suffix("']"))
+        {
+            return is_label_key(key).then_some((map, Some(key)));
+        }
+    }
+    None
+}
+
+fn check_ref_name(e: &mut Errors, path: &str, name: &str) {
+    if name.is_empty() {
+        e.required(path);
+    } else if !is_dns1123_subdomain(name) {
+        e.invalid(path, name, MSG_SUBDOMAIN);
+    }
+}
+
+fn check_env_source(e: &mut Errors, p: &str, value: &str, from: &v1::EnvVarSource) {
+    if !value.is_empty() {
+        e.invalid(p, "", "may not be specified when `value` is not empty");
+    }
+    let count = [
+        from.config_map_key_ref.is_some(),
+        from.secret_key_ref.is_some(),
+        from.field_ref.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    match count {
+        0 => e.invalid(
+            p,
+            "",
+            "must specify one of: `fieldRef`, `configMapKeyRef` or `secretKeyRef`",
+        ),
+        1 => {}
+        _ => e.invalid(
+            p,
+            "",
+            "may not have more than one field specified at a time",
+        ),
+    }
+    let keyed = [
+        (
+            "configMapKeyRef",
+            from.config_map_key_ref.as_ref().map(|r| (&r.name, &r.key)),
+        ),
+        (
+            "secretKeyRef",
+            from.secret_key_ref.as_ref().map(|r| (&r.name, &r.key)),
+        ),
+    ];
+    for (field, r) in keyed {
+        let Some((name, key)) = r else { continue };
+        check_ref_name(e, &format!("{p}.{field}.name"), name);
+        if key.is_empty() {
+            e.required(&format!("{p}.{field}.key"));
+        } else if !is_config_key(key) {
+            e.invalid(&format!("{p}.{field}.key"), key, MSG_CONFIG_KEY);
+        }
+    }
+    if let Some(f) = &from.field_ref {
+        let fp = format!("{p}.fieldRef.fieldPath");
+        if f.field_path.is_empty() {
+            e.required(&fp);
+        } else if parse_field_path(&f.field_path).is_none() {
+            e.unsupported(&fp, &f.field_path, FIELD_PATHS);
+        }
+        e.empty_or_one_of(&format!("{p}.fieldRef.apiVersion"), &f.api_version, &["v1"]);
     }
 }
 
@@ -467,11 +759,30 @@ fn check_container(
         if env.name.is_empty() {
             e.required(&path);
         } else if !is_env_var_name(&env.name) {
-            e.invalid(
-                &path,
-                &env.name,
-                "must consist of letters, digits, '_', '-' or '.', and must not start with a digit",
-            );
+            e.invalid(&path, &env.name, MSG_ENV_NAME);
+        }
+        if let Some(from) = &env.value_from {
+            check_env_source(e, &format!("{p}.env[{j}].valueFrom"), &env.value, from);
+        }
+    }
+    for (j, from) in c.env_from.iter().enumerate() {
+        let fp = format!("{p}.envFrom[{j}]");
+        if !from.prefix.is_empty() && !is_env_var_name(&from.prefix) {
+            e.invalid(&format!("{fp}.prefix"), &from.prefix, MSG_ENV_NAME);
+        }
+        match (&from.config_map_ref, &from.secret_ref) {
+            (Some(_), Some(_)) => e.invalid(
+                &fp,
+                "",
+                "may not have more than one field specified at a time",
+            ),
+            (None, None) => e.invalid(
+                &fp,
+                "",
+                "must specify one of: `configMapRef` or `secretRef`",
+            ),
+            (Some(r), None) => check_ref_name(e, &format!("{fp}.configMapRef.name"), &r.name),
+            (None, Some(r)) => check_ref_name(e, &format!("{fp}.secretRef.name"), &r.name),
         }
     }
     if let Some(r) = &c.resources {
@@ -974,6 +1285,8 @@ pub fn validate(o: &Object) -> Result<(), Vec<String>> {
                 check_lease(&mut e, s);
             }
         }
+        Variant::ConfigMap(cm) => check_config_map(&mut e, cm),
+        Variant::Secret(sec) => check_secret(&mut e, sec),
     }
     e.into_result()
 }
@@ -1021,6 +1334,8 @@ fn check_selector_unchanged(
     }
 }
 
+const MSG_IMMUTABLE: &str = "field is immutable when `immutable` is set";
+
 /// The problems with replacing `old` by `new` that [`validate`] cannot see:
 /// a changed kind, a Pod's node once bound or its containers' names and
 /// commands, a ReplicaSet's or Deployment's selector.
@@ -1038,6 +1353,27 @@ pub fn validate_update(old: &Object, new: &Object) -> Result<(), Vec<String>> {
             a.spec.as_ref().and_then(|s| s.selector.as_ref()),
             b.spec.as_ref().and_then(|s| s.selector.as_ref()),
         ),
+        (Some(Variant::ConfigMap(a)), Some(Variant::ConfigMap(b))) if a.immutable == Some(true) => {
+            if a.data != b.data || a.binary_data != b.binary_data {
+                e.forbidden("data", MSG_IMMUTABLE);
+            }
+            if b.immutable != Some(true) {
+                e.forbidden("immutable", MSG_IMMUTABLE);
+            }
+        }
+        (Some(Variant::Secret(a)), Some(Variant::Secret(b))) => {
+            if a.r#type != b.r#type {
+                e.invalid("type", &b.r#type, "field is immutable");
+            }
+            if a.immutable == Some(true) {
+                if a.data != b.data {
+                    e.forbidden("data", MSG_IMMUTABLE);
+                }
+                if b.immutable != Some(true) {
+                    e.forbidden("immutable", MSG_IMMUTABLE);
+                }
+            }
+        }
         _ if kind_of(old) != kind_of(new) => e.invalid(
             "kind",
             kind_of(new).map_or("", Kind::name),
@@ -1179,6 +1515,143 @@ mod tests {
         for o in &others {
             assert_eq!(validate(o), Ok(()), "{o:?}");
         }
+    }
+
+    #[test]
+    fn config_map_and_secret_rules() {
+        let cm = || {
+            json!({
+                "metadata": {"name": "app", "namespace": "default"},
+                "data": {"mode": "prod", "app.conf": "x"},
+                "binaryData": {"logo.bin": "/w=="}
+            })
+        };
+        assert_eq!(validate(&obj::<v1::ConfigMap>(cm())), Ok(()));
+        expect_failures::<v1::ConfigMap>(
+            cm,
+            &[
+                ("data[a b]: Invalid value \"a b\": a valid config key must consist of",
+                    |v| v["data"]["a b"] = json!("x")),
+                ("data[..x]: Invalid value", |v| v["data"]["..x"] = json!("x")),
+                ("data[logo.bin]: Invalid value \"logo.bin\": duplicate of key present in binaryData",
+                    |v| v["data"]["logo.bin"] = json!("x")),
+                ("data: Too long: must have at most 1048576 bytes",
+                    |v| v["data"]["big"] = json!("x".repeat(MAX_DATA_BYTES))),
+            ],
+        );
+        let secret = || {
+            json!({
+                "metadata": {"name": "tls", "namespace": "default"},
+                "type": "kubernetes.io/tls",
+                "data": {"tls.crt": "Q0VSVA==", "tls.key": "S0VZ"}
+            })
+        };
+        assert_eq!(validate(&obj::<v1::Secret>(secret())), Ok(()));
+        expect_failures::<v1::Secret>(
+            secret,
+            &[
+                ("data[tls.key]: Required value", |v| v["data"] = json!({"tls.crt": "eA=="})),
+                ("data[a/b]: Invalid value", |v| v["data"]["a/b"] = json!("eA==")),
+                ("data[username]: Required value",
+                    |v| { v["type"] = json!("kubernetes.io/basic-auth"); v["data"] = json!({}); }),
+                ("data[.dockerconfigjson]: Invalid value \"<secret contents redacted>\": must be valid JSON",
+                    |v| { v["type"] = json!("kubernetes.io/dockerconfigjson"); v["data"] = json!({".dockerconfigjson": "eA=="}); }),
+                ("metadata.annotations[kubernetes.io/service-account.name]: Required value",
+                    |v| v["type"] = json!("kubernetes.io/service-account-token")),
+            ],
+        );
+        // stringData counts once merged (the defaults merge it).
+        let mut big = obj::<v1::Secret>(json!({
+            "metadata": {"name": "big", "namespace": "default"},
+            "stringData": {"k": "x".repeat(MAX_DATA_BYTES)}
+        }));
+        crate::defaults::apply(&mut big);
+        assert!(
+            errors(&big).iter().any(|e| e.contains("Too long")),
+            "{:?}",
+            errors(&big)
+        );
+        // Bad base64 is refused when decoding, naming the key.
+        let e = serde_json::from_value::<v1::Secret>(json!({"data": {"pw": "not base64!"}}))
+            .expect_err("bad base64");
+        assert!(e.to_string().contains("pw: illegal base64 data"), "{e}");
+    }
+
+    #[test]
+    fn config_maps_and_secrets_that_are_immutable_stay_so() {
+        let cm = |data: &str, immutable: Option<bool>| {
+            obj::<v1::ConfigMap>(json!({
+                "metadata": {"name": "app"}, "data": {"a": data}, "immutable": immutable
+            }))
+        };
+        assert_eq!(
+            validate_update(&cm("1", None), &cm("2", Some(true))),
+            Ok(())
+        );
+        let errs = validate_update(&cm("1", Some(true)), &cm("2", Some(true))).unwrap_err();
+        assert_eq!(
+            errs,
+            ["data: Forbidden: field is immutable when `immutable` is set"]
+        );
+        let errs = validate_update(&cm("1", Some(true)), &cm("1", Some(false))).unwrap_err();
+        assert_eq!(
+            errs,
+            ["immutable: Forbidden: field is immutable when `immutable` is set"]
+        );
+        let secret = |t: &str| obj::<v1::Secret>(json!({"metadata": {"name": "s"}, "type": t}));
+        let errs = validate_update(&secret("Opaque"), &secret("kubernetes.io/tls")).unwrap_err();
+        assert_eq!(
+            errs,
+            ["type: Invalid value \"kubernetes.io/tls\": field is immutable"]
+        );
+    }
+
+    #[test]
+    fn env_sources_and_config_volumes() {
+        expect_failures::<v1::Pod>(
+            pod_json,
+            &[
+                ("spec.containers[0].env[0].valueFrom: Invalid value \"\": may not be specified when `value` is not empty",
+                    |v| v["spec"]["containers"][0]["env"][0]["valueFrom"] = json!({"configMapKeyRef": {"name": "a", "key": "b"}})),
+                ("spec.containers[0].env[1].valueFrom: Invalid value \"\": may not have more than one field specified at a time",
+                    |v| push(&mut v["spec"]["containers"][0]["env"], json!({"name": "X", "valueFrom": {
+                        "configMapKeyRef": {"name": "a", "key": "b"}, "secretKeyRef": {"name": "a", "key": "b"}}}))),
+                ("spec.containers[0].env[1].valueFrom: Invalid value \"\": must specify one of",
+                    |v| push(&mut v["spec"]["containers"][0]["env"], json!({"name": "X", "valueFrom": {}}))),
+                ("spec.containers[0].env[1].valueFrom.secretKeyRef.key: Required value",
+                    |v| push(&mut v["spec"]["containers"][0]["env"], json!({"name": "X", "valueFrom": {"secretKeyRef": {"name": "a"}}}))),
+                ("spec.containers[0].env[1].valueFrom.configMapKeyRef.name: Required value",
+                    |v| push(&mut v["spec"]["containers"][0]["env"], json!({"name": "X", "valueFrom": {"configMapKeyRef": {"key": "a"}}}))),
+                ("spec.containers[0].env[1].valueFrom.fieldRef.fieldPath: Unsupported value \"spec.secret\"",
+                    |v| push(&mut v["spec"]["containers"][0]["env"], json!({"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.secret"}}}))),
+                ("spec.containers[0].envFrom[0]: Invalid value \"\": must specify one of: `configMapRef` or `secretRef`",
+                    |v| v["spec"]["containers"][0]["envFrom"] = json!([{"prefix": "A_"}])),
+                ("spec.containers[0].envFrom[0].prefix: Invalid value \"1A\"",
+                    |v| v["spec"]["containers"][0]["envFrom"] = json!([{"prefix": "1A", "configMapRef": {"name": "x"}}])),
+                ("spec.volumes[0].configMap.name: Required value",
+                    |v| v["spec"]["volumes"] = json!([{"name": "v", "configMap": {}}])),
+                ("spec.volumes[0].secret.items[0].path: Invalid value \"../x\"",
+                    |v| v["spec"]["volumes"] = json!([{"name": "v", "secret": {"secretName": "s", "items": [{"key": "a", "path": "../x"}]}}])),
+                ("spec.volumes[0].secret.defaultMode: Invalid value 512",
+                    |v| v["spec"]["volumes"] = json!([{"name": "v", "secret": {"secretName": "s", "defaultMode": 512}}])),
+                ("spec.volumes[0].secret: Forbidden: may not specify more than 1 volume type",
+                    |v| v["spec"]["volumes"] = json!([{"name": "v", "configMap": {"name": "a"}, "secret": {"secretName": "s"}}])),
+            ],
+        );
+        let mut ok = pod_json();
+        ok["spec"]["containers"][0]["env"] = json!([
+            {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a", "optional": true}}},
+            {"name": "B", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}},
+            {"name": "C", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "D", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}}
+        ]);
+        ok["spec"]["containers"][0]["envFrom"] =
+            json!([{"prefix": "CFG_", "configMapRef": {"name": "cfg"}}]);
+        ok["spec"]["volumes"] = json!([
+            {"name": "c", "configMap": {"name": "cfg", "items": [{"key": "a", "path": "conf/a.txt", "mode": 0o600}]}},
+            {"name": "s", "secret": {"secretName": "db", "defaultMode": 0o400, "optional": true}}
+        ]);
+        assert_eq!(validate(&obj::<v1::Pod>(ok)), Ok(()));
     }
 
     #[test]

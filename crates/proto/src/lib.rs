@@ -77,3 +77,37 @@ pub mod int_or_string {
         })
     }
 }
+
+/// Kubernetes' `map[string][]byte` in JSON/YAML (a Secret's `data`, a
+/// ConfigMap's `binaryData`): each value a base64 string (standard
+/// alphabet, padded), as Go's encoding/json writes `[]byte`.
+pub mod base64_map {
+    use base64::Engine;
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        v: &BTreeMap<String, Vec<u8>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            v.iter()
+                .map(|(k, b)| (k, base64::engine::general_purpose::STANDARD.encode(b))),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
+        let raw = Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default();
+        raw.into_iter()
+            .map(|(k, v)| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(v.as_bytes())
+                    .map(|b| (k.clone(), b))
+                    .map_err(|e| D::Error::custom(format!("{k}: illegal base64 data: {e}")))
+            })
+            .collect()
+    }
+}

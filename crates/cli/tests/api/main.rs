@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod config;
 mod kube_rs;
 mod kubectl;
 mod node_session;
