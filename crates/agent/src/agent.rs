@@ -381,6 +381,14 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
     let mut writing: std::collections::HashSet<String> = Default::default();
     let mut queued: HashMap<String, v1::Pod> = HashMap::new();
     let mut confirming: HashMap<String, Instant> = HashMap::new();
+    // The ConfigMaps and Secrets the pods use, read by a task of their own.
+    let (config_wanted, wanted_rx) = tokio::sync::watch::channel(Default::default());
+    let (snapshot_tx, mut config_snapshot) = tokio::sync::watch::channel(Default::default());
+    let _config_cache = AbortOnDrop(tokio::spawn(crate::config::run_cache(
+        client.clone(),
+        wanted_rx,
+        snapshot_tx,
+    )));
     let mut tick = tokio::time::interval(o.sync_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -409,6 +417,12 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                 }
                 None => anyhow::bail!("the session task ended"),
             },
+            // A ConfigMap or Secret a pod uses was read, or changed.
+            Ok(()) = config_snapshot.changed() => {
+                if listed {
+                    tick.reset_immediately();
+                }
+            }
             Some(Done::Probe { pod_uid, container, container_id, kind, outcome }) = done_rx.recv() => {
                 kubelet.probe_result(&pod_uid, &container, &container_id, kind, &outcome, Instant::now());
             }
@@ -437,13 +451,18 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                 });
                 let check = kubelet.addresses_to_check(&pods);
                 let rt = runtime.clone();
-                let observed = match tokio::task::spawn_blocking(move || observe(&*rt, &check)).await {
+                let wanted = crate::config::wanted(&pods);
+                if *config_wanted.borrow() != wanted {
+                    config_wanted.send_replace(wanted);
+                }
+                let mut observed = match tokio::task::spawn_blocking(move || observe(&*rt, &check)).await {
                     Ok(observed) => observed,
                     Err(e) => {
                         tracing::error!(error = %e, "list the runtime");
                         continue;
                     }
                 };
+                observed.config = config_snapshot.borrow_and_update().clone();
                 let now = Now { instant: Instant::now(), wall: SystemTime::now() };
                 let mut res = kubelet.sync(Some(&pods), &observed, now);
                 let resync = res.resync();
@@ -451,7 +470,12 @@ pub async fn run(client: Client, o: AgentOptions) -> anyhow::Result<()> {
                 if !calls.is_empty() {
                     let (rt, gate) = (runtime.clone(), gate.clone());
                     match tokio::task::spawn_blocking(move || execute(&*rt, calls, &gate)).await {
-                        Ok(results) => kubelet.started(&results, now.instant),
+                        Ok((results, failed_writes)) => {
+                            kubelet.started(&results, now.instant);
+                            for (uid, volume) in failed_writes {
+                                kubelet.volume_write_failed(&uid, &volume);
+                            }
+                        }
                         Err(e) => tracing::error!(error = %e, "make the sync's runtime calls"),
                     }
                 }
@@ -524,6 +548,8 @@ fn observe(runtime: &dyn Runtime, check: &[SocketAddrV4]) -> Observed {
     Observed {
         containers: runtime.list(),
         listening: check.iter().copied().filter(|a| in_use(*a)).collect(),
+        // The caller adds the snapshot of the ConfigMaps and Secrets.
+        config: Default::default(),
     }
 }
 
@@ -551,7 +577,13 @@ const PARALLEL_STARTS: usize = 4;
     stops = calls.stops.len(),
     kills = calls.kills.len(),
 ))]
-fn execute(runtime: &dyn Runtime, calls: RuntimeCalls, gate: &Gate) -> Vec<Started> {
+/// Make a plan's runtime calls in order; how the starts went, and the
+/// volumes whose files could not be written `(pod uid, volume)`.
+fn execute(
+    runtime: &dyn Runtime,
+    calls: RuntimeCalls,
+    gate: &Gate,
+) -> (Vec<Started>, Vec<(String, String)>) {
     for s in &calls.stops {
         let _pod = tracing::info_span!("sync_pod", pod = %s.pod).entered();
         tracing::info!(container = %s.container_id, reason = %s.reason, "stop the container");
@@ -566,6 +598,13 @@ fn execute(runtime: &dyn Runtime, calls: RuntimeCalls, gate: &Gate) -> Vec<Start
     for uid in &calls.pod_removals {
         runtime.remove_pod(uid);
     }
+    let mut failed_writes = Vec::new();
+    for w in &calls.volume_writes {
+        if let Err(e) = runtime.write_volume(&w.pod_uid, &w.volume, &w.files) {
+            tracing::warn!(pod_uid = %w.pod_uid, volume = %w.volume, error = %e, "cannot write a volume");
+            failed_writes.push((w.pod_uid.clone(), w.volume.clone()));
+        }
+    }
     let results = start_all(runtime, calls.starts, gate);
     for (spec, r) in &results {
         if let Err(e) = r {
@@ -574,7 +613,7 @@ fn execute(runtime: &dyn Runtime, calls: RuntimeCalls, gate: &Gate) -> Vec<Start
             tracing::warn!(container = %spec.name, error = %e, "cannot start container");
         }
     }
-    results
+    (results, failed_writes)
 }
 
 /// Start every container, up to [`PARALLEL_STARTS`] at once (scoped
@@ -861,6 +900,15 @@ mod tests {
         fn limits_supported(&self) -> Result<(), String> {
             Ok(())
         }
+        fn write_volume(
+            &self,
+            pod_uid: &str,
+            volume: &str,
+            _: &[crate::volume_files::ProjectedFile],
+        ) -> Result<(), String> {
+            self.record(format!("write_volume {pod_uid}/{volume}"));
+            Ok(())
+        }
     }
 
     fn spec(pod_uid: &str, image: &str) -> ContainerSpec {
@@ -896,6 +944,11 @@ mod tests {
             kills: vec!["b-main-0".into()],
             removals: vec!["c-main-0".into()],
             pod_removals: vec!["d".into()],
+            volume_writes: vec![crate::kubelet::VolumeWrite {
+                pod_uid: "e0".into(),
+                volume: "cfg".into(),
+                files: Vec::new(),
+            }],
             starts,
         }
     }
@@ -906,19 +959,21 @@ mod tests {
         let mut starts: Vec<ContainerSpec> =
             (0..6).map(|i| spec(&format!("e{i}"), "img")).collect();
         starts.push(spec("f", "bad"));
-        let results = execute(&rt, calls(starts), &Gate::default());
+        let (results, failed_writes) = execute(&rt, calls(starts), &Gate::default());
+        assert!(failed_writes.is_empty());
         let log = rt.calls();
         assert_eq!(
-            log[..4],
+            log[..5],
             [
                 "stop a-main-0",
                 "kill b-main-0",
                 "remove c-main-0",
-                "remove_pod d"
+                "remove_pod d",
+                "write_volume e0/cfg"
             ]
         );
         // Started in lanes: in any order, each once.
-        let mut started = log[4..].to_vec();
+        let mut started = log[5..].to_vec();
         started.sort();
         assert_eq!(
             started,
@@ -947,15 +1002,16 @@ mod tests {
         let rt = Recorder::default();
         let gate = Gate::default();
         drop(CloseOnDrop(gate.clone()));
-        let results = execute(&rt, calls(vec![spec("e", "img"), spec("f", "img")]), &gate);
-        // Stops, kills and removals still run; no start.
+        let (results, _) = execute(&rt, calls(vec![spec("e", "img"), spec("f", "img")]), &gate);
+        // Stops, kills, removals and volume writes still run; no start.
         assert_eq!(
             rt.calls(),
             [
                 "stop a-main-0",
                 "kill b-main-0",
                 "remove c-main-0",
-                "remove_pod d"
+                "remove_pod d",
+                "write_volume e0/cfg"
             ]
         );
         assert!(results

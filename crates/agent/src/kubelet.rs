@@ -65,8 +65,10 @@ use keelson_model::time::format_rfc3339;
 use keelson_proto::v1;
 use keelson_sdk::Resource;
 
+use crate::config::{self, PodFields, Resolved};
 use crate::probe::{self, ContainerProbes, Outcome, ProbeKind};
 use crate::runtime::{Container, ContainerSpec, MountSpec, StartError, State, VolumeSource};
+use crate::volume_files::ProjectedFile;
 
 /// Tuning of the lifecycle.
 #[derive(Clone, Debug)]
@@ -123,6 +125,8 @@ pub struct Observed {
     /// Of the addresses [`Kubelet::addresses_to_check`] named, those
     /// something else listens on.
     pub listening: HashSet<SocketAddrV4>,
+    /// The ConfigMaps and Secrets the pods use, as the node last read them.
+    pub config: std::sync::Arc<config::Snapshot>,
 }
 
 /// SIGTERM to one container.
@@ -149,8 +153,20 @@ pub struct RuntimeCalls {
     /// Pods whose files go (uids): gone from the API, nothing of them
     /// running.
     pub pod_removals: Vec<String>,
+    /// ConfigMap and Secret volumes whose files are new or changed,
+    /// written before the starts (a container mounting one starts after
+    /// its files are there).
+    pub volume_writes: Vec<VolumeWrite>,
     /// At most [`MAX_STARTS_PER_SYNC`], older pods first.
     pub starts: Vec<ContainerSpec>,
+}
+
+/// The files a ConfigMap or Secret volume of a pod is to hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeWrite {
+    pub pod_uid: String,
+    pub volume: String,
+    pub files: Vec<ProjectedFile>,
 }
 
 impl RuntimeCalls {
@@ -159,6 +175,7 @@ impl RuntimeCalls {
             && self.kills.is_empty()
             && self.removals.is_empty()
             && self.pod_removals.is_empty()
+            && self.volume_writes.is_empty()
             && self.starts.is_empty()
     }
 }
@@ -226,6 +243,8 @@ struct PodTrack {
     ip: String,
     containers: HashMap<String, Track>,
     start_time: SystemTime,
+    /// The files last handed out per ConfigMap or Secret volume.
+    volumes_written: HashMap<String, Vec<ProjectedFile>>,
 }
 
 /// What of a status must match for a report to count as landed.
@@ -272,11 +291,14 @@ pub struct Kubelet {
     reported: HashMap<String, v1::PodStatus>,
 }
 
+/// The container's environment: what the agent adds, then `resolved`
+/// (its `envFrom` and `env`, see [`config::env`]).
 fn container_spec_env(
     pod: &v1::Pod,
     c: &v1::Container,
     ip: &str,
     node: &str,
+    resolved: &[(String, String)],
 ) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     if let Some(first) = c.ports.first() {
@@ -293,8 +315,8 @@ fn container_spec_env(
     env.insert("POD_NAME".into(), pod.meta().name.clone());
     env.insert("POD_NAMESPACE".into(), pod.meta().namespace.clone());
     env.insert("NODE_NAME".into(), node.to_string());
-    for e in &c.env {
-        env.insert(e.name.clone(), e.value.clone());
+    for (k, v) in resolved {
+        env.insert(k.clone(), v.clone());
     }
     env
 }
@@ -514,7 +536,14 @@ impl Kubelet {
                 .get(pod.meta().uid.as_str())
                 .map(|v| v.iter().map(|c| (*c).clone()).collect())
                 .unwrap_or_default();
-            self.sync_pod(pod, &cs, &observed.listening, now, &mut plan, &mut starts);
+            self.sync_pod(
+                pod,
+                &cs,
+                (&observed.listening, &observed.config),
+                now,
+                &mut plan,
+                &mut starts,
+            );
         }
         // At most MAX_STARTS_PER_SYNC starts (in `desired`'s order: the
         // caller puts older pods first); pods left waiting are not reported
@@ -563,7 +592,7 @@ impl Kubelet {
         &mut self,
         pod: &v1::Pod,
         cs: &[Container],
-        listening: &HashSet<SocketAddrV4>,
+        (listening, snapshot): (&HashSet<SocketAddrV4>, &config::Snapshot),
         now: Now,
         plan: &mut Plan,
         starts: &mut Vec<ContainerSpec>,
@@ -593,6 +622,56 @@ impl Kubelet {
         };
         let ip = pt.ip.clone();
         let t = now.instant;
+        // ConfigMap and Secret volumes: files written when new or changed
+        // (in place while containers run); one not readable holds every
+        // start of the pod back.
+        let mut volumes: Resolved<()> = Resolved::Ready(());
+        if !deleting {
+            for v in pod.spec.iter().flat_map(|s| &s.volumes) {
+                match config::volume_files(pod, v, snapshot) {
+                    Some(Resolved::Ready(files))
+                        if pt.volumes_written.get(&v.name) != Some(&files) =>
+                    {
+                        pt.volumes_written.insert(v.name.clone(), files.clone());
+                        plan.runtime.volume_writes.push(VolumeWrite {
+                            pod_uid: uid.clone(),
+                            volume: v.name.clone(),
+                            files,
+                        });
+                    }
+                    Some(Resolved::NotYet) if volumes == Resolved::Ready(()) => {
+                        volumes = Resolved::NotYet;
+                    }
+                    Some(Resolved::Refused(r, m)) => volumes = Resolved::Refused(r, m),
+                    // Not a ConfigMap or Secret volume, its files already
+                    // handed out, or a refusal already known.
+                    _ => {}
+                }
+            }
+        }
+        let fields = PodFields {
+            pod,
+            pod_ip: &ip,
+            host_ip: &cfg.address,
+        };
+        // Whether container `c` may start now: its volumes and
+        // environment resolved (else it waits, with the reason when one is
+        // known); its environment if so.
+        let ready = |c: &v1::Container, track: &mut Track| -> Option<Vec<(String, String)>> {
+            let r = match &volumes {
+                Resolved::Ready(()) => config::env(c, &fields, snapshot),
+                Resolved::NotYet => Resolved::NotYet,
+                Resolved::Refused(reason, msg) => Resolved::Refused(reason.clone(), msg.clone()),
+            };
+            match r {
+                Resolved::Ready(env) => Some(env),
+                Resolved::NotYet => None,
+                Resolved::Refused(reason, msg) => {
+                    track.waiting = Some((reason, msg));
+                    None
+                }
+            }
+        };
         for c in spec_containers {
             let track = pt.containers.entry(c.name.clone()).or_default();
             // The container's current attempt: the newest for this name.
@@ -648,7 +727,16 @@ impl Kubelet {
                                             .map(|p| (p.name.clone(), p.container_port))
                                             .collect(),
                                         working_dir: Default::default(),
-                                        env: container_spec_env(pod, c, &ip, &node),
+                                        env: container_spec_env(
+                                            pod,
+                                            c,
+                                            &ip,
+                                            &node,
+                                            &match config::env(c, &fields, snapshot) {
+                                                Resolved::Ready(env) => env,
+                                                _ => Vec::new(),
+                                            },
+                                        ),
                                         // The agent fills it from the runtime.
                                         exec_prefix: Vec::new(),
                                     },
@@ -695,7 +783,9 @@ impl Kubelet {
                     if track.backoff_until.is_some_and(|u| t < u) {
                         continue;
                     }
-                    starts.push(container_spec(pod, c, track, &ip, &node));
+                    if let Some(env) = ready(c, track) {
+                        starts.push(container_spec(pod, c, track, &ip, &node, &env));
+                    }
                 }
                 None => {
                     if deleting {
@@ -704,7 +794,9 @@ impl Kubelet {
                     if track.backoff_until.is_some_and(|u| t < u) {
                         continue;
                     }
-                    starts.push(container_spec(pod, c, track, &ip, &node));
+                    if let Some(env) = ready(c, track) {
+                        starts.push(container_spec(pod, c, track, &ip, &node, &env));
+                    }
                 }
             }
         }
@@ -753,6 +845,13 @@ impl Kubelet {
                     track.backoff_until = Some(now + d);
                 }
             }
+        }
+    }
+
+    /// A volume's files could not be written: write them again next sync.
+    pub fn volume_write_failed(&mut self, pod_uid: &str, volume: &str) {
+        if let Some(p) = self.pods.get_mut(pod_uid) {
+            p.volumes_written.remove(volume);
         }
     }
 
@@ -1013,6 +1112,7 @@ fn new_track(pod: &v1::Pod, cs: &[Container], ip: String, wall: SystemTime) -> P
         ip,
         containers,
         start_time: wall,
+        volumes_written: HashMap::new(),
     }
 }
 
@@ -1103,6 +1203,7 @@ fn container_spec(
     track: &Track,
     ip: &str,
     node: &str,
+    env: &[(String, String)],
 ) -> ContainerSpec {
     ContainerSpec {
         pod_uid: pod.meta().uid.clone(),
@@ -1113,7 +1214,7 @@ fn container_spec(
         image: c.image.clone(),
         command: c.command.clone(),
         args: c.args.clone(),
-        env: container_spec_env(pod, c, ip, node),
+        env: container_spec_env(pod, c, ip, node, env),
         working_dir: c.working_dir.clone(),
         memory_limit_bytes: limit(c, "memory"),
         cpu_limit_millis: limit(c, "cpu"),
@@ -1146,6 +1247,7 @@ fn container_spec(
                     .iter()
                     .find(|v| v.name == m.name)?;
                 let source = match (&v.empty_dir, &v.host_path) {
+                    _ if v.config_map.is_some() || v.secret.is_some() => VolumeSource::Config,
                     (_, Some(h)) => VolumeSource::HostPath {
                         path: h.path.clone(),
                         kind: h.r#type.clone().unwrap_or_default(),
@@ -1275,6 +1377,8 @@ mod tests {
         node: Node,
         clock: Clock,
         written: HashMap<String, v1::PodStatus>,
+        /// The ConfigMaps and Secrets the node has read.
+        config: std::sync::Arc<config::Snapshot>,
     }
 
     impl Harness {
@@ -1286,6 +1390,7 @@ mod tests {
                     base: Instant::now(),
                 },
                 written: HashMap::new(),
+                config: Default::default(),
             }
         }
 
@@ -1311,6 +1416,7 @@ mod tests {
                     .into_iter()
                     .filter(|a| self.node.listening.contains(a))
                     .collect(),
+                config: self.config.clone(),
             };
             let now = self.clock.at(secs);
             let plan = self.kubelet.sync(desired, &observed, now);
@@ -1355,6 +1461,15 @@ mod tests {
         out.extend(r.kills.iter().map(|id| format!("kill {id}")));
         out.extend(r.removals.iter().map(|id| format!("remove {id}")));
         out.extend(r.pod_removals.iter().map(|uid| format!("remove_pod {uid}")));
+        out.extend(r.volume_writes.iter().map(|w| {
+            let files: Vec<&str> = w.files.iter().map(|f| f.path.as_str()).collect();
+            format!(
+                "write_volume {}/{} [{}]",
+                w.pod_uid,
+                w.volume,
+                files.join(",")
+            )
+        }));
         out.extend(
             r.starts
                 .iter()
@@ -1710,6 +1825,104 @@ mod tests {
             let want: &[&str] = if restarted { &["start u-main-1"] } else { &[] };
             assert_eq!(h.sync(&p, 2), want, "{policy} exit {code}");
         }
+    }
+
+    #[test]
+    fn config_maps_and_secrets_gate_starts_and_feed_env_and_volumes() {
+        let mut h = Harness::new();
+        let mut p = pod("u", "", "img");
+        if let Some(spec) = p.spec.as_mut() {
+            spec.volumes.push(v1::Volume {
+                name: "cfg".into(),
+                config_map: Some(v1::ConfigMapVolumeSource {
+                    name: "app".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let c = &mut spec.containers[0];
+            c.env.push(v1::EnvVar {
+                name: "PASSWORD".into(),
+                value_from: Some(v1::EnvVarSource {
+                    secret_key_ref: Some(v1::SecretKeySelector {
+                        name: "db".into(),
+                        key: "pw".into(),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            c.volume_mounts.push(v1::VolumeMount {
+                name: "cfg".into(),
+                mount_path: "/etc/app".into(),
+                ..Default::default()
+            });
+        }
+        let p = [p];
+        let key = |kind, name: &str| (kind, "default".to_string(), name.to_string());
+        let data = |k: &str, v: &str| config::Data {
+            text: [(k.to_string(), v.to_string())].into(),
+            binary: BTreeMap::new(),
+        };
+        use keelson_model::Kind;
+        // Nothing read yet: nothing decided, no start.
+        let plan = h.round(Some(&p), 0);
+        assert!(plan.runtime.starts.is_empty(), "{:?}", summary(&plan));
+        // The ConfigMap read, the Secret missing: the volume is written,
+        // the container waits with the kubelet's reason.
+        let mut snap = config::Snapshot::new();
+        snap.insert(key(Kind::ConfigMap, "app"), Some(data("mode", "prod")));
+        snap.insert(key(Kind::Secret, "db"), None);
+        h.config = std::sync::Arc::new(snap.clone());
+        let plan = h.round(Some(&p), 1);
+        assert_eq!(
+            summary(&plan),
+            [
+                "write_volume u/cfg [mode]",
+                "status u Pending NotReady ip=127.11.0.1 main=waiting:CreateContainerConfigError,restarts=0"
+            ]
+        );
+        let waiting = plan.statuses[0]
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses[0].state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .map(|w| w.message.clone());
+        assert_eq!(waiting.as_deref(), Some("secret \"db\" not found"));
+        // The Secret appears: the container starts with it in its env, the
+        // volume mounted from the pod's ConfigMap directory.
+        snap.insert(
+            key(Kind::Secret, "db"),
+            Some(config::Data {
+                text: BTreeMap::new(),
+                binary: [("pw".to_string(), b"hunter2".to_vec())].into(),
+            }),
+        );
+        h.config = std::sync::Arc::new(snap.clone());
+        let plan = h.round(Some(&p), 2);
+        assert_eq!(summary(&plan), ["start u-main-0"]);
+        let spec = &plan.runtime.starts[0];
+        assert_eq!(
+            spec.env.get("PASSWORD").map(String::as_str),
+            Some("hunter2")
+        );
+        assert_eq!(spec.mounts[0].source, VolumeSource::Config);
+        assert_eq!(spec.mounts[0].container_path, "/etc/app");
+        // The ConfigMap changes while the container runs: written in
+        // place, once, and the container is not restarted.
+        snap.insert(key(Kind::ConfigMap, "app"), Some(data("level", "3")));
+        h.config = std::sync::Arc::new(snap);
+        let plan = h.round(Some(&p), 3);
+        let lines = summary(&plan);
+        assert_eq!(lines[0], "write_volume u/cfg [level]", "{lines:?}");
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with("start") || l.starts_with("stop")),
+            "{lines:?}"
+        );
+        assert_eq!(h.sync(&p, 4), NOTHING);
     }
 
     #[test]

@@ -42,6 +42,7 @@
 //! [`agent::run`]`(client, options)`; [`sim::run`] for simulated nodes.
 
 pub mod agent;
+pub mod config;
 pub mod dns;
 pub mod exec;
 pub mod forward;
@@ -57,6 +58,7 @@ pub mod runtime;
 pub mod services;
 pub mod session;
 pub mod sim;
+pub mod volume_files;
 
 /// The built-in images (their own crate, for a small binary).
 pub use keelson_builtin as builtin;

@@ -200,6 +200,52 @@ impl Inner {
         self.data_dir.join("pods").join(pod_uid)
     }
 
+    /// A ConfigMap or Secret volume's directory (`.volumes` cannot be a
+    /// container's name).
+    fn config_volume(&self, pod_uid: &str, volume: &str) -> PathBuf {
+        self.pod_dir(pod_uid).join(".volumes").join(volume)
+    }
+
+    /// A host process has no mount namespace of its own: each ConfigMap
+    /// or Secret volume it mounts appears at its mount path taken
+    /// relative to the container's directory (`/etc/app` ->
+    /// `<container dir>/etc/app`), a link to the volume's files, so a
+    /// process reading relative paths from its working directory finds
+    /// them. Other volumes are not mounted by this runtime.
+    fn link_config_volumes(&self, spec: &ContainerSpec, cdir: &Path) -> Result<(), StartError> {
+        for m in &spec.mounts {
+            if m.source != crate::runtime::VolumeSource::Config {
+                continue;
+            }
+            let link = working_dir(cdir, &m.container_path)?;
+            let target = self.config_volume(&spec.pod_uid, &m.volume);
+            if !target.is_dir() {
+                return Err(StartError::InvalidSpec(format!(
+                    "volume {:?}: its files are not written yet",
+                    m.volume
+                )));
+            }
+            let target = if m.sub_path.is_empty() {
+                target
+            } else {
+                working_dir(&target, &m.sub_path)?
+            };
+            if let Some(parent) = link.parent() {
+                fs::create_dir_all(parent)
+                    .map_err(|e| StartError::Io(format!("create {}: {e}", parent.display())))?;
+            }
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(&target, &link).map_err(|e| {
+                StartError::Io(format!(
+                    "link {} to {}: {e}",
+                    link.display(),
+                    target.display()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
     fn record_path(&self, pod_uid: &str, name: &str, attempt: u32) -> PathBuf {
         self.pod_dir(pod_uid).join(format!("{name}-{attempt}.json"))
     }
@@ -448,6 +494,7 @@ impl Inner {
         let cdir = self.pod_dir(&spec.pod_uid).join(&spec.name);
         let cwd = working_dir(&cdir, &spec.working_dir)?;
         fs::create_dir_all(&cwd).map_err(|e| io_err("create", &cwd, e))?;
+        self.link_config_volumes(spec, &cdir)?;
         let (log_path, _) = self.log_paths(&spec.pod_uid, &spec.name, spec.attempt);
         let log = OpenOptions::new()
             .create(true)
@@ -874,6 +921,17 @@ fn signal_group(pid: u32, sig: i32) {
 impl Runtime for ProcessRuntime {
     fn start(&self, spec: &ContainerSpec) -> Result<Container, StartError> {
         self.inner.start(spec)
+    }
+
+    fn write_volume(
+        &self,
+        pod_uid: &str,
+        volume: &str,
+        files: &[crate::volume_files::ProjectedFile],
+    ) -> Result<(), String> {
+        crate::volume_files::write(&self.inner.config_volume(pod_uid, volume), files)
+            .map(drop)
+            .map_err(|e| format!("write volume {volume:?}: {e}"))
     }
 
     fn stop(&self, id: &str) {

@@ -1131,6 +1131,13 @@ fn volume_source(pod_dir: &Path, m: &crate::runtime::MountSpec) -> Result<PathBu
             }
             dir
         }
+        VolumeSource::Config => {
+            let dir = pod_dir.join("volumes").join(&m.volume);
+            if !dir.is_dir() {
+                return Err(bad("its files are not written yet".into()));
+            }
+            dir
+        }
         VolumeSource::HostPath { path, kind } => {
             let p = PathBuf::from(path);
             let meta = fs::metadata(&p);
@@ -1286,7 +1293,9 @@ fn oci_config(
     )?);
     for m in &spec.mounts {
         let source = volume_source(&pod_dir, m)?;
-        mounts.push(bind(&m.container_path, &source, m.read_only)?);
+        // ConfigMap and Secret volumes are read-only, as the kubelet's.
+        let ro = m.read_only || m.source == crate::runtime::VolumeSource::Config;
+        mounts.push(bind(&m.container_path, &source, ro)?);
     }
     s.set_mounts(Some(mounts));
     let ns = |typ: LinuxNamespaceType, path: Option<String>| {
@@ -1351,6 +1360,18 @@ fn oci_config(
 impl Runtime for RuncRuntime {
     fn start(&self, spec: &ContainerSpec) -> Result<Container, StartError> {
         self.inner.start(spec)
+    }
+
+    fn write_volume(
+        &self,
+        pod_uid: &str,
+        volume: &str,
+        files: &[crate::volume_files::ProjectedFile],
+    ) -> Result<(), String> {
+        let dir = self.inner.pod_dir(pod_uid).join("volumes").join(volume);
+        crate::volume_files::write(&dir, files)
+            .map(drop)
+            .map_err(|e| format!("write volume {volume:?}: {e}"))
     }
 
     fn stop(&self, id: &str) {

@@ -75,6 +75,10 @@ pub enum VolumeSource {
     },
     /// A path of the node, checked per `kind` (hostPath `type`).
     HostPath { path: String, kind: String },
+    /// A ConfigMap or Secret volume: the pod's directory for it, whose
+    /// files [`Runtime::write_volume`] writes (before the start, and again
+    /// when the object changes); mounted read-only.
+    Config,
 }
 
 /// How a container stands.
@@ -163,6 +167,15 @@ pub trait Runtime: Send + Sync {
     fn remove_pod(&self, pod_uid: &str);
     /// The log file of a container (current), and the rotated one before it.
     fn log_paths(&self, pod_uid: &str, name: &str, attempt: u32) -> (PathBuf, PathBuf);
+    /// Make the pod's directory for ConfigMap or Secret volume `volume`
+    /// hold exactly `files` (see [`crate::volume_files`]); a container
+    /// mounting it sees the change in place.
+    fn write_volume(
+        &self,
+        pod_uid: &str,
+        volume: &str,
+        files: &[crate::volume_files::ProjectedFile],
+    ) -> Result<(), String>;
     /// Whether cgroup limits are enforced on this host (else a reason).
     fn limits_supported(&self) -> Result<(), String>;
     /// A program and arguments that run a command inside container `id`

@@ -68,7 +68,11 @@ fn pod_spec(s: &mut v1::PodSpec) {
     default_str(&mut s.dns_policy, "ClusterFirst");
     // A volume without a source is an emptyDir, as in Kubernetes.
     for v in &mut s.volumes {
-        if v.empty_dir.is_none() && v.host_path.is_none() {
+        if v.empty_dir.is_none()
+            && v.host_path.is_none()
+            && v.config_map.is_none()
+            && v.secret.is_none()
+        {
             v.empty_dir = Some(Default::default());
         }
     }
@@ -234,7 +238,9 @@ mod tests {
                     "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 3}
                 }],
                 "tolerations": [{"key": "k", "value": "v"}, {"operator": "Exists"}],
-                "volumes": [{"name": "scratch"}, {"name": "h", "hostPath": {"path": "/tmp"}}]
+                "volumes": [{"name": "scratch"}, {"name": "h", "hostPath": {"path": "/tmp"}},
+                            {"name": "c", "configMap": {"name": "cfg"}},
+                            {"name": "s", "secret": {"secretName": "db"}}]
             }
         }));
         let Some(v1::Pod {
@@ -275,6 +281,8 @@ mod tests {
         assert_eq!(c.image_pull_policy, "Always");
         assert!(s.volumes[0].empty_dir.is_some());
         assert!(s.volumes[1].empty_dir.is_none());
+        assert!(s.volumes[2].empty_dir.is_none());
+        assert!(s.volumes[3].empty_dir.is_none());
     }
 
     #[test]

@@ -444,3 +444,79 @@ async fn a_restarted_agent_readopts_its_running_pods() {
     assert!(is_ready(&again), "still ready after the agent came back");
     assert_eq!(status(&again).pod_ip, ip, "same address");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_process_pods_get_config_maps_and_secrets_as_env_and_files() {
+    let _g = serial().await;
+    let n = nodes(false).await;
+    let cms: Api<v1::ConfigMap> = Api::namespaced(n.cl.clone(), "default");
+    let secrets: Api<v1::Secret> = Api::namespaced(n.cl.clone(), "default");
+    cms.create(&v1::ConfigMap {
+        metadata: fixtures::meta("app", &[]),
+        data: [("mode".to_string(), "prod".to_string())].into(),
+        ..Default::default()
+    })
+    .await
+    .expect("configmap");
+    let p: v1::Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "configured", "namespace": "default"},
+        "spec": {
+            "volumes": [{"name": "app", "configMap": {"name": "app"}}],
+            "containers": [{
+                "name": "main", "image": "busybox",
+                "command": ["sh", "-c", "echo \"pw=$PASSWORD pod=$ME\"; cat etc/app/mode; exec sleep 3600"],
+                "env": [
+                    {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                    {"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+                ],
+                "volumeMounts": [{"name": "app", "mountPath": "/etc/app"}]
+            }],
+            "terminationGracePeriodSeconds": 1
+        }
+    }))
+    .expect("pod");
+    n.pods.create(&p).await.expect("pod");
+    eventually(
+        Duration::from_secs(20),
+        "the pod waits with CreateContainerConfigError",
+        || async {
+            n.pods.get("configured").await.is_ok_and(|p| {
+                let w = status(&p)
+                    .container_statuses
+                    .first()
+                    .and_then(|c| c.state.clone())
+                    .and_then(|s| s.waiting);
+                w.is_some_and(|w| {
+                    w.reason == "CreateContainerConfigError"
+                        && w.message == "secret \"db\" not found"
+                })
+            })
+        },
+    )
+    .await;
+    secrets
+        .create(&v1::Secret {
+            metadata: fixtures::meta("db", &[]),
+            string_data: [("password".to_string(), "hunter2".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .expect("secret");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, log) = run_cli(&n.c, &["logs", "configured"]);
+        if log == "pw=hunter2 pod=configured\nprod" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pod started with its env and files: {log:?}\n{:?}",
+            n.pods.get("configured").await.map(|p| status(&p))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    n.pods
+        .delete("configured", &DeleteParams::default())
+        .await
+        .expect("delete");
+}

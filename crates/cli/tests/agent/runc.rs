@@ -908,3 +908,147 @@ async fn services_reach_ready_pods_by_cluster_ip_and_node_port_under_runc() {
     s.kubectl.ok(&["delete", "service", "web"]);
     s.kubectl.ok(&["delete", "deployment", "web"]);
 }
+
+/// The waiting message of a pod's first container.
+fn waiting_message(p: &v1::Pod) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .map(|w| w.message.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_maps_and_secrets_reach_containers_as_env_and_files_under_runc() {
+    let _g = serial().await;
+    let s = setup().await;
+    let image = s.image.clone();
+    s.kubectl.ok(&[
+        "create",
+        "configmap",
+        "app",
+        "--from-literal=mode=prod",
+        "--from-literal=level=3",
+    ]);
+    // The pod names a Secret that does not exist yet: it waits with the
+    // kubelet's reason, and starts once the Secret is created.
+    apply(
+        &s,
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "configured"},
+            "spec": {
+                "volumes": [
+                    {"name": "app", "configMap": {"name": "app"}},
+                    {"name": "db", "secret": {"secretName": "db", "defaultMode": 0o400}}
+                ],
+                "containers": [{
+                    "name": "main", "image": image,
+                    "command": ["sh", "-c", "echo \"pw=$PASSWORD level=$CFG_level\"; exec sleep 3600"],
+                    "env": [{"name": "PASSWORD",
+                             "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}],
+                    "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "app"}}],
+                    "volumeMounts": [
+                        {"name": "app", "mountPath": "/etc/app"},
+                        {"name": "db", "mountPath": "/etc/db"}
+                    ]
+                }]
+            }
+        }),
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the pod waits for its Secret",
+        || {
+            let pods = s.pods.clone();
+            async move {
+                pod_of(&pods, "configured").await.is_some_and(|p| {
+                    waiting_message(&p).contains("not found")
+                        && matches!(
+                            waiting_reason(&p).as_str(),
+                            "CreateContainerConfigError" | "ContainerCreating"
+                        )
+                })
+            }
+        },
+    )
+    .await;
+    let p = pod_of(&s.pods, "configured").await.expect("pod");
+    assert_eq!(
+        waiting_message(&p),
+        "MountVolume.SetUp failed for volume \"db\" : secret \"db\" not found",
+        "the missing Secret volume is named"
+    );
+    s.kubectl.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=hunter2",
+    ]);
+    wait_running(&s, "configured").await;
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = s.kubectl.ok(&["logs", "configured"]);
+        if !log.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(log, "pw=hunter2 level=3\n");
+    let exec = |cmd: &str| {
+        s.kubectl
+            .run(&["exec", "configured", "--", "sh", "-c", cmd])
+    };
+    let (ok, out, err) = exec(
+        "cat /etc/app/mode; echo; cat /etc/db/password; echo; stat -L -c %a /etc/db/password; \
+         touch /etc/app/x 2>/dev/null && echo writable || echo read-only",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "prod\nhunter2\n400\nread-only\n");
+
+    // Changed objects reach the running container's files in place (no
+    // restart); its environment stays as it started, as in Kubernetes.
+    s.kubectl.ok(&[
+        "patch",
+        "configmap",
+        "app",
+        "-p",
+        r#"{"data":{"mode":"staging","extra":"x"}}"#,
+    ]);
+    let began = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(20),
+        "the volume follows the ConfigMap",
+        || {
+            let out = exec("cat /etc/app/mode; echo; ls /etc/app").1;
+            async move { out == "staging\nextra\nlevel\nmode\n" }
+        },
+    )
+    .await;
+    eprintln!("ConfigMap change in the volume after {:?}", began.elapsed());
+    let p = pod_of(&s.pods, "configured").await.expect("pod");
+    let restarts = p
+        .status
+        .as_ref()
+        .and_then(|st| st.container_statuses.first())
+        .map(|c| c.restart_count);
+    assert_eq!(restarts, Some(0), "no restart for a volume update");
+    s.kubectl
+        .ok(&["delete", "pod", "configured", "--wait=true"]);
+    let uid = p
+        .metadata
+        .as_ref()
+        .map(|m| m.uid.clone())
+        .unwrap_or_default();
+    eventually(
+        Duration::from_secs(20),
+        "nothing of the pod is left",
+        || {
+            let left = leftovers(&s.data_dir, std::slice::from_ref(&uid));
+            async move { left.is_empty() }
+        },
+    )
+    .await;
+}
