@@ -1,6 +1,6 @@
 //! The garbage collector around [`keelson_controllers::gc::reconcile`] over
-//! every cached kind that can own or be owned (Deployments, ReplicaSets,
-//! pods, Services, Endpoints, nodes): it deletes dependents whose owners
+//! every cached kind that can own or be owned (Jobs, Deployments,
+//! ReplicaSets, pods, Services, Endpoints, nodes): it deletes dependents whose owners
 //! are gone (background) or being deleted in the foreground, removes
 //! ownerReferences for orphan propagation, and removes the
 //! `foregroundDeletion`/`orphan` finalizers once their work is done.
@@ -28,7 +28,8 @@ use crate::controller::{kind_key, Controller, PassCtx};
 use crate::{concurrently, Ctx};
 
 /// The kinds in the collector's graph.
-const CACHED: [Kind; 6] = [
+const CACHED: [Kind; 7] = [
+    Kind::Job,
     Kind::Deployment,
     Kind::ReplicaSet,
     Kind::Pod,
@@ -46,6 +47,7 @@ impl Controller for GarbageCollector {
 
     fn changes(ctx: &Ctx) -> Vec<watch::Receiver<u64>> {
         vec![
+            ctx.jobs.changes(),
             ctx.deployments.changes(),
             ctx.replicasets.changes(),
             ctx.pods.changes(),
@@ -108,13 +110,14 @@ fn nodes_of<K: Resource>(store: &Store<K>, out: &mut Vec<Node>) {
 
 async fn pass(ctx: &Ctx, p: &mut PassCtx<'_>) {
     let mut graph = Vec::new();
+    nodes_of(&ctx.jobs, &mut graph);
     nodes_of(&ctx.deployments, &mut graph);
     nodes_of(&ctx.replicasets, &mut graph);
     nodes_of(&ctx.pods, &mut graph);
     nodes_of(&ctx.services, &mut graph);
     nodes_of(&ctx.endpoints, &mut graph);
     nodes_of(&ctx.nodes, &mut graph);
-    // Owners of kinds this collector does not cache (a Job or a custom
+    // Owners of kinds this collector does not cache (a StatefulSet or a custom
     // resource from a Kubernetes manifest, a Namespace...) cannot be seen
     // to be gone: their dependents are left alone.
     let actions: Vec<(String, Action)> = reconcile(&graph)

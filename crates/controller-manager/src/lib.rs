@@ -5,7 +5,7 @@
 //! for the `kube-system/keelson-controller-manager` leadership lease
 //! ([`keelson_sdk::LeaderElector`], short TTL) and only the holder writes.
 //! All instances keep their caches warm (reflectors over pods, ReplicaSets,
-//! Deployments, nodes, node heartbeat leases, Services and Endpoints), so a
+//! Deployments, Jobs, nodes, node heartbeat leases, Services and Endpoints), so a
 //! new leader acts within a lease TTL of the old one's death.
 //!
 //! Every controller runs in the same loop,
@@ -37,6 +37,7 @@
 //! - [`endpoints`]: Endpoints of Services from their ready pods.
 //! - [`gc`]: ownerReference garbage collection (background, foreground,
 //!   orphan).
+//! - [`jobs`]: pods for Jobs, each finished pod counted once.
 //! - [`nodes`]: node lifecycle (heartbeat leases -> Ready=Unknown, taints,
 //!   evictions).
 
@@ -59,6 +60,7 @@ pub mod controller;
 pub mod deployments;
 pub mod endpoints;
 pub mod gc;
+pub mod jobs;
 pub mod nodeipam;
 pub mod nodes;
 pub mod replicasets;
@@ -117,6 +119,7 @@ pub struct Ctx {
     pub node_leases: Store<v1::Lease>,
     pub services: Store<v1::Service>,
     pub endpoints: Store<v1::Endpoints>,
+    pub jobs: Store<v1::Job>,
     pub options: Options,
 }
 
@@ -151,7 +154,8 @@ pub async fn run(client: Client, options: Options) {
         all.clone(),
     );
     let (services, _t6) = reflector(Api::<v1::Service>::all(client.clone()), all.clone());
-    let (endpoints, _t7) = reflector(Api::<v1::Endpoints>::all(client.clone()), all);
+    let (endpoints, _t7) = reflector(Api::<v1::Endpoints>::all(client.clone()), all.clone());
+    let (jobs, _t8) = reflector(Api::<v1::Job>::all(client.clone()), all);
     pods.wait_ready().await;
     replicasets.wait_ready().await;
     deployments.wait_ready().await;
@@ -159,6 +163,7 @@ pub async fn run(client: Client, options: Options) {
     node_leases.wait_ready().await;
     services.wait_ready().await;
     endpoints.wait_ready().await;
+    jobs.wait_ready().await;
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), COMPONENT),
         client,
@@ -170,12 +175,13 @@ pub async fn run(client: Client, options: Options) {
         node_leases,
         services,
         endpoints,
+        jobs,
         options,
     });
     // The loops and reflectors live exactly as long as this future: when
     // it is dropped they are aborted, the leadership receivers go, and the
     // elector gives the lease back.
-    let _reflectors = AbortOnDrop(vec![_t1, _t2, _t3, _t4, _t5, _t6, _t7]);
+    let _reflectors = AbortOnDrop(vec![_t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8]);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(run_controller(
         ctx.clone(),
@@ -184,6 +190,7 @@ pub async fn run(client: Client, options: Options) {
     tasks.spawn(run_controller(ctx.clone(), deployments::Deployments));
     tasks.spawn(run_controller(ctx.clone(), endpoints::Endpoints));
     tasks.spawn(run_controller(ctx.clone(), gc::GarbageCollector));
+    tasks.spawn(run_controller(ctx.clone(), jobs::Jobs::default()));
     tasks.spawn(run_controller(ctx.clone(), nodes::NodeLifecycle::default()));
     tasks.spawn(run_controller(ctx.clone(), nodeipam::NodeIpam));
     drop(ctx);

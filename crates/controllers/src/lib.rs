@@ -19,6 +19,9 @@
 //!
 //! # Layout
 //!
+//! - [`job`]: the Job controller (pods until `completions` succeed, each
+//!   counted once through the tracking finalizer; backoff limit, deadline,
+//!   suspend, TTL).
 //! - [`nodeipam`]: pod CIDRs for nodes (one subnet of the cluster CIDR each).
 //! - [`replicaset`]: the ReplicaSet controller (create, delete and adopt
 //!   pods; compute the status), after Kubernetes' `ReplicaSetController`.
@@ -26,6 +29,7 @@
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod job;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;

@@ -191,8 +191,67 @@ pub fn apply(o: &mut Object) {
                 sec.data.insert(k, v.into_bytes());
             }
         }
+        Variant::Job(j) => {
+            if let Some(s) = j.spec.as_mut() {
+                job(s);
+            }
+        }
         Variant::Node(_) | Variant::Lease(_) | Variant::ConfigMap(_) => {}
     }
+}
+
+/// Kubernetes' Job defaults (`SetDefaults_Job`).
+fn job(s: &mut v1::JobSpec) {
+    if s.completions.is_none() && s.parallelism.is_none() {
+        s.completions = Some(1);
+    }
+    s.parallelism.get_or_insert(1);
+    s.backoff_limit.get_or_insert(JOB_BACKOFF_LIMIT);
+    default_str(&mut s.completion_mode, "NonIndexed");
+    s.suspend.get_or_insert(false);
+    s.manual_selector.get_or_insert(false);
+    template(s.template.as_mut());
+}
+
+/// The label a Job's selector and pods carry: the Job's uid.
+pub const JOB_CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+/// The label a Job's pods carry: the Job's name.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+/// Kubernetes' default `backoffLimit`.
+pub const JOB_BACKOFF_LIMIT: i32 = 6;
+
+/// Defaults that need the object's name and uid, applied once on create:
+/// a Job without `manualSelector` selects its pods by its uid (the
+/// selector and the template's labels, as Kubernetes' job strategy
+/// generates them; what the user set is kept, and validation refuses a
+/// selector that is not the generated one).
+pub fn on_create(o: &mut Object) {
+    let Some(Variant::Job(j)) = o.kind.as_mut() else {
+        return;
+    };
+    let (name, uid) = match j.metadata.as_ref() {
+        Some(m) => (m.name.clone(), m.uid.clone()),
+        None => return,
+    };
+    let Some(spec) = j.spec.as_mut() else { return };
+    if spec.manual_selector == Some(true) {
+        return;
+    }
+    let t = spec.template.get_or_insert_with(Default::default);
+    let labels = &mut t.metadata.get_or_insert_with(Default::default).labels;
+    for (k, v) in [
+        (JOB_CONTROLLER_UID_LABEL, &uid),
+        (JOB_NAME_LABEL, &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels.entry(k.to_string()).or_insert_with(|| v.clone());
+    }
+    spec.selector
+        .get_or_insert_with(Default::default)
+        .match_labels
+        .entry(JOB_CONTROLLER_UID_LABEL.to_string())
+        .or_insert(uid);
 }
 
 #[cfg(test)]

@@ -19,10 +19,11 @@ pub enum Kind {
     Lease,
     ConfigMap,
     Secret,
+    Job,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -34,6 +35,7 @@ impl Kind {
         Kind::Lease,
         Kind::ConfigMap,
         Kind::Secret,
+        Kind::Job,
     ];
 
     /// The kind as written in manifests (`kind: Deployment`).
@@ -50,6 +52,7 @@ impl Kind {
             Kind::Lease => "Lease",
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
+            Kind::Job => "Job",
         }
     }
 
@@ -67,6 +70,7 @@ impl Kind {
             Kind::Lease => "leases",
             Kind::ConfigMap => "configmaps",
             Kind::Secret => "secrets",
+            Kind::Job => "jobs",
         }
     }
 
@@ -75,6 +79,7 @@ impl Kind {
         match self {
             Kind::ReplicaSet | Kind::Deployment => "apps/v1",
             Kind::Lease => "coordination.k8s.io/v1",
+            Kind::Job => "batch/v1",
             _ => "v1",
         }
     }
@@ -108,6 +113,7 @@ impl Kind {
             Kind::Lease => &[],
             Kind::ConfigMap => &["cm"],
             Kind::Secret => &[],
+            Kind::Job => &[],
         }
     }
 
@@ -203,6 +209,7 @@ resource!(Event, Event);
 resource!(Lease, Lease);
 resource!(ConfigMap, ConfigMap);
 resource!(Secret, Secret);
+resource!(Job, Job);
 
 /// Calls `$f` with the typed object inside an [`Object`], whatever its kind.
 #[macro_export]
@@ -220,6 +227,7 @@ macro_rules! with_object {
             ::keelson_proto::api::object::Kind::Lease($x) => $body,
             ::keelson_proto::api::object::Kind::ConfigMap($x) => $body,
             ::keelson_proto::api::object::Kind::Secret($x) => $body,
+            ::keelson_proto::api::object::Kind::Job($x) => $body,
         }
     };
 }
@@ -274,6 +282,10 @@ macro_rules! for_kind {
                 type $t = ::keelson_proto::v1::Secret;
                 $body
             }
+            $crate::Kind::Job => {
+                type $t = ::keelson_proto::v1::Job;
+                $body
+            }
         }
     };
 }
@@ -292,6 +304,7 @@ pub fn kind_of(o: &Object) -> Option<Kind> {
         object::Kind::Lease(_) => Kind::Lease,
         object::Kind::ConfigMap(_) => Kind::ConfigMap,
         object::Kind::Secret(_) => Kind::Secret,
+        object::Kind::Job(_) => Kind::Job,
     })
 }
 
@@ -342,6 +355,7 @@ fn object_field(kind: Kind) -> u32 {
         Kind::Lease => 9,
         Kind::ConfigMap => 10,
         Kind::Secret => 11,
+        Kind::Job => 12,
     }
 }
 

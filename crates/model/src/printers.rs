@@ -101,6 +101,10 @@ fn column_sets(kind: Kind) -> (&'static [&'static str], &'static [&'static str])
         Kind::Lease => (&["NAME", "HOLDER", "AGE"], &[]),
         Kind::ConfigMap => (&["NAME", "DATA", "AGE"], &[]),
         Kind::Secret => (&["NAME", "TYPE", "DATA", "AGE"], &[]),
+        Kind::Job => (
+            &["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
     }
 }
 
@@ -150,6 +154,7 @@ pub fn row(o: &Object, wide: bool, now: SystemTime) -> Vec<String> {
             sec.data.len().to_string(),
             created(&sec.metadata, now),
         ],
+        Variant::Job(j) => job_row(j, wide, now),
         Variant::Lease(l) => vec![
             name(&l.metadata),
             or_none(l.spec.as_ref().map_or("", |s| s.holder_identity.as_str())),
@@ -409,6 +414,63 @@ fn replica_set_row(rs: &v1::ReplicaSet, wide: bool, now: SystemTime) -> Vec<Stri
         status.replicas.to_string(),
         status.ready_replicas.to_string(),
         created(&rs.metadata, now),
+    ];
+    if wide {
+        r.extend(template_columns(
+            spec.template.as_ref(),
+            spec.selector.as_ref(),
+        ));
+    }
+    r
+}
+
+/// A Job's row, as kubectl's `printJob`: STATUS from its conditions,
+/// COMPLETIONS `succeeded/completions` (`n/1` or `n/1 of p` for a work
+/// queue), DURATION from start to completion (or to now).
+fn job_row(j: &v1::Job, wide: bool, now: SystemTime) -> Vec<String> {
+    let spec = j.spec.clone().unwrap_or_default();
+    let status = j.status.clone().unwrap_or_default();
+    let has = |t: &str| {
+        status
+            .conditions
+            .iter()
+            .any(|c| c.r#type == t && c.status == "True")
+    };
+    let deleting = j
+        .metadata
+        .as_ref()
+        .is_some_and(|m| !m.deletion_timestamp.is_empty());
+    let state = if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if deleting {
+        "Terminating"
+    } else if has("Suspended") {
+        "Suspended"
+    } else if has("FailureTarget") {
+        "FailureTarget"
+    } else if has("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    };
+    let completions = match (spec.completions, spec.parallelism.unwrap_or(0)) {
+        (Some(c), _) => format!("{}/{c}", status.succeeded),
+        (None, p) if p > 1 => format!("{}/1 of {p}", status.succeeded),
+        (None, _) => format!("{}/1", status.succeeded),
+    };
+    let start = crate::time::parse_rfc3339(&status.start_time);
+    let end = crate::time::parse_rfc3339(&status.completion_time).unwrap_or(now);
+    let duration = start
+        .map(|s| crate::time::human_duration(end.duration_since(s).unwrap_or_default()))
+        .unwrap_or_default();
+    let mut r = vec![
+        name(&j.metadata),
+        state.to_string(),
+        completions,
+        duration,
+        created(&j.metadata, now),
     ];
     if wide {
         r.extend(template_columns(

@@ -281,7 +281,8 @@ fn check_int_or_name<'a>(e: &mut Errors, path: &str, port: &'a str) -> Option<&'
 
 // ---- pods ----
 
-fn check_pod_spec(e: &mut Errors, p: &str, spec: Option<&v1::PodSpec>, in_template: bool) {
+/// `policies`: the restart policies allowed (a pod's, or a template's).
+fn check_pod_spec(e: &mut Errors, p: &str, spec: Option<&v1::PodSpec>, policies: &[&str]) {
     let Some(spec) = spec else {
         e.required(p);
         return;
@@ -297,11 +298,6 @@ fn check_pod_spec(e: &mut Errors, p: &str, spec: Option<&v1::PodSpec>, in_templa
         check_container(e, &cp, c, &mut names, &mut port_names);
         check_mounts(e, &cp, c, &volumes);
     }
-    let policies = if in_template {
-        TEMPLATE_RESTART_POLICIES
-    } else {
-        RESTART_POLICIES
-    };
     e.empty_or_one_of(
         &format!("{p}.restartPolicy"),
         &spec.restart_policy,
@@ -992,6 +988,7 @@ fn check_workload(
     min_ready_seconds: i32,
     selector: Option<&v1::LabelSelector>,
     template: Option<&v1::PodTemplateSpec>,
+    policies: &[&str],
 ) {
     if let Some(r) = replicas {
         e.non_negative("spec.replicas", r);
@@ -1018,7 +1015,53 @@ fn check_workload(
             );
         }
     }
-    check_pod_spec(e, "spec.template.spec", t.spec.as_ref(), true);
+    check_pod_spec(e, "spec.template.spec", t.spec.as_ref(), policies);
+}
+
+fn check_job(e: &mut Errors, meta: Option<&v1::ObjectMeta>, s: &v1::JobSpec) {
+    if let Some(p) = s.parallelism {
+        e.non_negative("spec.parallelism", p);
+    }
+    if let Some(c) = s.completions {
+        e.non_negative("spec.completions", c);
+    }
+    if let Some(b) = s.backoff_limit {
+        e.non_negative("spec.backoffLimit", b);
+    }
+    if let Some(t) = s.ttl_seconds_after_finished {
+        e.non_negative("spec.ttlSecondsAfterFinished", t);
+    }
+    if let Some(d) = s.active_deadline_seconds {
+        if d <= 0 {
+            e.invalid("spec.activeDeadlineSeconds", d, "must be greater than 0");
+        }
+    }
+    e.empty_or_one_of("spec.completionMode", &s.completion_mode, &["NonIndexed"]);
+    check_workload(
+        e,
+        None,
+        0,
+        s.selector.as_ref(),
+        s.template.as_ref(),
+        &["OnFailure", "Never"],
+    );
+    if s.manual_selector != Some(true) {
+        let uid = meta.map_or("", |m| m.uid.as_str());
+        let generated = s.selector.as_ref().and_then(|sel| {
+            sel.match_labels
+                .get(crate::defaults::JOB_CONTROLLER_UID_LABEL)
+                .filter(|v| !uid.is_empty() && *v == uid)
+        });
+        // Checked once the object has its uid (on create, the registry
+        // generates the selector first).
+        if !uid.is_empty() && generated.is_none() {
+            e.invalid(
+                "spec.selector",
+                s.selector.as_ref().map(|x| &x.match_labels),
+                "`selector` not auto-generated",
+            );
+        }
+    }
 }
 
 /// An int-or-percent (`maxSurge`): a non-negative integer or `N%`; empty
@@ -1053,6 +1096,7 @@ fn check_deployment(e: &mut Errors, s: &v1::DeploymentSpec) {
         s.min_ready_seconds,
         s.selector.as_ref(),
         s.template.as_ref(),
+        TEMPLATE_RESTART_POLICIES,
     );
     if let Some(n) = s.revision_history_limit {
         e.non_negative("spec.revisionHistoryLimit", n);
@@ -1259,7 +1303,7 @@ pub fn validate(o: &Object) -> Result<(), Vec<String>> {
     match variant {
         Variant::Namespace(_) => {}
         Variant::Node(n) => check_node(&mut e, n),
-        Variant::Pod(p) => check_pod_spec(&mut e, "spec", p.spec.as_ref(), false),
+        Variant::Pod(p) => check_pod_spec(&mut e, "spec", p.spec.as_ref(), RESTART_POLICIES),
         Variant::ReplicaSet(rs) => match &rs.spec {
             Some(s) => check_workload(
                 &mut e,
@@ -1267,6 +1311,7 @@ pub fn validate(o: &Object) -> Result<(), Vec<String>> {
                 s.min_ready_seconds,
                 s.selector.as_ref(),
                 s.template.as_ref(),
+                TEMPLATE_RESTART_POLICIES,
             ),
             None => e.required("spec"),
         },
@@ -1286,6 +1331,10 @@ pub fn validate(o: &Object) -> Result<(), Vec<String>> {
             }
         }
         Variant::ConfigMap(cm) => check_config_map(&mut e, cm),
+        Variant::Job(j) => match &j.spec {
+            Some(s) => check_job(&mut e, j.metadata.as_ref(), s),
+            None => e.required("spec"),
+        },
         Variant::Secret(sec) => check_secret(&mut e, sec),
     }
     e.into_result()
@@ -1359,6 +1408,19 @@ pub fn validate_update(old: &Object, new: &Object) -> Result<(), Vec<String>> {
             }
             if b.immutable != Some(true) {
                 e.forbidden("immutable", MSG_IMMUTABLE);
+            }
+        }
+        (Some(Variant::Job(a)), Some(Variant::Job(b))) => {
+            let (x, y) = (
+                a.spec.clone().unwrap_or_default(),
+                b.spec.clone().unwrap_or_default(),
+            );
+            check_selector_unchanged(&mut e, x.selector.as_ref(), y.selector.as_ref());
+            if x.completions != y.completions {
+                e.invalid("spec.completions", y.completions, "field is immutable");
+            }
+            if x.template != y.template {
+                e.invalid("spec.template", "", "field is immutable");
             }
         }
         (Some(Variant::Secret(a)), Some(Variant::Secret(b))) => {
@@ -1604,6 +1666,83 @@ mod tests {
             errs,
             ["type: Invalid value \"kubernetes.io/tls\": field is immutable"]
         );
+    }
+
+    #[test]
+    fn job_rules_and_generated_selectors() {
+        let created = |spec: Value| {
+            let mut o = obj::<v1::Job>(json!({
+                "metadata": {"name": "pi", "namespace": "default", "uid": "u-1"},
+                "spec": spec
+            }));
+            crate::defaults::apply(&mut o);
+            crate::defaults::on_create(&mut o);
+            o
+        };
+        let tmpl = |policy: &str| json!({"spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": "x"}]}});
+        let ok = created(json!({"completions": 3, "template": tmpl("Never")}));
+        assert_eq!(validate(&ok), Ok(()));
+        let j = v1::Job::from_object(ok.clone()).expect("job");
+        let spec = j.spec.clone().unwrap_or_default();
+        assert_eq!(
+            spec.selector.map(|s| s.match_labels),
+            Some(
+                [(
+                    "batch.kubernetes.io/controller-uid".to_string(),
+                    "u-1".to_string()
+                )]
+                .into()
+            )
+        );
+        let labels = spec
+            .template
+            .and_then(|t| t.metadata)
+            .map(|m| m.labels)
+            .unwrap_or_default();
+        assert_eq!(labels.get("job-name").map(String::as_str), Some("pi"));
+        assert_eq!((spec.parallelism, spec.backoff_limit), (Some(1), Some(6)));
+        let errs = errors(&created(json!({"template": tmpl("Always")})));
+        assert!(
+            errs.iter().any(|e| e.contains(
+                "spec.template.spec.restartPolicy: Unsupported value \"Always\": supported values: \"OnFailure\", \"Never\""
+            )),
+            "{errs:?}"
+        );
+        let errs = errors(&created(
+            json!({"completions": -1, "activeDeadlineSeconds": 0,
+                                          "template": tmpl("OnFailure")}),
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.completions: Invalid value -1")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.activeDeadlineSeconds")),
+            "{errs:?}"
+        );
+        // Another Job's uid in the selector: not the generated one.
+        let mut other = obj::<v1::Job>(json!({
+            "metadata": {"name": "pi", "uid": "u-1"},
+            "spec": {"selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u-2"}},
+                     "template": {"metadata": {"labels": {"batch.kubernetes.io/controller-uid": "u-2"}},
+                                  "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}
+        }));
+        crate::defaults::apply(&mut other);
+        crate::defaults::on_create(&mut other);
+        assert!(errors(&other)
+            .iter()
+            .any(|e| e.contains("`selector` not auto-generated")));
+        // Updates: completions and the template are immutable.
+        let changed = created(json!({"completions": 4, "template": tmpl("Never")}));
+        let errs = validate_update(&ok, &changed).unwrap_err();
+        assert_eq!(
+            errs,
+            ["spec.completions: Invalid value Some(4): field is immutable"]
+        );
+        let more = created(json!({"completions": 3, "parallelism": 5, "template": tmpl("Never")}));
+        assert_eq!(validate_update(&ok, &more), Ok(()));
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub mod json_names {
 pub const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 
 /// Kubernetes' own protobuf types (`k8s.io.api.core.v1`, `apps/v1`,
-/// `coordination/v1`, `authentication/v1`, `authorization/v1`, `policy/v1`
+/// `coordination/v1`, `authentication/v1`, `authorization/v1`, `policy/v1`, `batch/v1`
 /// and what they import), as compiled descriptors: what
 /// `application/vnd.kubernetes.protobuf` bodies are decoded with.
 pub const KUBERNETES_DESCRIPTORS: &[u8] =

@@ -342,6 +342,7 @@ mod tests {
                 "apps",
                 "authentication.k8s.io",
                 "authorization.k8s.io",
+                "batch",
                 "coordination.k8s.io"
             ]
         );
@@ -349,7 +350,14 @@ mod tests {
 
     #[test]
     fn documents_have_kubernetes_shapes() {
-        assert_eq!(groups(), [("apps", "v1"), ("coordination.k8s.io", "v1")]);
+        assert_eq!(
+            groups(),
+            [
+                ("apps", "v1"),
+                ("batch", "v1"),
+                ("coordination.k8s.io", "v1")
+            ]
+        );
         let core = api_resource_list("", "v1").expect("core");
         assert_eq!(core["groupVersion"], "v1");
         let pods = core["resources"]
@@ -381,7 +389,8 @@ mod tests {
         );
         assert_eq!(apps["groupVersion"], "apps/v1");
         assert!(api_resource_list("apps", "v2").is_none());
-        assert!(api_resource_list("batch", "v1").is_none());
+        assert!(api_resource_list("batch", "v1").is_some());
+        assert!(api_resource_list("storage.k8s.io", "v1").is_none());
         let list = api_group_list();
         assert_eq!(list["groups"][0]["name"], "apps");
         assert_eq!(list["groups"][1]["name"], "authentication.k8s.io");

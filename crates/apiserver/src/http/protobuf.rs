@@ -54,6 +54,7 @@ fn package_of(api_version: &str) -> Option<&'static str> {
         "authentication.k8s.io/v1" => Some("k8s.io.api.authentication.v1"),
         "authorization.k8s.io/v1" => Some("k8s.io.api.authorization.v1"),
         "policy/v1" => Some("k8s.io.api.policy.v1"),
+        "batch/v1" => Some("k8s.io.api.batch.v1"),
         _ => None,
     }
 }
@@ -388,7 +389,9 @@ mod tests {
             Some(400)
         );
         assert_eq!(
-            decode(&wire("batch/v1", "Job", &svc)).err().map(|f| f.code),
+            decode(&wire("storage.k8s.io/v1", "StorageClass", &svc))
+                .err()
+                .map(|f| f.code),
             Some(400)
         );
         assert_eq!(

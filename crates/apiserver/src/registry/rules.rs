@@ -88,6 +88,7 @@ fn copy_status(dst: &mut Object, src: &Object) {
         (Some(K::ReplicaSet(d)), Some(K::ReplicaSet(s))) => d.status = s.status.clone(),
         (Some(K::Deployment(d)), Some(K::Deployment(s))) => d.status = s.status.clone(),
         (Some(K::Service(d)), Some(K::Service(s))) => d.status = s.status,
+        (Some(K::Job(d)), Some(K::Job(s))) => d.status = s.status.clone(),
         _ => {}
     }
 }
@@ -102,7 +103,10 @@ fn clear_status(o: &mut Object) {
         Some(K::ReplicaSet(x)) => x.status = None,
         Some(K::Deployment(x)) => x.status = None,
         Some(K::Service(x)) => x.status = None,
-        _ => {}
+        Some(K::Job(x)) => x.status = None,
+        // Kinds without a status.
+        Some(K::Endpoints(_) | K::Event(_) | K::Lease(_) | K::ConfigMap(_) | K::Secret(_))
+        | None => {}
     }
 }
 
@@ -184,6 +188,7 @@ pub fn plan_create(mut obj: Object, generated: Generated, now: SystemTime) -> Re
         m.deletion_grace_period_seconds = None;
         m.generation = 1;
     }
+    defaults::on_create(&mut obj);
     let name = meta_of(&obj).map(|m| m.name.clone()).unwrap_or_default();
     validation::validate(&obj).map_err(|p| invalid(kind, &name, p))?;
     Ok(CreatePlan {
@@ -741,6 +746,38 @@ mod tests {
         UpdateCase {
             status_only: true,
             ..spec_update(name, stored, sent, want)
+        }
+    }
+
+    /// Every kind with a status has it copied by a status update and
+    /// cleared on create (a Node keeps the status it registers with).
+    #[test]
+    fn every_kind_with_a_status_has_it_copied_and_cleared() {
+        for kind in Kind::ALL {
+            let has = |o: &Object| {
+                keelson_model::for_kind!(kind, T => {
+                    let x = T::from_object(o.clone()).expect("kind");
+                    !serde_json::to_value(&x).expect("json")["status"].is_null()
+                })
+            };
+            let with_status = keelson_model::for_kind!(kind, T => {
+                let v = serde_json::json!({"metadata": {"name": "x"}, "status": {}});
+                match serde_json::from_value::<T>(v) {
+                    Ok(x) => x.into_object(),
+                    // A kind whose wire shape has no status.
+                    Err(_) => continue,
+                }
+            });
+            let mut dst = keelson_model::for_kind!(kind, T => T::default().into_object());
+            copy_status(&mut dst, &with_status);
+            assert_eq!(has(&dst), kind.has_status(), "{kind}: status copied");
+            let mut cleared = with_status.clone();
+            clear_status(&mut cleared);
+            assert_eq!(
+                has(&cleared),
+                kind == Kind::Node || !kind.has_status(),
+                "{kind}: status cleared"
+            );
         }
     }
 

@@ -520,3 +520,145 @@ async fn host_process_pods_get_config_maps_and_secrets_as_env_and_files() {
         .await
         .expect("delete");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_to_completion_fail_past_their_backoff_limit_and_expire() {
+    let _g = serial().await;
+    let n = nodes(false).await;
+    let k = common::Kubectl::new(n.dir.path(), &n.c, 0, &n.c.token("admin", None));
+    let apply = |manifest: serde_json::Value| {
+        let (code, out, err) = k.run_input(&["apply", "-f", "-"], manifest.to_string().as_bytes());
+        assert_eq!(code, 0, "{out}{err}");
+    };
+    let job = |name: &str, spec: serde_json::Value, command: &str| {
+        let mut spec = spec;
+        spec["template"] = serde_json::json!({"spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", command]}]
+        }});
+        serde_json::json!({"apiVersion": "batch/v1", "kind": "Job",
+                           "metadata": {"name": name}, "spec": spec})
+    };
+    // Three completions, two at a time.
+    apply(job(
+        "work",
+        serde_json::json!({"completions": 3, "parallelism": 2}),
+        "echo did the work; sleep 0.3",
+    ));
+    let (code, out, err) = k.run(&[
+        "wait",
+        "--for=condition=complete",
+        "job/work",
+        "--timeout=60s",
+    ]);
+    assert!(
+        code,
+        "{out}{err}\n{}\n{}",
+        k.run(&["get", "job", "work", "-o", "yaml"]).1,
+        k.run(&["get", "pods", "-o", "yaml"]).1
+    );
+    let table = k.ok(&["get", "job", "work"]);
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(&row[..3], ["work", "Complete", "3/3"], "{table}");
+    let pods_of = |job: &str| {
+        let pods = n.pods.clone();
+        let selector = format!("batch.kubernetes.io/job-name={job}");
+        async move {
+            pods.list(&keelson_sdk::ListParams::default().labels(&selector))
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+        }
+    };
+    let done = pods_of("work").await;
+    assert_eq!(
+        done.iter()
+            .filter(|p| status(p).phase == "Succeeded")
+            .count(),
+        3,
+        "exactly completions pods succeeded: {:?}",
+        done.iter().map(|p| status(p).phase).collect::<Vec<_>>()
+    );
+    eventually(Duration::from_secs(10), "the pods are released", || async {
+        pods_of("work")
+            .await
+            .iter()
+            .all(|p| p.meta().finalizers.is_empty())
+    })
+    .await;
+    let log = k.ok(&["logs", "job/work"]);
+    assert_eq!(log, "did the work\n");
+    // kubectl's own generator (a protobuf body from client-go).
+    k.ok(&[
+        "create",
+        "job",
+        "quick",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo quick",
+    ]);
+    k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/quick",
+        "--timeout=60s",
+    ]);
+    assert_eq!(k.ok(&["logs", "job/quick"]), "quick\n");
+
+    // Every pod fails: after backoffLimit + 1 failures the Job fails.
+    apply(job(
+        "broken",
+        serde_json::json!({"backoffLimit": 1}),
+        "exit 3",
+    ));
+    k.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/broken",
+        "--timeout=60s",
+    ]);
+    // The second failure is counted once its pod is released.
+    eventually(Duration::from_secs(10), "two failures counted", || async {
+        k.run(&[
+            "get",
+            "job",
+            "broken",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason} {.status.failed}",
+        ])
+        .1 == "BackoffLimitExceeded 2"
+    })
+    .await;
+    assert_eq!(pods_of("broken").await.len(), 2, "one pod per failure");
+
+    // A finished Job with a TTL goes, and its pods with it; deleting a
+    // Job deletes its pods.
+    apply(job(
+        "brief",
+        serde_json::json!({"ttlSecondsAfterFinished": 1}),
+        "true",
+    ));
+    eventually(
+        Duration::from_secs(30),
+        "the expired Job and its pod are gone",
+        || async {
+            let (ok, _, err) = k.run(&["get", "job", "brief"]);
+            !ok && err.contains("NotFound") && pods_of("brief").await.is_empty()
+        },
+    )
+    .await;
+    k.ok(&["delete", "job", "work"]);
+    eventually(
+        Duration::from_secs(20),
+        "the deleted Job's pods are gone",
+        || async { pods_of("work").await.is_empty() },
+    )
+    .await;
+}
