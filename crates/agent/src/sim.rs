@@ -18,11 +18,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use keelson_model::pod::is_ready;
-use keelson_model::time::format_rfc3339;
+use keelson_model::time::{format_rfc3339, parse_rfc3339};
 use keelson_proto::v1;
 use keelson_sdk::leases::{self, KeepAlive};
 use keelson_sdk::watcher::Event;
@@ -92,7 +92,7 @@ pub fn node_object(opts: &SimOptions, i: usize) -> v1::Node {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let t = format_rfc3339(std::time::SystemTime::now());
+    let t = format_rfc3339(SystemTime::now());
     v1::Node {
         api_version: "v1".into(),
         kind: "Node".into(),
@@ -354,7 +354,28 @@ fn is_running_and_ready(p: &v1::Pod) -> bool {
     p.status.as_ref().is_some_and(|s| s.phase == "Running") && is_ready(p)
 }
 
-/// Report pods bound to our nodes Running and Ready; confirm deletions.
+/// A simulated pod with this annotation (a duration: `2s`, `500ms`) ends
+/// that long after it started, as if its containers exited; with
+/// [`EXIT_CODE`] non-zero it fails. Without it a pod runs until deleted.
+/// Jobs' pods use it to finish on simulated nodes.
+pub const EXIT_AFTER: &str = "sim.keelson.dev/exit-after";
+/// The simulated containers' exit code (0 when absent).
+pub const EXIT_CODE: &str = "sim.keelson.dev/exit-code";
+
+fn finished(p: &v1::Pod) -> bool {
+    p.status
+        .as_ref()
+        .is_some_and(|s| s.phase == "Succeeded" || s.phase == "Failed")
+}
+
+/// How long after its start the pod ends, if it does.
+fn exit_after(p: &v1::Pod) -> Option<Duration> {
+    let text = p.meta().annotations.get(EXIT_AFTER)?;
+    humantime::parse_duration(text.trim()).ok()
+}
+
+/// Report pods bound to our nodes Running and Ready (and, with
+/// [`EXIT_AFTER`], finished when their time comes); confirm deletions.
 async fn report_pods(
     client: Client,
     nodes: HashSet<String>,
@@ -364,6 +385,8 @@ async fn report_pods(
     let index: HashMap<String, usize> = (0..opts.count)
         .map(|i| (format!("{}-{i}", opts.prefix), i))
         .collect();
+    // Pods (uid) whose end is scheduled.
+    let mut ending: HashSet<String> = HashSet::new();
     let mut events = Box::pin(watcher(
         Api::<v1::Pod>::all(client.clone()),
         ListParams::default(),
@@ -372,7 +395,10 @@ async fn report_pods(
         let pods = match ev {
             Ok(Event::Applied(p)) => vec![p],
             Ok(Event::Restarted(ps)) => ps,
-            Ok(Event::Deleted(_)) => continue,
+            Ok(Event::Deleted(p)) => {
+                ending.remove(&p.meta().uid);
+                continue;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "pod watch");
                 continue;
@@ -384,58 +410,143 @@ async fn report_pods(
                 continue;
             };
             let deleting = !p.meta().deletion_timestamp.is_empty();
-            if !deleting && is_running_and_ready(&p) {
+            if !deleting && finished(&p) {
                 continue;
             }
+            let report = if deleting {
+                Report::Delete
+            } else if is_running_and_ready(&p) {
+                let Some(after) = exit_after(&p) else {
+                    continue;
+                };
+                if !ending.insert(p.meta().uid.clone()) {
+                    continue;
+                }
+                let started = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| parse_rfc3339(&s.start_time))
+                    .unwrap_or_else(SystemTime::now);
+                let left = (started + after)
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                Report::Exit(left)
+            } else {
+                Report::Running(address(&opts, i))
+            };
             tracing::debug!(pod = %p.meta().name, node, rv = %p.meta().resource_version, deleting, "report pod");
             let Ok(permit) = sem.clone().acquire_owned().await else {
                 return;
             };
-            let client = client.clone();
-            let ip = address(&opts, i);
-            tokio::spawn(async move {
-                let _permit = permit;
-                let api: Api<v1::Pod> = Api::namespaced(client, &p.meta().namespace);
-                // A report that fails for want of a replica is sent again
-                // (the pod may change no more, so no event would bring it
-                // back); a conflict means a newer version is on its way.
-                let mut backoff = Duration::from_millis(200);
-                let give_up = tokio::time::Instant::now() + REPORT_RETRY_FOR;
-                loop {
-                    let r = if deleting {
-                        let dp = DeleteParams {
-                            grace_period_seconds: Some(0),
-                            precondition_uid: p.meta().uid.clone(),
-                            ..Default::default()
-                        };
-                        api.delete(&p.meta().name, &dp).await.map(drop)
-                    } else {
-                        api.update_status(&running(p.clone(), &ip)).await.map(drop)
-                    };
-                    match r {
-                        Ok(()) | Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => {
-                            tracing::debug!(pod = %p.meta().name, result = ?r.err(), "reported");
-                            return;
-                        }
-                        Err(e) if tokio::time::Instant::now() + backoff < give_up => {
-                            tracing::debug!(error = %e, "report pod; again");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(2));
-                        }
-                        Err(e) => {
-                            tracing::warn!(pod = %p.meta().name, error = %e, "report pod: gave up");
-                            return;
-                        }
-                    }
-                }
-            });
+            tokio::spawn(send_report(client.clone(), p, report, permit));
         }
     }
 }
 
+enum Report {
+    Delete,
+    Running(String),
+    /// The containers exit after this long.
+    Exit(Duration),
+}
+
+/// Send one pod report, again while no replica takes it (the pod may
+/// change no more, so no event would bring it back); a conflict means a
+/// newer version is on its way.
+async fn send_report(
+    client: Client,
+    p: v1::Pod,
+    report: Report,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let api: Api<v1::Pod> = Api::namespaced(client, &p.meta().namespace);
+    let body = match &report {
+        Report::Delete => None,
+        Report::Running(ip) => Some(running(p.clone(), ip)),
+        Report::Exit(left) => {
+            // The permit bounds writes in flight, not waits.
+            drop(permit);
+            tokio::time::sleep(*left).await;
+            Some(exited(p.clone()))
+        }
+    };
+    let mut backoff = Duration::from_millis(200);
+    let give_up = tokio::time::Instant::now() + REPORT_RETRY_FOR;
+    loop {
+        let r = match &body {
+            None => {
+                let dp = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    precondition_uid: p.meta().uid.clone(),
+                    ..Default::default()
+                };
+                api.delete(&p.meta().name, &dp).await.map(drop)
+            }
+            Some(b) => api.update_status(b).await.map(drop),
+        };
+        match r {
+            Ok(()) | Err(Error::NotFound(_)) | Err(Error::Conflict(_)) => {
+                tracing::debug!(pod = %p.meta().name, result = ?r.err(), "reported");
+                return;
+            }
+            Err(e) if tokio::time::Instant::now() + backoff < give_up => {
+                tracing::debug!(error = %e, "report pod; again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                tracing::warn!(pod = %p.meta().name, error = %e, "report pod: gave up");
+                return;
+            }
+        }
+    }
+}
+
+/// The pod once its containers exited with [`EXIT_CODE`]: Succeeded (0)
+/// or Failed.
+fn exited(mut p: v1::Pod) -> v1::Pod {
+    let t = format_rfc3339(SystemTime::now());
+    let code: i32 = p
+        .meta()
+        .annotations
+        .get(EXIT_CODE)
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(0);
+    let status = p.status.get_or_insert_with(Default::default);
+    status.phase = if code == 0 { "Succeeded" } else { "Failed" }.into();
+    for c in &mut status.conditions {
+        if c.r#type == "Ready" || c.r#type == "ContainersReady" {
+            c.status = "False".into();
+            c.reason = "PodCompleted".into();
+            c.last_transition_time = t.clone();
+        }
+    }
+    for c in &mut status.container_statuses {
+        let started_at = c
+            .state
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .map(|r| r.started_at.clone())
+            .unwrap_or_default();
+        c.ready = false;
+        c.started = Some(false);
+        c.state = Some(v1::ContainerState {
+            terminated: Some(v1::ContainerStateTerminated {
+                exit_code: code,
+                reason: if code == 0 { "Completed" } else { "Error" }.into(),
+                started_at,
+                finished_at: t.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    p
+}
+
 /// The pod as a node reports it once its containers run and are ready.
 fn running(mut p: v1::Pod, ip: &str) -> v1::Pod {
-    let t = format_rfc3339(std::time::SystemTime::now());
+    let t = format_rfc3339(SystemTime::now());
     let containers: Vec<String> = p
         .spec
         .as_ref()

@@ -5,7 +5,7 @@
 //! for the `kube-system/keelson-controller-manager` leadership lease
 //! ([`keelson_sdk::LeaderElector`], short TTL) and only the holder writes.
 //! All instances keep their caches warm (reflectors over pods, ReplicaSets,
-//! Deployments, Jobs, nodes, node heartbeat leases, Services and Endpoints), so a
+//! Deployments, Jobs, CronJobs, nodes, node heartbeat leases, Services and Endpoints), so a
 //! new leader acts within a lease TTL of the old one's death.
 //!
 //! Every controller runs in the same loop,
@@ -35,6 +35,7 @@
 //! - [`replicasets`]: pods for ReplicaSets, with create/delete expectations.
 //! - [`deployments`]: ReplicaSets for Deployments (rolling update, recreate).
 //! - [`endpoints`]: Endpoints of Services from their ready pods.
+//! - [`cronjobs`]: a Job per CronJob schedule time, never two.
 //! - [`gc`]: ownerReference garbage collection (background, foreground,
 //!   orphan).
 //! - [`jobs`]: pods for Jobs, each finished pod counted once.
@@ -57,6 +58,7 @@ use crate::controller::run_controller;
 pub use keelson_controllers::nodelifecycle::Config as NodeLifecycleConfig;
 
 pub mod controller;
+pub mod cronjobs;
 pub mod deployments;
 pub mod endpoints;
 pub mod gc;
@@ -120,6 +122,7 @@ pub struct Ctx {
     pub services: Store<v1::Service>,
     pub endpoints: Store<v1::Endpoints>,
     pub jobs: Store<v1::Job>,
+    pub cronjobs: Store<v1::CronJob>,
     pub options: Options,
 }
 
@@ -155,7 +158,8 @@ pub async fn run(client: Client, options: Options) {
     );
     let (services, _t6) = reflector(Api::<v1::Service>::all(client.clone()), all.clone());
     let (endpoints, _t7) = reflector(Api::<v1::Endpoints>::all(client.clone()), all.clone());
-    let (jobs, _t8) = reflector(Api::<v1::Job>::all(client.clone()), all);
+    let (jobs, _t8) = reflector(Api::<v1::Job>::all(client.clone()), all.clone());
+    let (cronjobs, _t9) = reflector(Api::<v1::CronJob>::all(client.clone()), all);
     pods.wait_ready().await;
     replicasets.wait_ready().await;
     deployments.wait_ready().await;
@@ -164,6 +168,7 @@ pub async fn run(client: Client, options: Options) {
     services.wait_ready().await;
     endpoints.wait_ready().await;
     jobs.wait_ready().await;
+    cronjobs.wait_ready().await;
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), COMPONENT),
         client,
@@ -176,18 +181,20 @@ pub async fn run(client: Client, options: Options) {
         services,
         endpoints,
         jobs,
+        cronjobs,
         options,
     });
     // The loops and reflectors live exactly as long as this future: when
     // it is dropped they are aborted, the leadership receivers go, and the
     // elector gives the lease back.
-    let _reflectors = AbortOnDrop(vec![_t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8]);
+    let _reflectors = AbortOnDrop(vec![_t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8, _t9]);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(run_controller(
         ctx.clone(),
         replicasets::ReplicaSets::default(),
     ));
     tasks.spawn(run_controller(ctx.clone(), deployments::Deployments));
+    tasks.spawn(run_controller(ctx.clone(), cronjobs::CronJobs::default()));
     tasks.spawn(run_controller(ctx.clone(), endpoints::Endpoints));
     tasks.spawn(run_controller(ctx.clone(), gc::GarbageCollector));
     tasks.spawn(run_controller(ctx.clone(), jobs::Jobs::default()));

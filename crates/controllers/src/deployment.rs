@@ -415,7 +415,7 @@ impl<'a> State<'a> {
         deleting: bool,
     ) -> State<'a> {
         let dm = cfg.d.meta();
-        let owner_ref = owner_reference(cfg.d);
+        let owner_ref = keelson_model::controller_reference(cfg.d);
         let mut s = State {
             cfg,
             rss,
@@ -697,7 +697,7 @@ impl<'a> State<'a> {
                 namespace: dm.namespace.clone(),
                 labels,
                 annotations,
-                owner_references: vec![owner_reference(self.cfg.d)],
+                owner_references: vec![keelson_model::controller_reference(self.cfg.d)],
                 ..Default::default()
             }),
             spec: Some(v1::ReplicaSetSpec {
@@ -1259,18 +1259,6 @@ fn append_history(history: &str, revision: &str) -> Option<String> {
 
 fn same_namespace(a: &str, b: &str) -> bool {
     a.is_empty() || b.is_empty() || a == b
-}
-
-fn owner_reference(d: &v1::Deployment) -> v1::OwnerReference {
-    let meta = d.meta();
-    v1::OwnerReference {
-        api_version: Kind::Deployment.api_version().to_string(),
-        kind: Kind::Deployment.name().to_string(),
-        name: meta.name.clone(),
-        uid: meta.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
 }
 
 fn rs_template(rs: &v1::ReplicaSet) -> v1::PodTemplateSpec {

@@ -136,18 +136,6 @@ fn set_condition(s: &mut v1::JobStatus, t: &str, status: &str, reason: &str, msg
     });
 }
 
-fn owner_reference(job: &v1::Job) -> v1::OwnerReference {
-    let m = job.meta();
-    v1::OwnerReference {
-        api_version: Kind::Job.api_version().to_string(),
-        kind: Kind::Job.name().to_string(),
-        name: m.name.clone(),
-        uid: m.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 fn pod_from_template(job: &v1::Job, template: &v1::PodTemplateSpec) -> v1::Pod {
     let m = job.meta();
     let tm = template.metadata.clone().unwrap_or_default();
@@ -162,7 +150,7 @@ fn pod_from_template(job: &v1::Job, template: &v1::PodTemplateSpec) -> v1::Pod {
             labels: tm.labels,
             annotations: tm.annotations,
             finalizers,
-            owner_references: vec![owner_reference(job)],
+            owner_references: vec![keelson_model::controller_reference(job)],
             ..Default::default()
         }),
         spec: template.spec.clone(),

@@ -19,6 +19,8 @@
 //!
 //! # Layout
 //!
+//! - [`cronjob`]: the CronJob controller (a Job per schedule time, named
+//!   for it so none runs twice; concurrency policies, history limits).
 //! - [`job`]: the Job controller (pods until `completions` succeed, each
 //!   counted once through the tracking finalizer; backoff limit, deadline,
 //!   suspend, TTL).
@@ -26,6 +28,7 @@
 //! - [`replicaset`]: the ReplicaSet controller (create, delete and adopt
 //!   pods; compute the status), after Kubernetes' `ReplicaSetController`.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;

@@ -196,6 +196,18 @@ pub fn apply(o: &mut Object) {
                 job(s);
             }
         }
+        Variant::CronJob(cj) => {
+            if let Some(s) = cj.spec.as_mut() {
+                default_str(&mut s.concurrency_policy, "Allow");
+                s.suspend.get_or_insert(false);
+                s.successful_jobs_history_limit.get_or_insert(3);
+                s.failed_jobs_history_limit.get_or_insert(1);
+                // Kubernetes defaults the pod template inside, not the
+                // Job spec (the Job gets its defaults when created).
+                let t = s.job_template.as_mut().and_then(|t| t.spec.as_mut());
+                template(t.and_then(|s| s.template.as_mut()));
+            }
+        }
         Variant::Node(_) | Variant::Lease(_) | Variant::ConfigMap(_) => {}
     }
 }

@@ -20,10 +20,11 @@ pub enum Kind {
     ConfigMap,
     Secret,
     Job,
+    CronJob,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -36,6 +37,7 @@ impl Kind {
         Kind::ConfigMap,
         Kind::Secret,
         Kind::Job,
+        Kind::CronJob,
     ];
 
     /// The kind as written in manifests (`kind: Deployment`).
@@ -53,6 +55,7 @@ impl Kind {
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
             Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
         }
     }
 
@@ -71,6 +74,7 @@ impl Kind {
             Kind::ConfigMap => "configmaps",
             Kind::Secret => "secrets",
             Kind::Job => "jobs",
+            Kind::CronJob => "cronjobs",
         }
     }
 
@@ -79,7 +83,7 @@ impl Kind {
         match self {
             Kind::ReplicaSet | Kind::Deployment => "apps/v1",
             Kind::Lease => "coordination.k8s.io/v1",
-            Kind::Job => "batch/v1",
+            Kind::Job | Kind::CronJob => "batch/v1",
             _ => "v1",
         }
     }
@@ -114,6 +118,7 @@ impl Kind {
             Kind::ConfigMap => &["cm"],
             Kind::Secret => &[],
             Kind::Job => &[],
+            Kind::CronJob => &["cj"],
         }
     }
 
@@ -210,6 +215,7 @@ resource!(Lease, Lease);
 resource!(ConfigMap, ConfigMap);
 resource!(Secret, Secret);
 resource!(Job, Job);
+resource!(CronJob, CronJob);
 
 /// Calls `$f` with the typed object inside an [`Object`], whatever its kind.
 #[macro_export]
@@ -228,6 +234,7 @@ macro_rules! with_object {
             ::keelson_proto::api::object::Kind::ConfigMap($x) => $body,
             ::keelson_proto::api::object::Kind::Secret($x) => $body,
             ::keelson_proto::api::object::Kind::Job($x) => $body,
+            ::keelson_proto::api::object::Kind::CronJob($x) => $body,
         }
     };
 }
@@ -286,8 +293,26 @@ macro_rules! for_kind {
                 type $t = ::keelson_proto::v1::Job;
                 $body
             }
+            $crate::Kind::CronJob => {
+                type $t = ::keelson_proto::v1::CronJob;
+                $body
+            }
         }
     };
+}
+
+/// The ownerReference a controller puts on what it makes: `owner` as
+/// the controller, blocking the owner's foreground deletion.
+pub fn controller_reference<K: Resource>(owner: &K) -> v1::OwnerReference {
+    let m = owner.meta();
+    v1::OwnerReference {
+        api_version: K::KIND.api_version().to_string(),
+        kind: K::KIND.name().to_string(),
+        name: m.name.clone(),
+        uid: m.uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
 }
 
 /// The kind of an object (None for an empty `Object`).
@@ -305,6 +330,7 @@ pub fn kind_of(o: &Object) -> Option<Kind> {
         object::Kind::ConfigMap(_) => Kind::ConfigMap,
         object::Kind::Secret(_) => Kind::Secret,
         object::Kind::Job(_) => Kind::Job,
+        object::Kind::CronJob(_) => Kind::CronJob,
     })
 }
 
@@ -356,6 +382,7 @@ fn object_field(kind: Kind) -> u32 {
         Kind::ConfigMap => 10,
         Kind::Secret => 11,
         Kind::Job => 12,
+        Kind::CronJob => 13,
     }
 }
 

@@ -24,6 +24,7 @@
 //!   rollout (`rollout_status`), shared by the controller and the CLI.
 
 pub mod cidr;
+pub mod cron;
 pub mod defaults;
 pub mod deployment;
 pub mod kinds;
@@ -38,4 +39,7 @@ pub mod time;
 pub mod validation;
 
 pub use keelson_proto::api::Object;
-pub use kinds::{controller_of, decode, encode, kind_of, meta_of, meta_of_mut, Kind, Resource};
+pub use kinds::{
+    controller_of, controller_reference, decode, encode, kind_of, meta_of, meta_of_mut, Kind,
+    Resource,
+};

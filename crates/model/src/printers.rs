@@ -105,6 +105,18 @@ fn column_sets(kind: Kind) -> (&'static [&'static str], &'static [&'static str])
             &["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
             &["CONTAINERS", "IMAGES", "SELECTOR"],
         ),
+        Kind::CronJob => (
+            &[
+                "NAME",
+                "SCHEDULE",
+                "TIMEZONE",
+                "SUSPEND",
+                "ACTIVE",
+                "LAST SCHEDULE",
+                "AGE",
+            ],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
     }
 }
 
@@ -155,6 +167,7 @@ pub fn row(o: &Object, wide: bool, now: SystemTime) -> Vec<String> {
             created(&sec.metadata, now),
         ],
         Variant::Job(j) => job_row(j, wide, now),
+        Variant::CronJob(cj) => cron_job_row(cj, wide, now),
         Variant::Lease(l) => vec![
             name(&l.metadata),
             or_none(l.spec.as_ref().map_or("", |s| s.holder_identity.as_str())),
@@ -420,6 +433,37 @@ fn replica_set_row(rs: &v1::ReplicaSet, wide: bool, now: SystemTime) -> Vec<Stri
             spec.template.as_ref(),
             spec.selector.as_ref(),
         ));
+    }
+    r
+}
+
+/// A CronJob's row, as kubectl's `printCronJob`: LAST SCHEDULE is the
+/// time since the last schedule time (`<none>` before the first).
+fn cron_job_row(cj: &v1::CronJob, wide: bool, now: SystemTime) -> Vec<String> {
+    let spec = cj.spec.clone().unwrap_or_default();
+    let status = cj.status.clone().unwrap_or_default();
+    let last = if status.last_schedule_time.is_empty() {
+        NONE.to_string()
+    } else {
+        age(&status.last_schedule_time, now)
+    };
+    let mut r = vec![
+        name(&cj.metadata),
+        spec.schedule.clone(),
+        or_none(spec.time_zone.as_deref().unwrap_or("")),
+        if spec.suspend == Some(true) {
+            "True"
+        } else {
+            "False"
+        }
+        .to_string(),
+        status.active.len().to_string(),
+        last,
+        created(&cj.metadata, now),
+    ];
+    if wide {
+        let js = spec.job_template.and_then(|t| t.spec).unwrap_or_default();
+        r.extend(template_columns(js.template.as_ref(), js.selector.as_ref()));
     }
     r
 }

@@ -1018,25 +1018,116 @@ fn check_workload(
     check_pod_spec(e, "spec.template.spec", t.spec.as_ref(), policies);
 }
 
-fn check_job(e: &mut Errors, meta: Option<&v1::ObjectMeta>, s: &v1::JobSpec) {
-    if let Some(p) = s.parallelism {
-        e.non_negative("spec.parallelism", p);
+/// A Job spec's counts and modes, at `p` (`spec`, or a CronJob's
+/// `spec.jobTemplate.spec`).
+fn check_job_counts(e: &mut Errors, p: &str, s: &v1::JobSpec) {
+    if let Some(n) = s.parallelism {
+        e.non_negative(&format!("{p}.parallelism"), n);
     }
     if let Some(c) = s.completions {
-        e.non_negative("spec.completions", c);
+        e.non_negative(&format!("{p}.completions"), c);
     }
     if let Some(b) = s.backoff_limit {
-        e.non_negative("spec.backoffLimit", b);
+        e.non_negative(&format!("{p}.backoffLimit"), b);
     }
     if let Some(t) = s.ttl_seconds_after_finished {
-        e.non_negative("spec.ttlSecondsAfterFinished", t);
+        e.non_negative(&format!("{p}.ttlSecondsAfterFinished"), t);
     }
     if let Some(d) = s.active_deadline_seconds {
         if d <= 0 {
-            e.invalid("spec.activeDeadlineSeconds", d, "must be greater than 0");
+            e.invalid(
+                &format!("{p}.activeDeadlineSeconds"),
+                d,
+                "must be greater than 0",
+            );
         }
     }
-    e.empty_or_one_of("spec.completionMode", &s.completion_mode, &["NonIndexed"]);
+    e.empty_or_one_of(
+        &format!("{p}.completionMode"),
+        &s.completion_mode,
+        &["NonIndexed"],
+    );
+}
+
+/// The longest CronJob name: its Jobs are named `<name>-<minutes>`, 11
+/// more characters, within a label value's 63.
+const CRON_JOB_NAME_MAX: usize = 52;
+
+fn check_cron_job(e: &mut Errors, meta: Option<&v1::ObjectMeta>, s: &v1::CronJobSpec) {
+    if let Some(m) = meta.filter(|m| m.name.len() > CRON_JOB_NAME_MAX) {
+        e.invalid(
+            "metadata.name",
+            &m.name,
+            &format!("must be no more than {CRON_JOB_NAME_MAX} characters"),
+        );
+    }
+    let tz = s.time_zone.as_deref().unwrap_or("");
+    if s.schedule.is_empty() {
+        e.required("spec.schedule");
+    } else if let Err(why) = crate::cron::Schedule::parse(&s.schedule, "") {
+        e.invalid("spec.schedule", &s.schedule, &why);
+    }
+    if s.time_zone.is_some() {
+        if let Err(why) = crate::cron::time_zone(tz) {
+            e.invalid("spec.timeZone", tz, &why);
+        }
+    }
+    if let Some(d) = s.starting_deadline_seconds {
+        e.non_negative("spec.startingDeadlineSeconds", d);
+    }
+    e.empty_or_one_of(
+        "spec.concurrencyPolicy",
+        &s.concurrency_policy,
+        &["Allow", "Forbid", "Replace"],
+    );
+    if let Some(n) = s.successful_jobs_history_limit {
+        e.non_negative("spec.successfulJobsHistoryLimit", n);
+    }
+    if let Some(n) = s.failed_jobs_history_limit {
+        e.non_negative("spec.failedJobsHistoryLimit", n);
+    }
+    let Some(js) = s.job_template.as_ref().and_then(|t| t.spec.as_ref()) else {
+        e.required("spec.jobTemplate.spec");
+        return;
+    };
+    let p = "spec.jobTemplate.spec";
+    check_job_counts(e, p, js);
+    if js.selector.is_some() {
+        e.invalid(
+            &format!("{p}.selector"),
+            js.selector.as_ref().map(|x| &x.match_labels),
+            "`selector` will be auto-generated",
+        );
+    }
+    if js.manual_selector == Some(true) {
+        e.invalid(
+            &format!("{p}.manualSelector"),
+            true,
+            "cannot be set for a CronJob's Jobs",
+        );
+    }
+    let Some(t) = js.template.as_ref() else {
+        e.required(&format!("{p}.template"));
+        return;
+    };
+    if let Some(m) = &t.metadata {
+        check_labels(e, &format!("{p}.template.metadata.labels"), &m.labels);
+        check_annotations(
+            e,
+            &format!("{p}.template.metadata.annotations"),
+            &m.annotations,
+        );
+    }
+    check_pod_spec(
+        e,
+        &format!("{p}.template.spec"),
+        t.spec.as_ref(),
+        &["OnFailure", "Never"],
+    );
+}
+
+fn check_job(e: &mut Errors, meta: Option<&v1::ObjectMeta>, s: &v1::JobSpec) {
+    check_job_counts(e, "spec", s);
     check_workload(
         e,
         None,
@@ -1333,6 +1424,10 @@ pub fn validate(o: &Object) -> Result<(), Vec<String>> {
         Variant::ConfigMap(cm) => check_config_map(&mut e, cm),
         Variant::Job(j) => match &j.spec {
             Some(s) => check_job(&mut e, j.metadata.as_ref(), s),
+            None => e.required("spec"),
+        },
+        Variant::CronJob(cj) => match &cj.spec {
+            Some(s) => check_cron_job(&mut e, cj.metadata.as_ref(), s),
             None => e.required("spec"),
         },
         Variant::Secret(sec) => check_secret(&mut e, sec),
@@ -1743,6 +1838,96 @@ mod tests {
         );
         let more = created(json!({"completions": 3, "parallelism": 5, "template": tmpl("Never")}));
         assert_eq!(validate_update(&ok, &more), Ok(()));
+    }
+
+    #[test]
+    fn cron_job_rules() {
+        let cron = |name: &str, spec: Value| {
+            let mut o = obj::<v1::CronJob>(json!({"metadata": {"name": name}, "spec": spec}));
+            crate::defaults::apply(&mut o);
+            o
+        };
+        let tmpl = json!({"spec": {"template": {"spec": {"restartPolicy": "OnFailure",
+                                   "containers": [{"name": "c", "image": "x"}]}}}});
+        let ok = cron(
+            "hello",
+            json!({"schedule": "*/5 * * * *", "timeZone": "Europe/Paris", "jobTemplate": tmpl}),
+        );
+        assert_eq!(validate(&ok), Ok(()));
+        let cj = v1::CronJob::from_object(ok).expect("cronjob");
+        let s = cj.spec.unwrap_or_default();
+        assert_eq!(
+            (
+                s.concurrency_policy.as_str(),
+                s.suspend,
+                s.successful_jobs_history_limit,
+                s.failed_jobs_history_limit
+            ),
+            ("Allow", Some(false), Some(3), Some(1))
+        );
+        let cases = [
+            (
+                json!({"schedule": "", "jobTemplate": tmpl}),
+                "spec.schedule: Required value",
+            ),
+            (
+                json!({"schedule": "* * *", "jobTemplate": tmpl}),
+                "spec.schedule: Invalid value \"* * *\": expected exactly 5 fields, found 3",
+            ),
+            (
+                json!({"schedule": "TZ=UTC 0 0 * * *", "jobTemplate": tmpl}),
+                "cannot use TZ or CRON_TZ in schedule",
+            ),
+            (
+                json!({"schedule": "@daily", "timeZone": "Nowhere/Land", "jobTemplate": tmpl}),
+                "spec.timeZone: Invalid value \"Nowhere/Land\": unknown time zone Nowhere/Land",
+            ),
+            (
+                json!({"schedule": "@daily", "concurrencyPolicy": "Sometimes", "jobTemplate": tmpl}),
+                "spec.concurrencyPolicy: Unsupported value \"Sometimes\"",
+            ),
+            (
+                json!({"schedule": "@daily", "successfulJobsHistoryLimit": -1, "jobTemplate": tmpl}),
+                "spec.successfulJobsHistoryLimit: Invalid value -1",
+            ),
+            (
+                json!({"schedule": "@daily", "jobTemplate": {"spec": {"backoffLimit": -2,
+                        "template": tmpl["spec"]["template"]}}}),
+                "spec.jobTemplate.spec.backoffLimit: Invalid value -2",
+            ),
+            (
+                json!({"schedule": "@daily", "jobTemplate": {"spec": {
+                        "selector": {"matchLabels": {"a": "b"}},
+                        "template": tmpl["spec"]["template"]}}}),
+                "spec.jobTemplate.spec.selector: Invalid value",
+            ),
+            (
+                json!({"schedule": "@daily", "jobTemplate": {"spec": {"template": {"spec": {
+                        "containers": [{"name": "c", "image": "x"}]}}}}}),
+                "spec.jobTemplate.spec.template.spec.restartPolicy: Unsupported value \"Always\"",
+            ),
+            (
+                json!({"schedule": "@daily"}),
+                "spec.jobTemplate.spec: Required value",
+            ),
+        ];
+        for (spec, want) in cases {
+            let errs = errors(&cron("hello", spec.clone()));
+            assert!(
+                errs.iter().any(|e| e.starts_with(want) || e.contains(want)),
+                "{spec}: {errs:?}"
+            );
+        }
+        let long = "x".repeat(53);
+        let errs = errors(&cron(
+            &long,
+            json!({"schedule": "@daily", "jobTemplate": tmpl}),
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("must be no more than 52 characters")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -274,7 +274,7 @@ async fn deployment_rolls_out_within_its_bounds_undoes_and_is_collected() {
 }
 
 /// The replica holding `name`'s leadership lease.
-async fn holder(cl: &Client, name: &str) -> Option<String> {
+pub(crate) async fn holder(cl: &Client, name: &str) -> Option<String> {
     let leases: Api<v1::Lease> = Api::namespaced(cl.clone(), "kube-system");
     leases
         .get(name)
