@@ -25,6 +25,8 @@ pub const INT_OR_STRING: &[&str] = &[
     "ServicePort.target_port",
     "RollingUpdateDeployment.max_unavailable",
     "RollingUpdateDeployment.max_surge",
+    "RollingUpdateDaemonSet.max_unavailable",
+    "RollingUpdateDaemonSet.max_surge",
 ];
 
 /// Fields of Kubernetes' `map<string, []byte>` type (`Message.field`):

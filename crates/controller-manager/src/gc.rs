@@ -1,5 +1,5 @@
 //! The garbage collector around [`keelson_controllers::gc::reconcile`] over
-//! every cached kind that can own or be owned (CronJobs, Jobs, Deployments,
+//! every cached kind that can own or be owned (CronJobs, Jobs, DaemonSets, Deployments,
 //! ReplicaSets, pods, Services, Endpoints, nodes): it deletes dependents whose owners
 //! are gone (background) or being deleted in the foreground, removes
 //! ownerReferences for orphan propagation, and removes the
@@ -28,7 +28,8 @@ use crate::controller::{kind_key, Controller, PassCtx};
 use crate::{concurrently, Ctx};
 
 /// The kinds in the collector's graph.
-const CACHED: [Kind; 8] = [
+const CACHED: [Kind; 9] = [
+    Kind::DaemonSet,
     Kind::CronJob,
     Kind::Job,
     Kind::Deployment,
@@ -49,6 +50,7 @@ impl Controller for GarbageCollector {
     fn changes(ctx: &Ctx) -> Vec<watch::Receiver<u64>> {
         vec![
             ctx.cronjobs.changes(),
+            ctx.daemonsets.changes(),
             ctx.jobs.changes(),
             ctx.deployments.changes(),
             ctx.replicasets.changes(),
@@ -113,6 +115,7 @@ fn nodes_of<K: Resource>(store: &Store<K>, out: &mut Vec<Node>) {
 async fn pass(ctx: &Ctx, p: &mut PassCtx<'_>) {
     let mut graph = Vec::new();
     nodes_of(&ctx.cronjobs, &mut graph);
+    nodes_of(&ctx.daemonsets, &mut graph);
     nodes_of(&ctx.jobs, &mut graph);
     nodes_of(&ctx.deployments, &mut graph);
     nodes_of(&ctx.replicasets, &mut graph);

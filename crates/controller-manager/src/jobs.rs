@@ -23,17 +23,9 @@ use keelson_sdk::{DeleteParams, Error, Involved, Resource};
 use tokio::sync::watch;
 
 use crate::controller::{kind_key, Controller, PassCtx};
+use crate::expectations::{self, Expect};
 use crate::replicasets::controller_uid;
 use crate::{concurrently, Ctx};
-
-/// How long a Job waits for its cache to show its own writes.
-const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Expect {
-    adds: HashSet<String>,
-    deletes: HashSet<String>,
-    deadline: Instant,
-}
 
 /// The Job controller and its expectations (by Job uid).
 #[derive(Default)]
@@ -76,14 +68,7 @@ async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>, p: &mut Pas
         }
     }
     let now = Instant::now();
-    expectations.retain(|_, e| {
-        let adds_seen = e.adds.iter().all(|k| pods.contains_key(k));
-        let deletes_seen = e.deletes.iter().all(|k| {
-            pods.get(k)
-                .is_none_or(|p| !p.meta().deletion_timestamp.is_empty())
-        });
-        !(adds_seen && deletes_seen) && now < e.deadline
-    });
+    expectations::prune(expectations, &pods, now);
     for job in &jobs {
         let m = job.meta();
         let key = object_key(&**job);
@@ -210,76 +195,12 @@ async fn act(
     if creates.is_empty() && deletes.is_empty() {
         return (None, result);
     }
-    let pod_api = ctx.api::<v1::Pod>(&ns);
-    let involved = Involved::of(job);
-    let created = concurrently(creates, |p| {
-        let (pod_api, involved) = (pod_api.clone(), involved.clone());
-        async move {
-            if !ctx.leading() {
-                return Ok(None);
-            }
-            match pod_api.create(&p).await {
-                Ok(c) => {
-                    let name = c.meta().name.clone();
-                    ctx.recorder.record(
-                        involved,
-                        "Normal",
-                        "SuccessfulCreate",
-                        &format!("Created pod: {name}"),
-                    );
-                    Ok(Some(name))
-                }
-                Err(e) => {
-                    ctx.recorder.record(
-                        involved,
-                        "Warning",
-                        "FailedCreate",
-                        &format!("Error creating: {e}"),
-                    );
-                    Err(e)
-                }
-            }
-        }
-    })
-    .await;
-    let deleted = concurrently(deletes, |name| {
-        let (pod_api, involved) = (pod_api.clone(), involved.clone());
-        async move {
-            if !ctx.leading() {
-                return Ok(None);
-            }
-            match pod_api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) | Err(Error::NotFound(_)) => {
-                    ctx.recorder.record(
-                        involved,
-                        "Normal",
-                        "SuccessfulDelete",
-                        &format!("Deleted pod: {name}"),
-                    );
-                    Ok(Some(name))
-                }
-                Err(e) => Err(e),
-            }
-        }
-    })
-    .await;
-    let mut written = |ws: Vec<keelson_sdk::Result<Option<String>>>| -> HashSet<String> {
-        let mut keys = HashSet::new();
-        for w in ws {
-            match w {
-                Ok(Some(name)) => {
-                    keys.insert(format!("{ns}/{name}"));
-                }
-                Ok(None) => {}
-                Err(e) => keep(Err(e)),
-            }
-        }
-        keys
-    };
-    let expect = Expect {
-        adds: written(created),
-        deletes: written(deleted),
-        deadline: Instant::now() + EXPECTATIONS_TIMEOUT,
-    };
+    let deletes = deletes
+        .into_iter()
+        .map(|n| (n, DeleteParams::default()))
+        .collect();
+    let (expect, written) =
+        expectations::write_pods(ctx, &Involved::of(job), &ns, creates, deletes).await;
+    keep(written);
     (Some(expect), result)
 }

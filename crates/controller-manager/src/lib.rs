@@ -5,7 +5,7 @@
 //! for the `kube-system/keelson-controller-manager` leadership lease
 //! ([`keelson_sdk::LeaderElector`], short TTL) and only the holder writes.
 //! All instances keep their caches warm (reflectors over pods, ReplicaSets,
-//! Deployments, Jobs, CronJobs, nodes, node heartbeat leases, Services and Endpoints), so a
+//! Deployments, DaemonSets, Jobs, CronJobs, nodes, node heartbeat leases, Services and Endpoints), so a
 //! new leader acts within a lease TTL of the old one's death.
 //!
 //! Every controller runs in the same loop,
@@ -36,6 +36,8 @@
 //! - [`deployments`]: ReplicaSets for Deployments (rolling update, recreate).
 //! - [`endpoints`]: Endpoints of Services from their ready pods.
 //! - [`cronjobs`]: a Job per CronJob schedule time, never two.
+//! - [`daemonsets`]: a pod per eligible node, rolled out within
+//!   maxUnavailable.
 //! - [`gc`]: ownerReference garbage collection (background, foreground,
 //!   orphan).
 //! - [`jobs`]: pods for Jobs, each finished pod counted once.
@@ -59,8 +61,10 @@ pub use keelson_controllers::nodelifecycle::Config as NodeLifecycleConfig;
 
 pub mod controller;
 pub mod cronjobs;
+pub mod daemonsets;
 pub mod deployments;
 pub mod endpoints;
+pub mod expectations;
 pub mod gc;
 pub mod jobs;
 pub mod nodeipam;
@@ -123,6 +127,7 @@ pub struct Ctx {
     pub endpoints: Store<v1::Endpoints>,
     pub jobs: Store<v1::Job>,
     pub cronjobs: Store<v1::CronJob>,
+    pub daemonsets: Store<v1::DaemonSet>,
     pub options: Options,
 }
 
@@ -159,7 +164,8 @@ pub async fn run(client: Client, options: Options) {
     let (services, _t6) = reflector(Api::<v1::Service>::all(client.clone()), all.clone());
     let (endpoints, _t7) = reflector(Api::<v1::Endpoints>::all(client.clone()), all.clone());
     let (jobs, _t8) = reflector(Api::<v1::Job>::all(client.clone()), all.clone());
-    let (cronjobs, _t9) = reflector(Api::<v1::CronJob>::all(client.clone()), all);
+    let (cronjobs, _t9) = reflector(Api::<v1::CronJob>::all(client.clone()), all.clone());
+    let (daemonsets, _t10) = reflector(Api::<v1::DaemonSet>::all(client.clone()), all);
     pods.wait_ready().await;
     replicasets.wait_ready().await;
     deployments.wait_ready().await;
@@ -169,6 +175,7 @@ pub async fn run(client: Client, options: Options) {
     endpoints.wait_ready().await;
     jobs.wait_ready().await;
     cronjobs.wait_ready().await;
+    daemonsets.wait_ready().await;
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), COMPONENT),
         client,
@@ -182,12 +189,13 @@ pub async fn run(client: Client, options: Options) {
         endpoints,
         jobs,
         cronjobs,
+        daemonsets,
         options,
     });
     // The loops and reflectors live exactly as long as this future: when
     // it is dropped they are aborted, the leadership receivers go, and the
     // elector gives the lease back.
-    let _reflectors = AbortOnDrop(vec![_t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8, _t9]);
+    let _reflectors = AbortOnDrop(vec![_t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8, _t9, _t10]);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(run_controller(
         ctx.clone(),
@@ -195,6 +203,10 @@ pub async fn run(client: Client, options: Options) {
     ));
     tasks.spawn(run_controller(ctx.clone(), deployments::Deployments));
     tasks.spawn(run_controller(ctx.clone(), cronjobs::CronJobs::default()));
+    tasks.spawn(run_controller(
+        ctx.clone(),
+        daemonsets::DaemonSets::default(),
+    ));
     tasks.spawn(run_controller(ctx.clone(), endpoints::Endpoints));
     tasks.spawn(run_controller(ctx.clone(), gc::GarbageCollector));
     tasks.spawn(run_controller(ctx.clone(), jobs::Jobs::default()));

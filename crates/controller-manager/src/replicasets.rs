@@ -17,7 +17,7 @@
 //! pod create (a `FailedCreate` event, so creates back off as Kubernetes'
 //! do) or a pod delete failing. A pod already gone counts as deleted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use keelson_controllers::replicaset::{reconcile, Action};
@@ -28,20 +28,8 @@ use keelson_sdk::{DeleteParams, Error, Involved, Resource};
 use tokio::sync::watch;
 
 use crate::controller::{Controller, PassCtx};
+use crate::expectations::{self, Expect};
 use crate::{concurrently, Ctx};
-
-/// How long a ReplicaSet waits for its cache to show its own writes.
-const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Expect {
-    adds: HashSet<String>,
-    deletes: HashSet<String>,
-    deadline: Instant,
-}
-
-fn pod_key(ns: &str, name: &str) -> String {
-    format!("{ns}/{name}")
-}
 
 /// The controller uid of an object, if any.
 pub(crate) fn controller_uid(meta: &v1::ObjectMeta) -> Option<&str> {
@@ -85,14 +73,7 @@ async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>, p: &mut Pas
         }
     }
     let now = Instant::now();
-    expectations.retain(|_, e| {
-        let adds_seen = e.adds.iter().all(|k| pods.contains_key(k));
-        let deletes_seen = e.deletes.iter().all(|k| {
-            pods.get(k)
-                .is_none_or(|p| !p.meta().deletion_timestamp.is_empty())
-        });
-        !(adds_seen && deletes_seen) && now < e.deadline
-    });
+    expectations::prune(expectations, &pods, now);
     for rs in ctx.replicasets.list() {
         let m = rs.meta();
         let key = object_key(&*rs);
@@ -187,7 +168,7 @@ async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Acted {
         }
     })
     .await;
-    let mut result: keelson_sdk::Result<()> = adopted.into_iter().collect();
+    let result: keelson_sdk::Result<()> = adopted.into_iter().collect();
     if !scaling {
         return Acted {
             expect: None,
@@ -195,87 +176,13 @@ async fn act(ctx: &Ctx, rs: &v1::ReplicaSet, actions: Vec<Action>) -> Acted {
         };
     }
     let involved = Involved::of(rs);
-    // Each write: Ok(Some(name)) done, Ok(None) not tried (leadership lost).
-    let created = concurrently(creates, |p| {
-        let pods = pods.clone();
-        let involved = involved.clone();
-        async move {
-            // Leadership is checked before every write, not once a pass:
-            // an instance that lost its lease stops within one request.
-            if !ctx.leading() {
-                return Ok(None);
-            }
-            match pods.create(&p).await {
-                Ok(c) => {
-                    let name = c.meta().name.clone();
-                    ctx.recorder.record(
-                        involved,
-                        "Normal",
-                        "SuccessfulCreate",
-                        &format!("Created pod: {name}"),
-                    );
-                    Ok(Some(name))
-                }
-                Err(e) => {
-                    ctx.recorder.record(
-                        involved,
-                        "Warning",
-                        "FailedCreate",
-                        &format!("Error creating: {e}"),
-                    );
-                    Err(e)
-                }
-            }
-        }
-    })
-    .await;
-    let deleted = concurrently(deletes, |name| {
-        let pods = pods.clone();
-        let involved = involved.clone();
-        async move {
-            if !ctx.leading() {
-                return Ok(None);
-            }
-            match pods.delete(&name, &DeleteParams::default()).await {
-                Ok(_) | Err(Error::NotFound(_)) => {
-                    ctx.recorder.record(
-                        involved,
-                        "Normal",
-                        "SuccessfulDelete",
-                        &format!("Deleted pod: {name}"),
-                    );
-                    Ok(Some(name))
-                }
-                Err(e) => Err(e),
-            }
-        }
-    })
-    .await;
-    // The pods written, as pod-cache keys; the first failure goes to `result`.
-    let mut written = |writes: Vec<keelson_sdk::Result<Option<String>>>| -> HashSet<String> {
-        let mut keys = HashSet::new();
-        for w in writes {
-            match w {
-                Ok(Some(name)) => {
-                    keys.insert(pod_key(&ns, &name));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    if result.is_ok() {
-                        result = Err(e);
-                    }
-                }
-            }
-        }
-        keys
-    };
-    let expect = Expect {
-        adds: written(created),
-        deletes: written(deleted),
-        deadline: Instant::now() + EXPECTATIONS_TIMEOUT,
-    };
+    let deletes = deletes
+        .into_iter()
+        .map(|n| (n, DeleteParams::default()))
+        .collect();
+    let (expect, written) = expectations::write_pods(ctx, &involved, &ns, creates, deletes).await;
     Acted {
         expect: Some(expect),
-        result,
+        result: result.and(written),
     }
 }

@@ -21,6 +21,8 @@
 //!
 //! - [`cronjob`]: the CronJob controller (a Job per schedule time, named
 //!   for it so none runs twice; concurrency policies, history limits).
+//! - [`daemonset`]: the DaemonSet controller (a pod per eligible node by
+//!   nodeSelector and taints, rolling update within maxUnavailable).
 //! - [`job`]: the Job controller (pods until `completions` succeed, each
 //!   counted once through the tracking finalizer; backoff limit, deadline,
 //!   suspend, TTL).
@@ -29,6 +31,7 @@
 //!   pods; compute the status), after Kubernetes' `ReplicaSetController`.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;

@@ -31,7 +31,7 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use keelson_model::pod::{is_ready, ready_condition};
+use keelson_model::pod::{is_available, is_ready};
 use keelson_model::selector::LabelSelector;
 use keelson_model::time::parse_rfc3339;
 use keelson_model::{controller_of, Kind, Resource};
@@ -176,20 +176,6 @@ fn phase(pod: &v1::Pod) -> &str {
 /// Not being deleted and not finished.
 fn is_active(pod: &v1::Pod) -> bool {
     pod.meta().deletion_timestamp.is_empty() && !matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-/// Ready, and (with `min_ready` above zero) ready since strictly more than
-/// `min_ready` before `now`. An unreadable transition time is not available.
-fn is_available(pod: &v1::Pod, min_ready: Duration, now: SystemTime) -> bool {
-    let Some(c) = ready_condition(pod).filter(|c| c.status == "True") else {
-        return false;
-    };
-    if min_ready.is_zero() {
-        return true;
-    }
-    parse_rfc3339(&c.last_transition_time)
-        .and_then(|t| t.checked_add(min_ready))
-        .is_some_and(|t| t < now)
 }
 
 /// Sort key: pods that sort first are deleted first. A total order, so the

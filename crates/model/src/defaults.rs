@@ -196,6 +196,20 @@ pub fn apply(o: &mut Object) {
                 job(s);
             }
         }
+        Variant::DaemonSet(ds) => {
+            if let Some(s) = ds.spec.as_mut() {
+                let u = s.update_strategy.get_or_insert_with(Default::default);
+                default_str(&mut u.r#type, "RollingUpdate");
+                if u.r#type == "RollingUpdate" {
+                    let ru = u.rolling_update.get_or_insert_with(Default::default);
+                    default_str(&mut ru.max_unavailable, "1");
+                    default_str(&mut ru.max_surge, "0");
+                }
+                s.revision_history_limit
+                    .get_or_insert(REVISION_HISTORY_LIMIT);
+                template(s.template.as_mut());
+            }
+        }
         Variant::CronJob(cj) => {
             if let Some(s) = cj.spec.as_mut() {
                 default_str(&mut s.concurrency_policy, "Allow");

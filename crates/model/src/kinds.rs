@@ -21,10 +21,11 @@ pub enum Kind {
     Secret,
     Job,
     CronJob,
+    DaemonSet,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -38,6 +39,7 @@ impl Kind {
         Kind::Secret,
         Kind::Job,
         Kind::CronJob,
+        Kind::DaemonSet,
     ];
 
     /// The kind as written in manifests (`kind: Deployment`).
@@ -56,6 +58,7 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
+            Kind::DaemonSet => "DaemonSet",
         }
     }
 
@@ -75,13 +78,14 @@ impl Kind {
             Kind::Secret => "secrets",
             Kind::Job => "jobs",
             Kind::CronJob => "cronjobs",
+            Kind::DaemonSet => "daemonsets",
         }
     }
 
     /// `apiVersion` as Kubernetes spells it for this kind.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::ReplicaSet | Kind::Deployment => "apps/v1",
+            Kind::ReplicaSet | Kind::Deployment | Kind::DaemonSet => "apps/v1",
             Kind::Lease => "coordination.k8s.io/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
             _ => "v1",
@@ -119,6 +123,7 @@ impl Kind {
             Kind::Secret => &[],
             Kind::Job => &[],
             Kind::CronJob => &["cj"],
+            Kind::DaemonSet => &["ds"],
         }
     }
 
@@ -216,6 +221,7 @@ resource!(ConfigMap, ConfigMap);
 resource!(Secret, Secret);
 resource!(Job, Job);
 resource!(CronJob, CronJob);
+resource!(DaemonSet, DaemonSet);
 
 /// Calls `$f` with the typed object inside an [`Object`], whatever its kind.
 #[macro_export]
@@ -235,6 +241,7 @@ macro_rules! with_object {
             ::keelson_proto::api::object::Kind::Secret($x) => $body,
             ::keelson_proto::api::object::Kind::Job($x) => $body,
             ::keelson_proto::api::object::Kind::CronJob($x) => $body,
+            ::keelson_proto::api::object::Kind::DaemonSet($x) => $body,
         }
     };
 }
@@ -297,6 +304,10 @@ macro_rules! for_kind {
                 type $t = ::keelson_proto::v1::CronJob;
                 $body
             }
+            $crate::Kind::DaemonSet => {
+                type $t = ::keelson_proto::v1::DaemonSet;
+                $body
+            }
         }
     };
 }
@@ -331,6 +342,7 @@ pub fn kind_of(o: &Object) -> Option<Kind> {
         object::Kind::Secret(_) => Kind::Secret,
         object::Kind::Job(_) => Kind::Job,
         object::Kind::CronJob(_) => Kind::CronJob,
+        object::Kind::DaemonSet(_) => Kind::DaemonSet,
     })
 }
 
@@ -383,6 +395,7 @@ fn object_field(kind: Kind) -> u32 {
         Kind::Secret => 11,
         Kind::Job => 12,
         Kind::CronJob => 13,
+        Kind::DaemonSet => 14,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Facts about a pod that several parts need alike (the controllers, the
 //! scheduler, the agent, the CLI, chaos and tests): one definition each.
 
+use std::time::{Duration, SystemTime};
+
 use keelson_proto::v1;
 
 /// The pod's Ready condition, if it has one.
@@ -15,6 +17,38 @@ pub fn ready_condition(p: &v1::Pod) -> Option<&v1::PodCondition> {
 /// Whether the pod is Ready (its Ready condition is "True").
 pub fn is_ready(p: &v1::Pod) -> bool {
     ready_condition(p).is_some_and(|c| c.status == "True")
+}
+
+/// Ready, and (with `min_ready` above zero) ready since strictly more than
+/// `min_ready` before `now`. An unreadable transition time is not available.
+pub fn is_available(pod: &v1::Pod, min_ready: Duration, now: SystemTime) -> bool {
+    let Some(c) = ready_condition(pod).filter(|c| c.status == "True") else {
+        return false;
+    };
+    if min_ready.is_zero() {
+        return true;
+    }
+    crate::time::parse_rfc3339(&c.last_transition_time)
+        .and_then(|t| t.checked_add(min_ready))
+        .is_some_and(|t| t < now)
+}
+
+/// Whether the toleration tolerates the taint, as Kubernetes'
+/// `Toleration.ToleratesTaint`: an empty effect matches every effect, an
+/// empty key every key; operator `Exists` matches any value, `Equal` (or
+/// empty) the same value; an unknown operator matches nothing.
+pub fn tolerates(toleration: &v1::Toleration, taint: &v1::Taint) -> bool {
+    if !toleration.effect.is_empty() && toleration.effect != taint.effect {
+        return false;
+    }
+    if !toleration.key.is_empty() && toleration.key != taint.key {
+        return false;
+    }
+    match toleration.operator.as_str() {
+        "" | "Equal" => toleration.value == taint.value,
+        "Exists" => true,
+        _ => false,
+    }
 }
 
 /// A ConfigMap or Secret a pod reads, in the pod's namespace.

@@ -105,6 +105,19 @@ fn column_sets(kind: Kind) -> (&'static [&'static str], &'static [&'static str])
             &["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
             &["CONTAINERS", "IMAGES", "SELECTOR"],
         ),
+        Kind::DaemonSet => (
+            &[
+                "NAME",
+                "DESIRED",
+                "CURRENT",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "NODE SELECTOR",
+                "AGE",
+            ],
+            &["CONTAINERS", "IMAGES", "SELECTOR"],
+        ),
         Kind::CronJob => (
             &[
                 "NAME",
@@ -168,6 +181,7 @@ pub fn row(o: &Object, wide: bool, now: SystemTime) -> Vec<String> {
         ],
         Variant::Job(j) => job_row(j, wide, now),
         Variant::CronJob(cj) => cron_job_row(cj, wide, now),
+        Variant::DaemonSet(ds) => daemon_set_row(ds, wide, now),
         Variant::Lease(l) => vec![
             name(&l.metadata),
             or_none(l.spec.as_ref().map_or("", |s| s.holder_identity.as_str())),
@@ -427,6 +441,40 @@ fn replica_set_row(rs: &v1::ReplicaSet, wide: bool, now: SystemTime) -> Vec<Stri
         status.replicas.to_string(),
         status.ready_replicas.to_string(),
         created(&rs.metadata, now),
+    ];
+    if wide {
+        r.extend(template_columns(
+            spec.template.as_ref(),
+            spec.selector.as_ref(),
+        ));
+    }
+    r
+}
+
+/// A DaemonSet's row, as kubectl's `printDaemonSet`.
+fn daemon_set_row(ds: &v1::DaemonSet, wide: bool, now: SystemTime) -> Vec<String> {
+    let spec = ds.spec.clone().unwrap_or_default();
+    let s = ds.status.clone().unwrap_or_default();
+    let selector: Vec<String> = spec
+        .template
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .map(|p| {
+            p.node_selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut r = vec![
+        name(&ds.metadata),
+        s.desired_number_scheduled.to_string(),
+        s.current_number_scheduled.to_string(),
+        s.number_ready.to_string(),
+        s.updated_number_scheduled.to_string(),
+        s.number_available.to_string(),
+        or_none(&selector.join(",")),
+        created(&ds.metadata, now),
     ];
     if wide {
         r.extend(template_columns(

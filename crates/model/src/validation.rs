@@ -1049,6 +1049,54 @@ fn check_job_counts(e: &mut Errors, p: &str, s: &v1::JobSpec) {
     );
 }
 
+fn check_daemon_set(e: &mut Errors, s: &v1::DaemonSetSpec) {
+    check_workload(
+        e,
+        None,
+        s.min_ready_seconds,
+        s.selector.as_ref(),
+        s.template.as_ref(),
+        TEMPLATE_RESTART_POLICIES,
+    );
+    if let Some(n) = s.revision_history_limit {
+        e.non_negative("spec.revisionHistoryLimit", n);
+    }
+    let Some(u) = &s.update_strategy else { return };
+    e.empty_or_one_of(
+        "spec.updateStrategy.type",
+        &u.r#type,
+        &["RollingUpdate", "OnDelete"],
+    );
+    if u.r#type != "RollingUpdate" {
+        return;
+    }
+    let Some(ru) = &u.rolling_update else { return };
+    let p = "spec.updateStrategy.rollingUpdate";
+    let unavailable = check_int_or_percent(e, &format!("{p}.maxUnavailable"), &ru.max_unavailable);
+    let surge = check_int_or_percent(e, &format!("{p}.maxSurge"), &ru.max_surge);
+    if surge.is_some_and(|(n, _)| n != 0) {
+        e.invalid(
+            &format!("{p}.maxSurge"),
+            &ru.max_surge,
+            "a surge is not supported (old pods are replaced in place): must be 0",
+        );
+    }
+    if unavailable.is_some_and(|(n, _)| n == 0) {
+        e.invalid(
+            &format!("{p}.maxUnavailable"),
+            &ru.max_unavailable,
+            "may not be 0 when `maxSurge` is 0",
+        );
+    }
+    if unavailable.is_some_and(|(n, pct)| pct && n > 100) {
+        e.invalid(
+            &format!("{p}.maxUnavailable"),
+            &ru.max_unavailable,
+            "must not be greater than 100%",
+        );
+    }
+}
+
 /// The longest CronJob name: its Jobs are named `<name>-<minutes>`, 11
 /// more characters, within a label value's 63.
 const CRON_JOB_NAME_MAX: usize = 52;
@@ -1426,6 +1474,10 @@ pub fn validate(o: &Object) -> Result<(), Vec<String>> {
             Some(s) => check_job(&mut e, j.metadata.as_ref(), s),
             None => e.required("spec"),
         },
+        Variant::DaemonSet(ds) => match &ds.spec {
+            Some(s) => check_daemon_set(&mut e, s),
+            None => e.required("spec"),
+        },
         Variant::CronJob(cj) => match &cj.spec {
             Some(s) => check_cron_job(&mut e, cj.metadata.as_ref(), s),
             None => e.required("spec"),
@@ -1488,6 +1540,11 @@ pub fn validate_update(old: &Object, new: &Object) -> Result<(), Vec<String>> {
     match (old.kind.as_ref(), new.kind.as_ref()) {
         (Some(Variant::Pod(a)), Some(Variant::Pod(b))) => check_pod_update(&mut e, a, b),
         (Some(Variant::ReplicaSet(a)), Some(Variant::ReplicaSet(b))) => check_selector_unchanged(
+            &mut e,
+            a.spec.as_ref().and_then(|s| s.selector.as_ref()),
+            b.spec.as_ref().and_then(|s| s.selector.as_ref()),
+        ),
+        (Some(Variant::DaemonSet(a)), Some(Variant::DaemonSet(b))) => check_selector_unchanged(
             &mut e,
             a.spec.as_ref().and_then(|s| s.selector.as_ref()),
             b.spec.as_ref().and_then(|s| s.selector.as_ref()),

@@ -21,9 +21,6 @@ pub const EFFECT_NO_EXECUTE: &str = "NoExecute";
 /// The node condition a node must have with status [`CONDITION_TRUE`].
 const CONDITION_READY: &str = "Ready";
 const CONDITION_TRUE: &str = "True";
-/// Toleration operators; an empty operator means `Equal`.
-const OPERATOR_EQUAL: &str = "Equal";
-const OPERATOR_EXISTS: &str = "Exists";
 
 /// Why a pod may not run on a node. `Display` gives Kubernetes' wording,
 /// which [`Unschedulable`](crate::Unschedulable) counts per reason.
@@ -213,23 +210,7 @@ pub fn taints_tolerated(pod: &v1::Pod, node: &NodeInfo) -> Result<(), Reason> {
     }
 }
 
-/// Whether the toleration tolerates the taint, as Kubernetes'
-/// `Toleration.ToleratesTaint`: an empty effect matches every effect, an
-/// empty key every key; operator `Exists` matches any value, `Equal` (or
-/// empty) the same value; an unknown operator matches nothing.
-pub fn tolerates(toleration: &v1::Toleration, taint: &v1::Taint) -> bool {
-    if !toleration.effect.is_empty() && toleration.effect != taint.effect {
-        return false;
-    }
-    if !toleration.key.is_empty() && toleration.key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_str() {
-        "" | OPERATOR_EQUAL => toleration.value == taint.value,
-        OPERATOR_EXISTS => true,
-        _ => false,
-    }
-}
+pub use keelson_model::pod::tolerates;
 
 /// One more pod stays within the node's `pods` allocatable.
 pub fn pod_count_fits(_pod: &v1::Pod, node: &NodeInfo) -> Result<(), Reason> {

@@ -7,4 +7,5 @@ mod common;
 
 mod controllers;
 mod cronjobs;
+mod daemonsets;
 mod scheduler;

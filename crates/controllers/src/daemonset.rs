@@ -1,0 +1,583 @@
+//! The DaemonSet controller, after Kubernetes' `daemon_controller.go` and
+//! `update.go` (rolling update without surge).
+//!
+//! [`reconcile`] compares a DaemonSet with the nodes and its pods (those
+//! whose controller ownerReference carries its uid) and returns the
+//! [`Action`]s that put one pod on every node that should run one:
+//!
+//! - **Which nodes** ([`placement`], as `NodeShouldRunDaemonPod`): the
+//!   template's `nodeSelector` matches the node's labels and every
+//!   `NoSchedule`/`NoExecute` taint is tolerated (the pod's tolerations
+//!   plus those every DaemonSet pod gets: not-ready and unreachable
+//!   `NoExecute`, the pressure and unschedulable `NoSchedule` taints). A
+//!   pod already on a node whose untolerated taints are only `NoSchedule`
+//!   keeps running there; a node that stops matching otherwise loses it.
+//! - **Pods** are created bound to their node (`spec.nodeName`; the
+//!   scheduler is not involved), labelled `controller-revision-hash` with
+//!   the template's hash. A failed pod is deleted (and replaced on the next
+//!   round); of two pods on one node the newer goes; a pod on a node that
+//!   no longer exists is deleted at once (grace 0: no kubelet will confirm
+//!   it).
+//! - **Rolling update** (maxSurge 0): an old pod that is not available is
+//!   replaced at once; available old pods are deleted while fewer than
+//!   `maxUnavailable` (of the desired count, a percentage rounded up) nodes
+//!   lack an available pod. `OnDelete` replaces a pod only when someone
+//!   deleted it.
+//! - **Status**: desired, current, misscheduled, ready, up to date,
+//!   available and unavailable counts, observedGeneration.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use keelson_model::pod::{is_available, is_ready, tolerates};
+use keelson_model::selector::LabelSelector;
+use keelson_model::{controller_of, controller_reference, Kind, Resource};
+use keelson_proto::v1;
+
+use crate::deployment::template_hash;
+
+/// The label every DaemonSet pod carries: its template's hash.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// One change to make to the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write this status (only when it differs from the current one).
+    UpdateStatus(v1::DaemonSetStatus),
+    /// Create this pod, bound to its node.
+    CreatePod(Box<v1::Pod>),
+    /// Delete this pod; `force` (grace 0) when its node is gone.
+    DeletePod { name: String, force: bool },
+}
+
+/// Whether a node should run the DaemonSet's pod, and whether one already
+/// there may stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub should_run: bool,
+    pub may_stay: bool,
+}
+
+/// The tolerations every DaemonSet pod gets (Kubernetes'
+/// `AddOrUpdateDaemonPodTolerations`), besides its own.
+pub fn default_tolerations() -> Vec<v1::Toleration> {
+    let t = |key: &str, effect: &str| v1::Toleration {
+        key: key.to_string(),
+        operator: "Exists".into(),
+        effect: effect.to_string(),
+        ..Default::default()
+    };
+    vec![
+        t("node.kubernetes.io/not-ready", "NoExecute"),
+        t("node.kubernetes.io/unreachable", "NoExecute"),
+        t("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        t("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        t("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        t("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ]
+}
+
+/// Where the template's pod belongs on `node`.
+pub fn placement(template: &v1::PodTemplateSpec, node: &v1::Node) -> Placement {
+    let spec = template.spec.clone().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let labels = node.metadata.as_ref().map_or(&empty, |m| &m.labels);
+    if !LabelSelector::from_map(&spec.node_selector).matches(labels) {
+        return Placement {
+            should_run: false,
+            may_stay: false,
+        };
+    }
+    let mut tolerations = spec.tolerations;
+    tolerations.extend(default_tolerations());
+    let untolerated: Vec<&v1::Taint> = node
+        .spec
+        .iter()
+        .flat_map(|s| &s.taints)
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .filter(|taint| !tolerations.iter().any(|t| tolerates(t, taint)))
+        .collect();
+    Placement {
+        should_run: untolerated.is_empty(),
+        may_stay: untolerated.iter().all(|t| t.effect == "NoSchedule"),
+    }
+}
+
+fn phase(p: &v1::Pod) -> &str {
+    p.status.as_ref().map_or("", |s| s.phase.as_str())
+}
+
+fn node_of(p: &v1::Pod) -> &str {
+    p.spec.as_ref().map_or("", |s| s.node_name.as_str())
+}
+
+fn pod_for(ds: &v1::DaemonSet, template: &v1::PodTemplateSpec, hash: &str, node: &str) -> v1::Pod {
+    let m = ds.meta();
+    let tm = template.metadata.clone().unwrap_or_default();
+    let mut labels = tm.labels;
+    labels.insert(REVISION_LABEL.to_string(), hash.to_string());
+    let mut spec = template.spec.clone().unwrap_or_default();
+    spec.node_name = node.to_string();
+    for t in default_tolerations() {
+        if !spec.tolerations.contains(&t) {
+            spec.tolerations.push(t);
+        }
+    }
+    v1::Pod {
+        api_version: Kind::Pod.api_version().to_string(),
+        kind: Kind::Pod.name().to_string(),
+        metadata: Some(v1::ObjectMeta {
+            generate_name: format!("{}-", m.name),
+            namespace: m.namespace.clone(),
+            labels,
+            annotations: tm.annotations,
+            finalizers: tm.finalizers,
+            owner_references: vec![controller_reference(ds)],
+            ..Default::default()
+        }),
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+/// `value` (an int or a percentage of `total`, rounded up) as a count.
+fn scaled(value: &str, total: i64) -> i64 {
+    match value.strip_suffix('%') {
+        Some(p) => p
+            .parse::<i64>()
+            .map_or(0, |p| (p.saturating_mul(total) + 99) / 100),
+        None => value.parse().unwrap_or(0),
+    }
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Decide what to do for `ds` given every node and the pods of its
+/// namespace at `now`. Pure; bad input (no spec, no template, an empty
+/// selector) gives no actions.
+pub fn reconcile(
+    ds: &v1::DaemonSet,
+    nodes: &[v1::Node],
+    pods: &[v1::Pod],
+    now: SystemTime,
+) -> Vec<Action> {
+    let m = ds.meta();
+    let Some(spec) = ds.spec.as_ref() else {
+        return Vec::new();
+    };
+    let Some(template) = spec.template.as_ref() else {
+        return Vec::new();
+    };
+    let selector_empty = spec
+        .selector
+        .as_ref()
+        .is_none_or(|s| s.match_labels.is_empty() && s.match_expressions.is_empty());
+    if m.uid.is_empty() || selector_empty || !m.deletion_timestamp.is_empty() {
+        return Vec::new();
+    }
+    let hash = template_hash(template);
+    let min_ready = Duration::from_secs(u64::try_from(spec.min_ready_seconds).unwrap_or(0));
+    let mine: Vec<&v1::Pod> = pods
+        .iter()
+        .filter(|p| {
+            controller_of(p.meta()).is_some_and(|r| r.uid == m.uid)
+                && p.meta().namespace == m.namespace
+                && p.meta().deletion_timestamp.is_empty()
+        })
+        .collect();
+    let mut by_node: BTreeMap<&str, Vec<&v1::Pod>> = BTreeMap::new();
+    for p in &mine {
+        by_node.entry(node_of(p)).or_default().push(p);
+    }
+    let mut actions = Vec::new();
+    let delete = |p: &v1::Pod, force: bool| Action::DeletePod {
+        name: p.meta().name.clone(),
+        force,
+    };
+    // Pods on nodes that are gone (or never bound).
+    for (node, ps) in &by_node {
+        if !nodes.iter().any(|n| n.meta().name == *node) {
+            actions.extend(ps.iter().map(|p| delete(p, true)));
+        }
+    }
+    let (mut desired, mut current, mut misscheduled) = (0usize, 0usize, 0usize);
+    let (mut ready, mut updated, mut available) = (0usize, 0usize, 0usize);
+    // Per node that should run the pod: its old pod, if it is the one
+    // left there, and whether the node has an available pod.
+    let mut old_on: Vec<(&v1::Pod, bool)> = Vec::new();
+    let mut unavailable_nodes = 0i64;
+    for node in nodes {
+        let name = node.meta().name.as_str();
+        let place = placement(template, node);
+        let mut here: Vec<&v1::Pod> = by_node.get(name).cloned().unwrap_or_default();
+        // Failed pods go, and are replaced on a later round.
+        let (failed, live): (Vec<&v1::Pod>, Vec<&v1::Pod>) =
+            here.drain(..).partition(|p| phase(p) == "Failed");
+        actions.extend(failed.iter().map(|p| delete(p, false)));
+        let mut live = live;
+        if place.should_run {
+            desired += 1;
+        }
+        if !place.should_run {
+            if !live.is_empty() {
+                misscheduled += 1;
+                // Kept where only NoSchedule taints are untolerated.
+                if !place.may_stay {
+                    actions.extend(live.iter().map(|p| delete(p, false)));
+                }
+            }
+            continue;
+        }
+        // The oldest stays; any other goes.
+        live.sort_by(|a, b| {
+            (&a.meta().creation_timestamp, &a.meta().name)
+                .cmp(&(&b.meta().creation_timestamp, &b.meta().name))
+        });
+        if live.len() > 1 {
+            actions.extend(live[1..].iter().map(|p| delete(p, false)));
+        }
+        let Some(pod) = live.first().copied() else {
+            unavailable_nodes += 1;
+            if failed.is_empty() {
+                actions.push(Action::CreatePod(Box::new(pod_for(
+                    ds, template, &hash, name,
+                ))));
+            }
+            continue;
+        };
+        current += 1;
+        let is_new = pod.meta().labels.get(REVISION_LABEL) == Some(&hash);
+        let avail = is_available(pod, min_ready, now);
+        ready += usize::from(is_ready(pod));
+        updated += usize::from(is_new);
+        available += usize::from(avail);
+        if !avail {
+            unavailable_nodes += 1;
+        }
+        if !is_new {
+            old_on.push((pod, avail));
+        }
+    }
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
+    if strategy.r#type != "OnDelete" {
+        let max_unavailable = strategy
+            .rolling_update
+            .as_ref()
+            .map_or(1, |r| scaled(&r.max_unavailable, desired as i64))
+            .max(1);
+        // Old pods that are not available anyway: replaced at once.
+        for (p, _) in old_on.iter().filter(|(_, avail)| !avail) {
+            actions.push(delete(p, false));
+        }
+        let mut budget = max_unavailable - unavailable_nodes;
+        let mut candidates: Vec<&v1::Pod> = old_on
+            .iter()
+            .filter(|(_, avail)| *avail)
+            .map(|(p, _)| *p)
+            .collect();
+        candidates.sort_by(|a, b| node_of(a).cmp(node_of(b)));
+        for p in candidates {
+            if budget <= 0 {
+                break;
+            }
+            actions.push(delete(p, false));
+            budget -= 1;
+        }
+    }
+    let status = v1::DaemonSetStatus {
+        current_number_scheduled: count(current),
+        number_misscheduled: count(misscheduled),
+        desired_number_scheduled: count(desired),
+        number_ready: count(ready),
+        observed_generation: m.generation,
+        updated_number_scheduled: count(updated),
+        number_available: count(available),
+        number_unavailable: count(desired.saturating_sub(available)),
+        collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
+        conditions: ds
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default(),
+    };
+    if ds.status.as_ref() != Some(&status) {
+        actions.insert(0, Action::UpdateStatus(status));
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keelson_model::time::format_rfc3339;
+    use serde_json::json;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_261_600 + secs)
+    }
+
+    fn ds(spec: serde_json::Value) -> v1::DaemonSet {
+        let mut spec = spec;
+        spec["selector"] = json!({"matchLabels": {"app": "agent"}});
+        if spec.get("template").is_none() {
+            spec["template"] = json!({"metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "c", "image": "agent:1"}]}});
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "agent", "namespace": "kube-system", "uid": "ds-uid", "generation": 2},
+            "spec": spec
+        }))
+        .expect("ds")
+    }
+
+    fn node(name: &str, labels: serde_json::Value, taints: serde_json::Value) -> v1::Node {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels},
+                                      "spec": {"taints": taints}}))
+        .expect("node")
+    }
+
+    /// A pod of `d` on `node` from its template (of `image`), Ready since
+    /// `ready_at` (None: not ready).
+    fn pod(d: &v1::DaemonSet, name: &str, node: &str, ready_at: Option<u64>) -> v1::Pod {
+        let t = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.clone())
+            .expect("template");
+        let mut p = pod_for(d, &t, &template_hash(&t), node);
+        let meta = p.meta_mut();
+        meta.name = name.to_string();
+        meta.uid = format!("uid-{name}");
+        meta.creation_timestamp = format_rfc3339(at(0));
+        p.status = Some(
+            serde_json::from_value(json!({"phase": "Running", "conditions": [{"type": "Ready",
+                "status": if ready_at.is_some() { "True" } else { "False" },
+                "lastTransitionTime": format_rfc3339(at(ready_at.unwrap_or(0)))}]}))
+            .expect("status"),
+        );
+        p
+    }
+
+    fn creates(a: &[Action]) -> Vec<String> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::CreatePod(p) => p.spec.as_ref().map(|s| s.node_name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn deletes(a: &[Action]) -> Vec<(String, bool)> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::DeletePod { name, force } => Some((name.clone(), *force)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn status(a: &[Action]) -> Option<v1::DaemonSetStatus> {
+        a.iter().find_map(|a| match a {
+            Action::UpdateStatus(s) => Some(s.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_pod_per_eligible_node() {
+        let d = ds(json!({}));
+        let nodes = [
+            node("a", json!({}), json!([])),
+            node(
+                "b",
+                json!({}),
+                json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]),
+            ),
+            node(
+                "c",
+                json!({}),
+                json!([{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]),
+            ),
+            node(
+                "d",
+                json!({}),
+                json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
+            ),
+        ];
+        let a = reconcile(&d, &nodes, &[], at(10));
+        // A cordoned node and a not-ready one are tolerated; a tainted one is not.
+        assert_eq!(creates(&a), ["a", "b", "d"]);
+        let p = a.iter().find_map(|a| match a {
+            Action::CreatePod(p) => Some(p.clone()),
+            _ => None,
+        });
+        let p = p.expect("pod");
+        assert_eq!(p.meta().generate_name, "agent-");
+        assert!(p.meta().labels.contains_key(REVISION_LABEL));
+        assert_eq!(
+            controller_of(p.meta()).map(|r| r.kind.as_str()),
+            Some("DaemonSet")
+        );
+        assert_eq!(status(&a).map(|s| s.desired_number_scheduled), Some(3));
+        // With a toleration the tainted node runs it too.
+        let tolerant = ds(
+            json!({"template": {"metadata": {"labels": {"app": "agent"}},
+            "spec": {"tolerations": [{"key": "gpu", "operator": "Exists"}],
+                     "containers": [{"name": "c", "image": "agent:1"}]}}}),
+        );
+        assert_eq!(
+            creates(&reconcile(&tolerant, &nodes, &[], at(10))),
+            ["a", "b", "c", "d"]
+        );
+    }
+
+    #[test]
+    fn node_selectors_taints_and_removed_nodes() {
+        let d = ds(
+            json!({"template": {"metadata": {"labels": {"app": "agent"}},
+            "spec": {"nodeSelector": {"role": "edge"}, "containers": [{"name": "c", "image": "agent:1"}]}}}),
+        );
+        let edge = node("a", json!({"role": "edge"}), json!([]));
+        let plain = node("b", json!({}), json!([]));
+        let tainted_soft = node(
+            "c",
+            json!({"role": "edge"}),
+            json!([{"key": "x", "effect": "NoSchedule"}]),
+        );
+        let tainted_hard = node(
+            "e",
+            json!({"role": "edge"}),
+            json!([{"key": "x", "effect": "NoExecute"}]),
+        );
+        let pods = [
+            pod(&d, "on-a", "a", Some(0)),
+            pod(&d, "on-b", "b", Some(0)),
+            pod(&d, "on-c", "c", Some(0)),
+            pod(&d, "on-e", "e", Some(0)),
+            pod(&d, "on-gone", "gone", Some(0)),
+        ];
+        let a = reconcile(
+            &d,
+            &[edge, plain, tainted_soft, tainted_hard],
+            &pods,
+            at(100),
+        );
+        assert_eq!(creates(&a), Vec::<String>::new());
+        let mut del = deletes(&a);
+        del.sort();
+        assert_eq!(
+            del,
+            [
+                ("on-b".to_string(), false),
+                ("on-e".to_string(), false),
+                ("on-gone".to_string(), true)
+            ]
+        );
+        let s = status(&a).expect("status");
+        assert_eq!(
+            (s.desired_number_scheduled, s.current_number_scheduled),
+            (1, 1)
+        );
+        assert_eq!(
+            s.number_misscheduled, 3,
+            "b and e (being removed) and c (kept)"
+        );
+    }
+
+    #[test]
+    fn failed_and_duplicate_pods_are_replaced() {
+        let d = ds(json!({}));
+        let nodes = [
+            node("a", json!({}), json!([])),
+            node("b", json!({}), json!([])),
+        ];
+        let mut failed = pod(&d, "failed", "a", None);
+        failed.status.as_mut().expect("status").phase = "Failed".into();
+        let mut newer = pod(&d, "newer", "b", Some(0));
+        newer.meta_mut().creation_timestamp = format_rfc3339(at(5));
+        let pods = [failed, pod(&d, "older", "b", Some(0)), newer];
+        let a = reconcile(&d, &nodes, &pods, at(10));
+        assert_eq!(
+            deletes(&a),
+            [("failed".to_string(), false), ("newer".to_string(), false)]
+        );
+        assert_eq!(
+            creates(&a),
+            Vec::<String>::new(),
+            "the replacement comes next round"
+        );
+    }
+
+    #[test]
+    fn rolling_update_within_max_unavailable() {
+        let old = ds(json!({"updateStrategy": {"type": "RollingUpdate",
+                                               "rollingUpdate": {"maxUnavailable": "50%"}}}));
+        let nodes: Vec<v1::Node> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| node(n, json!({}), json!([])))
+            .collect();
+        let pods: Vec<v1::Pod> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| pod(&old, &format!("old-{n}"), n, Some(0)))
+            .collect();
+        let mut new = old.clone();
+        if let Some(t) = new.spec.as_mut().and_then(|s| s.template.as_mut()) {
+            if let Some(s) = t.spec.as_mut() {
+                s.containers[0].image = "agent:2".into();
+            }
+        }
+        // 50% of 4: two at a time.
+        let a = reconcile(&new, &nodes, &pods, at(10));
+        assert_eq!(
+            deletes(&a),
+            [("old-a".to_string(), false), ("old-b".to_string(), false)]
+        );
+        // a replaced and not yet ready, b gone: nothing more may go.
+        let mut mid = vec![pod(&new, "new-a", "a", None)];
+        mid.extend(pods[2..].iter().cloned());
+        let a = reconcile(&new, &nodes, &mid, at(20));
+        assert_eq!(creates(&a), ["b"]);
+        assert_eq!(deletes(&a), Vec::<(String, bool)>::new());
+        let s = status(&a).expect("status");
+        assert_eq!(
+            (
+                s.updated_number_scheduled,
+                s.number_available,
+                s.number_unavailable
+            ),
+            (1, 2, 2)
+        );
+        // An old pod that is not available is replaced at once.
+        let sick = [pod(&old, "sick", "a", None)];
+        let a = reconcile(&new, &nodes[..1], &sick, at(30));
+        assert_eq!(deletes(&a), [("sick".to_string(), false)]);
+        // OnDelete: old pods stay.
+        let mut on_delete = new.clone();
+        if let Some(s) = on_delete.spec.as_mut() {
+            s.update_strategy = Some(v1::DaemonSetUpdateStrategy {
+                r#type: "OnDelete".into(),
+                rolling_update: None,
+            });
+        }
+        assert_eq!(
+            deletes(&reconcile(&on_delete, &nodes, &pods, at(10))),
+            Vec::<(String, bool)>::new()
+        );
+    }
+
+    #[test]
+    fn min_ready_seconds_and_bad_input() {
+        let d = ds(json!({"minReadySeconds": 30}));
+        let nodes = [node("a", json!({}), json!([]))];
+        let pods = [pod(&d, "p", "a", Some(0))];
+        let s = status(&reconcile(&d, &nodes, &pods, at(10))).expect("status");
+        assert_eq!((s.number_ready, s.number_available), (1, 0));
+        let s = status(&reconcile(&d, &nodes, &pods, at(31))).expect("status");
+        assert_eq!((s.number_available, s.observed_generation), (1, 2));
+        let mut bare = d.clone();
+        bare.spec = None;
+        assert!(reconcile(&bare, &nodes, &pods, at(10)).is_empty());
+    }
+}
