@@ -14,6 +14,8 @@
 //!   the process runtime, per-pod overhead.
 //! - `bench services`: how soon a node's Service rules follow an
 //!   Endpoints change.
+//! - `bench jobs`: 1,000 Jobs of 10 completions on simulated nodes: time
+//!   to complete, the controllers' CPU.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,9 +53,14 @@ pub enum BenchCommand {
     /// A node's Service rules (runc runtime): the time from an Endpoints
     /// change to its nftables table having it.
     Services(services::ServicesBenchArgs),
+    /// Jobs: many Jobs run to completion on simulated nodes, the
+    /// controllers' CPU, with etcd doing as many store writes as the
+    /// anchor.
+    Jobs(jobs::JobsBenchArgs),
 }
 
 mod api;
+mod jobs;
 mod nodes;
 mod pods;
 mod schedule;
@@ -137,6 +144,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Nodes(a) => nodes::run(a).await,
         BenchCommand::Pods(a) => pods::run(a).await,
         BenchCommand::Services(a) => services::run(a).await,
+        BenchCommand::Jobs(a) => jobs::run(a).await,
     }
 }
 

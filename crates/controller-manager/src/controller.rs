@@ -40,6 +40,9 @@ pub trait Controller: Send + 'static {
     /// A pass at least this often without any change (time-based decisions,
     /// and a safety net).
     const RESYNC: Duration;
+    /// The pause after a wake-up before a pass, so a burst of changes is
+    /// one pass.
+    const BATCH: Duration = Duration::from_millis(BATCH_MS);
     /// The caches whose changes wake the controller (at least one).
     fn changes(ctx: &Ctx) -> Vec<watch::Receiver<u64>>;
     /// Reconcile every object due ([`PassCtx::due`]) against the caches in
@@ -164,7 +167,14 @@ pub async fn run_controller<C: Controller>(ctx: Arc<Ctx>, mut controller: C) {
     let mut looked = Instant::now();
     loop {
         let retry_at = retries.next_due(looked);
-        let leading = wait_for_work(&ctx, &mut changes, &mut leadership, C::RESYNC, retry_at).await;
+        let leading = wait_for_work(
+            &ctx,
+            &mut changes,
+            &mut leadership,
+            (C::RESYNC, C::BATCH),
+            retry_at,
+        )
+        .await;
         let now = Instant::now();
         looked = now;
         if !leading {
@@ -200,7 +210,7 @@ async fn wait_for_work(
     ctx: &Ctx,
     changes: &mut [watch::Receiver<u64>],
     leadership: &mut watch::Receiver<Leadership>,
-    resync: Duration,
+    (resync, batch): (Duration, Duration),
     retry_at: Option<Instant>,
 ) -> bool {
     let mut deadline = tokio::time::Instant::now() + resync;
@@ -220,7 +230,7 @@ async fn wait_for_work(
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
-    tokio::time::sleep(Duration::from_millis(BATCH_MS)).await;
+    tokio::time::sleep(batch).await;
     for c in changes.iter_mut() {
         c.borrow_and_update();
     }

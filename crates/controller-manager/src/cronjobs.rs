@@ -41,8 +41,17 @@ impl Controller for CronJobs {
     }
 
     async fn pass(&mut self, ctx: &Ctx, p: &mut PassCtx<'_>) {
-        let jobs: Vec<v1::Job> = ctx.jobs.list().iter().map(|j| (**j).clone()).collect();
         let cronjobs = ctx.cronjobs.list();
+        if cronjobs.is_empty() {
+            self.noted.clear();
+            return;
+        }
+        let all = ctx.jobs.snapshot();
+        let jobs: Vec<&v1::Job> = all
+            .values()
+            .filter(|j| keelson_model::controller_of(j.meta()).is_some_and(|r| r.kind == "CronJob"))
+            .map(|j| &**j)
+            .collect();
         self.noted
             .retain(|uid, _| cronjobs.iter().any(|c| &c.meta().uid == uid));
         for cj in &cronjobs {

@@ -19,7 +19,6 @@ use tokio::sync::watch;
 
 use crate::controller::{Controller, PassCtx};
 use crate::expectations::{self, Expect};
-use crate::replicasets::controller_uid;
 use crate::Ctx;
 
 /// The DaemonSet controller and its expectations (by DaemonSet uid).
@@ -42,23 +41,30 @@ impl Controller for DaemonSets {
     }
 
     async fn pass(&mut self, ctx: &Ctx, p: &mut PassCtx<'_>) {
+        let daemonsets = ctx.daemonsets.list();
+        if daemonsets.is_empty() {
+            return;
+        }
         let pods = ctx.pods.snapshot();
         expectations::prune(&mut self.expectations, &pods, Instant::now());
         let nodes: Vec<v1::Node> = ctx.nodes.list().iter().map(|n| (**n).clone()).collect();
-        let mut owned: HashMap<&str, Vec<v1::Pod>> = HashMap::new();
+        let mut owned: HashMap<&str, Vec<&v1::Pod>> = HashMap::new();
         for pod in pods.values() {
-            if let Some(uid) = controller_uid(pod.meta()) {
-                owned.entry(uid).or_default().push((**pod).clone());
+            let Some(owner) = keelson_model::controller_of(pod.meta()) else {
+                continue;
+            };
+            if owner.kind == "DaemonSet" {
+                owned.entry(owner.uid.as_str()).or_default().push(pod);
             }
         }
-        for ds in ctx.daemonsets.list() {
+        for ds in daemonsets {
             let m = ds.meta();
             let key = object_key(&*ds);
             if self.expectations.contains_key(&m.uid) || !p.due(&key) {
                 continue;
             }
-            let mine = owned.get(m.uid.as_str()).cloned().unwrap_or_default();
-            let actions = reconcile(&ds, &nodes, &mine, SystemTime::now());
+            let mine: &[&v1::Pod] = owned.get(m.uid.as_str()).map_or(&[], Vec::as_slice);
+            let actions = reconcile(&ds, &nodes, mine, SystemTime::now());
             if actions.is_empty() {
                 p.succeeded(&key);
                 continue;

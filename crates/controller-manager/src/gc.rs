@@ -1,5 +1,5 @@
 //! The garbage collector around [`keelson_controllers::gc::reconcile`] over
-//! every cached kind that can own or be owned (CronJobs, Jobs, DaemonSets, Deployments,
+//! every cached kind that can own or be owned (CronJobs, Jobs, DaemonSets, ConfigMaps, Secrets, Deployments,
 //! ReplicaSets, pods, Services, Endpoints, nodes): it deletes dependents whose owners
 //! are gone (background) or being deleted in the foreground, removes
 //! ownerReferences for orphan propagation, and removes the
@@ -28,7 +28,9 @@ use crate::controller::{kind_key, Controller, PassCtx};
 use crate::{concurrently, Ctx};
 
 /// The kinds in the collector's graph.
-const CACHED: [Kind; 9] = [
+const CACHED: [Kind; 11] = [
+    Kind::ConfigMap,
+    Kind::Secret,
     Kind::DaemonSet,
     Kind::CronJob,
     Kind::Job,
@@ -46,9 +48,14 @@ pub struct GarbageCollector;
 impl Controller for GarbageCollector {
     const NAME: &'static str = "gc";
     const RESYNC: Duration = Duration::from_secs(5);
+    /// A pass walks every cached object: under churn (thousands of pods
+    /// changing a second) one pass per half second, not one per change.
+    const BATCH: Duration = Duration::from_millis(500);
 
     fn changes(ctx: &Ctx) -> Vec<watch::Receiver<u64>> {
         vec![
+            ctx.configmaps.changes(),
+            ctx.secrets.changes(),
             ctx.cronjobs.changes(),
             ctx.daemonsets.changes(),
             ctx.jobs.changes(),
@@ -114,6 +121,8 @@ fn nodes_of<K: Resource>(store: &Store<K>, out: &mut Vec<Node>) {
 
 async fn pass(ctx: &Ctx, p: &mut PassCtx<'_>) {
     let mut graph = Vec::new();
+    nodes_of(&ctx.configmaps, &mut graph);
+    nodes_of(&ctx.secrets, &mut graph);
     nodes_of(&ctx.cronjobs, &mut graph);
     nodes_of(&ctx.daemonsets, &mut graph);
     nodes_of(&ctx.jobs, &mut graph);

@@ -50,14 +50,17 @@ async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>, p: &mut Pas
     let pods = ctx.pods.snapshot();
     let jobs = ctx.jobs.list();
     let job_uids: HashSet<&str> = jobs.iter().map(|j| j.meta().uid.as_str()).collect();
-    let mut owned: HashMap<&str, Vec<v1::Pod>> = HashMap::new();
+    let mut owned: HashMap<&str, Vec<&v1::Pod>> = HashMap::new();
     let mut stray: Vec<v1::Pod> = Vec::new();
     for pod in pods.values() {
         let Some(uid) = controller_uid(pod.meta()) else {
             continue;
         };
-        owned.entry(uid).or_default().push((**pod).clone());
         let is_job_pod = keelson_model::controller_of(pod.meta()).is_some_and(|r| r.kind == "Job");
+        if !is_job_pod {
+            continue;
+        }
+        owned.entry(uid).or_default().push(pod);
         let tracked = pod
             .meta()
             .finalizers
@@ -75,8 +78,8 @@ async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>, p: &mut Pas
         if expectations.contains_key(&m.uid) || !p.due(&key) {
             continue;
         }
-        let mine = owned.get(m.uid.as_str()).cloned().unwrap_or_default();
-        let actions = reconcile(job, &mine, SystemTime::now());
+        let mine: &[&v1::Pod] = owned.get(m.uid.as_str()).map_or(&[], Vec::as_slice);
+        let actions = reconcile(job, mine, SystemTime::now());
         if actions.is_empty() {
             p.succeeded(&key);
             continue;
@@ -84,7 +87,7 @@ async fn pass(ctx: &Ctx, expectations: &mut HashMap<String, Expect>, p: &mut Pas
         if !ctx.leading() {
             return;
         }
-        let (expect, result) = act(ctx, job, &mine, actions).await;
+        let (expect, result) = act(ctx, job, mine, actions).await;
         if let Some(e) = expect {
             expectations.insert(m.uid.clone(), e);
         }
@@ -132,7 +135,7 @@ async fn remove_finalizer(ctx: &Ctx, pod: &v1::Pod) -> keelson_sdk::Result<()> {
 async fn act(
     ctx: &Ctx,
     job: &v1::Job,
-    pods: &[v1::Pod],
+    pods: &[&v1::Pod],
     actions: Vec<Action>,
 ) -> (Option<Expect>, keelson_sdk::Result<()>) {
     let m = job.meta();
@@ -147,7 +150,7 @@ async fn act(
             Action::DeletePod { name } => deletes.push(name),
             Action::RemoveFinalizer { uid, .. } => {
                 if let Some(p) = pods.iter().find(|p| p.meta().uid == uid) {
-                    releases.push(p.clone());
+                    releases.push((*p).clone());
                 }
             }
             Action::DeleteJob => delete_job = true,

@@ -5,7 +5,7 @@
 //! for the `kube-system/keelson-controller-manager` leadership lease
 //! ([`keelson_sdk::LeaderElector`], short TTL) and only the holder writes.
 //! All instances keep their caches warm (reflectors over pods, ReplicaSets,
-//! Deployments, DaemonSets, Jobs, CronJobs, nodes, node heartbeat leases, Services and Endpoints), so a
+//! Deployments, DaemonSets, Jobs, CronJobs, ConfigMaps, Secrets, nodes, node heartbeat leases, Services and Endpoints), so a
 //! new leader acts within a lease TTL of the old one's death.
 //!
 //! Every controller runs in the same loop,
@@ -128,6 +128,9 @@ pub struct Ctx {
     pub jobs: Store<v1::Job>,
     pub cronjobs: Store<v1::CronJob>,
     pub daemonsets: Store<v1::DaemonSet>,
+    /// For the garbage collector's graph (dependents by ownerReference).
+    pub configmaps: Store<v1::ConfigMap>,
+    pub secrets: Store<v1::Secret>,
     pub options: Options,
 }
 
@@ -165,7 +168,9 @@ pub async fn run(client: Client, options: Options) {
     let (endpoints, _t7) = reflector(Api::<v1::Endpoints>::all(client.clone()), all.clone());
     let (jobs, _t8) = reflector(Api::<v1::Job>::all(client.clone()), all.clone());
     let (cronjobs, _t9) = reflector(Api::<v1::CronJob>::all(client.clone()), all.clone());
-    let (daemonsets, _t10) = reflector(Api::<v1::DaemonSet>::all(client.clone()), all);
+    let (daemonsets, _t10) = reflector(Api::<v1::DaemonSet>::all(client.clone()), all.clone());
+    let (configmaps, _t11) = reflector(Api::<v1::ConfigMap>::all(client.clone()), all.clone());
+    let (secrets, _t12) = reflector(Api::<v1::Secret>::all(client.clone()), all);
     pods.wait_ready().await;
     replicasets.wait_ready().await;
     deployments.wait_ready().await;
@@ -176,6 +181,8 @@ pub async fn run(client: Client, options: Options) {
     jobs.wait_ready().await;
     cronjobs.wait_ready().await;
     daemonsets.wait_ready().await;
+    configmaps.wait_ready().await;
+    secrets.wait_ready().await;
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), COMPONENT),
         client,
@@ -190,12 +197,16 @@ pub async fn run(client: Client, options: Options) {
         jobs,
         cronjobs,
         daemonsets,
+        configmaps,
+        secrets,
         options,
     });
     // The loops and reflectors live exactly as long as this future: when
     // it is dropped they are aborted, the leadership receivers go, and the
     // elector gives the lease back.
-    let _reflectors = AbortOnDrop(vec![_t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8, _t9, _t10]);
+    let _reflectors = AbortOnDrop(vec![
+        _t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8, _t9, _t10, _t11, _t12,
+    ]);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(run_controller(
         ctx.clone(),

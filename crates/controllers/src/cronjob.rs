@@ -27,6 +27,7 @@
 //! - **History**: finished Jobs beyond `successfulJobsHistoryLimit` and
 //!   `failedJobsHistoryLimit` are deleted, the oldest first.
 
+use std::borrow::Borrow;
 use std::time::{Duration, SystemTime};
 
 use keelson_model::cron::Schedule;
@@ -148,7 +149,8 @@ pub fn job_for(cj: &v1::CronJob, schedule: &Schedule, t: SystemTime) -> v1::Job 
 /// Decide what to do for `cj` given the Jobs of its namespace and the
 /// time. Pure; bad input (no spec, an unreadable schedule) gives a plan
 /// that only keeps the status and says why.
-pub fn reconcile(cj: &v1::CronJob, jobs: &[v1::Job], now: SystemTime) -> Plan {
+/// `jobs` may be owned Jobs or references to them.
+pub fn reconcile<J: Borrow<v1::Job>>(cj: &v1::CronJob, jobs: &[J], now: SystemTime) -> Plan {
     let m = cj.meta();
     let mut plan = Plan {
         status: cj.status.clone().unwrap_or_default(),
@@ -162,6 +164,7 @@ pub fn reconcile(cj: &v1::CronJob, jobs: &[v1::Job], now: SystemTime) -> Plan {
     }
     let mine: Vec<&v1::Job> = jobs
         .iter()
+        .map(Borrow::borrow)
         .filter(|j| {
             controller_of(j.meta()).is_some_and(|r| r.uid == m.uid)
                 && j.meta().namespace == m.namespace
@@ -307,6 +310,8 @@ pub fn reconcile(cj: &v1::CronJob, jobs: &[v1::Job], now: SystemTime) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NO_JOBS: &[v1::Job] = &[];
     use keelson_model::time::format_rfc3339;
     use serde_json::json;
 
@@ -363,10 +368,10 @@ mod tests {
     fn runs_the_latest_schedule_time_once() {
         let cj = cron(json!({"schedule": "*/5 * * * *"}), json!({}));
         // Before the first schedule time: nothing, the next one named.
-        let p = reconcile(&cj, &[], at(299));
+        let p = reconcile(&cj, NO_JOBS, at(299));
         assert_eq!((run_time(&p), p.next), (None, Some(at(300))));
         // Due: the Job is named for its time and carries the template.
-        let p = reconcile(&cj, &[], at(301));
+        let p = reconcile(&cj, NO_JOBS, at(301));
         assert_eq!(run_time(&p), Some(at(300)));
         let j = &p.run.as_ref().expect("run").job;
         assert_eq!(j.meta().name, format!("report-{}", (T0 + 300) / 60));
@@ -386,15 +391,15 @@ mod tests {
             Some("cj-uid")
         );
         // Missed three: only the latest runs.
-        let p = reconcile(&cj, &[], at(17 * 60));
+        let p = reconcile(&cj, NO_JOBS, at(17 * 60));
         assert_eq!(run_time(&p), Some(at(15 * 60)));
         // Recorded: no run until the next time.
         let done = cron(
             json!({"schedule": "*/5 * * * *"}),
             json!({"lastScheduleTime": format_rfc3339(at(300))}),
         );
-        assert_eq!(run_time(&reconcile(&done, &[], at(599))), None);
-        assert_eq!(run_time(&reconcile(&done, &[], at(600))), Some(at(600)));
+        assert_eq!(run_time(&reconcile(&done, NO_JOBS, at(599))), None);
+        assert_eq!(run_time(&reconcile(&done, NO_JOBS, at(600))), Some(at(600)));
     }
 
     #[test]
@@ -453,20 +458,23 @@ mod tests {
         );
         // At 11:00:30 the 11:00 run is 30 s late: it runs. At 11:02 it is
         // two minutes late: missed.
-        assert_eq!(run_time(&reconcile(&late, &[], at(3630))), Some(at(3600)));
-        let p = reconcile(&late, &[], at(3720));
+        assert_eq!(
+            run_time(&reconcile(&late, NO_JOBS, at(3630))),
+            Some(at(3600))
+        );
+        let p = reconcile(&late, NO_JOBS, at(3720));
         assert_eq!(p.run, None, "outside the starting deadline");
         let suspended = cron(json!({"schedule": "* * * * *", "suspend": true}), json!({}));
-        assert_eq!(reconcile(&suspended, &[], at(3600)).run, None);
+        assert_eq!(reconcile(&suspended, NO_JOBS, at(3600)).run, None);
         let mut deleting = cron(json!({"schedule": "* * * * *"}), json!({}));
         deleting.meta_mut().deletion_timestamp = format_rfc3339(at(10));
-        assert_eq!(reconcile(&deleting, &[], at(3600)).run, None);
+        assert_eq!(reconcile(&deleting, NO_JOBS, at(3600)).run, None);
     }
 
     #[test]
     fn too_many_missed_times_are_reported_and_the_latest_runs() {
         let cj = cron(json!({"schedule": "* * * * *"}), json!({}));
-        let p = reconcile(&cj, &[], at(3 * 3600 + 10));
+        let p = reconcile(&cj, NO_JOBS, at(3 * 3600 + 10));
         assert_eq!(run_time(&p), Some(at(3 * 3600)));
         assert_eq!(
             p.notes.first().map(|n| n.reason),
@@ -482,8 +490,8 @@ mod tests {
             json!({}),
         );
         let midnight = 14 * 3600; // 2026-01-02T00:00:00Z
-        assert_eq!(run_time(&reconcile(&cj, &[], at(midnight - 1))), None);
-        let p = reconcile(&cj, &[], at(midnight + 1));
+        assert_eq!(run_time(&reconcile(&cj, NO_JOBS, at(midnight - 1))), None);
+        let p = reconcile(&cj, NO_JOBS, at(midnight + 1));
         assert_eq!(run_time(&p), Some(at(midnight)));
         let j = &p.run.expect("run").job;
         assert_eq!(
@@ -497,7 +505,7 @@ mod tests {
             json!({"schedule": "0 9 * * *", "timeZone": "Mars/Base"}),
             json!({}),
         );
-        let p = reconcile(&bad, &[], at(midnight + 1));
+        let p = reconcile(&bad, NO_JOBS, at(midnight + 1));
         assert_eq!(
             (p.run.is_none(), p.notes[0].reason),
             (true, "UnknownTimeZone")

@@ -26,6 +26,7 @@
 //! - **Status**: desired, current, misscheduled, ready, up to date,
 //!   available and unavailable counts, observedGeneration.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -157,10 +158,11 @@ fn count(n: usize) -> i32 {
 /// Decide what to do for `ds` given every node and the pods of its
 /// namespace at `now`. Pure; bad input (no spec, no template, an empty
 /// selector) gives no actions.
-pub fn reconcile(
+/// `pods` may be owned pods or references to them.
+pub fn reconcile<P: Borrow<v1::Pod>>(
     ds: &v1::DaemonSet,
     nodes: &[v1::Node],
-    pods: &[v1::Pod],
+    pods: &[P],
     now: SystemTime,
 ) -> Vec<Action> {
     let m = ds.meta();
@@ -181,6 +183,7 @@ pub fn reconcile(
     let min_ready = Duration::from_secs(u64::try_from(spec.min_ready_seconds).unwrap_or(0));
     let mine: Vec<&v1::Pod> = pods
         .iter()
+        .map(Borrow::borrow)
         .filter(|p| {
             controller_of(p.meta()).is_some_and(|r| r.uid == m.uid)
                 && p.meta().namespace == m.namespace
@@ -311,6 +314,8 @@ pub fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NO_PODS: &[v1::Pod] = &[];
     use keelson_model::time::format_rfc3339;
     use serde_json::json;
 
@@ -406,7 +411,7 @@ mod tests {
                 json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
             ),
         ];
-        let a = reconcile(&d, &nodes, &[], at(10));
+        let a = reconcile(&d, &nodes, NO_PODS, at(10));
         // A cordoned node and a not-ready one are tolerated; a tainted one is not.
         assert_eq!(creates(&a), ["a", "b", "d"]);
         let p = a.iter().find_map(|a| match a {
@@ -428,7 +433,7 @@ mod tests {
                      "containers": [{"name": "c", "image": "agent:1"}]}}}),
         );
         assert_eq!(
-            creates(&reconcile(&tolerant, &nodes, &[], at(10))),
+            creates(&reconcile(&tolerant, &nodes, NO_PODS, at(10))),
             ["a", "b", "c", "d"]
         );
     }

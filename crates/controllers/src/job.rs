@@ -38,6 +38,7 @@
 //!   failed pods (here a failed pod is replaced at once), Indexed
 //!   completion mode, `podFailurePolicy`, `successPolicy`.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
@@ -161,7 +162,9 @@ fn pod_from_template(job: &v1::Job, template: &v1::PodTemplateSpec) -> v1::Pod {
 /// Decide what to do for `job`, given the pods of its namespace and the
 /// time. Pure: the same inputs give the same actions; bad input gives
 /// none.
-pub fn reconcile(job: &v1::Job, pods: &[v1::Pod], now: SystemTime) -> Vec<Action> {
+/// `pods` may be owned pods or references to them (the runner passes its
+/// cache's without copying them).
+pub fn reconcile<P: Borrow<v1::Pod>>(job: &v1::Job, pods: &[P], now: SystemTime) -> Vec<Action> {
     let meta = job.meta();
     let Some(spec) = job.spec.as_ref() else {
         return Vec::new();
@@ -185,6 +188,7 @@ pub fn reconcile(job: &v1::Job, pods: &[v1::Pod], now: SystemTime) -> Vec<Action
     let mut actions = Vec::new();
     let mine: Vec<&v1::Pod> = pods
         .iter()
+        .map(Borrow::borrow)
         .filter(|p| {
             controller_of(p.meta()).is_some_and(|r| r.uid == meta.uid)
                 && (p.meta().namespace.is_empty() || p.meta().namespace == meta.namespace)
@@ -414,6 +418,8 @@ pub fn next_due(job: &v1::Job) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NO_PODS: &[v1::Pod] = &[];
     use serde_json::json;
 
     const T0: u64 = 1_700_000_000;
@@ -511,7 +517,7 @@ mod tests {
     #[test]
     fn runs_parallelism_pods_until_completions_succeed() {
         let j = job(json!({"completions": 3, "parallelism": 2}));
-        let a = reconcile(&j, &[], at(0));
+        let a = reconcile(&j, NO_PODS, at(0));
         assert_eq!(
             lines(&a),
             [
@@ -584,7 +590,7 @@ mod tests {
                 .count()
         };
         let j = job(json!({"completions": 2}));
-        let a = reconcile(&j, &[], at(0));
+        let a = reconcile(&j, NO_PODS, at(0));
         assert_eq!(creates(&a), 1);
         let j = with_status(j, &a);
         let a = reconcile(&j, &[pod("a", "Succeeded", true)], at(1));
@@ -607,7 +613,7 @@ mod tests {
     #[test]
     fn failures_past_the_backoff_limit_fail_the_job() {
         let j = job(json!({"completions": 2, "parallelism": 2, "backoffLimit": 1}));
-        let j = with_status(j.clone(), &reconcile(&j, &[], at(0)));
+        let j = with_status(j.clone(), &reconcile(&j, NO_PODS, at(0)));
         let pods = vec![pod("a", "Failed", true), pod("b", "Running", true)];
         let a = reconcile(&j, &pods, at(1));
         // One failure: a replacement.
@@ -634,7 +640,7 @@ mod tests {
         let j = job(
             json!({"completions": 1, "backoffLimit": 2, "template": {"spec": {"restartPolicy": "OnFailure"}}}),
         );
-        let j = with_status(j.clone(), &reconcile(&j, &[], at(0)));
+        let j = with_status(j.clone(), &reconcile(&j, NO_PODS, at(0)));
         let mut p = pod("a", "Running", true);
         if let Some(s) = p.status.as_mut() {
             s.container_statuses.push(v1::ContainerStatus {
@@ -656,7 +662,7 @@ mod tests {
     #[test]
     fn deadlines_suspension_work_queues_and_ttl() {
         let j = job(json!({"completions": 1, "activeDeadlineSeconds": 10}));
-        let j = with_status(j.clone(), &reconcile(&j, &[], at(0)));
+        let j = with_status(j.clone(), &reconcile(&j, NO_PODS, at(0)));
         assert_eq!(next_due(&j), Some(at(10)));
         let running = vec![pod("a", "Running", true)];
         assert_eq!(
@@ -685,7 +691,7 @@ mod tests {
         // A work queue: parallel pods until one succeeds, then no new one;
         // complete when none runs.
         let j = job(json!({"parallelism": 3}));
-        let a = reconcile(&j, &[], at(0));
+        let a = reconcile(&j, NO_PODS, at(0));
         assert_eq!(
             a.iter()
                 .filter(|a| matches!(a, Action::CreatePod(_)))
@@ -722,17 +728,17 @@ mod tests {
             j.clone(),
             &reconcile(&j, &[pod("a", "Succeeded", true)], at(0)),
         );
-        let j = with_status(j.clone(), &reconcile(&j, &[], at(0)));
+        let j = with_status(j.clone(), &reconcile(&j, NO_PODS, at(0)));
         assert!(finished(&j));
         assert_eq!(next_due(&j), Some(at(5)));
-        assert_eq!(reconcile(&j, &[], at(4)), []);
-        assert_eq!(lines(&reconcile(&j, &[], at(5))), ["delete job"]);
+        assert_eq!(reconcile(&j, NO_PODS, at(4)), []);
+        assert_eq!(lines(&reconcile(&j, NO_PODS, at(5))), ["delete job"]);
     }
 
     #[test]
     fn a_tracked_pod_deleted_before_it_finished_is_a_failure() {
         let j = job(json!({"completions": 1}));
-        let j = with_status(j.clone(), &reconcile(&j, &[], at(0)));
+        let j = with_status(j.clone(), &reconcile(&j, NO_PODS, at(0)));
         let mut p = pod("a", "Running", true);
         p.meta_mut().deletion_timestamp = format_rfc3339(at(1));
         let a = reconcile(&j, &[p], at(1));
@@ -745,6 +751,6 @@ mod tests {
             ]
         );
         // Bad input: nothing.
-        assert_eq!(reconcile(&v1::Job::default(), &[], at(0)), []);
+        assert_eq!(reconcile(&v1::Job::default(), NO_PODS, at(0)), []);
     }
 }

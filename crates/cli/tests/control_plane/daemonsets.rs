@@ -2,7 +2,8 @@
 //! nodes, driven by kubectl: a pod per node, a pod for a node that joins,
 //! none on a node with an untolerated NoExecute taint (and one again once
 //! it goes), a rolling update that kubectl's `rollout status` follows, a
-//! removed node's pod collected, and the DaemonSet's pods deleted with it.
+//! removed node's pod collected, and the DaemonSet's pods (and a
+//! ConfigMap and a Secret it owns) deleted with it.
 
 use crate::common;
 
@@ -133,12 +134,29 @@ async fn daemon_sets_follow_nodes_taints_and_roll_out() {
     )
     .await;
 
-    // Deleting the DaemonSet deletes its pods.
+    // Deleting the DaemonSet deletes its pods, and a ConfigMap and a
+    // Secret it owns (the garbage collector's graph covers them).
+    let uid = k.ok(&["get", "ds", "node-agent", "-o", "jsonpath={.metadata.uid}"]);
+    for kind in ["ConfigMap", "Secret"] {
+        let owned = serde_json::json!({
+            "apiVersion": "v1", "kind": kind,
+            "metadata": {"name": "node-agent-conf", "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "DaemonSet", "name": "node-agent", "uid": uid}]},
+            "data": {}
+        });
+        let (code, out, err) = k.run_input(&["create", "-f", "-"], owned.to_string().as_bytes());
+        assert_eq!(code, 0, "{out}{err}");
+    }
     k.ok(&["delete", "daemonset", "node-agent"]);
     eventually(Duration::from_secs(30), "its pods are gone", || async {
         pods.list(&ListParams::default().labels("app=node-agent"))
             .await
             .is_ok_and(|l| l.items.is_empty())
+    })
+    .await;
+    eventually(Duration::from_secs(30), "what it owned is gone", || async {
+        let (ok, names, _) = k.run(&["get", "configmap,secret", "-o", "name"]);
+        ok && !names.contains("node-agent-conf")
     })
     .await;
 }
