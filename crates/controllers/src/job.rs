@@ -34,9 +34,10 @@
 //! - **TTL**: a finished Job with `ttlSecondsAfterFinished` is deleted
 //!   that long after it finished (its pods go with it, by the garbage
 //!   collector).
-//! - Not done: the exponential delay Kubernetes puts before recreating
-//!   failed pods (here a failed pod is replaced at once), Indexed
-//!   completion mode, `podFailurePolicy`, `successPolicy`.
+//! - **Back-off** (`restartPolicy: Never`): a pod replacing failed ones
+//!   waits 10 s after the last failure, doubling per failure since the last
+//!   success, at most 10 minutes (Kubernetes' defaults).
+//! - Not done: Indexed completion mode, `podFailurePolicy`, `successPolicy`.
 
 use std::borrow::Borrow;
 use std::collections::BTreeSet;
@@ -343,7 +344,10 @@ pub fn reconcile<P: Borrow<v1::Pod>>(job: &v1::Job, pods: &[P], now: SystemTime)
                 None if succeeded > 0 => have,
                 None => parallelism,
             };
-            if want > have {
+            // After failures, a new pod waits out Kubernetes' back-off.
+            let backing_off =
+                policy == "Never" && failure_backoff_until(&mine).is_some_and(|until| until > now);
+            if want > have && !backing_off {
                 let n = usize::try_from(want - have).unwrap_or(0).min(BURST_PODS);
                 let pod = pod_from_template(job, template);
                 actions.extend(std::iter::repeat_n(Action::CreatePod(Box::new(pod)), n));
@@ -392,6 +396,50 @@ pub fn reconcile<P: Borrow<v1::Pod>>(job: &v1::Job, pods: &[P], now: SystemTime)
         actions.insert(0, Action::UpdateStatus(status));
     }
     actions
+}
+
+/// The first delay before a pod replaces a failed one; it doubles with
+/// each failure since the last success, up to [`BACKOFF_MAX`]
+/// (Kubernetes' `DefaultJobPodFailureBackOff`, `MaxJobPodFailureBackOff`).
+pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(600);
+
+/// When the pod's containers last finished, if it says.
+fn finished_at_of(p: &v1::Pod) -> Option<SystemTime> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+        .filter_map(|t| parse_rfc3339(&t.finished_at))
+        .max()
+}
+
+/// Until when a new pod waits after the failures since the last success
+/// (None: no failure to wait for): the last failure's time plus
+/// `BACKOFF_BASE * 2^(failures - 1)`, at most `BACKOFF_MAX`. Failures
+/// are the failed pods still there whose finish time is readable.
+fn failure_backoff_until(pods: &[&v1::Pod]) -> Option<SystemTime> {
+    let last_success = pods
+        .iter()
+        .filter(|p| phase(p) == "Succeeded")
+        .filter_map(|p| finished_at_of(p))
+        .max();
+    let failures: Vec<SystemTime> = pods
+        .iter()
+        .filter(|p| phase(p) == "Failed")
+        .filter_map(|p| finished_at_of(p))
+        .filter(|t| last_success.is_none_or(|s| *t > s))
+        .collect();
+    let last = failures.iter().max()?;
+    let doublings = u32::try_from(failures.len() - 1)
+        .unwrap_or(u32::MAX)
+        .min(16);
+    let delay = BACKOFF_BASE
+        .checked_mul(1u32 << doublings)
+        .unwrap_or(BACKOFF_MAX)
+        .min(BACKOFF_MAX);
+    last.checked_add(delay)
 }
 
 /// When the Job finished (its Complete or Failed condition's transition).
@@ -512,6 +560,49 @@ mod tests {
             }
         }
         j
+    }
+
+    /// A pod that ended at `at(secs)`.
+    fn ended(name: &str, phase: &str, secs: u64) -> v1::Pod {
+        let mut p = pod(name, phase, false);
+        p.status = Some(
+            serde_json::from_value(json!({"phase": phase, "containerStatuses": [{"name": "c",
+                "state": {"terminated": {"exitCode": if phase == "Failed" { 1 } else { 0 },
+                                         "finishedAt": format_rfc3339(at(secs))}}}]}))
+            .expect("status"),
+        );
+        p
+    }
+
+    #[test]
+    fn failed_pods_are_replaced_after_a_doubling_back_off() {
+        let j = job(json!({"completions": 2, "parallelism": 1, "backoffLimit": 6}));
+        let creates = |pods: &[v1::Pod], secs: u64| {
+            reconcile(&j, pods, at(secs))
+                .iter()
+                .filter(|a| matches!(a, Action::CreatePod(_)))
+                .count()
+        };
+        let one = [ended("a", "Failed", 100)];
+        assert_eq!(creates(&one, 105), 0, "10 s after the first failure");
+        assert_eq!(creates(&one, 111), 1);
+        let two = [ended("a", "Failed", 100), ended("b", "Failed", 120)];
+        assert_eq!(creates(&two, 135), 0, "20 s after the second");
+        assert_eq!(creates(&two, 141), 1);
+        // A success since: the count starts again.
+        let mixed = [
+            ended("a", "Failed", 100),
+            ended("b", "Succeeded", 110),
+            ended("c", "Failed", 120),
+        ];
+        assert_eq!(creates(&mixed, 125), 0);
+        assert_eq!(creates(&mixed, 131), 1);
+        // Capped at ten minutes.
+        let many: Vec<v1::Pod> = (0..12)
+            .map(|i| ended(&format!("f{i}"), "Failed", 100 + i))
+            .collect();
+        assert_eq!(creates(&many, 111 + 599), 0);
+        assert_eq!(creates(&many, 111 + 601), 1);
     }
 
     #[test]

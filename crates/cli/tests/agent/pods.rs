@@ -636,7 +636,29 @@ async fn jobs_run_to_completion_fail_past_their_backoff_limit_and_expire() {
         .1 == "BackoffLimitExceeded 2"
     })
     .await;
-    assert_eq!(pods_of("broken").await.len(), 2, "one pod per failure");
+    let mut broken = pods_of("broken").await;
+    assert_eq!(broken.len(), 2, "one pod per failure");
+    // The replacement waited out the 10 s back-off after the failure.
+    broken.sort_by(|a, b| {
+        a.meta()
+            .creation_timestamp
+            .cmp(&b.meta().creation_timestamp)
+    });
+    let first_end = status(&broken[0])
+        .container_statuses
+        .iter()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+        .filter_map(|t| keelson_model::time::parse_rfc3339(&t.finished_at))
+        .max()
+        .expect("the first pod's end");
+    let second_start = keelson_model::time::parse_rfc3339(&broken[1].meta().creation_timestamp)
+        .expect("creation time");
+    let waited = second_start.duration_since(first_end).unwrap_or_default();
+    // Timestamps have whole seconds.
+    assert!(
+        waited >= Duration::from_secs(9),
+        "replaced after {waited:?}"
+    );
 
     // A finished Job with a TTL goes, and its pods with it; deleting a
     // Job deletes its pods.
