@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures::StreamExt;
 use keelson_model::Resource;
-use keelson_proto::etcdserverpb::kv_client::KvClient;
 use keelson_proto::etcdserverpb::watch_client::WatchClient;
 use keelson_proto::etcdserverpb::{
     watch_request, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest,
@@ -440,19 +439,7 @@ async fn etcd_phase(
     a: &ApiBenchArgs,
     dir: &std::path::Path,
 ) -> anyhow::Result<(Latencies, FanOut, ListCost)> {
-    let c = ProcCluster::start(
-        Program::Etcd {
-            bin: a.etcd.clone(),
-        },
-        3,
-        dir,
-    )?;
-    c.wait_healthy(Duration::from_secs(30)).await?;
-    let kvs: Vec<KvClient<tonic::transport::Channel>> = c
-        .endpoints()
-        .iter()
-        .map(|e| channel(e).map(KvClient::new))
-        .collect::<Result<_, _>>()?;
+    let (c, kvs) = super::etcd_cluster(&a.etcd, dir).await?;
     let before = kvs[0]
         .clone()
         .range(RangeRequest {

@@ -229,19 +229,7 @@ async fn keelson_run(a: &JobsBenchArgs, dir: &std::path::Path) -> anyhow::Result
 
 /// etcd putting `writes` values of a pod's size, 64 in flight.
 async fn etcd_anchor(a: &JobsBenchArgs, dir: &std::path::Path, writes: i64) -> anyhow::Result<f64> {
-    let c = ProcCluster::start(
-        Program::Etcd {
-            bin: a.etcd.clone(),
-        },
-        3,
-        dir,
-    )?;
-    c.wait_healthy(Duration::from_secs(60)).await?;
-    let kvs: Vec<KvClient<tonic::transport::Channel>> = c
-        .endpoints()
-        .iter()
-        .map(|e| channel(e).map(KvClient::new))
-        .collect::<anyhow::Result<_>>()?;
+    let (_etcd, kvs) = super::etcd_cluster(&a.etcd, dir).await?;
     let value = vec![b'x'; 1024];
     let n = usize::try_from(writes.max(0)).unwrap_or(0);
     let t0 = Instant::now();

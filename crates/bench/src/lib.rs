@@ -66,6 +66,29 @@ mod pods;
 mod schedule;
 mod services;
 
+/// A 3-member etcd cluster (`bin`, data under `dir`) once healthy, and a
+/// KV client of each member: the anchor of the benchmarks that compare
+/// the store's share of their work.
+async fn etcd_cluster(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+) -> anyhow::Result<(ProcCluster, Vec<KvClient<Channel>>)> {
+    let c = ProcCluster::start(
+        Program::Etcd {
+            bin: bin.to_path_buf(),
+        },
+        3,
+        dir,
+    )?;
+    c.wait_healthy(Duration::from_secs(60)).await?;
+    let kvs = c
+        .endpoints()
+        .iter()
+        .map(|e| channel(e).map(KvClient::new))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((c, kvs))
+}
+
 /// The keelson binary: the benchmarks run inside it (`keelson bench`) and
 /// start replicas, agents and schedulers as processes of it.
 fn keelson_bin() -> anyhow::Result<PathBuf> {

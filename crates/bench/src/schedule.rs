@@ -29,14 +29,13 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures::StreamExt;
 use keelson_model::Resource;
-use keelson_proto::etcdserverpb::kv_client::KvClient;
 use keelson_proto::etcdserverpb::{
     compare, request_op, Compare, PutRequest, RequestOp, TxnRequest,
 };
 use keelson_proto::v1;
 use keelson_sdk::watcher::Event;
 use keelson_sdk::{watcher, Api, Client, Config, ListParams};
-use keelson_testkit::{channel, ProcCluster, Program};
+use keelson_testkit::{ProcCluster, Program};
 use prost::Message;
 use tokio::sync::{Mutex, Semaphore};
 
@@ -400,19 +399,7 @@ async fn keelson_failover(
 /// etcd doing the store's share: puts of the pod bytes, then
 /// compare-and-swap transactions writing the bound pod.
 async fn etcd_anchor(a: &ScheduleBenchArgs, dir: &std::path::Path) -> anyhow::Result<(f64, f64)> {
-    let c = ProcCluster::start(
-        Program::Etcd {
-            bin: a.etcd.clone(),
-        },
-        3,
-        dir,
-    )?;
-    c.wait_healthy(Duration::from_secs(60)).await?;
-    let endpoints = c.endpoints();
-    let kvs: Vec<KvClient<tonic::transport::Channel>> = endpoints
-        .iter()
-        .map(|e| channel(e).map(KvClient::new))
-        .collect::<anyhow::Result<_>>()?;
+    let (_etcd, kvs) = super::etcd_cluster(&a.etcd, dir).await?;
     let key = |i: usize| format!("/registry/pods/default/tp-{i}").into_bytes();
     let bytes = |i: usize, bound: bool| {
         let mut p = pod("tp", i);

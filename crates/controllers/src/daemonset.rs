@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 
 use keelson_model::pod::{is_available, is_ready, tolerates};
 use keelson_model::selector::LabelSelector;
-use keelson_model::{controller_of, controller_reference, Kind, Resource};
+use keelson_model::{controller_of, controller_reference, Resource};
 use keelson_proto::v1;
 
 use crate::deployment::template_hash;
@@ -112,33 +112,21 @@ fn node_of(p: &v1::Pod) -> &str {
     p.spec.as_ref().map_or("", |s| s.node_name.as_str())
 }
 
+/// A pod of the DaemonSet for `node`: the template's, labelled with its
+/// hash, bound to the node, with the DaemonSet tolerations.
 fn pod_for(ds: &v1::DaemonSet, template: &v1::PodTemplateSpec, hash: &str, node: &str) -> v1::Pod {
-    let m = ds.meta();
-    let tm = template.metadata.clone().unwrap_or_default();
-    let mut labels = tm.labels;
-    labels.insert(REVISION_LABEL.to_string(), hash.to_string());
-    let mut spec = template.spec.clone().unwrap_or_default();
+    let mut pod = crate::pod_from_template(ds, template, &controller_reference(ds));
+    pod.meta_mut()
+        .labels
+        .insert(REVISION_LABEL.to_string(), hash.to_string());
+    let spec = pod.spec.get_or_insert_with(Default::default);
     spec.node_name = node.to_string();
     for t in default_tolerations() {
         if !spec.tolerations.contains(&t) {
             spec.tolerations.push(t);
         }
     }
-    v1::Pod {
-        api_version: Kind::Pod.api_version().to_string(),
-        kind: Kind::Pod.name().to_string(),
-        metadata: Some(v1::ObjectMeta {
-            generate_name: format!("{}-", m.name),
-            namespace: m.namespace.clone(),
-            labels,
-            annotations: tm.annotations,
-            finalizers: tm.finalizers,
-            owner_references: vec![controller_reference(ds)],
-            ..Default::default()
-        }),
-        spec: Some(spec),
-        status: None,
-    }
+    pod
 }
 
 /// `value` (an int or a percentage of `total`, rounded up) as a count.

@@ -47,7 +47,7 @@ use keelson_model::defaults::JOB_BACKOFF_LIMIT;
 use keelson_model::pod::is_ready;
 use keelson_model::selector::LabelSelector;
 use keelson_model::time::{format_rfc3339, parse_rfc3339};
-use keelson_model::{controller_of, Kind, Resource};
+use keelson_model::{controller_of, Resource};
 use keelson_proto::v1;
 
 /// The finalizer on every pod of a Job until the Job has counted it.
@@ -138,26 +138,14 @@ fn set_condition(s: &mut v1::JobStatus, t: &str, status: &str, reason: &str, msg
     });
 }
 
+/// A pod of the Job: the template's, with the tracking finalizer.
 fn pod_from_template(job: &v1::Job, template: &v1::PodTemplateSpec) -> v1::Pod {
-    let m = job.meta();
-    let tm = template.metadata.clone().unwrap_or_default();
-    let mut finalizers = tm.finalizers;
-    finalizers.push(TRACKING_FINALIZER.to_string());
-    v1::Pod {
-        api_version: Kind::Pod.api_version().to_string(),
-        kind: Kind::Pod.name().to_string(),
-        metadata: Some(v1::ObjectMeta {
-            generate_name: format!("{}-", m.name),
-            namespace: m.namespace.clone(),
-            labels: tm.labels,
-            annotations: tm.annotations,
-            finalizers,
-            owner_references: vec![keelson_model::controller_reference(job)],
-            ..Default::default()
-        }),
-        spec: template.spec.clone(),
-        status: None,
-    }
+    let owner = keelson_model::controller_reference(job);
+    let mut pod = crate::pod_from_template(job, template, &owner);
+    pod.meta_mut()
+        .finalizers
+        .push(TRACKING_FINALIZER.to_string());
+    pod
 }
 
 /// Decide what to do for `job`, given the pods of its namespace and the

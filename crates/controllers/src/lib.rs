@@ -30,6 +30,36 @@
 //! - [`replicaset`]: the ReplicaSet controller (create, delete and adopt
 //!   pods; compute the status), after Kubernetes' `ReplicaSetController`.
 
+use keelson_model::{Kind, Resource};
+use keelson_proto::v1;
+
+/// A new pod of `owner` as Kubernetes' `GetPodFromTemplate` makes it: the
+/// template's labels, annotations, finalizers and spec; the name left to
+/// the server (`<owner>-` and a suffix); `owner_ref` its only owner.
+pub fn pod_from_template<K: Resource>(
+    owner: &K,
+    template: &v1::PodTemplateSpec,
+    owner_ref: &v1::OwnerReference,
+) -> v1::Pod {
+    let meta = owner.meta();
+    let tm = template.metadata.clone().unwrap_or_default();
+    v1::Pod {
+        api_version: Kind::Pod.api_version().to_string(),
+        kind: Kind::Pod.name().to_string(),
+        metadata: Some(v1::ObjectMeta {
+            generate_name: format!("{}-", meta.name),
+            namespace: meta.namespace.clone(),
+            labels: tm.labels,
+            annotations: tm.annotations,
+            finalizers: tm.finalizers,
+            owner_references: vec![owner_ref.clone()],
+            ..Default::default()
+        }),
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

@@ -107,7 +107,7 @@ pub fn reconcile(rs: &v1::ReplicaSet, pods: &[v1::Pod], now: SystemTime) -> Vec<
 
     let want = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
     if !deleting && active.len() < want {
-        let pod = pod_from_template(rs, &template, &owner_ref);
+        let pod = crate::pod_from_template(rs, &template, &owner_ref);
         let n = (want - active.len()).min(BURST_REPLICAS);
         actions.extend(std::iter::repeat_n(Action::CreatePod(pod), n));
     } else if !deleting && active.len() > want {
@@ -140,32 +140,6 @@ fn owner_reference(rs: &v1::ReplicaSet) -> v1::OwnerReference {
         uid: meta.uid.clone(),
         controller: Some(true),
         block_owner_deletion: Some(true),
-    }
-}
-
-/// A new pod as Kubernetes' `GetPodFromTemplate` makes it: the template's
-/// labels, annotations, finalizers and spec; the name left to the server.
-fn pod_from_template(
-    rs: &v1::ReplicaSet,
-    template: &v1::PodTemplateSpec,
-    owner_ref: &v1::OwnerReference,
-) -> v1::Pod {
-    let meta = rs.meta();
-    let tm = template.metadata.clone().unwrap_or_default();
-    v1::Pod {
-        api_version: Kind::Pod.api_version().to_string(),
-        kind: "Pod".to_string(),
-        metadata: Some(v1::ObjectMeta {
-            generate_name: format!("{}-", meta.name),
-            namespace: meta.namespace.clone(),
-            labels: tm.labels,
-            annotations: tm.annotations,
-            finalizers: tm.finalizers,
-            owner_references: vec![owner_ref.clone()],
-            ..Default::default()
-        }),
-        spec: template.spec.clone(),
-        status: None,
     }
 }
 

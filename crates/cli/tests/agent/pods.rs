@@ -558,12 +558,7 @@ async fn jobs_run_to_completion_fail_past_their_backoff_limit_and_expire() {
         k.run(&["get", "job", "work", "-o", "yaml"]).1,
         k.run(&["get", "pods", "-o", "yaml"]).1
     );
-    let table = k.ok(&["get", "job", "work"]);
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .map(|l| l.split_whitespace().collect())
-        .unwrap_or_default();
+    let (row, table) = k.first_row(&["get", "job", "work"]);
     assert_eq!(&row[..3], ["work", "Complete", "3/3"], "{table}");
     let pods_of = |job: &str| {
         let pods = n.pods.clone();

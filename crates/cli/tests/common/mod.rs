@@ -227,6 +227,18 @@ impl Kubectl {
         assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
         out
     }
+
+    /// Run kubectl (a `get` printing a table) and expect success: the
+    /// first row's cells split on whitespace, and the whole table.
+    pub fn first_row(&self, args: &[&str]) -> (Vec<String>, String) {
+        let table = self.ok(args);
+        let row = table
+            .lines()
+            .nth(1)
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        (row, table)
+    }
 }
 
 /// A kubectl left running (a watch) dies with the test, even a failing one.

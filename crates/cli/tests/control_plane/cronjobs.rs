@@ -85,16 +85,11 @@ async fn cron_jobs_run_once_per_schedule_time_across_a_controller_failover() {
         || async { !status().await.last_successful_time.is_empty() },
     )
     .await;
-    let table = kubectl[1].ok(&["get", "cronjob", "tick"]);
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .map(|l| l.split_whitespace().collect())
-        .unwrap_or_default();
+    let (row, table) = kubectl[1].first_row(&["get", "cronjob", "tick"]);
     // NAME SCHEDULE(5 words) TIMEZONE SUSPEND ACTIVE LAST-SCHEDULE AGE
     assert_eq!(
         row.get(..9),
-        Some(&["tick", "*", "*", "*", "*", "*", "<none>", "False", "0"][..]),
+        Some(&["tick", "*", "*", "*", "*", "*", "<none>", "False", "0"].map(String::from)[..]),
         "{table}"
     );
 

@@ -64,15 +64,10 @@ async fn daemon_sets_follow_nodes_taints_and_roll_out() {
     k.ok(&["rollout", "status", "daemonset/node-agent", "--timeout=60s"]);
     let pods: Api<v1::Pod> = Api::namespaced(cl.clone(), "default");
     assert_eq!(nodes_of(&pods_by_node(&pods).await), ["n-0", "n-1"]);
-    let table = k.ok(&["get", "ds", "node-agent"]);
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .map(|l| l.split_whitespace().collect())
-        .unwrap_or_default();
+    let (row, table) = k.first_row(&["get", "ds", "node-agent"]);
     assert_eq!(
         row.get(..7),
-        Some(&["node-agent", "2", "2", "2", "2", "2", "<none>"][..]),
+        Some(&["node-agent", "2", "2", "2", "2", "2", "<none>"].map(String::from)[..]),
         "{table}"
     );
 
