@@ -33,7 +33,8 @@ use std::time::Duration;
 use keelson_proto::api::cluster_server::ClusterServer;
 use keelson_proto::api::leases_server::LeasesServer;
 use keelson_proto::api::resources_server::ResourcesServer;
-pub use keelson_store::{ClusterState, Config as StoreConfig, PeerTls};
+pub use keelson_store::server::write_durably;
+pub use keelson_store::{backup, BackupConfig, ClusterState, Config as StoreConfig, PeerTls};
 use tokio::task::JoinHandle;
 
 pub use auth::{Role, Tokens};

@@ -948,6 +948,9 @@ fn lease_allowed(who: &Identity) -> Result<(), Error> {
     Ok(())
 }
 
+/// Bytes per chunk of a snapshot stream.
+const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
+
 /// How long `cluster status` waits for each replica.
 const STATUS_WAIT_MS: u64 = 1500;
 
@@ -990,6 +993,41 @@ impl Cluster for Api {
             replicas,
             answered_by: replica.name.clone(),
         }))
+    }
+
+    type SnapshotStream = Pin<Box<dyn Stream<Item = Result<ClusterSnapshotChunk, Status>> + Send>>;
+
+    /// The answering replica's store as a backup file. Admins only: it
+    /// holds every object, Secrets included.
+    async fn snapshot(
+        &self,
+        req: Request<ClusterSnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let who = self.who(&req).map_err(Status::from)?;
+        if who.role != Role::Admin {
+            return Err(Error::Forbidden(format!(
+                "User {:?} cannot take snapshots: they hold every object, Secrets included (admins only)",
+                who.user
+            ))
+            .into());
+        }
+        let (revision, bytes) = self
+            .registry
+            .replica
+            .backup()
+            .await
+            .map_err(|e| Status::from(Error::from(e)))?;
+        let total = bytes.len();
+        let chunks = (0..total.div_ceil(SNAPSHOT_CHUNK_BYTES)).map(move |i| {
+            let start = i * SNAPSHOT_CHUNK_BYTES;
+            let end = (start + SNAPSHOT_CHUNK_BYTES).min(total);
+            Ok(ClusterSnapshotChunk {
+                data: bytes[start..end].to_vec(),
+                remaining_bytes: (total - end) as u64,
+                revision,
+            })
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
     async fn who_am_i(

@@ -10,6 +10,7 @@ mod image;
 mod kubeconfig;
 mod kubectl;
 mod server_cmd;
+mod snapshot;
 mod up;
 
 use anyhow::Context;
@@ -333,6 +334,10 @@ enum Command {
     Image(image::ImageCommand),
     /// Who the token belongs to, and its role.
     Whoami(kubectl::ClientArgs),
+    /// Backups of the store: save one, check one, restore one into a new
+    /// cluster (after a lost quorum).
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     /// Run a built-in image (http-echo, sleep, crash-after): what the
     /// process runtime starts for `builtin/<name>` images.
     #[command(hide = true)]
@@ -421,6 +426,7 @@ fn main() -> anyhow::Result<()> {
             Command::Rollout(c) => kubectl::exit_on_error(kubectl::rollout::run(c).await),
             Command::Cluster(c) => kubectl::exit_on_error(kubectl::cluster(c).await),
             Command::Whoami(c) => kubectl::exit_on_error(kubectl::whoami(c).await),
+            Command::Snapshot(c) => kubectl::exit_on_error(snapshot::run(c).await),
             Command::Builtin(b) => {
                 std::process::exit(keelson_agent::builtin::run(&b.name, &b.args).await)
             }

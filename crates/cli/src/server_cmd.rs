@@ -111,6 +111,17 @@ pub struct ServerArgs {
     /// they are and encrypted on their next write.
     #[arg(long)]
     pub encryption_key_file: Option<PathBuf>,
+    /// Every --backup-interval, write a backup of this replica's store to
+    /// this directory (`keelson-<name>-<unix>-<revision>.snap`, readable by
+    /// `keelson snapshot status|restore`), keeping its newest --backup-keep.
+    #[arg(long)]
+    pub backup_dir: Option<PathBuf>,
+    /// Time between backups (e.g. 30m, 1h).
+    #[arg(long, default_value = "1h")]
+    pub backup_interval: humantime::Duration,
+    /// Backups of this replica kept in --backup-dir.
+    #[arg(long, default_value_t = 24)]
+    pub backup_keep: usize,
     #[command(flatten)]
     pub node_lifecycle: NodeLifecycleArgs,
 }
@@ -152,31 +163,36 @@ pub fn parse_addr(s: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("not an address (host:port): {s}"))
 }
 
+/// `--initial-cluster`'s `name=peer-url,...`.
+pub fn parse_initial_cluster(s: &str) -> anyhow::Result<Vec<(String, String)>> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (name, url) = pair.split_once('=').with_context(|| {
+                format!("--initial-cluster entry {pair:?} is not name=peer-url")
+            })?;
+            let url = url.trim().trim_end_matches('/').to_string();
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                bail!("--initial-cluster peer URL {url:?} must start with http:// or https://");
+            }
+            parse_addr(&url)?;
+            Ok((name.trim().to_string(), url))
+        })
+        .collect()
+}
+
 pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
     let listen_client = parse_addr(&a.listen_client)?;
     let listen_peer = parse_addr(&a.listen_peer)?;
     let initial_cluster: Vec<(String, String)> = match &a.initial_cluster {
         None => vec![(a.name.clone(), format!("http://{listen_peer}"))],
-        Some(s) => s
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|pair| {
-                let (name, url) = pair.split_once('=').with_context(|| {
-                    format!("--initial-cluster entry {pair:?} is not name=peer-url")
-                })?;
-                let url = url.trim().trim_end_matches('/').to_string();
-                let https = url.starts_with("https://");
-                if !url.starts_with("http://") && !https {
-                    bail!("--initial-cluster peer URL {url:?} must start with http:// or https://");
-                }
-                if https != a.tls_ca.is_some() {
-                    bail!("peer URL {url:?}: use https:// peer URLs exactly when --tls-ca is given (mutual TLS between replicas)");
-                }
-                parse_addr(&url)?;
-                Ok((name.trim().to_string(), url))
-            })
-            .collect::<anyhow::Result<_>>()?,
+        Some(s) => parse_initial_cluster(s)?,
     };
+    for (_, url) in &initial_cluster {
+        if url.starts_with("https://") != a.tls_ca.is_some() {
+            bail!("peer URL {url:?}: use https:// peer URLs exactly when --tls-ca is given (mutual TLS between replicas)");
+        }
+    }
     let advertise_peer = initial_cluster
         .iter()
         .find(|(n, _)| *n == a.name)
@@ -226,6 +242,20 @@ pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
     }
     c.auto_compaction_retention =
         (a.auto_compaction_retention > 0).then(|| Duration::from_secs(a.auto_compaction_retention));
+    if let Some(dir) = &a.backup_dir {
+        if a.backup_keep == 0 {
+            bail!("--backup-keep must be at least 1");
+        }
+        let interval: Duration = a.backup_interval.into();
+        if interval < Duration::from_secs(1) {
+            bail!("--backup-interval must be at least 1s");
+        }
+        c.backup = Some(keelson_apiserver::BackupConfig {
+            dir: dir.clone(),
+            interval,
+            keep: a.backup_keep,
+        });
+    }
     Ok(c)
 }
 

@@ -8,18 +8,21 @@
 //!   snapshots, the gRPC peer network.
 //! - [`server`]: a replica: proposal and read-index batching, leader-side
 //!   lease expiry, the peer port and the etcd-compatible client port.
+//! - [`backup`]: backup files (a replica's whole state, checksummed) and
+//!   the restore that seeds a new cluster from one.
 //! - [`error`]: errors with etcd's messages and their gRPC mapping.
 //!
 //! # Entry point
 //! [`server::Server::start`] with a [`server::Config`].
 
+pub mod backup;
 pub mod error;
 pub mod mvcc;
 mod raft;
 pub mod server;
 
 pub use error::{Error, Result};
-pub use server::{ClusterState, Config, PeerTls, Server};
+pub use server::{BackupConfig, ClusterState, Config, PeerTls, Server};
 
 #[cfg(test)]
 mod storage_suite;

@@ -202,6 +202,43 @@ impl Mvcc {
         &self.members
     }
 
+    /// Keys whose latest version is not a deletion.
+    pub fn live_key_count(&self) -> usize {
+        self.index
+            .values()
+            .filter(|list| {
+                list.last()
+                    .and_then(|r| self.revs.get(r))
+                    .is_some_and(|v| !v.is_tombstone())
+            })
+            .count()
+    }
+
+    /// The state a cluster restored from a backup starts from: every key,
+    /// version and lease kept, the old cluster's member attributes dropped
+    /// (each restored replica publishes its own), the revision moved
+    /// `bump` ahead and, with `mark_compacted`, the history compacted at
+    /// that new revision. Together they make a client holding a revision
+    /// from after the backup (a watch, a cache) get "compacted" and relist,
+    /// instead of waiting for revision numbers the new cluster would reuse
+    /// for other writes (etcd's `--bump-revision` and `--mark-compacted`).
+    pub fn restored(mut self, bump: i64, mark_compacted: bool) -> Result<Mvcc> {
+        if bump < 0 {
+            return Err(Error::InvalidArgument(
+                "the revision bump must not be negative".into(),
+            ));
+        }
+        self.members.clear();
+        self.current = self
+            .current
+            .checked_add(bump)
+            .ok_or_else(|| Error::InvalidArgument("the revision bump overflows".into()))?;
+        if mark_compacted && self.current > self.compacted {
+            self.compact(self.current)?;
+        }
+        Ok(self)
+    }
+
     /// Apply one replicated command. Errors are results, not failures: they
     /// are the same on every replica and go back to the client.
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {

@@ -130,6 +130,11 @@ impl ProcCluster {
             .unwrap_or_default()
     }
 
+    /// `--initial-cluster` as the members are started with it.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
+    }
+
     /// The API endpoints of every member.
     pub fn api_endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.api_endpoint()).collect()

@@ -4,5 +4,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod disaster_recovery;
 mod pods;
 mod runc;

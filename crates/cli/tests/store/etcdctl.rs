@@ -245,3 +245,208 @@ async fn etcdctl_check_perf_passes() {
         out.stderr
     );
 }
+
+/// `keelson <args>` with no client flags (the snapshot file verbs).
+fn keelson_local(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = std::process::Command::new(keelson_bin())
+        .args(args)
+        .output()
+        .expect("run keelson");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+fn snapshot_status(file: &std::path::Path) -> serde_json::Value {
+    let (ok, out) = keelson_local(&[
+        os("snapshot"),
+        os("status"),
+        file.as_os_str(),
+        os("-w"),
+        os("json"),
+    ]);
+    assert!(ok, "snapshot status: {out}");
+    serde_json::from_str(out.trim()).expect("status JSON")
+}
+
+/// The disaster-recovery path at the store level, with etcdctl as the
+/// client: `etcdctl snapshot save` from one replica, `keelson snapshot
+/// status` of it, damaged copies refused, then every replica SIGKILLed and
+/// its data dir deleted, each restored from the file and started again.
+/// The keys come back at their revisions (nothing written after the
+/// snapshot), the lease with its key, the revision moved past anything
+/// seen before and the old history compacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_snapshot_save_then_restore_into_a_new_cluster() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    tokio::time::timeout(Duration::from_secs(240), async {
+        let (mut c, endpoints, ctl) = etcdctl_cluster(dir.path()).await;
+        for i in 0..40 {
+            ctl.ok(&["put", &format!("b/{i:02}"), &format!("v{i}")])
+                .await;
+        }
+        ctl.ok(&["put", "b/07", "seven"]).await;
+        ctl.ok(&["del", "b/08"]).await;
+        let granted = ctl.ok(&["lease", "grant", "600"]).await;
+        let lease = granted.split_whitespace().nth(1).unwrap().to_string();
+        ctl.ok(&["put", "b/leased", "x", &format!("--lease={lease}")])
+            .await;
+        let one = Ctl {
+            endpoints: endpoints[1].clone(),
+        };
+        // A linearizable read on that replica: it has applied every write.
+        let before: serde_json::Value =
+            serde_json::from_str(&one.ok(&["get", "b/", "--prefix", "-w", "json"]).await).unwrap();
+        let snap_rev = before["header"]["revision"].as_i64().unwrap();
+        assert_eq!(before["kvs"].as_array().unwrap().len(), 40);
+
+        let file = dir.path().join("backup.snap");
+        let saved = one.ok(&["snapshot", "save", file.to_str().unwrap()]).await;
+        assert!(saved.contains("Snapshot saved at"), "{saved}");
+        let status = snapshot_status(&file);
+        assert_eq!(status["revision"].as_i64(), Some(snap_rev), "{status}");
+        assert!(status["totalKeys"].as_u64().unwrap() >= 40, "{status}");
+        assert_eq!(status["leases"].as_u64(), Some(1), "{status}");
+        assert_eq!(
+            status["totalSize"].as_u64(),
+            Some(std::fs::metadata(&file).unwrap().len())
+        );
+
+        // The same through the API port, as the admin; a viewer may not.
+        let api_file = dir.path().join("api.snap");
+        let (ok, out) = c
+            .run_cli(&["snapshot", "save", api_file.to_str().unwrap()])
+            .unwrap();
+        assert!(ok && out.contains("Snapshot saved at"), "{out}");
+        assert_eq!(
+            snapshot_status(&api_file)["revision"].as_i64(),
+            Some(snap_rev)
+        );
+        let viewer = keelson_testkit::process::Spawn::new(
+            &keelson_bin(),
+            [
+                "snapshot",
+                "save",
+                dir.path().join("no.snap").to_str().unwrap(),
+            ],
+        )
+        .client(&c.api_endpoints(), &c.token("viewer", None))
+        .output()
+        .unwrap();
+        let text = String::from_utf8_lossy(&viewer.stderr);
+        assert!(
+            !viewer.status.success() && text.contains("cannot take snapshots"),
+            "{text}"
+        );
+        assert!(!dir.path().join("no.snap").exists());
+
+        // Damaged copies are refused, saying why.
+        let bytes = std::fs::read(&file).unwrap();
+        let truncated = dir.path().join("truncated.snap");
+        std::fs::write(&truncated, &bytes[..bytes.len() - 700]).unwrap();
+        let (ok, out) = keelson_local(&[os("snapshot"), os("status"), truncated.as_os_str()]);
+        assert!(!ok && out.contains("truncated"), "{out}");
+        let flipped = dir.path().join("flipped.snap");
+        let mut damaged = bytes.clone();
+        damaged[bytes.len() / 2] ^= 0x10;
+        std::fs::write(&flipped, &damaged).unwrap();
+        let (ok, out) = keelson_local(&[os("snapshot"), os("status"), flipped.as_os_str()]);
+        assert!(!ok && out.contains("checksum mismatch"), "{out}");
+        let nowhere = dir.path().join("nowhere");
+        let (ok, out) = keelson_local(&[
+            os("snapshot"),
+            os("restore"),
+            flipped.as_os_str(),
+            os("--data-dir"),
+            nowhere.as_os_str(),
+            os("--name"),
+            os("m1"),
+            os("--initial-cluster"),
+            os(c.initial_cluster()),
+        ]);
+        assert!(!ok && out.contains("checksum mismatch"), "{out}");
+        assert!(!nowhere.exists(), "a refused restore writes nothing");
+
+        // Written after the snapshot: lost with the cluster.
+        ctl.ok(&["put", "b/after", "lost"]).await;
+        let latest: serde_json::Value =
+            serde_json::from_str(&ctl.ok(&["get", "b/after", "-w", "json"]).await).unwrap();
+        let latest_rev = latest["header"]["revision"].as_i64().unwrap();
+
+        // The quorum is lost for good: every replica killed, every data dir gone.
+        for i in 0..3 {
+            c.kill(i);
+        }
+        let initial_cluster = c.initial_cluster().to_string();
+        for i in 0..3 {
+            let m = &c.members[i];
+            std::fs::remove_dir_all(&m.data_dir).unwrap();
+            let (ok, out) = keelson_local(&[
+                os("snapshot"),
+                os("restore"),
+                file.as_os_str(),
+                os("--data-dir"),
+                m.data_dir.as_os_str(),
+                os("--name"),
+                os(&m.name),
+                os("--initial-cluster"),
+                os(&initial_cluster),
+            ]);
+            assert!(ok && out.contains("Restored"), "{out}");
+        }
+        // A used data dir is never overwritten.
+        let (ok, out) = keelson_local(&[
+            os("snapshot"),
+            os("restore"),
+            file.as_os_str(),
+            os("--data-dir"),
+            c.members[0].data_dir.as_os_str(),
+            os("--name"),
+            os("m1"),
+            os("--initial-cluster"),
+            os(&initial_cluster),
+        ]);
+        assert!(!ok && out.contains("not empty"), "{out}");
+        for i in 0..3 {
+            c.restart(i).unwrap();
+        }
+        c.wait_healthy(Duration::from_secs(60)).await.unwrap();
+
+        let after: serde_json::Value =
+            serde_json::from_str(&ctl.ok(&["get", "b/", "--prefix", "-w", "json"]).await).unwrap();
+        assert_eq!(after["kvs"], before["kvs"], "every key at its revisions");
+        let bumped = after["header"]["revision"].as_i64().unwrap();
+        assert!(
+            bumped >= snap_rev + 1_000_000_000 && bumped > latest_rev,
+            "revision {bumped} after a restore of {snap_rev}"
+        );
+        let old = ctl
+            .run(&["get", "b/00", &format!("--rev={snap_rev}")], "")
+            .await;
+        assert!(
+            !old.ok && old.stderr.contains("compacted"),
+            "{}",
+            old.stderr
+        );
+        let ttl = ctl.ok(&["lease", "timetolive", &lease, "--keys"]).await;
+        assert!(ttl.contains("attached keys([b/leased])"), "{ttl}");
+        assert_eq!(ctl.ok(&["put", "b/new", "y"]).await.trim(), "OK");
+        let new: serde_json::Value =
+            serde_json::from_str(&ctl.ok(&["get", "b/new", "-w", "json"]).await).unwrap();
+        assert_eq!(new["kvs"][0]["mod_revision"].as_i64(), Some(bumped + 1));
+        let members = ctl.ok(&["member", "list"]).await;
+        assert_eq!(lines(&members).len(), 3, "{members}");
+    })
+    .await
+    .expect("test timed out");
+}

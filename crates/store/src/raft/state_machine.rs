@@ -78,6 +78,13 @@ impl SmRead<'_> {
 }
 
 impl SmHandle {
+    /// A copy of the state (cheap: the maps are persistent structures)
+    /// and the log position it reflects.
+    pub fn copy(&self) -> (Mvcc, Option<LogId>) {
+        let st = self.shared.state.read().unwrap_or_else(|p| p.into_inner());
+        (st.mvcc.clone(), st.last_applied)
+    }
+
     pub fn read(&self) -> SmRead<'_> {
         // A poisoned lock means a panic during apply; the state is still the
         // last consistent one (apply does not panic part way by design).
@@ -142,6 +149,54 @@ impl StateMachine {
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, SmState> {
         self.shared.state.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Seed a new replica's state directory with `mvcc` as if a snapshot
+/// holding it had been installed (the restore of a backup): the snapshot
+/// sits at index 1 of term 0, the log position of the membership entry
+/// that initializing a cluster writes, with `members` (id -> peer URL) as
+/// its voters. Every member seeded alike starts with the same log, so they
+/// elect a leader among themselves with no initialization step.
+pub fn seed(
+    dir: &Path,
+    mvcc: Mvcc,
+    members: std::collections::BTreeMap<NodeId, BasicNode>,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    if read_snapshot_file(dir)?.is_some() {
+        return Err(format!("{} already holds a snapshot", dir.display()));
+    }
+    let log_id = LogId::new(openraft::CommittedLeaderId::new(0, 0), 1);
+    let voters = members.keys().copied().collect();
+    let membership = StoredMembership::new(
+        Some(log_id),
+        openraft::Membership::new(vec![voters], members),
+    );
+    let body = SnapshotBody {
+        last_applied: Some(log_id),
+        membership: membership.clone(),
+        mvcc,
+    };
+    let file = SnapshotFile {
+        meta: SnapshotMeta {
+            last_log_id: Some(log_id),
+            last_membership: membership,
+            snapshot_id: "restored".into(),
+        },
+        data: codec::encode(&body)?,
+    };
+    let (revision, _) = watch::channel(0);
+    let shared = Shared {
+        state: RwLock::new(SmState {
+            mvcc: Mvcc::default(),
+            last_applied: None,
+            membership: StoredMembership::default(),
+        }),
+        snapshot_file: std::sync::Mutex::new(None),
+        revision,
+        dir: dir.to_path_buf(),
+    };
+    write_snapshot_file(&shared, &file)
 }
 
 fn read_snapshot_file(dir: &Path) -> Result<Option<SnapshotFile>, String> {

@@ -8,6 +8,7 @@
 //! get a read index from the leader (batched the same way), wait until the
 //! local state machine has applied it, then read locally.
 
+mod backups;
 mod compactor;
 mod etcd;
 mod failover;
@@ -36,7 +37,13 @@ use crate::raft::network::{NetworkFactory, PeerPool};
 use crate::raft::state_machine::{SmHandle, StateMachine};
 use crate::raft::{NodeId, Raft};
 
+pub use backups::{write_durably, BackupConfig};
 pub use propose::PROPOSAL_COMMANDS_MAX;
+
+/// The data dir's subdirectories: the Raft log (RocksDB) and the state
+/// machine's snapshot.
+pub const LOG_DIR: &str = "raft-log";
+pub const STATE_DIR: &str = "state";
 
 /// How long a request waits for a leader to be elected before it fails with
 /// "no leader" (a little over a few election rounds).
@@ -90,6 +97,8 @@ pub struct Config {
     pub auto_compaction_retention: Option<Duration>,
     /// Mutual TLS on the peer port (peer URLs are then https://).
     pub peer_tls: Option<PeerTls>,
+    /// Periodic backups of this replica's state.
+    pub backup: Option<BackupConfig>,
 }
 
 /// PEM certificate, key and CA for mutual TLS between replicas: each
@@ -133,6 +142,7 @@ impl Config {
             watch_progress_interval: Duration::from_secs(600),
             auto_compaction_retention: None,
             peer_tls: None,
+            backup: None,
         }
     }
 }
@@ -365,6 +375,27 @@ impl Replica {
             .collect()
     }
 
+    /// A backup of this replica's state as it is now (no read barrier: a
+    /// replica cut off from its quorum can still be backed up, which is
+    /// when a backup matters most). Returns the revision it holds and the
+    /// file's bytes.
+    pub async fn backup(&self) -> Result<(i64, Vec<u8>)> {
+        let (mvcc, _) = self.sm.copy();
+        let revision = mvcc.revision();
+        let (name, cluster_id) = (self.name.clone(), self.cluster_id);
+        let taken = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let bytes = tokio::task::spawn_blocking(move || {
+            crate::backup::encode(mvcc, &name, cluster_id, taken)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("encode backup: {e}")))?
+        .map_err(Error::Internal)?;
+        Ok((revision, bytes))
+    }
+
     /// Publish this replica's name and client URL through Raft until the
     /// state machine has them (etcd's "publish" step).
     async fn publish_attributes(self: Arc<Self>) {
@@ -405,9 +436,12 @@ impl Server {
         let id = member_id(&config.advertise_peer);
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("create {}: {e}", config.data_dir.display()))?;
-        let log = LogStore::open(&config.data_dir.join("raft-log"))?;
-        let (sm, sm_handle) = StateMachine::open(&config.data_dir.join("state"))?;
-        let pristine = log.is_pristine().map_err(|e| e.to_string())?;
+        let log = LogStore::open(&config.data_dir.join(LOG_DIR))?;
+        let (sm, sm_handle) = StateMachine::open(&config.data_dir.join(STATE_DIR))?;
+        // A data dir seeded by `snapshot restore` has a snapshot and no log:
+        // it is a member already, not one to initialize.
+        let pristine =
+            log.is_pristine().map_err(|e| e.to_string())? && sm_handle.copy().1.is_none();
 
         let raft_config = openraft::Config {
             cluster_name: config.cluster_token.clone(),
@@ -539,6 +573,13 @@ impl Server {
             tasks.push(tokio::spawn(compactor::run(
                 replica.clone(),
                 retention,
+                stop_rx.clone(),
+            )));
+        }
+        if let Some(backup) = config.backup.clone() {
+            tasks.push(tokio::spawn(backups::run(
+                replica.clone(),
+                backup,
                 stop_rx.clone(),
             )));
         }
