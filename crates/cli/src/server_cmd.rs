@@ -111,6 +111,11 @@ pub struct ServerArgs {
     /// they are and encrypted on their next write.
     #[arg(long)]
     pub encryption_key_file: Option<PathBuf>,
+    /// How often the leader compares every replica's hash of the store; a
+    /// replica that differs raises the CORRUPT alarm, which stops writes
+    /// until `etcdctl alarm disarm` (etcd's corrupt check). 0s: never.
+    #[arg(long, default_value = "5m")]
+    pub corrupt_check_interval: humantime::Duration,
     /// Every --backup-interval, write a backup of this replica's store to
     /// this directory (`keelson-<name>-<unix>-<revision>.snap`, readable by
     /// `keelson snapshot status|restore`), keeping its newest --backup-keep.
@@ -242,6 +247,8 @@ pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
     }
     c.auto_compaction_retention =
         (a.auto_compaction_retention > 0).then(|| Duration::from_secs(a.auto_compaction_retention));
+    let corrupt_check: Duration = a.corrupt_check_interval.into();
+    c.corrupt_check_interval = (!corrupt_check.is_zero()).then_some(corrupt_check);
     if let Some(dir) = &a.backup_dir {
         if a.backup_keep == 0 {
             bail!("--backup-keep must be at least 1");

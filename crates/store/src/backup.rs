@@ -36,6 +36,7 @@ const HEADER_LEN: usize = MAGIC.len() + 8;
 const CHECKSUM_LEN: usize = 32;
 const ALIGN: usize = 512;
 
+/// Written at [`codec::FORMAT_V2`]; [`BodyV1`] is format 1's.
 #[derive(Serialize, Deserialize)]
 struct Body {
     /// Seconds since the Unix epoch when the backup was taken.
@@ -44,6 +45,31 @@ struct Body {
     member: String,
     cluster_id: u64,
     mvcc: Mvcc,
+}
+
+#[derive(Deserialize)]
+struct BodyV1 {
+    taken_unix: i64,
+    member: String,
+    cluster_id: u64,
+    mvcc: crate::mvcc::MvccV1,
+}
+
+impl Body {
+    fn decode(bytes: &[u8]) -> Result<Body, String> {
+        match codec::split(bytes)? {
+            (codec::FORMAT_V1, body) => {
+                let v1: BodyV1 = codec::decode_body(body)?;
+                Ok(Body {
+                    taken_unix: v1.taken_unix,
+                    member: v1.member,
+                    cluster_id: v1.cluster_id,
+                    mvcc: v1.mvcc.into(),
+                })
+            }
+            (_, body) => codec::decode_body(body),
+        }
+    }
 }
 
 /// A decoded backup file.
@@ -82,12 +108,15 @@ pub fn encode(
     cluster_id: u64,
     taken_unix: i64,
 ) -> Result<Vec<u8>, String> {
-    let body = codec::encode(&Body {
-        taken_unix,
-        member: member.to_string(),
-        cluster_id,
-        mvcc,
-    })?;
+    let body = codec::encode_as(
+        codec::FORMAT_V2,
+        &Body {
+            taken_unix,
+            member: member.to_string(),
+            cluster_id,
+            mvcc,
+        },
+    )?;
     let unpadded = HEADER_LEN + body.len();
     let padded = unpadded.div_ceil(ALIGN) * ALIGN;
     let mut out = Vec::with_capacity(padded + CHECKSUM_LEN);
@@ -134,7 +163,7 @@ pub fn decode(bytes: &[u8]) -> Result<Backup, String> {
         ));
     }
     let body_end = HEADER_LEN + body_len as usize;
-    let body: Body = codec::decode(&content[HEADER_LEN..body_end])
+    let body = Body::decode(&content[HEADER_LEN..body_end])
         .map_err(|e| format!("decode the snapshot's data: {e}"))?;
     Ok(Backup {
         body,

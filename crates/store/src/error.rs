@@ -26,6 +26,8 @@ pub enum Error {
     FutureRevision,
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
     #[error("etcdserver: lease already exists")]
@@ -42,6 +44,10 @@ pub enum Error {
     RequestTooLarge,
     #[error("etcdserver: no leader")]
     NoLeader,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
     #[error("etcdserver: leader changed")]
     LeaderChanged,
     #[error("etcdserver: request timed out")]
@@ -69,9 +75,12 @@ impl Error {
             | MemberBadUrls | RequestTooLarge | InvalidArgument(_) => Code::InvalidArgument,
             Compacted | FutureRevision | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
+            Corrupt => Code::DataLoss,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             LeaseExists | PeerUrlExists => Code::FailedPrecondition,
             NoLeader | LeaderChanged | Timeout | Stopped | Unhealthy => Code::Unavailable,
+            NotLeader => Code::FailedPrecondition,
+            BadLeaderTransferee => Code::FailedPrecondition,
             Internal(_) => Code::Internal,
             Remote { code, .. } => Code::from_i32(*code),
         }
@@ -90,6 +99,7 @@ impl Error {
             Error::Compacted,
             Error::FutureRevision,
             Error::NoSpace,
+            Error::Corrupt,
             Error::LeaseNotFound,
             Error::LeaseExists,
             Error::LeaseTtlTooLarge,
@@ -99,6 +109,8 @@ impl Error {
             Error::RequestTooLarge,
             Error::NoLeader,
             Error::LeaderChanged,
+            Error::NotLeader,
+            Error::BadLeaderTransferee,
             Error::Timeout,
             Error::Stopped,
             Error::Unhealthy,

@@ -141,6 +141,37 @@ pub struct Mvcc {
     leases: BTreeMap<i64, LeaseRecord>,
     members: BTreeMap<u64, MemberAttrs>,
     size: u64,
+    /// Active alarms: (member id, etcd's `AlarmType`). NOSPACE refuses
+    /// writes that add data, CORRUPT every write, on every replica alike.
+    alarms: BTreeSet<(u64, i32)>,
+}
+
+/// [`Mvcc`] as state format 1 laid it out (before alarms), read from old
+/// snapshots and backups.
+#[derive(Deserialize)]
+pub(crate) struct MvccV1 {
+    revs: OrdMap<Revision, Version>,
+    index: OrdMap<Vec<u8>, Vec<Revision>>,
+    current: i64,
+    compacted: i64,
+    leases: BTreeMap<i64, LeaseRecord>,
+    members: BTreeMap<u64, MemberAttrs>,
+    size: u64,
+}
+
+impl From<MvccV1> for Mvcc {
+    fn from(v: MvccV1) -> Mvcc {
+        Mvcc {
+            revs: v.revs,
+            index: v.index,
+            current: v.current,
+            compacted: v.compacted,
+            leases: v.leases,
+            members: v.members,
+            size: v.size,
+            alarms: BTreeSet::new(),
+        }
+    }
 }
 
 impl Default for Mvcc {
@@ -154,6 +185,7 @@ impl Default for Mvcc {
             leases: BTreeMap::new(),
             members: BTreeMap::new(),
             size: 0,
+            alarms: BTreeSet::new(),
         }
     }
 }
@@ -202,6 +234,47 @@ impl Mvcc {
         &self.members
     }
 
+    /// Active alarms as (member id, etcd's `AlarmType` number).
+    pub fn alarms(&self) -> &BTreeSet<(u64, i32)> {
+        &self.alarms
+    }
+
+    fn has_alarm(&self, alarm: pb::AlarmType) -> bool {
+        self.alarms.iter().any(|(_, a)| *a == alarm as i32)
+    }
+
+    /// etcd's HashKV: a CRC-32 of every stored version at or below `rev`
+    /// (0: the current revision), with the revision hashed and the
+    /// compaction point. Replicas that applied the same log agree on it;
+    /// comparing it across replicas is the corruption check. Only
+    /// replicas with the same compaction point are comparable.
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let rev = if rev <= 0 { self.current } else { rev };
+        if rev > self.current {
+            return Err(Error::FutureRevision);
+        }
+        if rev < self.compacted {
+            return Err(Error::Compacted);
+        }
+        let mut h = crc32fast::Hasher::new();
+        let upper = Revision {
+            main: rev,
+            sub: i64::MAX,
+        };
+        for (r, v) in self.revs.range(..=upper) {
+            h.update(&r.main.to_le_bytes());
+            h.update(&r.sub.to_le_bytes());
+            h.update(&(v.key.len() as u64).to_le_bytes());
+            h.update(&v.key);
+            h.update(&(v.value.len() as u64).to_le_bytes());
+            h.update(&v.value);
+            h.update(&v.create_revision.to_le_bytes());
+            h.update(&v.version.to_le_bytes());
+            h.update(&v.lease.to_le_bytes());
+        }
+        Ok((h.finalize(), rev, self.compacted))
+    }
+
     /// Keys whose latest version is not a deletion.
     pub fn live_key_count(&self) -> usize {
         self.index
@@ -229,6 +302,7 @@ impl Mvcc {
             ));
         }
         self.members.clear();
+        self.alarms.clear();
         self.current = self
             .current
             .checked_add(bump)
@@ -242,7 +316,53 @@ impl Mvcc {
     /// Apply one replicated command. Errors are results, not failures: they
     /// are the same on every replica and go back to the client.
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
-        let kind = match &cmd.kind {
+        let kind = match self.refused_by_alarm(cmd) {
+            Some(e) => Err(e),
+            None => self.apply_allowed(cmd),
+        };
+        let kind = kind.unwrap_or_else(|e| {
+            command_result::Kind::Error(keelson_proto::raft::CommandError {
+                code: e.code() as i32,
+                message: e.to_string(),
+            })
+        });
+        CommandResult {
+            revision: self.current,
+            kind: Some(kind),
+        }
+    }
+
+    /// What the active alarms refuse, as etcd's appliers do: under CORRUPT
+    /// every write, under NOSPACE puts (also inside txns) and lease grants.
+    /// Alarm commands themselves always apply, so an alarm can be disarmed.
+    fn refused_by_alarm(&self, cmd: &Command) -> Option<Error> {
+        let kind = cmd.kind.as_ref()?;
+        if matches!(kind, command::Kind::Alarm(_))
+            || matches!(
+                kind,
+                command::Kind::MemberAttributes(_) | command::Kind::MemberForget(_)
+            )
+        {
+            return None;
+        }
+        if self.has_alarm(pb::AlarmType::Corrupt) {
+            return Some(Error::Corrupt);
+        }
+        if self.has_alarm(pb::AlarmType::Nospace) {
+            let adds = match kind {
+                command::Kind::Put(_) | command::Kind::LeaseGrant(_) => true,
+                command::Kind::Txn(t) => txn_puts(t),
+                _ => false,
+            };
+            if adds {
+                return Some(Error::NoSpace);
+            }
+        }
+        None
+    }
+
+    fn apply_allowed(&mut self, cmd: &Command) -> Result<command_result::Kind> {
+        match &cmd.kind {
             Some(command::Kind::Put(req)) => {
                 self.write(|t| t.put(req)).map(command_result::Kind::Put)
             }
@@ -273,19 +393,33 @@ impl Mvcc {
             }
             Some(command::Kind::MemberForget(id)) => {
                 self.members.remove(id);
+                self.alarms.retain(|(m, _)| m != id);
+                Ok(command_result::Kind::Done(true))
+            }
+            Some(command::Kind::Alarm(req)) => {
+                let key = (req.member_id, req.alarm);
+                match pb::alarm_request::AlarmAction::try_from(req.action) {
+                    Ok(pb::alarm_request::AlarmAction::Activate)
+                        if req.alarm != pb::AlarmType::None as i32 =>
+                    {
+                        self.alarms.insert(key);
+                    }
+                    Ok(pb::alarm_request::AlarmAction::Deactivate) => {
+                        if req.alarm == pb::AlarmType::None as i32 {
+                            self.alarms.retain(|(m, _)| *m != req.member_id);
+                        } else {
+                            self.alarms.remove(&key);
+                        }
+                    }
+                    _ => {
+                        return Err(Error::InvalidArgument(
+                            "an alarm command activates or deactivates an alarm".into(),
+                        ))
+                    }
+                }
                 Ok(command_result::Kind::Done(true))
             }
             None => Err(Error::InvalidArgument("empty command".into())),
-        };
-        let kind = kind.unwrap_or_else(|e| {
-            command_result::Kind::Error(keelson_proto::raft::CommandError {
-                code: e.code() as i32,
-                message: e.to_string(),
-            })
-        });
-        CommandResult {
-            revision: self.current,
-            kind: Some(kind),
         }
     }
 
@@ -592,6 +726,18 @@ impl From<bool> for PrevKv {
 
 /// Checks a request needs no state for: key rules, txn size and duplicates.
 /// Run before proposing, so bad requests never reach the Raft log.
+/// Whether a txn (either branch, nested txns included) holds a put.
+fn txn_puts(t: &pb::TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .any(|op| match &op.request {
+            Some(request_op::Request::RequestPut(_)) => true,
+            Some(request_op::Request::RequestTxn(inner)) => txn_puts(inner),
+            _ => false,
+        })
+}
+
 pub fn validate(cmd: &Command) -> Result<()> {
     match &cmd.kind {
         Some(command::Kind::Put(p)) => validate_put(p),

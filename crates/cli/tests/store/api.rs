@@ -465,13 +465,19 @@ async fn limits_answer_with_etcds_errors() {
             "etcdserver: mvcc: database space exceeded",
             "armed until disarmed"
         );
+        // Disarmed as etcdctl does it: the member the list names. The
+        // answer lists what was cleared.
         let disarm = AlarmRequest {
             action: pb::alarm_request::AlarmAction::Deactivate as i32,
-            member_id: 0,
+            member_id: alarms[0].member_id,
             alarm: pb::AlarmType::Nospace as i32,
         };
+        assert_eq!(
+            maint.alarm(disarm).await.unwrap().into_inner().alarms,
+            alarms
+        );
         assert!(maint
-            .alarm(disarm)
+            .alarm(AlarmRequest::default())
             .await
             .unwrap()
             .into_inner()

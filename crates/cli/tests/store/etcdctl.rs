@@ -450,3 +450,190 @@ async fn etcdctl_snapshot_save_then_restore_into_a_new_cluster() {
     .await
     .expect("test timed out");
 }
+
+/// `etcdctl endpoint hashkv` lines as (endpoint, hash).
+fn hashes(out: &str) -> Vec<(String, String)> {
+    lines(out)
+        .iter()
+        .filter_map(|l| l.split_once(", "))
+        .map(|(e, h)| (e.to_string(), h.trim().to_string()))
+        .collect()
+}
+
+/// The leader's member id in hex, from `endpoint status -w json`.
+async fn leader_hex(ctl: &Ctl) -> (String, Vec<String>) {
+    let status: serde_json::Value =
+        serde_json::from_str(&ctl.ok(&["endpoint", "status", "-w", "json"]).await).unwrap();
+    let mut leader = 0;
+    let mut ids = Vec::new();
+    for s in status.as_array().unwrap() {
+        leader = s["Status"]["leader"].as_u64().unwrap();
+        ids.push(format!(
+            "{:x}",
+            s["Status"]["header"]["member_id"].as_u64().unwrap()
+        ));
+    }
+    (format!("{leader:x}"), ids)
+}
+
+/// Maintenance with etcd's client: every replica's hash agrees, defrag
+/// runs on each (a snapshot, the log purged and compacted) and loses
+/// nothing, move-leader hands leadership to the member named, and the
+/// alarm list is empty on a healthy cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_hashkv_defrag_move_leader_and_alarm_list() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let (c, _endpoints, ctl) = etcdctl_cluster(dir.path()).await;
+        let mut client = kv(&c.members[0].endpoint());
+        for i in 0..300 {
+            keelson_testkit::etcd::put(&mut client, &format!("m/{}", i % 50), &format!("v{i}"))
+                .await
+                .unwrap();
+        }
+        // Followers hash at the same revision once they have applied it.
+        let h = hashes(&ctl.ok(&["endpoint", "hashkv"]).await);
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert!(h.iter().all(|(_, x)| *x == h[0].1), "hashes differ: {h:?}");
+
+        let out = ctl.run(&["defrag"], "").await;
+        assert!(out.ok, "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            out.stdout
+                .matches("Finished defragmenting etcd member")
+                .count(),
+            3,
+            "{}",
+            out.stdout
+        );
+        for m in &c.members {
+            assert!(m.data_dir.join("state/snapshot.bin").exists());
+            let log = std::fs::read_to_string(&m.log_path).unwrap();
+            assert!(log.contains("defragmented"), "{log}");
+        }
+        let got = ctl.ok(&["get", "m/", "--prefix", "--keys-only"]).await;
+        assert_eq!(lines(&got).len(), 50);
+        let h2 = hashes(&ctl.ok(&["endpoint", "hashkv"]).await);
+        assert_eq!(h2, h, "defragment changes no data");
+
+        // Leadership to a follower, and back to the first leader.
+        let (leader, ids) = leader_hex(&ctl).await;
+        let follower = ids.iter().find(|i| **i != leader).unwrap().clone();
+        let out = ctl.run(&["move-leader", &follower], "").await;
+        assert!(
+            out.ok
+                && out.stdout.contains(&format!(
+                    "Leadership transferred from {leader} to {follower}"
+                )),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert_eq!(leader_hex(&ctl).await.0, follower);
+        assert_eq!(ctl.ok(&["put", "after-move", "x"]).await.trim(), "OK");
+        let out = ctl.run(&["move-leader", "123456789"], "").await;
+        assert!(
+            !out.ok && out.stderr.contains("bad leader transferee"),
+            "{}",
+            out.stderr
+        );
+        let out = ctl.run(&["move-leader", &leader], "").await;
+        assert!(out.ok, "{}{}", out.stdout, out.stderr);
+        assert_eq!(leader_hex(&ctl).await.0, leader);
+
+        assert!(ctl.ok(&["alarm", "list"]).await.trim().is_empty());
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// The corruption check: a follower's state altered on disk behind the
+/// store's back (a value in its snapshot file rewritten while it was down)
+/// is found by the leader's periodic hash comparison; the CORRUPT alarm
+/// then stops writes on every replica, as etcd's corrupt check does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_data_changed_on_disk_raises_corrupt_and_stops_writes() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let mut c = start_cluster(
+            3,
+            dir.path(),
+            &[
+                "--snapshot-count",
+                "20",
+                "--snapshot-catchup-entries",
+                "5",
+                "--corrupt-check-interval",
+                "1s",
+            ],
+        )
+        .await;
+        let endpoints: Vec<String> = c
+            .members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client_port))
+            .collect();
+        let ctl = Ctl {
+            endpoints: endpoints.join(","),
+        };
+        let marker = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let mut client = kv(&c.members[0].endpoint());
+        keelson_testkit::etcd::put(&mut client, "corrupt/me", marker)
+            .await
+            .unwrap();
+        for i in 0..200 {
+            keelson_testkit::etcd::put(&mut client, &format!("fill/{i}"), "x")
+                .await
+                .unwrap();
+        }
+        let (leader, ids) = leader_hex(&ctl).await;
+        let f = ids.iter().position(|i| *i != leader).unwrap();
+        let fid = u64::from_str_radix(&ids[f], 16).unwrap();
+        // Its own snapshot holds the marker (written long after the put).
+        let snap = c.members[f].data_dir.join("state/snapshot.bin");
+        eventually(Duration::from_secs(20), "the follower's snapshot", || {
+            let snap = snap.clone();
+            async move {
+                std::fs::read(&snap)
+                    .is_ok_and(|b| b.windows(marker.len()).any(|w| w == marker.as_bytes()))
+            }
+        })
+        .await;
+        assert!(ctl.ok(&["alarm", "list"]).await.trim().is_empty());
+        c.kill(f);
+        let mut bytes = std::fs::read(&snap).unwrap();
+        let at = bytes
+            .windows(marker.len())
+            .position(|w| w == marker.as_bytes())
+            .unwrap();
+        bytes[at..at + marker.len()].copy_from_slice(&[b'B'; 32]);
+        std::fs::write(&snap, &bytes).unwrap();
+        c.restart(f).unwrap();
+
+        let want = format!("memberID:{fid} alarm:CORRUPT");
+        eventually(Duration::from_secs(30), "the CORRUPT alarm", || {
+            let ctl = &ctl;
+            let want = want.clone();
+            async move { ctl.run(&["alarm", "list"], "").await.stdout.contains(&want) }
+        })
+        .await;
+        let out = ctl.run(&["put", "after", "x"], "").await;
+        assert!(
+            !out.ok && out.stderr.contains("corrupt cluster"),
+            "{}",
+            out.stderr
+        );
+        let h = hashes(&ctl.ok(&["endpoint", "hashkv"]).await);
+        let theirs = &h.iter().find(|(e, _)| *e == endpoints[f]).unwrap().1;
+        assert_eq!(h.iter().filter(|(_, x)| x == theirs).count(), 1, "{h:?}");
+        let status = ctl.ok(&["endpoint", "status"]).await;
+        assert!(status.contains("alarm:CORRUPT"), "{status}");
+        let log = std::fs::read_to_string(&c.members[(f + 1) % 3].log_path).unwrap()
+            + &std::fs::read_to_string(&c.members[(f + 2) % 3].log_path).unwrap();
+        assert!(log.contains("raising CORRUPT"), "the leader says why");
+    })
+    .await
+    .expect("test timed out");
+}

@@ -8,3 +8,4 @@ mod common;
 mod api;
 mod etcdctl;
 mod faults;
+mod upgrade;

@@ -136,6 +136,25 @@ impl LogStore {
     }
 
     /// Whether nothing was ever written: no vote and no log entries.
+    /// Flush and compact the log's files (after a purge, this is what
+    /// gives the space back). Returns the log's on-disk bytes before and
+    /// after.
+    pub fn compact(&self) -> Result<(u64, u64), String> {
+        let cf = self.cf(CF_LOGS).map_err(|e| e.to_string())?;
+        let size = |db: &DB| {
+            db.property_int_value_cf(cf, "rocksdb.total-sst-files-size")
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        self.db
+            .flush_cf(cf)
+            .map_err(|e| format!("flush the log: {e}"))?;
+        let before = size(&self.db);
+        self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        Ok((before, size(&self.db)))
+    }
+
     pub fn is_pristine(&self) -> Result<bool, StorageError> {
         let vote: Option<Vote<NodeId>> = self.get_meta(KEY_VOTE, ErrorSubject::Vote)?;
         let cf = self.cf(CF_LOGS)?;

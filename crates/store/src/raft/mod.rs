@@ -98,35 +98,65 @@ fn serde_bytes_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error>
 /// Versioned bincode, for everything the store writes to disk or sends to
 /// peers: one format byte, then the bincode body. bincode is not
 /// self-describing, so the byte is what lets a future version read old data.
+///
+/// Format 1 is every record's first layout. A record whose layout changes
+/// is written with a new format number ([`codec::encode_as`]) and read
+/// with [`codec::split`], which hands its reader the number to pick the
+/// old or new layout; records that never changed stay at format 1. A
+/// number past [`codec::FORMAT_NEWEST`] is data a newer Keelson wrote, and
+/// is refused as such.
 pub mod codec {
     use serde::{de::DeserializeOwned, Serialize};
 
     pub const FORMAT_V1: u8 = 1;
+    /// The state machine's state (snapshots, backups) once alarms joined it.
+    pub const FORMAT_V2: u8 = 2;
+    /// The newest format this build writes or reads.
+    pub const FORMAT_NEWEST: u8 = FORMAT_V2;
 
+    /// Encode at format 1 (records whose layout never changed).
     pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-        let mut out = vec![FORMAT_V1];
+        encode_as(FORMAT_V1, value)
+    }
+
+    pub fn encode_as<T: Serialize>(format: u8, value: &T) -> Result<Vec<u8>, String> {
+        let mut out = vec![format];
         let body = bincode::serde::encode_to_vec(value, bincode::config::standard())
             .map_err(|e| e.to_string())?;
         out.extend_from_slice(&body);
         Ok(out)
     }
 
-    pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    /// The format byte and the body, refusing formats this build does not know.
+    pub fn split(bytes: &[u8]) -> Result<(u8, &[u8]), String> {
         match bytes.split_first() {
-            Some((&FORMAT_V1, body)) => {
-                let (value, used) =
-                    bincode::serde::decode_from_slice(body, bincode::config::standard())
-                        .map_err(|e| e.to_string())?;
-                if used != body.len() {
-                    return Err(format!(
-                        "{} trailing bytes after the value",
-                        body.len() - used
-                    ));
-                }
-                Ok(value)
-            }
-            Some((v, _)) => Err(format!("unknown format version {v}")),
+            Some((&v, body)) if (FORMAT_V1..=FORMAT_NEWEST).contains(&v) => Ok((v, body)),
+            Some((0, _)) => Err("format 0 is not a Keelson format".into()),
+            Some((v, _)) => Err(format!(
+                "data of format {v}, newer than this Keelson reads (formats up to {FORMAT_NEWEST}): written by a newer version"
+            )),
             None => Err("empty record".into()),
+        }
+    }
+
+    /// Decode a body (after [`split`]) whole.
+    pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+        let (value, used) = bincode::serde::decode_from_slice(body, bincode::config::standard())
+            .map_err(|e| e.to_string())?;
+        if used != body.len() {
+            return Err(format!(
+                "{} trailing bytes after the value",
+                body.len() - used
+            ));
+        }
+        Ok(value)
+    }
+
+    /// Decode a record whose layout never changed (format 1).
+    pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        match split(bytes)? {
+            (FORMAT_V1, body) => decode_body(body),
+            (v, _) => Err(format!("format {v} where format 1 was expected")),
         }
     }
 }

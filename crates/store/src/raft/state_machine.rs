@@ -31,11 +31,40 @@ struct SnapshotFile {
     data: Vec<u8>,
 }
 
+/// Written at [`codec::FORMAT_V2`]; [`SnapshotBodyV1`] is format 1's.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
     last_applied: Option<LogId>,
     membership: StoredMembership<NodeId, BasicNode>,
     mvcc: Mvcc,
+}
+
+#[derive(Deserialize)]
+struct SnapshotBodyV1 {
+    last_applied: Option<LogId>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    mvcc: crate::mvcc::MvccV1,
+}
+
+impl SnapshotBody {
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        codec::encode_as(codec::FORMAT_V2, self)
+    }
+
+    /// Either format's bytes.
+    fn decode(bytes: &[u8]) -> Result<SnapshotBody, String> {
+        match codec::split(bytes)? {
+            (codec::FORMAT_V1, body) => {
+                let v1: SnapshotBodyV1 = codec::decode_body(body)?;
+                Ok(SnapshotBody {
+                    last_applied: v1.last_applied,
+                    membership: v1.membership,
+                    mvcc: v1.mvcc.into(),
+                })
+            }
+            (_, body) => codec::decode_body(body),
+        }
+    }
 }
 
 struct SmState {
@@ -123,8 +152,8 @@ impl StateMachine {
         let mut on_disk = None;
         if let Some(file) = read_snapshot_file(dir)? {
             on_disk = file.meta.last_log_id;
-            let body: SnapshotBody =
-                codec::decode(&file.data).map_err(|e| format!("decode snapshot: {e}"))?;
+            let body = SnapshotBody::decode(&file.data)
+                .map_err(|e| format!("decode {}: {e}", dir.join(SNAPSHOT_FILE).display()))?;
             state = SmState {
                 mvcc: body.mvcc,
                 last_applied: body.last_applied,
@@ -183,7 +212,7 @@ pub fn seed(
             last_membership: membership,
             snapshot_id: "restored".into(),
         },
-        data: codec::encode(&body)?,
+        data: body.encode()?,
     };
     let (revision, _) = watch::channel(0);
     let shared = Shared {
@@ -258,7 +287,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let shared = self.shared.clone();
         let file = tokio::task::spawn_blocking(move || -> Result<SnapshotFile, String> {
-            let data = codec::encode(&body)?;
+            let data = body.encode()?;
             let snapshot_id = match last_applied {
                 Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
                 None => "empty".to_string(),
@@ -338,7 +367,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let body: SnapshotBody = codec::decode(&data).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let body = SnapshotBody::decode(&data).map_err(|e| snap_err(ErrorVerb::Read, e))?;
         let file = SnapshotFile {
             meta: meta.clone(),
             data,

@@ -73,28 +73,44 @@ impl EtcdApi {
         Ok(())
     }
 
-    /// etcd's quota: once a write would take the store past its quota, this
-    /// replica raises the NOSPACE alarm and refuses writes that add data
-    /// until the alarm is disarmed (deletes and compaction still work, so
-    /// space can be reclaimed first).
-    fn check_quota(&self, added_bytes: usize) -> Result<()> {
-        if self
-            .replica
-            .nospace
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+    /// etcd's quota: once a write would take the store past its quota,
+    /// the NOSPACE alarm is raised (through Raft, so every replica refuses
+    /// alike) and writes that add data are refused until it is disarmed
+    /// (deletes and compaction still work, so space can be reclaimed
+    /// first). CORRUPT refuses every write.
+    async fn check_quota(&self, added_bytes: usize) -> Result<()> {
+        let (used, nospace, corrupt) = {
+            let sm = self.replica.sm.read();
+            let has = |a: pb::AlarmType| sm.alarms().iter().any(|(_, x)| *x == a as i32);
+            (
+                sm.size_bytes(),
+                has(pb::AlarmType::Nospace),
+                has(pb::AlarmType::Corrupt),
+            )
+        };
+        if corrupt {
+            return Err(Error::Corrupt);
+        }
+        if nospace {
             return Err(Error::NoSpace);
         }
-        let used = self.replica.sm.read().size_bytes();
         if used + added_bytes as u64 > self.replica.config.quota_bytes {
-            self.replica
-                .nospace
-                .store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
                 used,
                 quota = self.replica.config.quota_bytes,
-                "database space exceeded; NOSPACE alarm raised"
+                "database space exceeded; raising the NOSPACE alarm"
             );
+            if let Err(e) = self
+                .replica
+                .set_alarm(
+                    pb::alarm_request::AlarmAction::Activate,
+                    self.replica.id,
+                    pb::AlarmType::Nospace,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "raise the NOSPACE alarm");
+            }
             return Err(Error::NoSpace);
         }
         Ok(())
@@ -202,7 +218,7 @@ impl Kv for EtcdApi {
     ) -> std::result::Result<Response<pb::PutResponse>, Status> {
         let req = req.into_inner();
         self.check_size(&req)?;
-        self.check_quota(req.key.len() + req.value.len())?;
+        self.check_quota(req.key.len() + req.value.len()).await?;
         let (rev, kind) = self
             .replica
             .propose_ok(Command {
@@ -249,7 +265,7 @@ impl Kv for EtcdApi {
             return self.read_only_txn(req).await.map(Response::new);
         }
         if txn_has_put(&req) {
-            self.check_quota(req.encoded_len())?;
+            self.check_quota(req.encoded_len()).await?;
         }
         let (rev, kind) = self
             .replica
@@ -355,6 +371,12 @@ impl Replica {
         let mut errors = Vec::new();
         if m.current_leader.is_none() {
             errors.push(Error::NoLeader.to_string());
+        }
+        for (member, alarm) in sm.alarms() {
+            let name = pb::AlarmType::try_from(*alarm)
+                .map(|a| a.as_str_name())
+                .unwrap_or("UNKNOWN");
+            errors.push(format!("memberID:{member} alarm:{name}"));
         }
         pb::StatusResponse {
             header: Some(self.header(sm.revision())),
@@ -671,38 +693,81 @@ impl Cluster for EtcdApi {
 
 #[tonic::async_trait]
 impl Maintenance for EtcdApi {
+    /// etcd's Alarm: list, raise or clear alarms. Raising and clearing go
+    /// through Raft, so every replica agrees on them (and refuses writes
+    /// alike); the answer lists the alarms the request touched (all of
+    /// them for a list), as etcd's does.
     async fn alarm(
         &self,
         req: Request<pb::AlarmRequest>,
     ) -> std::result::Result<Response<pb::AlarmResponse>, Status> {
-        use std::sync::atomic::Ordering;
         let req = req.into_inner();
-        // NOSPACE is the only alarm, and it is this replica's own (raised
-        // when a write here would exceed the quota).
-        let nospace =
-            req.alarm == pb::AlarmType::Nospace as i32 || req.alarm == pb::AlarmType::None as i32;
-        match pb::alarm_request::AlarmAction::try_from(req.action) {
-            Ok(pb::alarm_request::AlarmAction::Activate)
-                if req.alarm == pb::AlarmType::Nospace as i32 =>
-            {
-                self.replica.nospace.store(true, Ordering::Relaxed);
+        let action = pb::alarm_request::AlarmAction::try_from(req.action)
+            .map_err(|_| Error::InvalidArgument(format!("unknown alarm action {}", req.action)))?;
+        let alarm = pb::AlarmType::try_from(req.alarm)
+            .map_err(|_| Error::InvalidArgument(format!("unknown alarm type {}", req.alarm)))?;
+        let before = self.replica.alarm_members();
+        let touched = match action {
+            pb::alarm_request::AlarmAction::Get => before,
+            pb::alarm_request::AlarmAction::Activate => {
+                if alarm == pb::AlarmType::None {
+                    return Err(Error::InvalidArgument("no alarm to activate".into()).into());
+                }
+                self.replica.set_alarm(action, req.member_id, alarm).await?;
+                vec![pb::AlarmMember {
+                    member_id: req.member_id,
+                    alarm: req.alarm,
+                }]
             }
-            Ok(pb::alarm_request::AlarmAction::Deactivate) if nospace => {
-                self.replica.nospace.store(false, Ordering::Relaxed);
+            pb::alarm_request::AlarmAction::Deactivate => {
+                let cleared: Vec<pb::AlarmMember> = before
+                    .into_iter()
+                    .filter(|a| {
+                        a.member_id == req.member_id
+                            && (alarm == pb::AlarmType::None || a.alarm == req.alarm)
+                    })
+                    .collect();
+                if !cleared.is_empty() {
+                    self.replica.set_alarm(action, req.member_id, alarm).await?;
+                }
+                cleared
             }
-            _ => {}
-        }
+        };
         let revision = self.replica.sm.read().revision();
-        let mut alarms = Vec::new();
-        if self.replica.nospace.load(Ordering::Relaxed) {
-            alarms.push(pb::AlarmMember {
-                member_id: self.replica.id,
-                alarm: pb::AlarmType::Nospace as i32,
-            });
-        }
         Ok(Response::new(pb::AlarmResponse {
             header: Some(self.replica.header(revision)),
-            alarms,
+            alarms: touched,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<pb::DefragmentRequest>,
+    ) -> std::result::Result<Response<pb::DefragmentResponse>, Status> {
+        self.replica.defragment().await?;
+        let revision = self.replica.sm.read().revision();
+        Ok(Response::new(pb::DefragmentResponse {
+            header: Some(self.replica.header(revision)),
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<pb::HashKvRequest>,
+    ) -> std::result::Result<Response<pb::HashKvResponse>, Status> {
+        Ok(Response::new(
+            self.replica.hash_kv(req.into_inner().revision).await?,
+        ))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<pb::MoveLeaderRequest>,
+    ) -> std::result::Result<Response<pb::MoveLeaderResponse>, Status> {
+        self.replica.move_leader(req.into_inner().target_id).await?;
+        let revision = self.replica.sm.read().revision();
+        Ok(Response::new(pb::MoveLeaderResponse {
+            header: Some(self.replica.header(revision)),
         }))
     }
 

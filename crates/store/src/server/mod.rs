@@ -13,6 +13,7 @@ mod compactor;
 mod etcd;
 mod failover;
 mod leases;
+mod maintenance;
 mod peer;
 mod propose;
 mod watch;
@@ -99,6 +100,9 @@ pub struct Config {
     pub peer_tls: Option<PeerTls>,
     /// Periodic backups of this replica's state.
     pub backup: Option<BackupConfig>,
+    /// How often the leader compares every replica's hash of the store
+    /// (None: never).
+    pub corrupt_check_interval: Option<Duration>,
 }
 
 /// PEM certificate, key and CA for mutual TLS between replicas: each
@@ -143,6 +147,7 @@ impl Config {
             auto_compaction_retention: None,
             peer_tls: None,
             backup: None,
+            corrupt_check_interval: None,
         }
     }
 }
@@ -182,8 +187,11 @@ pub struct Replica {
     proposals: mpsc::Sender<propose::Pending>,
     read_waiters: mpsc::Sender<propose::ReadWaiter>,
     leases: leases::LeaseKeeper,
-    /// etcd's NOSPACE alarm on this replica (see the client API's quota).
-    nospace: std::sync::atomic::AtomicBool,
+    /// The Raft log's database (shared with openraft), for defragment.
+    log: LogStore,
+    /// While true the proposer holds new batches back (a leadership
+    /// transfer lets every follower's leader lease lapse).
+    proposals_paused: tokio::sync::watch::Sender<bool>,
 }
 
 /// Where a request that must run on the leader goes.
@@ -480,7 +488,7 @@ impl Server {
                 pool: pool.clone(),
                 retry_interval: Duration::from_millis(config.heartbeat_ms),
             },
-            log,
+            log.clone(),
             sm,
         )
         .await
@@ -500,7 +508,8 @@ impl Server {
             proposals: proposals_tx,
             read_waiters: reads_tx,
             leases: leases::LeaseKeeper::default(),
-            nospace: std::sync::atomic::AtomicBool::new(false),
+            log,
+            proposals_paused: tokio::sync::watch::channel(false).0,
         });
 
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -573,6 +582,13 @@ impl Server {
             tasks.push(tokio::spawn(compactor::run(
                 replica.clone(),
                 retention,
+                stop_rx.clone(),
+            )));
+        }
+        if let Some(every) = config.corrupt_check_interval {
+            tasks.push(tokio::spawn(maintenance::run_corrupt_check(
+                replica.clone(),
+                every,
                 stop_rx.clone(),
             )));
         }

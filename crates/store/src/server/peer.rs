@@ -152,6 +152,23 @@ impl RaftPeer for PeerService {
         Ok(Response::new(ResultBatch { results }))
     }
 
+    async fn hash_kv(
+        &self,
+        req: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        Ok(Response::new(
+            self.replica.hash_kv(req.into_inner().revision).await?,
+        ))
+    }
+
+    async fn timeout_now(
+        &self,
+        req: Request<keelson_proto::raft::TimeoutNowRequest>,
+    ) -> Result<Response<keelson_proto::raft::TimeoutNowResponse>, Status> {
+        self.replica.timeout_now(req.into_inner().term).await?;
+        Ok(Response::new(keelson_proto::raft::TimeoutNowResponse {}))
+    }
+
     async fn read_index(
         &self,
         _req: Request<ReadIndexRequest>,

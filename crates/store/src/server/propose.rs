@@ -50,7 +50,11 @@ pub struct ReadWaiter {
 /// forwarded requests on a follower.
 pub async fn run_proposer(replica: Arc<Replica>, mut rx: mpsc::Receiver<Pending>) {
     let in_flight = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
+    let mut paused = replica.proposals_paused.subscribe();
     while let Some(first) = rx.recv().await {
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
