@@ -49,19 +49,32 @@ pub struct Identity {
     pub role: Role,
 }
 
-/// The known tokens.
+/// The known tokens. A token is looked up by its SHA-256 digest, so the
+/// time a lookup takes depends on the digest, not on how much of a guess
+/// matches a real token (the comparison is as good as constant time).
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
-    by_token: HashMap<String, Identity>,
+    by_digest: HashMap<[u8; 32], Identity>,
+    /// Every token and its identity (the API servers present a node's own
+    /// tokens to its agent).
+    entries: Vec<(String, Identity)>,
+    /// Tokens added in memory ([`Tokens::insert`]): kept across reloads
+    /// of the file.
+    extra: Vec<(String, Identity)>,
 }
 
 /// Shortest token accepted from a tokens file (bytes), so a typo'd short
 /// string is not a credential.
 const TOKEN_LEN_MIN: usize = 16;
 
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
 impl Tokens {
     pub fn parse(text: &str) -> std::result::Result<Tokens, String> {
-        let mut by_token = HashMap::new();
+        let mut tokens = Tokens::default();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -83,15 +96,21 @@ impl Tokens {
             let role = Role::parse(role).ok_or_else(|| {
                 format!("line {}: role {role:?} is not admin, viewer or node", i + 1)
             })?;
-            by_token.insert(
-                token.to_string(),
+            tokens.add(
+                token,
                 Identity {
                     user: user.to_string(),
                     role,
                 },
             );
         }
-        Ok(Tokens { by_token })
+        Ok(tokens)
+    }
+
+    fn add(&mut self, token: &str, who: Identity) {
+        self.by_digest.insert(digest(token), who.clone());
+        self.entries.retain(|(t, _)| t != token);
+        self.entries.push((token.to_string(), who));
     }
 
     pub fn load(path: &Path) -> std::result::Result<Tokens, String> {
@@ -100,31 +119,41 @@ impl Tokens {
         Tokens::parse(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))
     }
 
+    /// The tokens of a new version of the file, with this set's in-memory
+    /// tokens kept.
+    pub fn reloaded(&self, text: &str) -> std::result::Result<Tokens, String> {
+        let mut next = Tokens::parse(text)?;
+        for (token, who) in &self.extra {
+            next.add(token, who.clone());
+            next.extra.push((token.clone(), who.clone()));
+        }
+        Ok(next)
+    }
+
     /// Add a token (the server's own components get an in-memory one).
     pub fn insert(&mut self, token: &str, user: &str, role: Role) {
-        self.by_token.insert(
-            token.to_string(),
-            Identity {
-                user: user.to_string(),
-                role,
-            },
-        );
+        let who = Identity {
+            user: user.to_string(),
+            role,
+        };
+        self.add(token, who.clone());
+        self.extra.push((token.to_string(), who));
     }
 
     /// Every token of `user` with `role` (sorted).
-    pub fn tokens_of(&self, user: &str, role: Role) -> Vec<&str> {
-        let mut out: Vec<&str> = self
-            .by_token
+    pub fn tokens_of(&self, user: &str, role: Role) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .entries
             .iter()
             .filter(|(_, id)| id.user == user && id.role == role)
-            .map(|(t, _)| t.as_str())
+            .map(|(t, _)| t.clone())
             .collect();
         out.sort_unstable();
         out
     }
 
     pub fn lookup(&self, token: &str) -> Option<&Identity> {
-        self.by_token.get(token)
+        self.by_digest.get(&digest(token))
     }
 
     /// The identity behind a gRPC request's `authorization: Bearer` header.
@@ -144,6 +173,103 @@ impl Tokens {
             .cloned()
             .ok_or_else(|| Error::Unauthenticated("invalid bearer token".into()))
     }
+}
+
+/// The tokens in force: the tokens file's, reloaded without a restart when
+/// the file changes (checked every [`RELOAD_POLL`]) or on SIGHUP. A file
+/// that fails to parse leaves the tokens as they were (and says why in
+/// the log); a revoked token stops working at the next check.
+pub struct TokenSource {
+    current: std::sync::RwLock<std::sync::Arc<Tokens>>,
+    file: Option<std::path::PathBuf>,
+}
+
+/// How often the tokens file is checked for changes.
+pub const RELOAD_POLL: std::time::Duration = std::time::Duration::from_millis(300);
+
+impl TokenSource {
+    pub fn new(tokens: Tokens, file: Option<std::path::PathBuf>) -> TokenSource {
+        TokenSource {
+            current: std::sync::RwLock::new(std::sync::Arc::new(tokens)),
+            file,
+        }
+    }
+
+    pub fn current(&self) -> std::sync::Arc<Tokens> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn authenticate<T>(&self, req: &Request<T>) -> Result<Identity> {
+        self.current().authenticate(req)
+    }
+
+    pub fn authenticate_header(&self, header: Option<&str>) -> Result<Identity> {
+        self.current().authenticate_header(header)
+    }
+
+    pub fn tokens_of(&self, user: &str, role: Role) -> Vec<String> {
+        self.current().tokens_of(user, role)
+    }
+
+    /// Read the file again and put its tokens in force.
+    pub fn reload(&self) -> std::result::Result<usize, String> {
+        let Some(path) = &self.file else {
+            return Ok(0);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("read tokens file {}: {e}", path.display()))?;
+        let next = self
+            .current()
+            .reloaded(&text)
+            .map_err(|e| format!("tokens file {}: {e}", path.display()))?;
+        let n = next.entries.len();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(next);
+        Ok(n)
+    }
+}
+
+/// Reload `source` when its file changes or the process gets SIGHUP.
+pub async fn watch_tokens(
+    source: std::sync::Arc<TokenSource>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(path) = source.file.clone() else {
+        return;
+    };
+    let fingerprint = |p: &Path| std::fs::read(p).ok().map(|b| digest_bytes(&b));
+    let mut seen = fingerprint(&path);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(RELOAD_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+            _ = stop.changed() => return,
+        };
+        let now = fingerprint(&path);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        match source.reload() {
+            Ok(n) => tracing::info!(file = %path.display(), tokens = n, "reloaded the tokens file"),
+            Err(e) => tracing::warn!(error = %e, "tokens file not reloaded; the previous tokens stay"),
+        }
+    }
+}
+
+fn digest_bytes(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
 }
 
 /// A new random token (URL-safe, 43 characters).

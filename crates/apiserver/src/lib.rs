@@ -15,6 +15,7 @@
 //! [`start`] opens a store replica ([`StoreConfig`]) and serves the API on
 //! its own port ([`ApiConfig`]).
 
+pub mod audit;
 pub mod auth;
 pub mod encryption;
 pub mod error;
@@ -53,6 +54,9 @@ pub struct ApiConfig {
     /// Prometheus `/metrics`; None: not served.
     pub listen_metrics: Option<SocketAddr>,
     pub tokens: Tokens,
+    /// The file `tokens` came from: reloaded when it changes or on SIGHUP
+    /// (None: the tokens are fixed).
+    pub token_file: Option<std::path::PathBuf>,
     /// TLS on the API port: PEM certificate and key. None: plaintext.
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     /// The Kubernetes HTTP API's own port (always TLS); None: not served.
@@ -61,6 +65,8 @@ pub struct ApiConfig {
     pub service_cidr: keelson_model::cidr::Cidr,
     /// Secrets are encrypted at rest with this key (None: stored plain).
     pub encryption: Option<encryption::SecretBox>,
+    /// The audit log (None: none kept).
+    pub audit: Option<audit::AuditConfig>,
 }
 
 /// Where the Kubernetes HTTP API listens, and its certificate. A port of
@@ -121,13 +127,22 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
         .with_service_cidr(api.service_cidr)
         .with_encryption(api.encryption.clone());
     let metrics = Arc::new(metrics::Metrics::new());
+    let tokens = Arc::new(auth::TokenSource::new(
+        api.tokens.clone(),
+        api.token_file.clone(),
+    ));
+    let audit = match api.audit.clone() {
+        Some(c) => Some(Arc::new(audit::AuditLog::open(c)?)),
+        None => None,
+    };
     let svc = service::Api {
         registry: registry.clone(),
-        tokens: Arc::new(api.tokens.clone()),
+        tokens: tokens.clone(),
         metrics: metrics.clone(),
+        audit,
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(auth::watch_tokens(tokens, stop_rx.clone()))];
 
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<ResourcesServer<service::Api>>().await;
@@ -161,12 +176,14 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
         )
         .add_service(ClusterServer::new(svc.clone()));
     if let Some((listener, addr, tls)) = kube_listener {
-        let routes = http::routes(http::Http {
+        let state = http::Http {
             api: svc,
             server_address: addr.to_string(),
-        })
-        .fallback(http::no_such_path)
-        .layer(axum::middleware::from_fn(http::buffer_body))
+        };
+        let routes = http::routes(state.clone())
+            .fallback(http::no_such_path)
+            .layer(axum::middleware::from_fn(http::buffer_body))
+            .layer(axum::middleware::from_fn_with_state(state, http::audit))
         .layer(axum::extract::DefaultBodyLimit::max(http::BODY_BYTES_MAX));
         tasks.push(tokio::spawn(http::serve::serve(
             listener,

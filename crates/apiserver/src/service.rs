@@ -32,8 +32,45 @@ const LEASE_TTL_MAX_SECS: i64 = 9_000_000_000;
 #[derive(Clone)]
 pub struct Api {
     pub registry: Registry,
-    pub tokens: Arc<Tokens>,
+    pub tokens: Arc<crate::auth::TokenSource>,
     pub metrics: Arc<Metrics>,
+    /// The audit log (`--audit-log-path`), when kept.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
+}
+
+/// What the audit log needs of a gRPC request, taken before the handler
+/// consumes it.
+struct AuditCtx {
+    received: std::time::SystemTime,
+    started: Instant,
+    uri: String,
+    user: String,
+    groups: Vec<String>,
+    user_agent: String,
+    kind: Option<Kind>,
+    namespace: String,
+    name: String,
+}
+
+/// The HTTP code Kubernetes would answer for a gRPC outcome (the audit
+/// log's `responseStatus.code`).
+fn http_code(code: tonic::Code, created: bool) -> u16 {
+    use tonic::Code as C;
+    match code {
+        C::Ok if created => 201,
+        C::Ok => 200,
+        C::InvalidArgument => 422,
+        C::NotFound => 404,
+        C::AlreadyExists | C::Aborted | C::FailedPrecondition => 409,
+        C::PermissionDenied => 403,
+        C::Unauthenticated => 401,
+        C::ResourceExhausted => 429,
+        C::OutOfRange => 410,
+        C::Unavailable => 503,
+        C::DeadlineExceeded => 504,
+        C::Cancelled => 499,
+        _ => 500,
+    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
@@ -78,6 +115,72 @@ impl Api {
         self.tokens.authenticate(req)
     }
 
+    /// Note a gRPC request for the audit log (None when it keeps none or
+    /// does not want this verb).
+    fn audit_start<T>(
+        &self,
+        req: &Request<T>,
+        method: &str,
+        verb: &str,
+        kind: Option<Kind>,
+        namespace: &str,
+        name: &str,
+    ) -> Option<AuditCtx> {
+        let log = self.audit.as_ref()?;
+        if !log.wants(verb) {
+            return None;
+        }
+        let who = self.tokens.authenticate(req).ok();
+        Some(AuditCtx {
+            received: std::time::SystemTime::now(),
+            started: Instant::now(),
+            uri: format!("/keelson.api.Resources/{method}"),
+            user: who.as_ref().map(|w| w.user.clone()).unwrap_or_default(),
+            groups: who
+                .map(|w| vec![format!("keelson:{}", w.role.as_str())])
+                .unwrap_or_default(),
+            user_agent: req
+                .metadata()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    fn audit_done<T>(&self, ctx: Option<AuditCtx>, verb: &str, r: &Result<T, Error>) {
+        let (Some(ctx), Some(log)) = (ctx, self.audit.as_ref()) else {
+            return;
+        };
+        let code = match r {
+            Ok(_) => tonic::Code::Ok,
+            Err(e) => e.code(),
+        };
+        let subresource = if verb == "update-status" { "status" } else { "" };
+        let verb = if verb == "update-status" { "update" } else { verb };
+        log.record(crate::audit::Entry {
+            verb,
+            request_uri: &ctx.uri,
+            user: &ctx.user,
+            groups: ctx.groups.clone(),
+            object: ctx.kind.map(|k| crate::audit::ObjectRef {
+                resource: k.plural(),
+                namespace: &ctx.namespace,
+                name: &ctx.name,
+                api_version: k.api_version(),
+                subresource,
+            }),
+            code: http_code(code, verb == "create"),
+            received: ctx.received,
+            latency: ctx.started.elapsed(),
+            user_agent: &ctx.user_agent,
+            via: "grpc",
+        });
+    }
+
     /// Count and time one call.
     fn done<T>(
         &self,
@@ -104,6 +207,18 @@ impl Api {
 impl Resources for Api {
     async fn create(&self, req: Request<CreateRequest>) -> Result<Response<Object>, Status> {
         let start = Instant::now();
+        let audit = {
+            let o = req.get_ref().object.as_ref();
+            let m = o.and_then(meta_of);
+            self.audit_start(
+                &req,
+                "Create",
+                "create",
+                o.and_then(kind_of),
+                m.map_or("", |m| m.namespace.as_str()),
+                m.map_or("", |m| m.name.as_str()),
+            )
+        };
         let r = async {
             let who = self.who(&req)?;
             let req = req.into_inner();
@@ -116,12 +231,18 @@ impl Resources for Api {
         }
         .await;
         let res = kind_label(&r);
+        self.audit_done(audit, "create", &r);
         self.done("create", res, start, r.map(|(_, o)| Response::new(o)))
     }
 
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<Object>, Status> {
         let start = Instant::now();
         let resource = resource_label(&req.get_ref().resource);
+        let audit = {
+            let g = req.get_ref();
+            let kind = kind_from(&g.resource).ok();
+            self.audit_start(&req, "Get", "get", kind, &g.namespace, &g.name)
+        };
         let r = async {
             let who = self.who(&req)?;
             self.get_inner(&who, &req.into_inner())
@@ -129,12 +250,18 @@ impl Resources for Api {
                 .map(Response::new)
         }
         .await;
+        self.audit_done(audit, "get", &r);
         self.done("get", resource, start, r)
     }
 
     async fn list(&self, req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         let start = Instant::now();
         let resource = resource_label(&req.get_ref().resource);
+        let audit = {
+            let l = req.get_ref();
+            let kind = kind_from(&l.resource).ok();
+            self.audit_start(&req, "List", "list", kind, &l.namespace, "")
+        };
         let r = async {
             let who = self.who(&req)?;
             self.list_inner(&who, &req.into_inner())
@@ -142,6 +269,7 @@ impl Resources for Api {
                 .map(Response::new)
         }
         .await;
+        self.audit_done(audit, "list", &r);
         self.done("list", resource, start, r)
     }
 
@@ -159,6 +287,17 @@ impl Resources for Api {
     ) -> Result<Response<DeleteResponse>, Status> {
         let start = Instant::now();
         let resource = resource_label(&req.get_ref().resource);
+        let audit = {
+            let d = req.get_ref();
+            self.audit_start(
+                &req,
+                "Delete",
+                "delete",
+                kind_from(&d.resource).ok(),
+                &d.namespace,
+                &d.name,
+            )
+        };
         let r = async {
             let who = self.who(&req)?;
             let (object, deleted) = self
@@ -170,6 +309,7 @@ impl Resources for Api {
             }))
         }
         .await;
+        self.audit_done(audit, "delete", &r);
         self.done("delete", resource, start, r)
     }
 
@@ -178,6 +318,11 @@ impl Resources for Api {
     async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<EventStream>, Status> {
         let start = Instant::now();
         let resource = resource_label(&req.get_ref().resource);
+        let audit = {
+            let w = req.get_ref();
+            let kind = kind_from(&w.resource).ok();
+            self.audit_start(&req, "Watch", "watch", kind, &w.namespace, "")
+        };
         let r = async {
             let who = self.who(&req)?;
             let rx = self.watch_inner(&who, &req.into_inner())?;
@@ -185,6 +330,7 @@ impl Resources for Api {
             Ok(Response::new(stream))
         }
         .await;
+        self.audit_done(audit, "watch", &r);
         self.done("watch", resource, start, r)
     }
 
@@ -714,6 +860,18 @@ impl Api {
             "update"
         };
         let mut resource = "unknown";
+        let audit = {
+            let o = req.get_ref().object.as_ref();
+            let m = o.and_then(meta_of);
+            self.audit_start(
+                &req,
+                if status_only { "UpdateStatus" } else { "Update" },
+                "update",
+                o.and_then(kind_of),
+                m.map_or("", |m| m.namespace.as_str()),
+                m.map_or("", |m| m.name.as_str()),
+            )
+        };
         let r = async {
             let who = self.who(&req)?;
             let req = req.into_inner();
@@ -724,6 +882,7 @@ impl Api {
                 .map(Response::new)
         }
         .await;
+        self.audit_done(audit, verb, &r);
         self.done(verb, resource, start, r)
     }
 

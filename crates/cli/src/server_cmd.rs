@@ -111,6 +111,19 @@ pub struct ServerArgs {
     /// they are and encrypted on their next write.
     #[arg(long)]
     pub encryption_key_file: Option<PathBuf>,
+    /// Write an audit log here: a JSON line (Kubernetes' audit Event,
+    /// level Metadata) per request that changes something, over both APIs.
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+    /// Rotate the audit log past this size (to <path>.1, <path>.2, ...).
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    pub audit_log_max_bytes: u64,
+    /// Rotated audit logs kept.
+    #[arg(long, default_value_t = 5)]
+    pub audit_log_keep: usize,
+    /// Log reads (get, list, watch) too.
+    #[arg(long)]
+    pub audit_log_reads: bool,
     /// How often the leader compares every replica's hash of the store; a
     /// replica that differs raises the CORRUPT alarm, which stops writes
     /// until `etcdctl alarm disarm` (etcd's corrupt check). 0s: never.
@@ -272,9 +285,9 @@ fn tokens(
     args: &ServerArgs,
     data_dir: &std::path::Path,
     api: SocketAddr,
-) -> anyhow::Result<Tokens> {
+) -> anyhow::Result<(Tokens, PathBuf)> {
     if let Some(path) = &args.token_file {
-        return Tokens::load(path).map_err(anyhow::Error::msg);
+        return Ok((Tokens::load(path).map_err(anyhow::Error::msg)?, path.clone()));
     }
     let path = data_dir.join("tokens.csv");
     if !path.exists() {
@@ -305,7 +318,7 @@ fn tokens(
             config.display()
         );
     }
-    Tokens::load(&path).map_err(anyhow::Error::msg)
+    Ok((Tokens::load(&path).map_err(anyhow::Error::msg)?, path))
 }
 
 /// The Kubernetes API's certificate: the replica's own (`--tls-cert`),
@@ -433,7 +446,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "off" | "" => None,
         a => Some(parse_addr(a)?),
     };
-    let mut tokens = tokens(&args, &config.data_dir, listen_api)?;
+    let (mut tokens, token_file) = tokens(&args, &config.data_dir, listen_api)?;
     let node_config = args.node_lifecycle.config()?;
     // The replica's own scheduler and controllers reach its API with an
     // in-memory admin token that never leaves the process.
@@ -459,6 +472,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen_api,
         listen_metrics,
         tokens,
+        token_file: Some(token_file),
         tls,
         kube,
         service_cidr: keelson_model::cidr::Cidr::parse(&args.service_cluster_ip_range)
@@ -469,6 +483,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     |e| anyhow::anyhow!("--encryption-key-file {}: {e}", path.display()),
                 )?,
             ),
+            None => None,
+        },
+        audit: match &args.audit_log_path {
+            Some(path) => {
+                if args.audit_log_max_bytes == 0 {
+                    bail!("--audit-log-max-bytes must be positive");
+                }
+                Some(keelson_apiserver::audit::AuditConfig {
+                    path: path.clone(),
+                    max_bytes: args.audit_log_max_bytes,
+                    keep: args.audit_log_keep,
+                    reads: args.audit_log_reads,
+                })
+            }
             None => None,
         },
     };

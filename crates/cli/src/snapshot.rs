@@ -134,8 +134,11 @@ fn status(a: StatusArgs) -> anyhow::Result<()> {
     match a.output.as_str() {
         "json" => println!("{}", serde_json::to_string(&s)?),
         "table" => {
-            let taken = std::time::UNIX_EPOCH
-                + std::time::Duration::from_secs(u64::try_from(s.taken_unix).unwrap_or(0));
+            // humantime formats years up to 9999; a later time is nonsense.
+            let secs = u64::try_from(s.taken_unix)
+                .unwrap_or(0)
+                .min(253_402_300_799);
+            let taken = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
             let rows = [
                 ("REVISION", s.revision.to_string()),
                 ("COMPACTED", s.compacted_revision.to_string()),

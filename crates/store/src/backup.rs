@@ -90,6 +90,9 @@ pub struct Status {
     /// Keys in the index, deleted ones whose history is kept included.
     pub indexed_keys: usize,
     pub leases: usize,
+    /// Active alarms (NOSPACE, CORRUPT) when it was taken; a restore
+    /// clears them.
+    pub alarms: usize,
     /// Bytes of stored versions (keys, values, bookkeeping).
     pub data_bytes: u64,
     /// Size of the file.
@@ -147,7 +150,7 @@ pub fn decode(bytes: &[u8]) -> Result<Backup, String> {
     let body_len = u64::from_le_bytes(len_bytes);
     let expected = (HEADER_LEN as u64)
         .checked_add(body_len)
-        .map(|n| n.div_ceil(ALIGN as u64) * ALIGN as u64);
+        .and_then(|n| n.div_ceil(ALIGN as u64).checked_mul(ALIGN as u64));
     if expected != Some(content.len() as u64) {
         return Err(format!(
             "truncated or damaged: the header announces {body_len} bytes of data, the file has {} bytes in all",
@@ -187,6 +190,7 @@ impl Backup {
             total_keys: m.live_key_count(),
             indexed_keys: m.key_count(),
             leases: m.leases().len(),
+            alarms: m.alarms().len(),
             data_bytes: m.size_bytes(),
             total_size: self.file_bytes,
             sha256: self.sha256.clone(),
@@ -324,9 +328,27 @@ mod tests {
         let mut flipped = bytes.clone();
         flipped[HEADER_LEN + 3] ^= 0x40;
         assert!(err(&flipped).contains("checksum mismatch"));
-        let mut long = bytes.clone();
-        long[MAGIC.len()..HEADER_LEN].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(err(&long).contains("header announces"));
+        for announced in [u64::MAX, u64::MAX - 20, u64::MAX - 500] {
+            let mut long = bytes.clone();
+            long[MAGIC.len()..HEADER_LEN].copy_from_slice(&announced.to_le_bytes());
+            assert!(err(&long).contains("header announces"));
+        }
+    }
+
+    /// A body of a format newer than this build's, checksummed as a real
+    /// file would be: refused as such, not as damage.
+    #[test]
+    fn a_newer_body_format_is_refused_by_name() {
+        let body = codec::encode_as(codec::FORMAT_NEWEST + 1, &0u8).expect("encode");
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&body);
+        out.resize((HEADER_LEN + body.len()).div_ceil(ALIGN) * ALIGN, 0);
+        let sum = Sha256::digest(&out);
+        out.extend_from_slice(&sum);
+        let e = decode(&out).err().expect("refused");
+        assert!(e.contains("newer"), "{e}");
     }
 
     #[test]

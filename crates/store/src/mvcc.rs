@@ -244,8 +244,9 @@ impl Mvcc {
     }
 
     /// etcd's HashKV: a CRC-32 of every stored version at or below `rev`
-    /// (0: the current revision), with the revision hashed and the
-    /// compaction point. Replicas that applied the same log agree on it;
+    /// (0: the current revision), each with its revision, key, value,
+    /// create revision, version and lease; returned with the revision
+    /// hashed and the compaction point. Replicas that applied the same log agree on it;
     /// comparing it across replicas is the corruption check. Only
     /// replicas with the same compaction point are comparable.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
@@ -724,8 +725,6 @@ impl From<bool> for PrevKv {
     }
 }
 
-/// Checks a request needs no state for: key rules, txn size and duplicates.
-/// Run before proposing, so bad requests never reach the Raft log.
 /// Whether a txn (either branch, nested txns included) holds a put.
 fn txn_puts(t: &pb::TxnRequest) -> bool {
     t.success
@@ -738,6 +737,8 @@ fn txn_puts(t: &pb::TxnRequest) -> bool {
         })
 }
 
+/// Checks a request needs no state for: key rules, txn size and duplicates.
+/// Run before proposing, so bad requests never reach the Raft log.
 pub fn validate(cmd: &Command) -> Result<()> {
     match &cmd.kind {
         Some(command::Kind::Put(p)) => validate_put(p),

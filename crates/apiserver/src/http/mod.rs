@@ -189,6 +189,91 @@ pub async fn buffer_body(req: axum::extract::Request, next: axum::middleware::Ne
     .await
 }
 
+/// The Kubernetes verb of an HTTP request (what RBAC and the audit log
+/// call it).
+fn verb_of(method: &Method, named: bool, query: &str) -> &'static str {
+    let watch = form_urlencoded::parse(query.as_bytes())
+        .any(|(k, v)| k == "watch" && (v == "1" || v == "true"));
+    match *method {
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ if watch => "watch",
+        _ if named => "get",
+        _ => "list",
+    }
+}
+
+/// The object a path names, for the audit log: (group/version, target).
+fn audit_target(path: &str) -> Option<(String, path::Target)> {
+    if let Some(rest) = path.strip_prefix("/api/v1/") {
+        return path::parse("", "v1", rest).ok().map(|t| ("v1".to_string(), t));
+    }
+    let rest = path.strip_prefix("/apis/")?;
+    let mut parts = rest.splitn(3, '/');
+    let (group, version, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    path::parse(group, version, rest)
+        .ok()
+        .map(|t| (format!("{group}/{version}"), t))
+}
+
+/// Middleware for every request of the port: the audit log's line for it
+/// (when the replica keeps one and wants the verb).
+pub async fn audit(
+    State(http): State<Http>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(log) = http.api.audit.clone() else {
+        return next.run(req).await;
+    };
+    let target = audit_target(req.uri().path());
+    let named = target.as_ref().is_some_and(|(_, t)| t.name.is_some());
+    let verb = verb_of(req.method(), named, req.uri().query().unwrap_or(""));
+    if !log.wants(verb) {
+        return next.run(req).await;
+    }
+    let received = SystemTime::now();
+    let started = Instant::now();
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.to_string());
+    let who = authenticate(&http, req.headers()).ok();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let resp = next.run(req).await;
+    let object = target.as_ref().map(|(gv, t)| crate::audit::ObjectRef {
+        resource: t.kind.plural(),
+        namespace: &t.namespace,
+        name: t.name.as_deref().unwrap_or(""),
+        api_version: gv,
+        subresource: t.subresource.as_deref().unwrap_or(""),
+    });
+    log.record(crate::audit::Entry {
+        verb,
+        request_uri: &uri,
+        user: who.as_ref().map_or("", |w| w.user.as_str()),
+        groups: who
+            .as_ref()
+            .map(|w| vec![format!("keelson:{}", w.role.as_str())])
+            .unwrap_or_default(),
+        object,
+        code: resp.status().as_u16(),
+        received,
+        latency: started.elapsed(),
+        user_agent: &user_agent,
+        via: "kubernetes",
+    });
+    resp
+}
+
 /// A JSON answer.
 pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response {
     let mut r = (code, body.to_string()).into_response();

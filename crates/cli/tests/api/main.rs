@@ -5,8 +5,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod audit;
 mod config;
 mod kube_rs;
 mod kubectl;
 mod node_session;
 mod resources;
+mod token_reload;

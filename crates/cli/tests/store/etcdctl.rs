@@ -485,15 +485,26 @@ async fn etcdctl_hashkv_defrag_move_leader_and_alarm_list() {
     let _g = serial().await;
     let dir = tempfile::tempdir().unwrap();
     tokio::time::timeout(Duration::from_secs(180), async {
-        let (c, _endpoints, ctl) = etcdctl_cluster(dir.path()).await;
+        let (c, endpoints, ctl) = etcdctl_cluster(dir.path()).await;
         let mut client = kv(&c.members[0].endpoint());
         for i in 0..300 {
             keelson_testkit::etcd::put(&mut client, &format!("m/{}", i % 50), &format!("v{i}"))
                 .await
                 .unwrap();
         }
-        // Followers hash at the same revision once they have applied it.
-        let h = hashes(&ctl.ok(&["endpoint", "hashkv"]).await);
+        // Every replica hashes the same revision: each has applied it once
+        // a linearizable read on it answered.
+        for e in &endpoints {
+            Ctl {
+                endpoints: e.clone(),
+            }
+            .ok(&["get", "m/0"])
+            .await;
+        }
+        let rev: serde_json::Value =
+            serde_json::from_str(&ctl.ok(&["get", "m/0", "-w", "json"]).await).unwrap();
+        let rev = format!("--rev={}", rev["header"]["revision"].as_i64().unwrap());
+        let h = hashes(&ctl.ok(&["endpoint", "hashkv", &rev]).await);
         assert_eq!(h.len(), 3, "{h:?}");
         assert!(h.iter().all(|(_, x)| *x == h[0].1), "hashes differ: {h:?}");
 
@@ -514,7 +525,7 @@ async fn etcdctl_hashkv_defrag_move_leader_and_alarm_list() {
         }
         let got = ctl.ok(&["get", "m/", "--prefix", "--keys-only"]).await;
         assert_eq!(lines(&got).len(), 50);
-        let h2 = hashes(&ctl.ok(&["endpoint", "hashkv"]).await);
+        let h2 = hashes(&ctl.ok(&["endpoint", "hashkv", &rev]).await);
         assert_eq!(h2, h, "defragment changes no data");
 
         // Leadership to a follower, and back to the first leader.

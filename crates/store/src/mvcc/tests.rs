@@ -698,5 +698,6 @@ fn state_format_1_reads_into_today_s_state() {
     let s = crate::backup::decode(&bytes).expect("decode v1").status();
     assert_eq!(s.revision, 47);
     assert_eq!(s.leases, 1);
+    assert_eq!(s.alarms, 0);
     assert!(s.total_keys >= 40, "{s:?}");
 }

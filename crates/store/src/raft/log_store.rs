@@ -135,7 +135,6 @@ impl LogStore {
             .map_err(|e| io_err(subject, ErrorVerb::Write, e))
     }
 
-    /// Whether nothing was ever written: no vote and no log entries.
     /// Flush and compact the log's files (after a purge, this is what
     /// gives the space back). Returns the log's on-disk bytes before and
     /// after.
@@ -155,6 +154,7 @@ impl LogStore {
         Ok((before, size(&self.db)))
     }
 
+    /// Whether nothing was ever written: no vote and no log entries.
     pub fn is_pristine(&self) -> Result<bool, StorageError> {
         let vote: Option<Vote<NodeId>> = self.get_meta(KEY_VOTE, ErrorSubject::Vote)?;
         let cf = self.cf(CF_LOGS)?;

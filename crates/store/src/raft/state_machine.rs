@@ -403,3 +403,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_of_a_newer_format_is_refused_by_name() {
+        let bytes = codec::encode_as(codec::FORMAT_NEWEST + 1, &0u8).expect("encode");
+        let e = SnapshotBody::decode(&bytes).err().expect("refused");
+        assert!(e.contains("newer"), "{e}");
+    }
+
+    #[test]
+    fn the_format_1_fixture_opens_with_its_keys_and_no_alarms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fixtures/v1/data/state/snapshot.bin"
+            ),
+            dir.path().join(SNAPSHOT_FILE),
+        )
+        .expect("copy the fixture");
+        let (_sm, handle) = StateMachine::open(dir.path()).expect("open format 1");
+        let state = handle.read();
+        assert!(state.revision() > 20, "revision {}", state.revision());
+        assert!(state.alarms().is_empty());
+        assert!(state.last_applied().is_some());
+    }
+}

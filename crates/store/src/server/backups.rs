@@ -82,18 +82,42 @@ async fn backup_once(replica: &Replica, config: &BackupConfig) -> Result<PathBuf
     .map_err(|e| e.to_string())?
 }
 
+/// The start of this replica's file names; characters other than
+/// letters, digits, `.`, `_` and `-` in its name become `_`, so a name
+/// never reaches outside the directory.
 fn file_prefix(replica: &str) -> String {
-    format!("keelson-{replica}-")
+    let safe: String = replica
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("keelson-{safe}-")
 }
 
 /// Write `bytes` to `path` through a temporary file, fsyncing the file and
 /// the directory.
 pub fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
-    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    // A backup holds every object, Secrets included: owner-only, as etcd's.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("create {}: {e}", dir.display()))?;
     let tmp = path.with_extension("part");
-    let mut f =
-        std::fs::File::create(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("create {}: {e}", tmp.display()))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| format!("write {}: {e}", tmp.display()))?;
@@ -151,5 +175,6 @@ mod tests {
         );
         assert_eq!(victims(&p, &names, 3), Vec::<String>::new());
         assert_eq!(victims(&p, &names, 0).len(), 3);
+        assert_eq!(file_prefix("../x/y"), "keelson-.._x_y-");
     }
 }

@@ -706,13 +706,16 @@ impl Maintenance for EtcdApi {
             .map_err(|_| Error::InvalidArgument(format!("unknown alarm action {}", req.action)))?;
         let alarm = pb::AlarmType::try_from(req.alarm)
             .map_err(|_| Error::InvalidArgument(format!("unknown alarm type {}", req.alarm)))?;
+        // Linearizable, as etcd's (which go through Raft): a list or a
+        // disarm on a replica that has not applied an alarm yet still
+        // sees it.
+        self.replica.read_barrier().await?;
         let before = self.replica.alarm_members();
         let touched = match action {
             pb::alarm_request::AlarmAction::Get => before,
+            // etcd answers an activation of no alarm with nothing.
+            pb::alarm_request::AlarmAction::Activate if alarm == pb::AlarmType::None => Vec::new(),
             pb::alarm_request::AlarmAction::Activate => {
-                if alarm == pb::AlarmType::None {
-                    return Err(Error::InvalidArgument("no alarm to activate".into()).into());
-                }
                 self.replica.set_alarm(action, req.member_id, alarm).await?;
                 vec![pb::AlarmMember {
                     member_id: req.member_id,
@@ -727,9 +730,7 @@ impl Maintenance for EtcdApi {
                             && (alarm == pb::AlarmType::None || a.alarm == req.alarm)
                     })
                     .collect();
-                if !cleared.is_empty() {
-                    self.replica.set_alarm(action, req.member_id, alarm).await?;
-                }
+                self.replica.set_alarm(action, req.member_id, alarm).await?;
                 cleared
             }
         };
@@ -756,7 +757,9 @@ impl Maintenance for EtcdApi {
         req: Request<pb::HashKvRequest>,
     ) -> std::result::Result<Response<pb::HashKvResponse>, Status> {
         Ok(Response::new(
-            self.replica.hash_kv(req.into_inner().revision).await?,
+            self.replica
+                .hash_kv(req.into_inner().revision, false)
+                .await?,
         ))
     }
 

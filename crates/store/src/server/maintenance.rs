@@ -29,6 +29,8 @@ use crate::error::{Error, Result};
 
 /// How long a replica waits to reach the revision it is asked to hash.
 const HASH_WAIT_MS: u64 = 5000;
+/// How long a defragment waits for the log purge before compacting.
+const PURGE_WAIT_MS: u64 = 1000;
 
 impl Replica {
     /// Raise (`Activate`) or clear (`Deactivate`) an alarm on every replica.
@@ -62,9 +64,12 @@ impl Replica {
     }
 
     /// This replica's hash of the store up to `rev` (0: its current
-    /// revision), once it has applied `rev`.
-    pub async fn hash_kv(&self, rev: i64) -> Result<pb::HashKvResponse> {
-        if rev > 0 {
+    /// revision). With `wait` (the leader's corruption check), a revision
+    /// not applied yet is waited for; without (a client), it is etcd's
+    /// "future revision" at once. The hash is computed on a copy of the
+    /// state, off the lock and off the async workers.
+    pub async fn hash_kv(&self, rev: i64, wait: bool) -> Result<pb::HashKvResponse> {
+        if rev > 0 && wait {
             let mut applied = self.sm.subscribe();
             let reached = tokio::time::timeout(
                 Duration::from_millis(HASH_WAIT_MS),
@@ -77,12 +82,19 @@ impl Replica {
                 Err(_) => return Err(Error::Timeout),
             }
         }
-        let (hash, hashed, compacted) = self.sm.read().hash_kv(rev)?;
+        let (hash, hashed, compacted) = self.hash_copy(rev).await?;
         Ok(pb::HashKvResponse {
             header: Some(self.header(hashed)),
             hash,
             compact_revision: compacted,
         })
+    }
+
+    async fn hash_copy(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let (state, _) = self.sm.copy();
+        tokio::task::spawn_blocking(move || state.hash_kv(rev))
+            .await
+            .map_err(|e| Error::Internal(format!("hash: {e}")))?
     }
 
     /// Take a snapshot now, purge the Raft log up to it and compact the
@@ -107,12 +119,12 @@ impl Replica {
                 .purge_log(upto.index)
                 .await
                 .map_err(|e| Error::Internal(format!("purge the log: {e}")))?;
-            // The purge runs in the background; the compaction below reclaims
-            // whatever it has deleted by then (RocksDB reclaims the rest on
-            // its own later).
+            // The purge runs in the background (and waits for entries still
+            // being sent to a lagging follower); give it a moment, then
+            // compact what it has deleted (RocksDB reclaims the rest later).
             let _ = self
                 .raft
-                .wait(Some(wait))
+                .wait(Some(Duration::from_millis(PURGE_WAIT_MS)))
                 .purged(Some(upto), "log purge for defragment")
                 .await;
         }
@@ -131,13 +143,30 @@ impl Replica {
     }
 }
 
+/// How long each step of a leadership transfer may take; the whole stays
+/// under etcdctl's 5 s command timeout.
+const TRANSFER_STEP_MS: u64 = 1500;
+
+/// Lifts a transfer's pause however the transfer ends.
+struct Resume<'a>(&'a Replica);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        self.0.raft.runtime_config().heartbeat(true);
+        self.0.proposals_paused.send_replace(false);
+    }
+}
+
 impl Replica {
-    /// etcd's MoveLeader, on the leader: once `target` has every entry,
-    /// stop heartbeats and hold new proposals back until every follower's
-    /// leader lease has lapsed, then tell the target to stand for election
-    /// (Raft's TimeoutNow). openraft 0.9 has no leadership transfer of its
-    /// own; this is its effect with what it has. Writes pause for about an
-    /// election timeout.
+    /// etcd's MoveLeader, on the leader. openraft 0.9 has no leadership
+    /// transfer of its own; this is its effect with what it has: once
+    /// `target` has every entry, heartbeats, proposals and read-index
+    /// rounds stop until every follower's leader lease has lapsed, then
+    /// the target is told to stand for election (Raft's TimeoutNow). The
+    /// silence is one lease plus a margin, shorter than any follower's own
+    /// election timeout, so the target stands first. Writes pause for
+    /// about an election timeout. The transfer runs in a task of its own:
+    /// a client that gives up does not leave the pause in place.
     pub async fn move_leader(&self, target: u64) -> Result<()> {
         if !self.is_leader() {
             return Err(Error::NotLeader);
@@ -154,51 +183,61 @@ impl Replica {
             .get_node(&target)
             .map(|n| n.addr.clone())
             .ok_or(Error::BadLeaderTransferee)?;
-        let term = m.current_term;
-        // The target must have the whole log, or it cannot win.
-        let caught_up = self
-            .raft
-            .wait(Some(Duration::from_millis(REQUEST_TIMEOUT_MS)))
-            .metrics(
-                |m| {
-                    let last = m.last_log_index;
-                    m.replication
-                        .as_ref()
-                        .is_some_and(|r| r.get(&target).is_some_and(|l| l.map(|l| l.index) >= last))
-                },
-                "transferee caught up",
-            )
-            .await;
-        if caught_up.is_err() {
-            return Err(Error::Timeout);
-        }
-        self.proposals_paused.send_replace(true);
-        self.raft.runtime_config().heartbeat(false);
-        let moved = async {
-            // Appends in flight finish; then silence for a lease.
-            tokio::time::sleep(Duration::from_millis(
-                self.config.election_max_ms + self.config.heartbeat_ms,
-            ))
-            .await;
-            let mut client = self.pool.client(&url).map_err(Error::Internal)?;
-            let mut req = Request::new(keelson_proto::raft::TimeoutNowRequest { term });
-            req.set_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
-            client.timeout_now(req).await?;
-            self.raft
-                .wait(Some(Duration::from_millis(REQUEST_TIMEOUT_MS)))
-                .metrics(|m| m.current_leader == Some(target), "new leader")
-                .await
-                .map_err(|_| Error::Timeout)
-        }
-        .await;
-        self.raft.runtime_config().heartbeat(true);
-        self.proposals_paused.send_replace(false);
-        moved.map(|_| ())
+        let me = self.me.upgrade().ok_or(Error::Stopped)?;
+        tokio::spawn(async move { me.transfer(target, &url).await })
+            .await
+            .map_err(|e| Error::Internal(format!("leadership transfer: {e}")))?
     }
 
-    /// Raft's TimeoutNow on the transferee: stand for election at once.
+    async fn transfer(&self, target: u64, url: &str) -> Result<()> {
+        let _one = self.transfer.lock().await;
+        if !self.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        let term = self.current_term();
+        let step = || Some(Duration::from_millis(TRANSFER_STEP_MS));
+        let all_matched = |m: &openraft::RaftMetrics<u64, openraft::BasicNode>,
+                           who: Option<u64>| {
+            let last = m.last_log_index;
+            m.replication.as_ref().is_some_and(|r| {
+                r.iter()
+                    .filter(|(id, _)| who.is_none_or(|w| **id == w))
+                    .all(|(_, l)| l.map(|l| l.index) >= last)
+            })
+        };
+        // The target must have the whole log, or it cannot win.
+        self.raft
+            .wait(step())
+            .metrics(|m| all_matched(m, Some(target)), "transferee caught up")
+            .await
+            .map_err(|_| Error::Timeout)?;
+        self.proposals_paused.send_replace(true);
+        self.raft.runtime_config().heartbeat(false);
+        let _resume = Resume(self);
+        // What is in flight reaches every follower; then silence for a
+        // lease (openraft's is the longest election timeout).
+        let _ = self
+            .raft
+            .wait(step())
+            .metrics(|m| all_matched(m, None), "replication quiet")
+            .await;
+        tokio::time::sleep(Duration::from_millis(self.config.election_max_ms + 10)).await;
+        let mut client = self.pool.client(url).map_err(Error::Internal)?;
+        let mut req = Request::new(keelson_proto::raft::TimeoutNowRequest { term });
+        req.set_timeout(Duration::from_millis(TRANSFER_STEP_MS));
+        client.timeout_now(req).await?;
+        self.raft
+            .wait(step())
+            .metrics(|m| m.current_leader == Some(target), "new leader")
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::Timeout)
+    }
+
+    /// Raft's TimeoutNow on the transferee: stand for election at once, if
+    /// the leader that asks leads the term this replica is in.
     pub async fn timeout_now(&self, term: u64) -> Result<()> {
-        if self.current_term() > term {
+        if self.current_term() != term {
             return Err(Error::LeaderChanged);
         }
         self.raft
@@ -233,7 +272,7 @@ pub async fn run_corrupt_check(
 }
 
 async fn check_once(replica: &Replica) -> Result<()> {
-    let (hash, rev, compacted) = replica.sm.read().hash_kv(0)?;
+    let (hash, rev, compacted) = replica.hash_copy(0).await?;
     let m = replica.metrics();
     let peers: Vec<(u64, String)> = m
         .membership_config

@@ -189,9 +189,12 @@ pub struct Replica {
     leases: leases::LeaseKeeper,
     /// The Raft log's database (shared with openraft), for defragment.
     log: LogStore,
-    /// While true the proposer holds new batches back (a leadership
-    /// transfer lets every follower's leader lease lapse).
+    /// While true the proposer and the read-index rounds hold new work
+    /// back (a leadership transfer lets every follower's leader lease
+    /// lapse).
     proposals_paused: tokio::sync::watch::Sender<bool>,
+    /// One leadership transfer at a time.
+    transfer: tokio::sync::Mutex<()>,
 }
 
 /// Where a request that must run on the leader goes.
@@ -510,6 +513,7 @@ impl Server {
             leases: leases::LeaseKeeper::default(),
             log,
             proposals_paused: tokio::sync::watch::channel(false).0,
+            transfer: tokio::sync::Mutex::new(()),
         });
 
         let (stop, stop_rx) = tokio::sync::watch::channel(false);

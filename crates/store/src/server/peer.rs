@@ -157,7 +157,9 @@ impl RaftPeer for PeerService {
         req: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
         Ok(Response::new(
-            self.replica.hash_kv(req.into_inner().revision).await?,
+            self.replica
+                .hash_kv(req.into_inner().revision, true)
+                .await?,
         ))
     }
 

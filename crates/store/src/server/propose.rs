@@ -172,7 +172,13 @@ pub fn error_result(e: &Error) -> CommandResult {
 /// that arrives during a round waits for the next one: a round that started
 /// before it cannot vouch for writes acknowledged before it.
 pub async fn run_read_index(replica: Arc<Replica>, mut rx: mpsc::Receiver<ReadWaiter>) {
+    // A read index round sends heartbeats, which renew the followers'
+    // leader leases: held back, like proposals, during a transfer.
+    let mut paused = replica.proposals_paused.subscribe();
     while let Some(first) = rx.recv().await {
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
