@@ -191,9 +191,9 @@ fn write_lines(rx: mpsc::Receiver<String>, mut file: std::fs::File, config: &Aud
     for line in rx {
         let len = line.len() as u64 + 1;
         if size > 0 && size + len > config.max_bytes {
-            match rotate(&config.path, config.keep).and_then(|()| {
-                open_append(&config.path).map_err(std::io::Error::other)
-            }) {
+            match rotate(&config.path, config.keep)
+                .and_then(|()| open_append(&config.path).map_err(std::io::Error::other))
+            {
                 Ok(f) => {
                     file = f;
                     size = 0;
@@ -246,7 +246,10 @@ mod tests {
         assert_eq!(ev["objectRef"]["name"], "web");
         assert!(ev["objectRef"].get("subresource").is_none());
         assert_eq!(ev["responseStatus"]["code"], 201);
-        assert_eq!(ev["requestReceivedTimestamp"], "2023-11-14T22:13:20.000000Z");
+        assert_eq!(
+            ev["requestReceivedTimestamp"],
+            "2023-11-14T22:13:20.000000Z"
+        );
         assert_eq!(ev["stageTimestamp"], "2023-11-14T22:13:20.002500Z");
         assert_eq!(ev["annotations"]["keelson.dev/latency-ms"], "2.500");
         let anon = Entry {
@@ -295,7 +298,12 @@ mod tests {
         assert!(!rotated(&path, 3).exists(), "only two rotated files kept");
         for p in [path.clone(), rotated(&path, 1), rotated(&path, 2)] {
             let text = read(&p);
-            assert!(text.len() <= 2000, "{} is {} bytes", p.display(), text.len());
+            assert!(
+                text.len() <= 2000,
+                "{} is {} bytes",
+                p.display(),
+                text.len()
+            );
             for line in text.lines() {
                 let v: Value = serde_json::from_str(line).expect("a JSON line");
                 assert_eq!(v["verb"], "delete");

@@ -262,7 +262,9 @@ pub async fn watch_tokens(
         seen = now;
         match source.reload() {
             Ok(n) => tracing::info!(file = %path.display(), tokens = n, "reloaded the tokens file"),
-            Err(e) => tracing::warn!(error = %e, "tokens file not reloaded; the previous tokens stay"),
+            Err(e) => {
+                tracing::warn!(error = %e, "tokens file not reloaded; the previous tokens stay")
+            }
         }
     }
 }

@@ -184,7 +184,7 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
             .fallback(http::no_such_path)
             .layer(axum::middleware::from_fn(http::buffer_body))
             .layer(axum::middleware::from_fn_with_state(state, http::audit))
-        .layer(axum::extract::DefaultBodyLimit::max(http::BODY_BYTES_MAX));
+            .layer(axum::extract::DefaultBodyLimit::max(http::BODY_BYTES_MAX));
         tasks.push(tokio::spawn(http::serve::serve(
             listener,
             routes,

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{authorize, Identity, Role, Tokens, Verb};
+use crate::auth::{authorize, Identity, Role, Verb};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::registry::{parse_revision, Commit, DeleteOptions, ListOptions, Registry};
@@ -159,8 +159,16 @@ impl Api {
             Ok(_) => tonic::Code::Ok,
             Err(e) => e.code(),
         };
-        let subresource = if verb == "update-status" { "status" } else { "" };
-        let verb = if verb == "update-status" { "update" } else { verb };
+        let subresource = if verb == "update-status" {
+            "status"
+        } else {
+            ""
+        };
+        let verb = if verb == "update-status" {
+            "update"
+        } else {
+            verb
+        };
         log.record(crate::audit::Entry {
             verb,
             request_uri: &ctx.uri,
@@ -865,7 +873,11 @@ impl Api {
             let m = o.and_then(meta_of);
             self.audit_start(
                 &req,
-                if status_only { "UpdateStatus" } else { "Update" },
+                if status_only {
+                    "UpdateStatus"
+                } else {
+                    "Update"
+                },
                 "update",
                 o.and_then(kind_of),
                 m.map_or("", |m| m.namespace.as_str()),

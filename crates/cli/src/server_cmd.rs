@@ -287,7 +287,10 @@ fn tokens(
     api: SocketAddr,
 ) -> anyhow::Result<(Tokens, PathBuf)> {
     if let Some(path) = &args.token_file {
-        return Ok((Tokens::load(path).map_err(anyhow::Error::msg)?, path.clone()));
+        return Ok((
+            Tokens::load(path).map_err(anyhow::Error::msg)?,
+            path.clone(),
+        ));
     }
     let path = data_dir.join("tokens.csv");
     if !path.exists() {

@@ -209,7 +209,9 @@ fn verb_of(method: &Method, named: bool, query: &str) -> &'static str {
 /// The object a path names, for the audit log: (group/version, target).
 fn audit_target(path: &str) -> Option<(String, path::Target)> {
     if let Some(rest) = path.strip_prefix("/api/v1/") {
-        return path::parse("", "v1", rest).ok().map(|t| ("v1".to_string(), t));
+        return path::parse("", "v1", rest)
+            .ok()
+            .map(|t| ("v1".to_string(), t));
     }
     let rest = path.strip_prefix("/apis/")?;
     let mut parts = rest.splitn(3, '/');
@@ -248,11 +250,31 @@ pub async fn audit(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    // A create names its object in the body, which may be protobuf; the
+    // answer (always JSON, small) names it too, generated names included.
+    let mut created = String::new();
+    if verb == "create"
+        && target
+            .as_ref()
+            .is_some_and(|(_, t)| t.subresource.is_none())
+    {
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
+            .await
+            .unwrap_or_default();
+        if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+            let name = v["metadata"]["name"]
+                .as_str()
+                .or_else(|| v["details"]["name"].as_str());
+            created = name.unwrap_or("").to_string();
+        }
+        resp = Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
     let object = target.as_ref().map(|(gv, t)| crate::audit::ObjectRef {
         resource: t.kind.plural(),
         namespace: &t.namespace,
-        name: t.name.as_deref().unwrap_or(""),
+        name: t.name.as_deref().unwrap_or(&created),
         api_version: gv,
         subresource: t.subresource.as_deref().unwrap_or(""),
     });

@@ -32,7 +32,12 @@ async fn every_write_is_in_the_audit_log_with_who_what_and_the_answer() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit/audit.log");
     let log_arg = log.to_str().unwrap().to_string();
-    let c = start_cluster(1, &dir.path().join("cluster"), &["--audit-log-path", &log_arg]).await;
+    let c = start_cluster(
+        1,
+        &dir.path().join("cluster"),
+        &["--audit-log-path", &log_arg],
+    )
+    .await;
     let admin = Kubectl::new(dir.path(), &c, 0, &c.token("admin", None));
     let viewer = Kubectl::new(dir.path(), &c, 0, &c.token("viewer", None));
     admin.ok(&["create", "configmap", "audited", "--from-literal=a=b"]);
@@ -67,7 +72,10 @@ async fn every_write_is_in_the_audit_log_with_who_what_and_the_answer() {
         .as_str()
         .unwrap()
         .starts_with("/api/v1/namespaces/default/configmaps"));
-    assert!(created["userAgent"].as_str().unwrap().starts_with("kubectl"));
+    assert!(created["userAgent"]
+        .as_str()
+        .unwrap()
+        .starts_with("kubectl"));
     let latency: f64 = created["annotations"]["keelson.dev/latency-ms"]
         .as_str()
         .unwrap()
@@ -85,7 +93,8 @@ async fn every_write_is_in_the_audit_log_with_who_what_and_the_answer() {
     assert_eq!(grpc["responseStatus"]["code"], 201);
     assert_eq!(grpc["user"]["groups"][0], "keelson:admin");
     assert!(
-        ev.iter().all(|e| !matches!(e["verb"].as_str(), Some("get" | "list" | "watch"))),
+        ev.iter()
+            .all(|e| !matches!(e["verb"].as_str(), Some("get" | "list" | "watch"))),
         "reads are not logged without --audit-log-reads"
     );
     // Time order: each line's stage time is after its receipt.

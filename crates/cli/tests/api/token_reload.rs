@@ -47,16 +47,23 @@ async fn a_revoked_token_stops_working_on_every_replica_without_a_restart() {
         .collect();
     let next = format!("{kept}{added},carol,viewer\n");
     std::fs::write(&c.token_file, &next).unwrap();
-    eventually(Duration::from_secs(3), "the viewer refused everywhere", || async {
-        let mut refused = true;
-        for i in 0..3 {
-            refused &= !accepted(&c, i, &viewer).await;
-        }
-        refused
-    })
+    eventually(
+        Duration::from_secs(3),
+        "the viewer refused everywhere",
+        || async {
+            let mut refused = true;
+            for i in 0..3 {
+                refused &= !accepted(&c, i, &viewer).await;
+            }
+            refused
+        },
+    )
     .await;
     for i in 0..3 {
-        assert!(accepted(&c, i, &added).await, "replica {i} takes the new token");
+        assert!(
+            accepted(&c, i, &added).await,
+            "replica {i} takes the new token"
+        );
         assert!(accepted(&c, i, &admin).await, "replica {i} keeps the admin");
     }
 
