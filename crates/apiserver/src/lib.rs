@@ -142,7 +142,10 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
         audit,
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = vec![tokio::spawn(auth::watch_tokens(tokens, stop_rx.clone()))];
+    let mut tasks = vec![tokio::spawn(auth::watch_tokens(
+        tokens.clone(),
+        stop_rx.clone(),
+    ))];
 
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<ResourcesServer<service::Api>>().await;
@@ -205,10 +208,12 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
         }
     }));
     if let Some(l) = metrics_listener {
+        let beyond_localhost = l.local_addr().map_or(true, |a| !a.ip().is_loopback());
         tasks.push(tokio::spawn(metrics::serve(
             l,
             metrics,
             replica.clone(),
+            beyond_localhost.then(|| tokens.clone()),
             stop_rx.clone(),
         )));
     }

@@ -157,11 +157,14 @@ impl Metrics {
     }
 }
 
-/// Serve `/metrics` and `/healthz` until `stop`.
+/// Serve `/metrics` and `/healthz` until `stop`. With `tokens` (a port
+/// beyond localhost), `/metrics` answers only a request with a valid
+/// bearer token (Prometheus' `bearer_token_file`); `/healthz` stays open.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     replica: Arc<Replica>,
+    tokens: Option<Arc<crate::auth::TokenSource>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -178,6 +181,7 @@ pub async fn serve(
         };
         let metrics = metrics.clone();
         let replica = replica.clone();
+        let tokens = tokens.clone();
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(1024);
             let read = tokio::time::timeout(Duration::from_millis(HTTP_READ_TIMEOUT_MS), async {
@@ -198,7 +202,24 @@ pub async fn serve(
             let head = String::from_utf8_lossy(&buf);
             let mut words = head.split_whitespace();
             let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            let authorized = || {
+                let Some(tokens) = &tokens else {
+                    return true;
+                };
+                let header = head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("authorization")
+                        .then(|| v.trim())
+                });
+                tokens.authenticate_header(header).is_ok()
+            };
             let (status, ctype, body) = match (method, path) {
+                ("GET", "/metrics") if !authorized() => (
+                    "401 Unauthorized",
+                    "text/plain",
+                    "a bearer token is required\n".to_string(),
+                ),
                 ("GET", "/metrics") => (
                     "200 OK",
                     "text/plain; version=0.0.4; charset=utf-8",

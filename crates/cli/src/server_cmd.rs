@@ -91,6 +91,11 @@ pub struct ServerArgs {
     /// TLS on the peer port (peer URLs must then be https://).
     #[arg(long, requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
+    /// Serve the etcd client port over TLS with --tls-cert and require
+    /// client certificates signed by --tls-ca (etcd's flag). Needed for a
+    /// --listen-client beyond localhost.
+    #[arg(long, requires = "tls_ca")]
+    pub client_cert_auth: bool,
     /// Seconds between progress notifications to idle watchers that asked for them.
     #[arg(long, default_value_t = 600)]
     pub watch_progress_notify_interval: u64,
@@ -252,11 +257,19 @@ pub fn config_from_args(a: &ServerArgs) -> anyhow::Result<Config> {
     c.election_max_ms = a.election_timeout * 2;
     c.watch_progress_interval = Duration::from_secs(a.watch_progress_notify_interval.max(1));
     if let (Some(cert), Some(key), Some(ca)) = (&a.tls_cert, &a.tls_key, &a.tls_ca) {
-        c.peer_tls = Some(keelson_apiserver::PeerTls {
+        let tls = keelson_apiserver::PeerTls {
             cert_pem: read(cert)?,
             key_pem: read(key)?,
             ca_pem: read(ca)?,
-        });
+        };
+        if a.client_cert_auth {
+            c.client_tls = Some(tls.clone());
+            c.advertise_client = a
+                .advertise_client
+                .clone()
+                .unwrap_or_else(|| format!("https://{listen_client}"));
+        }
+        c.peer_tls = Some(tls);
     }
     c.auto_compaction_retention =
         (a.auto_compaction_retention > 0).then(|| Duration::from_secs(a.auto_compaction_retention));

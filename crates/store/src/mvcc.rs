@@ -1156,4 +1156,6 @@ fn compare_one(c: &Compare, target: compare::CompareTarget, mod_rev: i64, v: &Ve
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -41,7 +41,18 @@ pub async fn serve(
     };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<KvServer<EtcdApi>>().await;
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &replica.config.client_tls {
+        builder = builder.tls_config(
+            tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(
+                    &tls.cert_pem,
+                    &tls.key_pem,
+                ))
+                .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca_pem)),
+        )?;
+    }
+    builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))

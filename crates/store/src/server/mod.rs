@@ -98,6 +98,11 @@ pub struct Config {
     pub auto_compaction_retention: Option<Duration>,
     /// Mutual TLS on the peer port (peer URLs are then https://).
     pub peer_tls: Option<PeerTls>,
+    /// TLS on the etcd-compatible client port with client certificates
+    /// required (etcd's `--client-cert-auth`): only clients whose
+    /// certificate the CA signed get in. Without it the port must listen
+    /// on a loopback address.
+    pub client_tls: Option<PeerTls>,
     /// Periodic backups of this replica's state.
     pub backup: Option<BackupConfig>,
     /// How often the leader compares every replica's hash of the store
@@ -146,6 +151,7 @@ impl Config {
             watch_progress_interval: Duration::from_secs(600),
             auto_compaction_retention: None,
             peer_tls: None,
+            client_tls: None,
             backup: None,
             corrupt_check_interval: None,
         }
@@ -444,6 +450,14 @@ pub struct Server {
 impl Server {
     /// Open storage, start Raft and both ports, and form or join the cluster.
     pub async fn start(config: Config) -> std::result::Result<Server, String> {
+        if config.client_tls.is_none() && !config.listen_client.ip().is_loopback() {
+            return Err(format!(
+                "the etcd client port {} would listen beyond localhost with no authentication: \
+                 give it client-certificate auth (--client-cert-auth with --tls-cert, --tls-key \
+                 and --tls-ca) or a loopback address",
+                config.listen_client
+            ));
+        }
         let id = member_id(&config.advertise_peer);
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("create {}: {e}", config.data_dir.display()))?;
