@@ -7,6 +7,7 @@ mod common;
 
 mod audit;
 mod config;
+mod connections;
 mod kube_rs;
 mod kubectl;
 mod node_session;

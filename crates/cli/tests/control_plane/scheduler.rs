@@ -88,12 +88,22 @@ async fn pods_are_bound_spread_and_rescheduled_after_a_scheduler_dies() {
         }
     })
     .await;
+    // The event is recorded after the condition (as the kube-scheduler's
+    // event recorder does), so it may come a moment later.
     let events: Api<v1::Event> = Api::namespaced(cl.clone(), "default");
-    let failed = events
-        .list(&ListParams::default().fields("involvedObject.name=huge,reason=FailedScheduling"))
-        .await
-        .expect("events");
-    assert!(!failed.items.is_empty());
+    eventually(Duration::from_secs(10), "a FailedScheduling event", || {
+        let events = events.clone();
+        async move {
+            events
+                .list(
+                    &ListParams::default()
+                        .fields("involvedObject.name=huge,reason=FailedScheduling"),
+                )
+                .await
+                .is_ok_and(|l| !l.items.is_empty())
+        }
+    })
+    .await;
 
     // SIGKILL the leading instance: the other takes over.
     let leases: Api<v1::Lease> = Api::namespaced(cl.clone(), "kube-system");
