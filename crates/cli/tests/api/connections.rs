@@ -85,7 +85,7 @@ async fn thousands_of_idle_and_stalled_connections_starve_no_client() {
         .expect("etcd put");
     let one = keelson_sdk::Client::new(&keelson_sdk::Config::new(
         vec![m.api_endpoint()],
-        &c.token("admin", None),
+        c.token("admin", None),
     ))
     .unwrap();
     let ns: Api<v1::Namespace> = Api::all(one);
