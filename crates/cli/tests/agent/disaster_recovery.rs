@@ -20,21 +20,6 @@ use keelson_sdk::{Api, ListParams, Resource};
 
 const NODES: [(&str, &str); 2] = [("n1", "127.0.0.31"), ("n2", "127.0.0.32")];
 
-fn keelson_local(args: &[&std::ffi::OsStr]) -> (bool, String) {
-    let out = std::process::Command::new(common::keelson_bin())
-        .args(args)
-        .output()
-        .expect("run keelson");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
 }
@@ -181,7 +166,7 @@ async fn a_cluster_restored_from_a_snapshot_after_losing_its_quorum() {
         if std::fs::copy(f, &copy).is_err() {
             continue;
         }
-        let (ok, out) = keelson_local(&[os("snapshot"), os("status"), copy.as_os_str()]);
+        let (ok, out) = common::keelson_plain(&[os("snapshot"), os("status"), copy.as_os_str()]);
         assert!(ok && out.contains("REVISION"), "{}: {out}", f.display());
         checked += 1;
     }
@@ -191,7 +176,7 @@ async fn a_cluster_restored_from_a_snapshot_after_losing_its_quorum() {
     let snap = dir.path().join("cluster.snap");
     let (ok, out) = run_cli(&c, &["snapshot", "save", snap.to_str().expect("utf-8")]);
     assert!(ok, "{out}");
-    let (ok, status) = keelson_local(&[
+    let (ok, status) = common::keelson_plain(&[
         os("snapshot"),
         os("status"),
         snap.as_os_str(),
@@ -231,7 +216,7 @@ async fn a_cluster_restored_from_a_snapshot_after_losing_its_quorum() {
     std::fs::rename(&c.members[0].data_dir, &survivor).expect("move m1 aside");
     let initial_cluster = c.initial_cluster().to_string();
     for m in &c.members {
-        let (ok, out) = keelson_local(&[
+        let (ok, out) = common::keelson_plain(&[
             os("snapshot"),
             os("restore"),
             snap.as_os_str(),

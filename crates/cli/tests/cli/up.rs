@@ -373,7 +373,7 @@ async fn up_runs_the_seeds_workflow_end_to_end() {
         .filter(|ip| !ip.is_empty())
         .collect();
     assert!(!n2_ips.is_empty());
-    let (ok, text) = cli_plain(&["down", "--data-dir", &data.display().to_string()]);
+    let (ok, text) = common::keelson_plain(&["down", "--data-dir", &data.display().to_string()]);
     assert!(ok && text.contains("stopped"), "{text}");
     let status = up.stop(libc::SIGTERM);
     assert!(status.success(), "up ended with {status}");
@@ -445,22 +445,6 @@ fn diagnose(data: &std::path::Path, config: &std::path::Path) {
             eprintln!("{l}");
         }
     }
-}
-
-/// `keelson <args>` with no client config involved.
-fn cli_plain(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(keelson_bin())
-        .args(args)
-        .output()
-        .expect("run keelson");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 fn rand_octet() -> u32 {

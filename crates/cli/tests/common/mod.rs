@@ -58,6 +58,24 @@ pub fn admin_client(c: &ProcCluster) -> keelson_sdk::Client {
     c.admin_client().expect("client")
 }
 
+/// `keelson <args>` with no client config involved (file verbs, local
+/// commands): (success, stdout then stderr).
+#[allow(dead_code)]
+pub fn keelson_plain<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String) {
+    let out = std::process::Command::new(keelson_bin())
+        .args(args)
+        .output()
+        .expect("run keelson");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// Run `keelson <args>` as the admin against every replica: (success,
 /// stdout then stderr).
 pub fn run_cli(c: &ProcCluster, args: &[&str]) -> (bool, String) {

@@ -260,28 +260,12 @@ async fn etcdctl_check_perf_passes() {
     );
 }
 
-/// `keelson <args>` with no client flags (the snapshot file verbs).
-fn keelson_local(args: &[&std::ffi::OsStr]) -> (bool, String) {
-    let out = std::process::Command::new(keelson_bin())
-        .args(args)
-        .output()
-        .expect("run keelson");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
 }
 
 fn snapshot_status(file: &std::path::Path) -> serde_json::Value {
-    let (ok, out) = keelson_local(&[
+    let (ok, out) = keelson_plain(&[
         os("snapshot"),
         os("status"),
         file.as_os_str(),
@@ -368,16 +352,16 @@ async fn etcdctl_snapshot_save_then_restore_into_a_new_cluster() {
         let bytes = std::fs::read(&file).unwrap();
         let truncated = dir.path().join("truncated.snap");
         std::fs::write(&truncated, &bytes[..bytes.len() - 700]).unwrap();
-        let (ok, out) = keelson_local(&[os("snapshot"), os("status"), truncated.as_os_str()]);
+        let (ok, out) = keelson_plain(&[os("snapshot"), os("status"), truncated.as_os_str()]);
         assert!(!ok && out.contains("truncated"), "{out}");
         let flipped = dir.path().join("flipped.snap");
         let mut damaged = bytes.clone();
         damaged[bytes.len() / 2] ^= 0x10;
         std::fs::write(&flipped, &damaged).unwrap();
-        let (ok, out) = keelson_local(&[os("snapshot"), os("status"), flipped.as_os_str()]);
+        let (ok, out) = keelson_plain(&[os("snapshot"), os("status"), flipped.as_os_str()]);
         assert!(!ok && out.contains("checksum mismatch"), "{out}");
         let nowhere = dir.path().join("nowhere");
-        let (ok, out) = keelson_local(&[
+        let (ok, out) = keelson_plain(&[
             os("snapshot"),
             os("restore"),
             flipped.as_os_str(),
@@ -405,7 +389,7 @@ async fn etcdctl_snapshot_save_then_restore_into_a_new_cluster() {
         for i in 0..3 {
             let m = &c.members[i];
             std::fs::remove_dir_all(&m.data_dir).unwrap();
-            let (ok, out) = keelson_local(&[
+            let (ok, out) = keelson_plain(&[
                 os("snapshot"),
                 os("restore"),
                 file.as_os_str(),
@@ -419,7 +403,7 @@ async fn etcdctl_snapshot_save_then_restore_into_a_new_cluster() {
             assert!(ok && out.contains("Restored"), "{out}");
         }
         // A used data dir is never overwritten.
-        let (ok, out) = keelson_local(&[
+        let (ok, out) = keelson_plain(&[
             os("snapshot"),
             os("restore"),
             file.as_os_str(),

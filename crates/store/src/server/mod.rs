@@ -120,6 +120,17 @@ pub struct PeerTls {
     pub ca_pem: Vec<u8>,
 }
 
+/// A server's TLS that requires clients to present a certificate the CA
+/// signed (the peer port, and the client port with `--client-cert-auth`).
+fn mutual_tls(tls: &PeerTls) -> tonic::transport::ServerTlsConfig {
+    tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(
+            &tls.cert_pem,
+            &tls.key_pem,
+        ))
+        .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca_pem))
+}
+
 impl std::fmt::Debug for PeerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PeerTls { .. }")

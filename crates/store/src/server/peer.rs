@@ -31,14 +31,7 @@ pub async fn serve(
     .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &replica.config.peer_tls {
-        builder = builder.tls_config(
-            tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(
-                    &tls.cert_pem,
-                    &tls.key_pem,
-                ))
-                .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca_pem)),
-        )?;
+        builder = builder.tls_config(super::mutual_tls(tls))?;
     }
     builder
         .tcp_nodelay(true)
