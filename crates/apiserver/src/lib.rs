@@ -126,7 +126,7 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
     let registry = registry::Registry::new(replica.clone())
         .with_service_cidr(api.service_cidr)
         .with_encryption(api.encryption.clone());
-    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::for_replica(&replica));
     let tokens = Arc::new(auth::TokenSource::new(
         api.tokens.clone(),
         api.token_file.clone(),

@@ -53,7 +53,18 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        Metrics::with_registry(prometheus_client::registry::Registry::default())
+    }
+
+    /// Metrics of the API server and of the replica under it (its write
+    /// path's stage timings).
+    pub fn for_replica(replica: &Replica) -> Metrics {
         let mut registry = prometheus_client::registry::Registry::default();
+        replica.stages.register(&mut registry);
+        Metrics::with_registry(registry)
+    }
+
+    fn with_registry(mut registry: prometheus_client::registry::Registry) -> Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         // 0.25 ms .. ~8 s
         let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {

@@ -6,8 +6,9 @@
 //! - `bench compare`: starts a 3-replica Keelson cluster and a 3-member etcd
 //!   cluster on loopback, runs `kv` against each, prints both and the ratio.
 //! - `bench failover`: SIGKILLs the leader repeatedly and times how long
-//!   until a write succeeds again; optionally watches an idle cluster for
-//!   leader changes.
+//!   until a write succeeds again, optionally under a background write
+//!   load (`--load-rate`); optionally watches an idle cluster for leader
+//!   changes.
 //! - `bench api`: pod create latency at a fixed rate and watch fan-out
 //!   through the API server, with etcd doing the same store work.
 //! - `bench pods`: real images under runc: pull time, pod startup against
@@ -16,6 +17,8 @@
 //!   Endpoints change.
 //! - `bench jobs`: 1,000 Jobs of 10 completions on simulated nodes: time
 //!   to complete, the controllers' CPU.
+//! - `bench write-path`: a lone write's latency, stage by stage, leader and
+//!   follower routes, against etcd's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +60,9 @@ pub enum BenchCommand {
     /// controllers' CPU, with etcd doing as many store writes as the
     /// anchor.
     Jobs(jobs::JobsBenchArgs),
+    /// Where a lone write's time goes: sequential puts to the leader and
+    /// to a follower, the servers' stage timings, etcd in the same run.
+    WritePath(write_path::WritePathArgs),
 }
 
 mod api;
@@ -65,6 +71,7 @@ mod nodes;
 mod pods;
 mod schedule;
 mod services;
+mod write_path;
 
 /// A 3-member etcd cluster (`bin`, data under `dir`) once healthy, and a
 /// KV client of each member: the anchor of the benchmarks that compare
@@ -128,6 +135,10 @@ pub struct CompareArgs {
     /// Members per cluster.
     #[arg(long, default_value_t = 3)]
     pub members: usize,
+    /// Run the replicas from this keelson binary instead of this one (to
+    /// compare builds).
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -143,9 +154,112 @@ pub struct FailoverArgs {
     /// Measure etcd (this binary) instead of Keelson.
     #[arg(long)]
     pub etcd: Option<PathBuf>,
+    /// Writes per second to keep up in the background, spread over every
+    /// member, while the leader is killed (0: no load).
+    #[arg(long, default_value_t = 0)]
+    pub load_rate: u64,
     /// Extra flags for every `keelson server`.
     #[arg(long, allow_hyphen_values = true, num_args = 0..)]
     pub server_args: Vec<String>,
+}
+
+/// Puts at a fixed rate over every member (open loop, at most
+/// `LOAD_IN_FLIGHT_MAX` in flight), recording when each success
+/// completed, for `bench failover --load-rate`.
+struct BackgroundLoad {
+    start: Instant,
+    /// Completion times of successful puts, µs since `start`.
+    successes: Arc<std::sync::Mutex<Vec<u64>>>,
+    /// Puts not issued because too many were in flight.
+    skipped: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const LOAD_IN_FLIGHT_MAX: usize = 1024;
+
+impl BackgroundLoad {
+    fn start(endpoints: &[String], rate: u64) -> anyhow::Result<BackgroundLoad> {
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            for e in endpoints {
+                clients.push(KvClient::new(channel(e)?));
+            }
+        }
+        let start = Instant::now();
+        let successes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let slots = Arc::new(tokio::sync::Semaphore::new(LOAD_IN_FLIGHT_MAX));
+        let (ok, skip) = (successes.clone(), skipped.clone());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut issued = 0u64;
+            loop {
+                tick.tick().await;
+                // Catch up with the rate since the start (open loop).
+                let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+                while issued < due {
+                    issued += 1;
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        skip.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    };
+                    let mut c = clients[(issued as usize) % clients.len()].clone();
+                    let ok = ok.clone();
+                    tokio::spawn(async move {
+                        let mut req = tonic::Request::new(PutRequest {
+                            key: key((issued % 10_000) as usize),
+                            value: vec![b'x'; 256],
+                            ..Default::default()
+                        });
+                        req.set_timeout(Duration::from_secs(2));
+                        if c.put(req).await.is_ok() {
+                            let at = start.elapsed().as_micros() as u64;
+                            ok.lock().unwrap_or_else(|p| p.into_inner()).push(at);
+                        }
+                        drop(permit);
+                    });
+                }
+            }
+        });
+        Ok(BackgroundLoad {
+            start,
+            successes,
+            skipped,
+            task,
+        })
+    }
+
+    /// Successful puts per second in the second before `at`, and the
+    /// longest time after `at` (until `until`) with no put completing.
+    fn around(&self, at: Instant, until: Instant) -> (f64, Duration) {
+        let at_us = at.duration_since(self.start).as_micros() as u64;
+        let until_us = until.duration_since(self.start).as_micros() as u64;
+        let mut times = self
+            .successes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        times.sort_unstable();
+        let before = times
+            .iter()
+            .filter(|t| **t + 1_000_000 >= at_us && **t < at_us)
+            .count() as f64;
+        let mut last = at_us;
+        let mut gap = 0;
+        for t in times.iter().filter(|t| **t >= at_us && **t <= until_us) {
+            gap = gap.max(t - last);
+            last = *t;
+        }
+        gap = gap.max(until_us.saturating_sub(last));
+        (before, Duration::from_micros(gap))
+    }
+}
+
+impl Drop for BackgroundLoad {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -168,6 +282,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pods(a) => pods::run(a).await,
         BenchCommand::Services(a) => services::run(a).await,
         BenchCommand::Jobs(a) => jobs::run(a).await,
+        BenchCommand::WritePath(a) => write_path::run(a).await,
     }
 }
 
@@ -431,7 +546,10 @@ fn print_results(label: &str, results: &[PhaseResult]) {
 }
 
 async fn compare(a: CompareArgs) -> anyhow::Result<()> {
-    let me = keelson_bin()?;
+    let me = match &a.server_bin {
+        Some(bin) => bin.clone(),
+        None => keelson_bin()?,
+    };
     let dir = tempfile::tempdir()?;
     println!(
         "machine: {} cores; {} members per cluster; fsync on for both",
@@ -539,7 +657,17 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
         println!("idle: term changes in {} s: {changes}", a.idle_secs);
     }
 
+    let load = match a.load_rate {
+        0 => None,
+        rate => {
+            let load = BackgroundLoad::start(&c.endpoints(), rate)?;
+            // Let it reach its rate before the first kill.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Some(load)
+        }
+    };
     let mut samples = Vec::new();
+    let mut load_gaps = Vec::new();
     for round in 0..a.kills {
         let leader = loop {
             if let Some(l) = c.leader().await {
@@ -579,8 +707,35 @@ async fn failover(a: FailoverArgs) -> anyhow::Result<()> {
             recovered.as_secs_f64() * 1000.0
         );
         samples.push(recovered);
+        if let Some(load) = &load {
+            // Give writes in flight at the kill time to end (2 s timeout).
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let (rate, gap) = load.around(killed_at, killed_at + Duration::from_secs(3));
+            println!(
+                "  background load: {rate:.0} writes/s in the second before the kill; \
+                 longest time with no write completing after it: {:.0} ms",
+                gap.as_secs_f64() * 1000.0
+            );
+            load_gaps.push(gap);
+        }
         c.restart(leader)?;
         c.wait_healthy(Duration::from_secs(30)).await?;
+        if load.is_some() {
+            // Back at its rate with every member before the next kill.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    if let Some(load) = &load {
+        load_gaps.sort();
+        if let Some(median) = load_gaps.get(load_gaps.len() / 2) {
+            println!(
+                "background load of {} writes/s: median longest gap {:.0} ms; {} puts not issued \
+                 (over {LOAD_IN_FLIGHT_MAX} in flight)",
+                a.load_rate,
+                median.as_secs_f64() * 1000.0,
+                load.skipped.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
     }
     if !samples.is_empty() {
         samples.sort();

@@ -20,6 +20,7 @@ pub mod error;
 pub mod mvcc;
 mod raft;
 pub mod server;
+pub mod stages;
 
 pub use error::{Error, Result};
 pub use server::{BackupConfig, ClusterState, Config, PeerTls, Server};

@@ -12,8 +12,10 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("create temp dir");
-        let log = LogStore::open(&dir.path().join("log")).expect("open log store");
-        let (sm, _handle) = StateMachine::open(&dir.path().join("sm")).expect("open state machine");
+        let log =
+            LogStore::open(&dir.path().join("log"), Default::default()).expect("open log store");
+        let (sm, _handle) = StateMachine::open(&dir.path().join("sm"), Default::default())
+            .expect("open state machine");
         Ok((dir, log, sm))
     }
 }

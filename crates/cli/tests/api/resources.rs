@@ -513,6 +513,18 @@ async fn sdk_failover_leader_election_metrics_status_and_expiry() {
     ] {
         assert!(body.contains(name), "metrics lack {name}:\n{body}");
     }
+    // The write path's stage timings: this replica flushed its log and
+    // applied entries for the creates above (as leader or follower).
+    for name in [
+        "keelson_store_wal_fsync_duration_seconds_count",
+        "keelson_store_apply_duration_seconds_count",
+    ] {
+        let count: f64 = body
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metrics lack {name}:\n{body}"));
+        assert!(count > 0.0, "{name} is {count}");
+    }
 
     // Cluster status: three replicas, one unreachable, one leader.
     let status = keelson_proto::api::cluster_client::ClusterClient::new(

@@ -4,6 +4,13 @@
 //! Column family `meta`: `vote`, `committed`, `last_purged`, `format`.
 //! Every write that openraft relies on for safety (appended entries, the
 //! vote, truncation, the purge marker) is fsynced before it is acknowledged.
+//!
+//! Appends are written at once (readable, so the leader's replication can
+//! ship them) and flushed by a thread of their own, which fsyncs the
+//! write-ahead log once for every append queued since its last flush and
+//! then reports each flushed, in order. On the leader openraft does not
+//! wait for that report before replicating (see `vendor/openraft`), so its
+//! own fsync overlaps the followers'; on a follower the reply waits for it.
 
 // openraft's storage traits fix the error type to its (large) StorageError;
 // the helpers here return the same type rather than boxing and unboxing.
@@ -12,7 +19,8 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Weak};
+use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -21,6 +29,7 @@ use openraft::{
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 use super::{codec, LogId, NodeId, StorageError, TypeConfig};
+use crate::stages::Stages;
 
 const CF_LOGS: &str = "logs";
 const CF_META: &str = "meta";
@@ -34,6 +43,33 @@ const DB_FORMAT: u8 = 1;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    /// Appends written and waiting for the flusher's next fsync.
+    flushes: mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+/// Fsync the write-ahead log for every batch of queued appends, then report
+/// them flushed in the order they were appended. Ends when every
+/// `LogStore` is gone; holds the database only while flushing, so closing
+/// the store closes it.
+fn run_flusher(db: Weak<DB>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>, stages: Arc<Stages>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            waiting.push(more);
+        }
+        let started = Instant::now();
+        let res = match db.upgrade() {
+            Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
+            None => Err("the raft log was closed".to_string()),
+        };
+        stages.wal_fsync.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &res {
+            tracing::error!(error = %e, "flush the raft log");
+        }
+        for callback in waiting {
+            callback.log_io_completed(res.clone().map_err(std::io::Error::other));
+        }
+    }
 }
 
 fn io_err(
@@ -50,7 +86,7 @@ fn index_key(index: u64) -> [u8; 8] {
 
 impl LogStore {
     /// Open (or create) the log database under `dir`.
-    pub fn open(dir: &Path) -> Result<LogStore, String> {
+    pub fn open(dir: &Path, stages: Arc<Stages>) -> Result<LogStore, String> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -60,7 +96,14 @@ impl LogStore {
         ];
         let db = DB::open_cf_descriptors(&opts, dir, cfs)
             .map_err(|e| format!("open raft log at {}: {e}", dir.display()))?;
-        let store = LogStore { db: Arc::new(db) };
+        let db = Arc::new(db);
+        let (flushes, rx) = mpsc::channel();
+        let weak = Arc::downgrade(&db);
+        std::thread::Builder::new()
+            .name("raft-log-flush".into())
+            .spawn(move || run_flusher(weak, rx, stages))
+            .map_err(|e| format!("start the raft log's flusher: {e}"))?;
+        let store = LogStore { db, flushes };
         let meta = store.cf(CF_META).map_err(|e| e.to_string())?;
         match store
             .db
@@ -292,13 +335,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
             batch.put_cf(cf, index_key(entry.log_id.index), bytes);
         }
-        let res = self.write_synced(batch, ErrorSubject::Logs).await;
-        // Acknowledge only once the entries are on disk.
-        match &res {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        // Written here, not synced: a write to the OS's page cache and the
+        // memtable, so the entries are readable when this returns. The
+        // flusher acknowledges them once they are on disk.
+        if let Err(e) = self.db.write(batch) {
+            let err = io_err(ErrorSubject::Logs, ErrorVerb::Write, &e);
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(err);
         }
-        res
+        if let Err(mpsc::SendError(callback)) = self.flushes.send(callback) {
+            let msg = "the raft log's flusher stopped";
+            callback.log_io_completed(Err(std::io::Error::other(msg)));
+            return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, msg));
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -26,6 +26,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{codec, NodeId, TypeConfig};
+use crate::stages::Stages;
 
 /// Largest gRPC message between peers: AppendEntries batches and snapshot
 /// chunks (openraft splits snapshots into `snapshot_max_chunk_size` pieces).
@@ -102,6 +103,7 @@ pub struct NetworkFactory {
     pub pool: PeerPool,
     /// How long to wait before retrying an unreachable peer.
     pub retry_interval: Duration,
+    pub stages: Arc<Stages>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -113,6 +115,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             client: self.pool.client(&node.addr),
             retry_interval: self.retry_interval,
+            stages: self.stages.clone(),
         }
     }
 }
@@ -122,6 +125,7 @@ pub struct PeerConnection {
     target: NodeId,
     retry_interval: Duration,
     client: Result<RaftPeerClient<Channel>, String>,
+    stages: Arc<Stages>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +222,13 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(RpcKind::Append, &rpc, &option).await
+        // Heartbeats (no entries) are not part of any write's path.
+        let timed = (!rpc.entries.is_empty()).then(std::time::Instant::now);
+        let res = self.call(RpcKind::Append, &rpc, &option).await;
+        if let Some(t) = timed {
+            self.stages.peer_append.observe(t.elapsed().as_secs_f64());
+        }
+        res
     }
 
     async fn install_snapshot(

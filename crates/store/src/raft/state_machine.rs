@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use super::{codec, LogId, NodeId, Response, StorageError, TypeConfig};
 use crate::mvcc::Mvcc;
+use crate::stages::Stages;
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 
@@ -129,6 +130,7 @@ impl SmHandle {
 /// The openraft state machine.
 pub struct StateMachine {
     shared: Arc<Shared>,
+    stages: Arc<Stages>,
 }
 
 fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -142,7 +144,7 @@ fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
 
 impl StateMachine {
     /// Open the state machine in `dir`, loading the newest snapshot.
-    pub fn open(dir: &Path) -> Result<(StateMachine, SmHandle), String> {
+    pub fn open(dir: &Path, stages: Arc<Stages>) -> Result<(StateMachine, SmHandle), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let mut state = SmState {
             mvcc: Mvcc::default(),
@@ -170,6 +172,7 @@ impl StateMachine {
         Ok((
             StateMachine {
                 shared: shared.clone(),
+                stages,
             },
             SmHandle { shared },
         ))
@@ -328,6 +331,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut out = Vec::new();
         let revision = {
             let mut st = self.write_state();
@@ -348,6 +352,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             st.mvcc.revision()
         };
         self.shared.revision.send_replace(revision);
+        self.stages.apply.observe(started.elapsed().as_secs_f64());
         Ok(out)
     }
 
@@ -426,7 +431,8 @@ mod tests {
             dir.path().join(SNAPSHOT_FILE),
         )
         .expect("copy the fixture");
-        let (_sm, handle) = StateMachine::open(dir.path()).expect("open format 1");
+        let (_sm, handle) =
+            StateMachine::open(dir.path(), Default::default()).expect("open format 1");
         let state = handle.read();
         assert!(state.revision() > 20, "revision {}", state.revision());
         assert!(state.alarms().is_empty());

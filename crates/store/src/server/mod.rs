@@ -37,6 +37,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, PeerPool};
 use crate::raft::state_machine::{SmHandle, StateMachine};
 use crate::raft::{NodeId, Raft};
+use crate::stages::Stages;
 
 pub use backups::{write_durably, BackupConfig};
 pub use propose::PROPOSAL_COMMANDS_MAX;
@@ -212,6 +213,8 @@ pub struct Replica {
     proposals_paused: tokio::sync::watch::Sender<bool>,
     /// One leadership transfer at a time.
     transfer: tokio::sync::Mutex<()>,
+    /// Timings of the write path's stages, for `/metrics`.
+    pub stages: Arc<Stages>,
 }
 
 /// Where a request that must run on the leader goes.
@@ -330,10 +333,26 @@ impl Replica {
     }
 
     async fn enqueue(&self, cmd: Command, local_only: bool) -> Result<CommandResult> {
+        let mut results = self.enqueue_batch(vec![cmd], local_only).await?;
+        match (results.pop(), results.is_empty()) {
+            (Some(r), true) => Ok(r),
+            _ => Err(Error::Internal(
+                "wrong number of results for a command".into(),
+            )),
+        }
+    }
+
+    /// Queue commands for proposal as one unit: they go into the same Raft
+    /// entry (or forwarded request), and the results come back in order.
+    async fn enqueue_batch(
+        &self,
+        cmds: Vec<Command>,
+        local_only: bool,
+    ) -> Result<Vec<CommandResult>> {
         let (tx, rx) = oneshot::channel();
         self.proposals
             .send(propose::Pending {
-                cmd,
+                cmds,
                 local_only,
                 reply: tx,
             })
@@ -472,8 +491,9 @@ impl Server {
         let id = member_id(&config.advertise_peer);
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("create {}: {e}", config.data_dir.display()))?;
-        let log = LogStore::open(&config.data_dir.join(LOG_DIR))?;
-        let (sm, sm_handle) = StateMachine::open(&config.data_dir.join(STATE_DIR))?;
+        let stages = Arc::new(Stages::default());
+        let log = LogStore::open(&config.data_dir.join(LOG_DIR), stages.clone())?;
+        let (sm, sm_handle) = StateMachine::open(&config.data_dir.join(STATE_DIR), stages.clone())?;
         // A data dir seeded by `snapshot restore` has a snapshot and no log:
         // it is a member already, not one to initialize.
         let pristine =
@@ -515,6 +535,7 @@ impl Server {
                 id,
                 pool: pool.clone(),
                 retry_interval: Duration::from_millis(config.heartbeat_ms),
+                stages: stages.clone(),
             },
             log.clone(),
             sm,
@@ -539,6 +560,7 @@ impl Server {
             log,
             proposals_paused: tokio::sync::watch::channel(false).0,
             transfer: tokio::sync::Mutex::new(()),
+            stages,
         });
 
         let (stop, stop_rx) = tokio::sync::watch::channel(false);

@@ -98,10 +98,21 @@ impl RaftPeer for PeerService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        let started = std::time::Instant::now();
         let msg = req.into_inner();
         self.check_target(&msg)?;
-        let res = self.replica.raft.append_entries(decode(&msg)?).await;
-        encode(msg.target, &res)
+        let rpc: openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig> = decode(&msg)?;
+        // Heartbeats (no entries) are not part of any write's path.
+        let timed = !rpc.entries.is_empty();
+        let res = self.replica.raft.append_entries(rpc).await;
+        let reply = encode(msg.target, &res);
+        if timed {
+            self.replica
+                .stages
+                .peer_append_handle
+                .observe(started.elapsed().as_secs_f64());
+        }
+        reply
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -123,25 +134,42 @@ impl RaftPeer for PeerService {
 
     async fn propose(&self, req: Request<CommandBatch>) -> Result<Response<ResultBatch>, Status> {
         self.require_leader()?;
+        let started = std::time::Instant::now();
         let batch = req.into_inner();
-        // Enqueue every command before awaiting any, so they join one batch.
-        let pending: Vec<_> = batch
-            .commands
-            .into_iter()
-            .map(|cmd| {
-                let replica = self.replica.clone();
-                async move {
-                    if let Err(e) = crate::mvcc::validate(&cmd) {
-                        return propose::error_result(&e);
-                    }
-                    match replica.propose_local(cmd).await {
-                        Ok(r) => r,
-                        Err(e) => propose::error_result(&e),
-                    }
+        // The valid commands are proposed whole (one entry, unless the
+        // proposer's batch is full); an invalid one gets its error in its
+        // place.
+        let mut results: Vec<Option<keelson_proto::raft::CommandResult>> =
+            Vec::with_capacity(batch.commands.len());
+        let mut valid = Vec::with_capacity(batch.commands.len());
+        for cmd in batch.commands {
+            match crate::mvcc::validate(&cmd) {
+                Ok(()) => {
+                    results.push(None);
+                    valid.push(cmd);
                 }
-            })
+                Err(e) => results.push(Some(propose::error_result(&e))),
+            }
+        }
+        let n = valid.len();
+        let proposed = if valid.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.replica.enqueue_batch(valid, true).await
+        };
+        let mut proposed = match proposed {
+            Ok(r) if r.len() == n => r.into_iter(),
+            Ok(_) => return Err(Status::internal("wrong number of results for a batch")),
+            Err(e) => vec![propose::error_result(&e); n].into_iter(),
+        };
+        let results = results
+            .into_iter()
+            .map(|r| r.or_else(|| proposed.next()).unwrap_or_default())
             .collect();
-        let results = futures::future::join_all(pending).await;
+        self.replica
+            .stages
+            .forwarded
+            .observe(started.elapsed().as_secs_f64());
         Ok(Response::new(ResultBatch { results }))
     }
 

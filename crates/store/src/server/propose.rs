@@ -21,7 +21,10 @@ use crate::raft::Request;
 
 /// Commands queued for proposal before senders wait (backpressure).
 pub const PROPOSAL_QUEUE_MAX: usize = 16 * 1024;
-/// Most commands in one batch (one Raft entry, or one forwarded request).
+/// A batch (one Raft entry, or one forwarded request) stops growing at
+/// this many commands. Its units are never split, so the last one (a
+/// follower's forwarded batch, itself at most this many) may carry it
+/// past.
 pub const PROPOSAL_COMMANDS_MAX: usize = 2048;
 /// Most bytes of commands in one batch (one more command may follow, up to
 /// the request limit). openraft gives an AppendEntries one heartbeat
@@ -33,12 +36,20 @@ const PROPOSALS_IN_FLIGHT_MAX: usize = 2;
 /// Linearizable reads queued before senders wait.
 pub const READ_QUEUE_MAX: usize = 16 * 1024;
 
+/// Commands that go into one proposal together (one client's command, or
+/// a batch a follower forwarded), answered together.
 pub struct Pending {
-    pub cmd: Command,
+    pub cmds: Vec<Command>,
     /// Forwarded to us by a follower: propose here or fail, never forward
     /// again (leadership may have moved; the client will retry).
     pub local_only: bool,
-    pub reply: oneshot::Sender<Result<CommandResult>>,
+    pub reply: oneshot::Sender<Result<Vec<CommandResult>>>,
+}
+
+impl Pending {
+    fn encoded_len(&self) -> usize {
+        self.cmds.iter().map(|c| c.encoded_len()).sum()
+    }
 }
 
 pub struct ReadWaiter {
@@ -58,12 +69,14 @@ pub async fn run_proposer(replica: Arc<Replica>, mut rx: mpsc::Receiver<Pending>
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let mut bytes = first.cmd.encoded_len();
+        let mut bytes = first.encoded_len();
+        let mut commands = first.cmds.len();
         let mut batch = vec![first];
-        while batch.len() < PROPOSAL_COMMANDS_MAX && bytes < PROPOSAL_BYTES_MAX {
+        while commands < PROPOSAL_COMMANDS_MAX && bytes < PROPOSAL_BYTES_MAX {
             match rx.try_recv() {
                 Ok(p) => {
-                    bytes += p.cmd.encoded_len();
+                    bytes += p.encoded_len();
+                    commands += p.cmds.len();
                     batch.push(p);
                 }
                 Err(_) => break,
@@ -99,9 +112,18 @@ async fn submit(replica: &Replica, batch: Vec<Pending>) {
             return;
         }
     }
-    let (cmds, replies): (Vec<Command>, Vec<_>) =
-        batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+    let mut cmds = Vec::with_capacity(batch.iter().map(|p| p.cmds.len()).sum());
+    let mut replies = Vec::with_capacity(batch.len());
+    for p in batch {
+        replies.push((p.cmds.len(), p.reply));
+        cmds.extend(p.cmds);
+    }
     let n = cmds.len();
+    let started = std::time::Instant::now();
+    let route_name = match route {
+        Route::Local => "leader",
+        Route::Remote(_) => "forwarded",
+    };
     let results: Result<Vec<CommandResult>> = match route {
         Route::Local => match replica
             .raft
@@ -130,10 +152,14 @@ async fn submit(replica: &Replica, batch: Vec<Pending>) {
             }
         }
     };
+    replica
+        .stages
+        .observe_propose(route_name, started.elapsed());
     match results {
         Ok(results) if results.len() == n => {
-            for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(Ok(result));
+            let mut results = results.into_iter();
+            for (count, reply) in replies {
+                let _ = reply.send(Ok(results.by_ref().take(count).collect()));
             }
         }
         Ok(results) => {
@@ -142,14 +168,14 @@ async fn submit(replica: &Replica, batch: Vec<Pending>) {
                 got = results.len(),
                 "wrong number of results for a batch"
             );
-            for reply in replies {
+            for (_, reply) in replies {
                 let _ = reply.send(Err(Error::Internal(
                     "wrong number of results for a batch".into(),
                 )));
             }
         }
         Err(e) => {
-            for reply in replies {
+            for (_, reply) in replies {
                 let _ = reply.send(Err(e.clone()));
             }
         }

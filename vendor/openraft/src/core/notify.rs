@@ -3,6 +3,8 @@ use crate::raft::VoteResponse;
 use crate::replication;
 use crate::MessageSummary;
 use crate::RaftTypeConfig;
+use crate::LogId;
+use crate::StorageError;
 use crate::Vote;
 
 /// A message coming from the internal components.
@@ -41,6 +43,16 @@ where C: RaftTypeConfig
 
     /// Result of executing a command sent from state machine worker.
     StateMachine { command_result: sm::CommandResult<C> },
+
+    /// Keelson: the leader's own append of `log_id` reached disk (or failed).
+    /// The leader replicates without waiting for it; its own progress moves
+    /// only now, so an entry commits once a quorum holds it durably.
+    LocalLogFlushed {
+        /// The vote of the leader that appended.
+        vote: Vote<C::NodeId>,
+        log_id: LogId<C::NodeId>,
+        result: Result<(), StorageError<C::NodeId>>,
+    },
 
     /// A tick event to wake up RaftCore to check timeout etc.
     Tick {
@@ -84,6 +96,9 @@ where C: RaftTypeConfig
             }
             Self::StateMachine { command_result } => {
                 format!("StateMachine command done: {:?}", command_result)
+            }
+            Self::LocalLogFlushed { vote, log_id, result } => {
+                format!("LocalLogFlushed: vote: {}, log_id: {}, ok: {}", vote, log_id, result.is_ok())
             }
             Self::Tick { i } => {
                 format!("Tick {}", i)

@@ -730,6 +730,43 @@ where
         Ok(())
     }
 
+    /// Keelson: submit entries to the log store and return once they are
+    /// readable (so replication can read them); the flush is reported later
+    /// through `Notify::LocalLogFlushed`.
+    pub(crate) async fn append_to_log_async<I>(
+        &mut self,
+        entries: I,
+        vote: Vote<C::NodeId>,
+        last_log_id: LogId<C::NodeId>,
+    ) -> Result<(), StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let (tx, rx) = C::AsyncRuntime::oneshot();
+        let log_io_id = LogIOId::new(vote.clone(), Some(last_log_id.clone()));
+        let callback = LogFlushed::new(log_io_id, tx);
+
+        self.log_store.append(entries, callback).await?;
+
+        let tx_notify = self.tx_notify.clone();
+        // False positive lint warning(`non-binding `let` on a future`): https://github.com/rust-lang/rust-clippy/issues/9932
+        #[allow(clippy::let_underscore_future)]
+        let _ = C::spawn(async move {
+            let result = match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+                Err(e) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+            };
+            let _ = tx_notify.send(Notify::LocalLogFlushed {
+                vote,
+                log_id: last_log_id,
+                result,
+            });
+        });
+        Ok(())
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn apply_to_state_machine(
         &mut self,
@@ -1278,6 +1315,20 @@ where
                 }
             }
 
+            Notify::LocalLogFlushed { vote, log_id, result } => {
+                if let Err(e) = result {
+                    tracing::error!(error = display(&e), "leader's log flush failed");
+                    return Err(Fatal::from(e));
+                }
+                // Only the leader that appended counts its own flush: after a
+                // change of vote the entries may have been replaced.
+                if let Ok(mut lh) = self.engine.leader_handler() {
+                    if lh.leader.vote == vote {
+                        lh.replication_handler().update_local_progress(Some(log_id));
+                    }
+                }
+            }
+
             Notify::Tick { i } => {
                 // check every timer
 
@@ -1637,12 +1688,26 @@ where
                 let last_log_id = entries.last().unwrap().get_log_id().clone();
                 tracing::debug!("AppendInputEntries: {}", DisplaySlice::<_>(&entries),);
 
-                self.append_to_log(entries, vote, last_log_id.clone()).await?;
+                // Keelson: a leader appends without waiting for the flush, so
+                // that replication (the Replicate commands queued after this
+                // one) overlaps its own fsync, as etcd's raft does. Its own
+                // progress moves when the flush is reported
+                // (Notify::LocalLogFlushed). Followers still wait: they must
+                // not acknowledge entries that are not on disk.
+                let leading = match self.engine.leader_handler() {
+                    Ok(lh) => lh.leader.vote == vote,
+                    Err(_) => false,
+                };
+                if leading {
+                    self.append_to_log_async(entries, vote, last_log_id).await?;
+                } else {
+                    self.append_to_log(entries, vote, last_log_id.clone()).await?;
 
-                // The leader may have changed.
-                // But reporting to a different leader is not a problem.
-                if let Ok(mut lh) = self.engine.leader_handler() {
-                    lh.replication_handler().update_local_progress(Some(last_log_id));
+                    // The leader may have changed.
+                    // But reporting to a different leader is not a problem.
+                    if let Ok(mut lh) = self.engine.leader_handler() {
+                        lh.replication_handler().update_local_progress(Some(last_log_id));
+                    }
                 }
             }
             Command::SaveVote { vote } => {
