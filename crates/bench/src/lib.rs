@@ -19,6 +19,8 @@
 //!   to complete, the controllers' CPU.
 //! - `bench write-path`: a lone write's latency, stage by stage, leader and
 //!   follower routes, against etcd's.
+//! - `bench scale`: memory, disk, snapshot, restart, catch-up and
+//!   throughput at 10,000 and 1M keys, against etcd's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,12 +65,16 @@ pub enum BenchCommand {
     /// Where a lone write's time goes: sequential puts to the leader and
     /// to a follower, the servers' stage timings, etcd in the same run.
     WritePath(write_path::WritePathArgs),
+    /// The store as its data grows: memory, disk, snapshots, restart,
+    /// catch-up and throughput at 10,000 and 1M keys, etcd in the same run.
+    Scale(scale::ScaleArgs),
 }
 
 mod api;
 mod jobs;
 mod nodes;
 mod pods;
+mod scale;
 mod schedule;
 mod services;
 mod write_path;
@@ -283,6 +289,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Services(a) => services::run(a).await,
         BenchCommand::Jobs(a) => jobs::run(a).await,
         BenchCommand::WritePath(a) => write_path::run(a).await,
+        BenchCommand::Scale(a) => scale::run(a).await,
     }
 }
 
