@@ -108,6 +108,33 @@ fn keelson_bin() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("find the keelson binary")
 }
 
+/// A Keelson cluster of `members` replicas (not yet healthy) for the KV
+/// benchmarks: the scheduler and controllers off, `extra` flags added,
+/// run from `server_bin` (another build, to compare) or this binary.
+fn keelson_cluster(
+    server_bin: Option<&std::path::Path>,
+    members: usize,
+    extra: &[String],
+    dir: &std::path::Path,
+) -> anyhow::Result<ProcCluster> {
+    let bin = match server_bin {
+        Some(bin) => bin.to_path_buf(),
+        None => keelson_bin()?,
+    };
+    ProcCluster::start(
+        Program::Keelson {
+            bin,
+            extra_args: ["--disable-scheduler", "--disable-controllers"]
+                .into_iter()
+                .map(String::from)
+                .chain(extra.iter().cloned())
+                .collect(),
+        },
+        members,
+        dir,
+    )
+}
+
 #[derive(Args, Clone)]
 pub struct LoadArgs {
     /// Seconds per throughput phase.
@@ -553,10 +580,6 @@ fn print_results(label: &str, results: &[PhaseResult]) {
 }
 
 async fn compare(a: CompareArgs) -> anyhow::Result<()> {
-    let me = match &a.server_bin {
-        Some(bin) => bin.clone(),
-        None => keelson_bin()?,
-    };
     let dir = tempfile::tempdir()?;
     println!(
         "machine: {} cores; {} members per cluster; fsync on for both",
@@ -565,12 +588,10 @@ async fn compare(a: CompareArgs) -> anyhow::Result<()> {
     );
 
     let keelson = {
-        let c = ProcCluster::start(
-            Program::Keelson {
-                bin: me.clone(),
-                extra_args: vec!["--disable-scheduler".into(), "--disable-controllers".into()],
-            },
+        let c = keelson_cluster(
+            a.server_bin.as_deref(),
             a.members,
+            &[],
             &dir.path().join("keelson"),
         )?;
         c.wait_healthy(Duration::from_secs(30)).await?;

@@ -71,7 +71,7 @@ async fn replica_usage(pids: &[u32], secs: u64) -> (Vec<(f64, f64)>, f64) {
 }
 
 /// VmRSS of a process, in MiB.
-fn rss_mib(pid: u32) -> f64 {
+pub(crate) fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

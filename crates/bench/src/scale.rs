@@ -19,7 +19,8 @@ use keelson_proto::etcdserverpb::{PutRequest, RangeRequest, SnapshotRequest};
 use keelson_testkit::{channel, ProcCluster, Program};
 use tonic::transport::Channel;
 
-use crate::{keelson_bin, num_cpus, Load, Op, PhaseResult};
+use crate::nodes::rss_mib;
+use crate::{keelson_cluster, num_cpus, Load, Op, PhaseResult};
 
 #[derive(Args)]
 pub struct ScaleArgs {
@@ -96,18 +97,6 @@ async fn load_keys(
     Ok((to - from) as f64 / start.elapsed().as_secs_f64())
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -159,6 +148,18 @@ async fn until_serving(endpoint: &str, limit: Duration) -> anyhow::Result<Durati
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The leader's index and a follower's.
+async fn leader_and_follower(c: &ProcCluster) -> anyhow::Result<(usize, usize)> {
+    let leader = c
+        .leader()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no leader"))?;
+    let follower = (0..c.members.len())
+        .find(|i| *i != leader)
+        .ok_or_else(|| anyhow::anyhow!("no follower"))?;
+    Ok((leader, follower))
 }
 
 struct SizeReport {
@@ -278,11 +279,7 @@ async fn run_one(system: &str, mut c: ProcCluster, a: &ScaleArgs) -> anyhow::Res
     );
 
     // Restart: a follower killed and started again on its data.
-    let leader = c
-        .leader()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no leader"))?;
-    let follower = (0..3).find(|i| *i != leader).unwrap_or(0);
+    let (_, follower) = leader_and_follower(&c).await?;
     c.kill(follower);
     c.restart(follower)?;
     let took = until_serving(&c.members[follower].endpoint(), Duration::from_secs(300)).await?;
@@ -294,11 +291,7 @@ async fn run_one(system: &str, mut c: ProcCluster, a: &ScaleArgs) -> anyhow::Res
 
     // Catch-up: a follower down while puts land, then started.
     c.wait_healthy(Duration::from_secs(120)).await?;
-    let leader = c
-        .leader()
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no leader"))?;
-    let follower = (0..3).find(|i| *i != leader).unwrap_or(0);
+    let (leader, follower) = leader_and_follower(&c).await?;
     c.kill(follower);
     let up: Vec<KvClient<Channel>> = (0..3)
         .filter(|i| *i != follower)
@@ -329,26 +322,16 @@ async fn run_one(system: &str, mut c: ProcCluster, a: &ScaleArgs) -> anyhow::Res
 }
 
 pub async fn run(a: ScaleArgs) -> anyhow::Result<()> {
-    let me = match &a.server_bin {
-        Some(bin) => bin.clone(),
-        None => keelson_bin()?,
-    };
     let dir = tempfile::tempdir()?;
     println!(
         "machine: {} cores; 3 members per cluster on loopback; fsync on for both; {} B values",
         num_cpus(),
         a.value_size
     );
-    let keelson = ProcCluster::start(
-        Program::Keelson {
-            bin: me,
-            extra_args: ["--disable-scheduler", "--disable-controllers"]
-                .into_iter()
-                .map(String::from)
-                .chain(a.server_args.iter().cloned())
-                .collect(),
-        },
+    let keelson = keelson_cluster(
+        a.server_bin.as_deref(),
         3,
+        &a.server_args,
         &dir.path().join("keelson"),
     )?;
     run_one("keelson", keelson, &a).await?;

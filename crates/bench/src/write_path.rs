@@ -14,7 +14,7 @@ use keelson_proto::etcdserverpb::{PutRequest, RangeRequest};
 use keelson_testkit::stats::percentile;
 use keelson_testkit::{channel, ProcCluster, Program};
 
-use crate::{keelson_bin, num_cpus};
+use crate::{keelson_cluster, num_cpus};
 
 #[derive(Args)]
 pub struct WritePathArgs {
@@ -284,10 +284,6 @@ async fn measure(
 }
 
 pub async fn run(a: WritePathArgs) -> anyhow::Result<()> {
-    let me = match &a.server_bin {
-        Some(bin) => bin.clone(),
-        None => keelson_bin()?,
-    };
     let dir = tempfile::tempdir()?;
     println!(
         "machine: {} cores; 3 members per cluster on loopback; fsync on for both; {} B values",
@@ -295,14 +291,7 @@ pub async fn run(a: WritePathArgs) -> anyhow::Result<()> {
         a.value_size
     );
     {
-        let c = ProcCluster::start(
-            Program::Keelson {
-                bin: me,
-                extra_args: vec!["--disable-scheduler".into(), "--disable-controllers".into()],
-            },
-            3,
-            &dir.path().join("keelson"),
-        )?;
+        let c = keelson_cluster(a.server_bin.as_deref(), 3, &[], &dir.path().join("keelson"))?;
         c.wait_healthy(Duration::from_secs(30)).await?;
         let ports: Vec<u16> = c.members.iter().map(|m| m.metrics_port).collect();
         measure("keelson", &c, &ports, KEELSON_STAGES, &a).await?;
