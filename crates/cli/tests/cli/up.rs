@@ -26,20 +26,10 @@ fn repo_file(rel: &str) -> String {
 
 /// `keelson <args> --config <config>`: (success, stdout and stderr).
 fn cli(config: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(keelson_bin())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run keelson");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    all.push("--config".as_ref());
+    all.push(config.as_os_str());
+    common::keelson_plain(&all)
 }
 
 fn ready(p: &v1::Pod) -> bool {
