@@ -15,6 +15,7 @@ pub const RENAMES: &[(&str, &str)] = &[
     ("ContainerStatus.image_id", "imageID"),
     ("NodeSystemInfo.machine_id", "machineID"),
     ("DaemonEndpoint.port", "Port"),
+    ("RevisionTemplate.patch", "$patch"),
 ];
 
 /// Kubernetes' IntOrString fields (`Message.field`): held in a string, read
@@ -27,6 +28,7 @@ pub const INT_OR_STRING: &[&str] = &[
     "RollingUpdateDeployment.max_surge",
     "RollingUpdateDaemonSet.max_unavailable",
     "RollingUpdateDaemonSet.max_surge",
+    "RollingUpdateStatefulSetStrategy.max_unavailable",
 ];
 
 /// Fields of Kubernetes' `map<string, []byte>` type (`Message.field`):

@@ -1230,6 +1230,11 @@ fn container_spec(
             .map(|s| s.hostname.clone())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| pod.meta().name.clone()),
+        subdomain: pod
+            .spec
+            .as_ref()
+            .map(|s| s.subdomain.clone())
+            .unwrap_or_default(),
         image_pull_policy: c.image_pull_policy.clone(),
         dns_policy: pod
             .spec

@@ -1104,6 +1104,7 @@ mod tests {
             image_pull_policy: String::new(),
             mounts: Vec::new(),
             dns_policy: String::new(),
+            subdomain: String::new(),
         }
     }
 

@@ -439,12 +439,24 @@ impl Inner {
         } else {
             spec.hostname.clone()
         };
+        // With a subdomain, the pod's own line leads with its DNS name, as
+        // the kubelet's hosts file does.
+        let names = if spec.subdomain.is_empty() {
+            hostname.clone()
+        } else {
+            format!(
+                "{hostname}.{}.{}.svc.{}\t{hostname}",
+                spec.subdomain,
+                spec.pod_namespace,
+                crate::dns::CLUSTER_DOMAIN
+            )
+        };
         fs::write(dir.join("hostname"), format!("{hostname}\n"))
             .and_then(|_| {
                 fs::write(
                     dir.join("hosts"),
                     format!(
-                        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
+                        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{names}\n"
                     ),
                 )
             })

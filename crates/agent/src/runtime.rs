@@ -41,6 +41,9 @@ pub struct ContainerSpec {
     pub pod_ip: String,
     /// The pod's hostname (`spec.hostname`, else its name).
     pub hostname: String,
+    /// The pod's `spec.subdomain` (with a hostname: its DNS name under
+    /// that headless Service, in the runc runtime's `/etc/hosts`).
+    pub subdomain: String,
     /// Always, IfNotPresent or Never (empty: Kubernetes' default for the
     /// image's tag).
     pub image_pull_policy: String,

@@ -1,6 +1,6 @@
 //! Kubernetes' `ControllerExpectations`, and the pod writes they follow
 //! ([`write_pods`]), shared by the controllers that create and delete
-//! pods (ReplicaSets, Jobs, DaemonSets): after writing
+//! pods (ReplicaSets, Jobs, DaemonSets, StatefulSets): after writing
 //! pods for an owner, the owner is not decided on again until the pod
 //! cache shows those creates and deletes (or [`TIMEOUT`] passes), so a
 //! lagging cache never makes a controller create the same pods twice.

@@ -1,5 +1,6 @@
 //! The garbage collector around [`keelson_controllers::gc::reconcile`] over
-//! every cached kind that can own or be owned (CronJobs, Jobs, DaemonSets, ConfigMaps, Secrets, Deployments,
+//! every cached kind that can own or be owned (CronJobs, Jobs, DaemonSets,
+//! StatefulSets, ControllerRevisions, ConfigMaps, Secrets, Deployments,
 //! ReplicaSets, pods, Services, Endpoints, nodes): it deletes dependents whose owners
 //! are gone (background) or being deleted in the foreground, removes
 //! ownerReferences for orphan propagation, and removes the
@@ -28,7 +29,9 @@ use crate::controller::{kind_key, Controller, PassCtx};
 use crate::{concurrently, Ctx};
 
 /// The kinds in the collector's graph.
-const CACHED: [Kind; 11] = [
+const CACHED: [Kind; 13] = [
+    Kind::StatefulSet,
+    Kind::ControllerRevision,
     Kind::ConfigMap,
     Kind::Secret,
     Kind::DaemonSet,
@@ -58,6 +61,8 @@ impl Controller for GarbageCollector {
             ctx.secrets.changes(),
             ctx.cronjobs.changes(),
             ctx.daemonsets.changes(),
+            ctx.statefulsets.changes(),
+            ctx.revisions.changes(),
             ctx.jobs.changes(),
             ctx.deployments.changes(),
             ctx.replicasets.changes(),
@@ -125,6 +130,8 @@ async fn pass(ctx: &Ctx, p: &mut PassCtx<'_>) {
     nodes_of(&ctx.secrets, &mut graph);
     nodes_of(&ctx.cronjobs, &mut graph);
     nodes_of(&ctx.daemonsets, &mut graph);
+    nodes_of(&ctx.statefulsets, &mut graph);
+    nodes_of(&ctx.revisions, &mut graph);
     nodes_of(&ctx.jobs, &mut graph);
     nodes_of(&ctx.deployments, &mut graph);
     nodes_of(&ctx.replicasets, &mut graph);
@@ -132,8 +139,8 @@ async fn pass(ctx: &Ctx, p: &mut PassCtx<'_>) {
     nodes_of(&ctx.services, &mut graph);
     nodes_of(&ctx.endpoints, &mut graph);
     nodes_of(&ctx.nodes, &mut graph);
-    // Owners of kinds this collector does not cache (a StatefulSet or a custom
-    // resource from a Kubernetes manifest, a Namespace...) cannot be seen
+    // Owners of kinds this collector does not cache (a custom resource from a
+    // Kubernetes manifest, a Namespace...) cannot be seen
     // to be gone: their dependents are left alone.
     let actions: Vec<(String, Action)> = reconcile(&graph)
         .into_iter()

@@ -5,7 +5,9 @@
 //! for the `kube-system/keelson-controller-manager` leadership lease
 //! ([`keelson_sdk::LeaderElector`], short TTL) and only the holder writes.
 //! All instances keep their caches warm (reflectors over pods, ReplicaSets,
-//! Deployments, DaemonSets, Jobs, CronJobs, ConfigMaps, Secrets, nodes, node heartbeat leases, Services and Endpoints), so a
+//! Deployments, DaemonSets, StatefulSets, ControllerRevisions, Jobs,
+//! CronJobs, ConfigMaps, Secrets, nodes, node heartbeat leases, Services
+//! and Endpoints), so a
 //! new leader acts within a lease TTL of the old one's death.
 //!
 //! Every controller runs in the same loop,
@@ -38,6 +40,8 @@
 //! - [`cronjobs`]: a Job per CronJob schedule time, never two.
 //! - [`daemonsets`]: a pod per eligible node, rolled out within
 //!   maxUnavailable.
+//! - [`statefulsets`]: pods `<set>-<ordinal>` in order, their revisions as
+//!   ControllerRevisions, rolled out from the highest ordinal.
 //! - [`gc`]: ownerReference garbage collection (background, foreground,
 //!   orphan).
 //! - [`jobs`]: pods for Jobs, each finished pod counted once.
@@ -71,6 +75,7 @@ pub mod nodeipam;
 pub mod nodes;
 pub mod replicasets;
 pub mod retry;
+pub mod statefulsets;
 
 /// The election every controller-manager instance runs in.
 pub const ELECTION: (&str, &str) = ("kube-system", "keelson-controller-manager");
@@ -128,6 +133,9 @@ pub struct Ctx {
     pub jobs: Store<v1::Job>,
     pub cronjobs: Store<v1::CronJob>,
     pub daemonsets: Store<v1::DaemonSet>,
+    pub statefulsets: Store<v1::StatefulSet>,
+    /// ControllerRevisions (the StatefulSets' template history).
+    pub revisions: Store<v1::ControllerRevision>,
     /// For the garbage collector's graph (dependents by ownerReference).
     pub configmaps: Store<v1::ConfigMap>,
     pub secrets: Store<v1::Secret>,
@@ -170,7 +178,9 @@ pub async fn run(client: Client, options: Options) {
     let (cronjobs, _t9) = reflector(Api::<v1::CronJob>::all(client.clone()), all.clone());
     let (daemonsets, _t10) = reflector(Api::<v1::DaemonSet>::all(client.clone()), all.clone());
     let (configmaps, _t11) = reflector(Api::<v1::ConfigMap>::all(client.clone()), all.clone());
-    let (secrets, _t12) = reflector(Api::<v1::Secret>::all(client.clone()), all);
+    let (secrets, _t12) = reflector(Api::<v1::Secret>::all(client.clone()), all.clone());
+    let (statefulsets, _t13) = reflector(Api::<v1::StatefulSet>::all(client.clone()), all.clone());
+    let (revisions, _t14) = reflector(Api::<v1::ControllerRevision>::all(client.clone()), all);
     pods.wait_ready().await;
     replicasets.wait_ready().await;
     deployments.wait_ready().await;
@@ -183,6 +193,8 @@ pub async fn run(client: Client, options: Options) {
     daemonsets.wait_ready().await;
     configmaps.wait_ready().await;
     secrets.wait_ready().await;
+    statefulsets.wait_ready().await;
+    revisions.wait_ready().await;
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), COMPONENT),
         client,
@@ -197,6 +209,8 @@ pub async fn run(client: Client, options: Options) {
         jobs,
         cronjobs,
         daemonsets,
+        statefulsets,
+        revisions,
         configmaps,
         secrets,
         options,
@@ -205,7 +219,7 @@ pub async fn run(client: Client, options: Options) {
     // it is dropped they are aborted, the leadership receivers go, and the
     // elector gives the lease back.
     let _reflectors = AbortOnDrop(vec![
-        _t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8, _t9, _t10, _t11, _t12,
+        _t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8, _t9, _t10, _t11, _t12, _t13, _t14,
     ]);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(run_controller(
@@ -217,6 +231,10 @@ pub async fn run(client: Client, options: Options) {
     tasks.spawn(run_controller(
         ctx.clone(),
         daemonsets::DaemonSets::default(),
+    ));
+    tasks.spawn(run_controller(
+        ctx.clone(),
+        statefulsets::StatefulSets::default(),
     ));
     tasks.spawn(run_controller(ctx.clone(), endpoints::Endpoints));
     tasks.spawn(run_controller(ctx.clone(), gc::GarbageCollector));

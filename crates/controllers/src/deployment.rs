@@ -161,7 +161,7 @@ pub fn template_hash(template: &v1::PodTemplateSpec) -> String {
 
 /// As Kubernetes' `ComputeHash`: the collision count, when set, is hashed
 /// after the template so that a new name can be tried.
-fn compute_hash(template: &v1::PodTemplateSpec, collision_count: Option<i32>) -> String {
+pub(crate) fn compute_hash(template: &v1::PodTemplateSpec, collision_count: Option<i32>) -> String {
     let mut t = template.clone();
     t.metadata
         .get_or_insert_with(Default::default)

@@ -59,7 +59,7 @@ pub fn desired(service: &v1::Service, pods: &[v1::Pod]) -> Option<v1::Endpoints>
         if pm.namespace != meta.namespace || !selector.matches(&pm.labels) || !is_serving(pod) {
             continue;
         }
-        let address = endpoint_address(pod);
+        let address = endpoint_address(pod, &meta.name);
         let key = addr_key(&address);
         let ready = is_ready(pod);
         let mut offered = false;
@@ -238,15 +238,25 @@ fn is_serving(pod: &v1::Pod) -> bool {
         && pod.status.as_ref().is_some_and(|s| !s.pod_ip.is_empty())
 }
 
-fn endpoint_address(pod: &v1::Pod) -> v1::EndpointAddress {
+/// A pod's address in Service `service`'s Endpoints: with the pod's
+/// hostname when its subdomain names that Service (as Kubernetes'
+/// `podToEndpointAddressForService`), which the cluster DNS serves as
+/// `<hostname>.<service>.<ns>.svc`.
+fn endpoint_address(pod: &v1::Pod, service: &str) -> v1::EndpointAddress {
     let meta = pod.meta();
+    let hostname = pod
+        .spec
+        .as_ref()
+        .filter(|s| !s.hostname.is_empty() && s.subdomain == service)
+        .map(|s| s.hostname.clone())
+        .unwrap_or_default();
     v1::EndpointAddress {
         ip: pod
             .status
             .as_ref()
             .map(|s| s.pod_ip.clone())
             .unwrap_or_default(),
-        hostname: String::new(),
+        hostname,
         node_name: pod
             .spec
             .as_ref()
@@ -631,6 +641,34 @@ mod tests {
                 "case (reversed): {name}"
             );
         }
+    }
+
+    #[test]
+    fn a_pods_hostname_is_published_under_the_service_its_subdomain_names() {
+        let mut named = pod("a", "10.0.0.1");
+        if let Some(spec) = named.spec.as_mut() {
+            spec.hostname = "db-0".into();
+            spec.subdomain = "web".into();
+        }
+        let mut elsewhere = pod("b", "10.0.0.2");
+        if let Some(spec) = elsewhere.spec.as_mut() {
+            spec.hostname = "db-1".into();
+            spec.subdomain = "other".into();
+        }
+        let e = desired(&svc(vec![sport("http", 80, "http")]), &[named, elsewhere]);
+        let hosts: Vec<(String, String)> = e
+            .iter()
+            .flat_map(|e| &e.subsets)
+            .flat_map(|s| &s.addresses)
+            .map(|a| (a.ip.clone(), a.hostname.clone()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("10.0.0.1".to_string(), "db-0".to_string()),
+                ("10.0.0.2".to_string(), String::new())
+            ]
+        );
     }
 
     #[test]

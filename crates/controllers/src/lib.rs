@@ -27,6 +27,9 @@
 //!   counted once through the tracking finalizer; backoff limit, deadline,
 //!   suspend, TTL).
 //! - [`nodeipam`]: pod CIDRs for nodes (one subnet of the cluster CIDR each).
+//! - [`statefulset`]: the StatefulSet controller (pods with stable names
+//!   in ordinal order, rolling update from the highest ordinal down to a
+//!   partition, revisions as ControllerRevisions).
 //! - [`replicaset`]: the ReplicaSet controller (create, delete and adopt
 //!   pods; compute the status), after Kubernetes' `ReplicaSetController`.
 
@@ -69,3 +72,4 @@ pub mod job;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod statefulset;

@@ -196,6 +196,21 @@ pub fn apply(o: &mut Object) {
                 job(s);
             }
         }
+        Variant::StatefulSet(sts) => {
+            if let Some(s) = sts.spec.as_mut() {
+                s.replicas.get_or_insert(REPLICAS);
+                default_str(&mut s.pod_management_policy, "OrderedReady");
+                let u = s.update_strategy.get_or_insert_with(Default::default);
+                default_str(&mut u.r#type, "RollingUpdate");
+                if u.r#type == "RollingUpdate" {
+                    let ru = u.rolling_update.get_or_insert_with(Default::default);
+                    ru.partition.get_or_insert(0);
+                }
+                s.revision_history_limit
+                    .get_or_insert(REVISION_HISTORY_LIMIT);
+                template(s.template.as_mut());
+            }
+        }
         Variant::DaemonSet(ds) => {
             if let Some(s) = ds.spec.as_mut() {
                 let u = s.update_strategy.get_or_insert_with(Default::default);
@@ -222,7 +237,10 @@ pub fn apply(o: &mut Object) {
                 template(t.and_then(|s| s.template.as_mut()));
             }
         }
-        Variant::Node(_) | Variant::Lease(_) | Variant::ConfigMap(_) => {}
+        Variant::Node(_)
+        | Variant::Lease(_)
+        | Variant::ConfigMap(_)
+        | Variant::ControllerRevision(_) => {}
     }
 }
 

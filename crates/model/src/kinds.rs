@@ -22,10 +22,12 @@ pub enum Kind {
     Job,
     CronJob,
     DaemonSet,
+    StatefulSet,
+    ControllerRevision,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -40,6 +42,8 @@ impl Kind {
         Kind::Job,
         Kind::CronJob,
         Kind::DaemonSet,
+        Kind::StatefulSet,
+        Kind::ControllerRevision,
     ];
 
     /// The kind as written in manifests (`kind: Deployment`).
@@ -59,6 +63,8 @@ impl Kind {
             Kind::Job => "Job",
             Kind::CronJob => "CronJob",
             Kind::DaemonSet => "DaemonSet",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::ControllerRevision => "ControllerRevision",
         }
     }
 
@@ -79,13 +85,19 @@ impl Kind {
             Kind::Job => "jobs",
             Kind::CronJob => "cronjobs",
             Kind::DaemonSet => "daemonsets",
+            Kind::StatefulSet => "statefulsets",
+            Kind::ControllerRevision => "controllerrevisions",
         }
     }
 
     /// `apiVersion` as Kubernetes spells it for this kind.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::ReplicaSet | Kind::Deployment | Kind::DaemonSet => "apps/v1",
+            Kind::ReplicaSet
+            | Kind::Deployment
+            | Kind::DaemonSet
+            | Kind::StatefulSet
+            | Kind::ControllerRevision => "apps/v1",
             Kind::Lease => "coordination.k8s.io/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
             _ => "v1",
@@ -102,7 +114,21 @@ impl Kind {
     pub fn has_status(self) -> bool {
         !matches!(
             self,
-            Kind::Endpoints | Kind::Event | Kind::Lease | Kind::ConfigMap | Kind::Secret
+            Kind::Endpoints
+                | Kind::Event
+                | Kind::Lease
+                | Kind::ConfigMap
+                | Kind::Secret
+                | Kind::ControllerRevision
+        )
+    }
+
+    /// Whether objects of this kind have the `scale` subresource (an
+    /// `autoscaling/v1 Scale` view of `spec.replicas`).
+    pub fn has_scale(self) -> bool {
+        matches!(
+            self,
+            Kind::Deployment | Kind::ReplicaSet | Kind::StatefulSet
         )
     }
 
@@ -124,6 +150,8 @@ impl Kind {
             Kind::Job => &[],
             Kind::CronJob => &["cj"],
             Kind::DaemonSet => &["ds"],
+            Kind::StatefulSet => &["sts"],
+            Kind::ControllerRevision => &[],
         }
     }
 
@@ -222,6 +250,8 @@ resource!(Secret, Secret);
 resource!(Job, Job);
 resource!(CronJob, CronJob);
 resource!(DaemonSet, DaemonSet);
+resource!(StatefulSet, StatefulSet);
+resource!(ControllerRevision, ControllerRevision);
 
 /// Calls `$f` with the typed object inside an [`Object`], whatever its kind.
 #[macro_export]
@@ -242,6 +272,8 @@ macro_rules! with_object {
             ::keelson_proto::api::object::Kind::Job($x) => $body,
             ::keelson_proto::api::object::Kind::CronJob($x) => $body,
             ::keelson_proto::api::object::Kind::DaemonSet($x) => $body,
+            ::keelson_proto::api::object::Kind::StatefulSet($x) => $body,
+            ::keelson_proto::api::object::Kind::ControllerRevision($x) => $body,
         }
     };
 }
@@ -308,6 +340,14 @@ macro_rules! for_kind {
                 type $t = ::keelson_proto::v1::DaemonSet;
                 $body
             }
+            $crate::Kind::StatefulSet => {
+                type $t = ::keelson_proto::v1::StatefulSet;
+                $body
+            }
+            $crate::Kind::ControllerRevision => {
+                type $t = ::keelson_proto::v1::ControllerRevision;
+                $body
+            }
         }
     };
 }
@@ -343,6 +383,8 @@ pub fn kind_of(o: &Object) -> Option<Kind> {
         object::Kind::Job(_) => Kind::Job,
         object::Kind::CronJob(_) => Kind::CronJob,
         object::Kind::DaemonSet(_) => Kind::DaemonSet,
+        object::Kind::StatefulSet(_) => Kind::StatefulSet,
+        object::Kind::ControllerRevision(_) => Kind::ControllerRevision,
     })
 }
 
@@ -396,6 +438,8 @@ fn object_field(kind: Kind) -> u32 {
         Kind::Job => 12,
         Kind::CronJob => 13,
         Kind::DaemonSet => 14,
+        Kind::StatefulSet => 15,
+        Kind::ControllerRevision => 16,
     }
 }
 

@@ -118,6 +118,8 @@ fn column_sets(kind: Kind) -> (&'static [&'static str], &'static [&'static str])
             ],
             &["CONTAINERS", "IMAGES", "SELECTOR"],
         ),
+        Kind::StatefulSet => (&["NAME", "READY", "AGE"], &["CONTAINERS", "IMAGES"]),
+        Kind::ControllerRevision => (&["NAME", "CONTROLLER", "REVISION", "AGE"], &[]),
         Kind::CronJob => (
             &[
                 "NAME",
@@ -182,6 +184,8 @@ pub fn row(o: &Object, wide: bool, now: SystemTime) -> Vec<String> {
         Variant::Job(j) => job_row(j, wide, now),
         Variant::CronJob(cj) => cron_job_row(cj, wide, now),
         Variant::DaemonSet(ds) => daemon_set_row(ds, wide, now),
+        Variant::StatefulSet(sts) => stateful_set_row(sts, wide, now),
+        Variant::ControllerRevision(r) => controller_revision_row(r, now),
         Variant::Lease(l) => vec![
             name(&l.metadata),
             or_none(l.spec.as_ref().map_or("", |s| s.holder_identity.as_str())),
@@ -483,6 +487,50 @@ fn daemon_set_row(ds: &v1::DaemonSet, wide: bool, now: SystemTime) -> Vec<String
         ));
     }
     r
+}
+
+/// A StatefulSet's row, as kubectl's `printStatefulSet`: READY is ready
+/// of desired replicas.
+fn stateful_set_row(sts: &v1::StatefulSet, wide: bool, now: SystemTime) -> Vec<String> {
+    let spec = sts.spec.clone().unwrap_or_default();
+    let s = sts.status.clone().unwrap_or_default();
+    let mut r = vec![
+        name(&sts.metadata),
+        format!("{}/{}", s.ready_replicas, spec.replicas.unwrap_or(1)),
+        created(&sts.metadata, now),
+    ];
+    if wide {
+        let [containers, images, _] = template_columns(spec.template.as_ref(), None);
+        r.extend([containers, images]);
+    }
+    r
+}
+
+/// A ControllerRevision's row, as kubectl's `printControllerRevision`:
+/// CONTROLLER is `<kind>.<group>/<name>` of its controller.
+fn controller_revision_row(r: &v1::ControllerRevision, now: SystemTime) -> Vec<String> {
+    let controller = r
+        .metadata
+        .as_ref()
+        .and_then(|m| crate::controller_of(m))
+        .map_or_else(
+            || NONE.to_string(),
+            |o| {
+                let group = o.api_version.split_once('/').map_or("", |(g, _)| g);
+                let kind = o.kind.to_ascii_lowercase();
+                if group.is_empty() {
+                    format!("{kind}/{}", o.name)
+                } else {
+                    format!("{kind}.{group}/{}", o.name)
+                }
+            },
+        );
+    vec![
+        name(&r.metadata),
+        controller,
+        r.revision.to_string(),
+        created(&r.metadata, now),
+    ]
 }
 
 /// A CronJob's row, as kubectl's `printCronJob`: LAST SCHEDULE is the

@@ -325,6 +325,9 @@ fn check_pod_spec(e: &mut Errors, p: &str, spec: Option<&v1::PodSpec>, policies:
     if !spec.hostname.is_empty() && !is_dns1123_label(&spec.hostname) {
         e.invalid(&format!("{p}.hostname"), &spec.hostname, MSG_LABEL);
     }
+    if !spec.subdomain.is_empty() && !is_dns1123_label(&spec.subdomain) {
+        e.invalid(&format!("{p}.subdomain"), &spec.subdomain, MSG_LABEL);
+    }
     for (i, t) in spec.tolerations.iter().enumerate() {
         check_toleration(e, &format!("{p}.tolerations[{i}]"), t);
     }
@@ -1097,6 +1100,92 @@ fn check_daemon_set(e: &mut Errors, s: &v1::DaemonSetSpec) {
     }
 }
 
+fn check_stateful_set(e: &mut Errors, s: &v1::StatefulSetSpec) {
+    check_workload(
+        e,
+        s.replicas,
+        s.min_ready_seconds,
+        s.selector.as_ref(),
+        s.template.as_ref(),
+        TEMPLATE_RESTART_POLICIES,
+    );
+    if let Some(n) = s.revision_history_limit {
+        e.non_negative("spec.revisionHistoryLimit", n);
+    }
+    if let Some(o) = &s.ordinals {
+        e.non_negative("spec.ordinals.start", o.start);
+    }
+    if !s.service_name.is_empty() && !is_dns1123_label(&s.service_name) {
+        e.invalid("spec.serviceName", &s.service_name, MSG_LABEL);
+    }
+    e.empty_or_one_of(
+        "spec.podManagementPolicy",
+        &s.pod_management_policy,
+        &["OrderedReady", "Parallel"],
+    );
+    let Some(u) = &s.update_strategy else { return };
+    e.empty_or_one_of(
+        "spec.updateStrategy.type",
+        &u.r#type,
+        &["RollingUpdate", "OnDelete"],
+    );
+    let Some(ru) = &u.rolling_update else { return };
+    let p = "spec.updateStrategy.rollingUpdate";
+    if u.r#type != "RollingUpdate" {
+        e.invalid(
+            p,
+            "",
+            &format!("only allowed for updateStrategy '{}'", "RollingUpdate"),
+        );
+        return;
+    }
+    if let Some(n) = ru.partition {
+        e.non_negative(&format!("{p}.partition"), n);
+    }
+    if !ru.max_unavailable.is_empty() {
+        let path = format!("{p}.maxUnavailable");
+        let unavailable = check_int_or_percent(e, &path, &ru.max_unavailable);
+        if unavailable.is_some_and(|(n, _)| n == 0) {
+            e.invalid(&path, &ru.max_unavailable, "must be greater than 0");
+        }
+        if unavailable.is_some_and(|(n, pct)| pct && n > 100) {
+            e.invalid(&path, &ru.max_unavailable, "must not be greater than 100%");
+        }
+    }
+}
+
+/// The fields of a StatefulSet's spec an update may change (Kubernetes'
+/// list, less persistentVolumeClaimRetentionPolicy which Keelson lacks).
+const STATEFUL_SET_MUTABLE: &str = "'replicas', 'ordinals', 'template', 'updateStrategy', \
+     'revisionHistoryLimit' and 'minReadySeconds'";
+
+fn check_stateful_set_update(e: &mut Errors, old: &v1::StatefulSet, new: &v1::StatefulSet) {
+    let (mut a, mut b) = (
+        old.spec.clone().unwrap_or_default(),
+        new.spec.clone().unwrap_or_default(),
+    );
+    for s in [&mut a, &mut b] {
+        s.replicas = None;
+        s.ordinals = None;
+        s.template = None;
+        s.update_strategy = None;
+        s.revision_history_limit = None;
+        s.min_ready_seconds = 0;
+    }
+    if a != b {
+        e.forbidden(
+            "spec",
+            &format!(
+                "updates to statefulset spec for fields other than {STATEFUL_SET_MUTABLE} are forbidden"
+            ),
+        );
+    }
+}
+
+fn check_controller_revision(e: &mut Errors, r: &v1::ControllerRevision) {
+    e.non_negative("revision", r.revision);
+}
+
 /// The longest CronJob name: its Jobs are named `<name>-<minutes>`, 11
 /// more characters, within a label value's 63.
 const CRON_JOB_NAME_MAX: usize = 52;
@@ -1478,6 +1567,11 @@ pub fn validate(o: &Object) -> Result<(), Vec<String>> {
             Some(s) => check_daemon_set(&mut e, s),
             None => e.required("spec"),
         },
+        Variant::StatefulSet(sts) => match &sts.spec {
+            Some(s) => check_stateful_set(&mut e, s),
+            None => e.required("spec"),
+        },
+        Variant::ControllerRevision(r) => check_controller_revision(&mut e, r),
         Variant::CronJob(cj) => match &cj.spec {
             Some(s) => check_cron_job(&mut e, cj.metadata.as_ref(), s),
             None => e.required("spec"),
@@ -1549,6 +1643,14 @@ pub fn validate_update(old: &Object, new: &Object) -> Result<(), Vec<String>> {
             a.spec.as_ref().and_then(|s| s.selector.as_ref()),
             b.spec.as_ref().and_then(|s| s.selector.as_ref()),
         ),
+        (Some(Variant::StatefulSet(a)), Some(Variant::StatefulSet(b))) => {
+            check_stateful_set_update(&mut e, a, b);
+        }
+        (Some(Variant::ControllerRevision(a)), Some(Variant::ControllerRevision(b)))
+            if a.data != b.data =>
+        {
+            e.invalid("data", "", "field is immutable");
+        }
         (Some(Variant::Deployment(a)), Some(Variant::Deployment(b))) => check_selector_unchanged(
             &mut e,
             a.spec.as_ref().and_then(|s| s.selector.as_ref()),

@@ -172,7 +172,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         if k.has_status() {
             resources.push(sub("status", k.name(), &["get", "patch", "update"]));
         }
-        if matches!(k, Kind::Deployment | Kind::ReplicaSet) {
+        if k.has_scale() {
             let mut scale = sub("scale", "Scale", &["get", "patch", "update"]);
             scale["group"] = "autoscaling".into();
             scale["version"] = "v1".into();
@@ -241,7 +241,7 @@ pub fn aggregated(core: bool) -> Value {
                             "responseKind": kind_ref(group, version, k.name()),
                             "verbs": ["get", "patch", "update"]}));
                     }
-                    if matches!(k, Kind::Deployment | Kind::ReplicaSet) {
+                    if k.has_scale() {
                         subresources.push(json!({"subresource": "scale",
                             "responseKind": kind_ref("autoscaling", "v1", "Scale"),
                             "verbs": ["get", "patch", "update"]}));

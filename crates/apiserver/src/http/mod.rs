@@ -661,7 +661,7 @@ async fn read(
         (Some(name), Some("log")) if kind == Kind::Pod => {
             logs(http, who, &target.namespace, name, query).await
         }
-        (Some(name), Some("scale")) if matches!(kind, Kind::Deployment | Kind::ReplicaSet) => {
+        (Some(name), Some("scale")) if kind.has_scale() => {
             let o = get_object(http, who, &target, name, resource_version).await?;
             Ok(json_response(StatusCode::OK, &write::scale_of(&o)?))
         }

@@ -11,7 +11,7 @@
 //! writer in between makes it read and apply again (up to
 //! [`PATCH_ATTEMPTS_MAX`]), unless the patch names a resourceVersion of
 //! its own (then Conflict, as Kubernetes). `scale` (Deployments,
-//! ReplicaSets) is an `autoscaling/v1 Scale` view of `spec.replicas`.
+//! ReplicaSets, StatefulSets) is an `autoscaling/v1 Scale` view of `spec.replicas`.
 //!
 //! deletecollection deletes what the selectors pick, one object at a
 //! time through the same path. Not yet: server-side apply (415).
@@ -489,7 +489,8 @@ pub async fn patch(
     ))
 }
 
-/// The `autoscaling/v1 Scale` of a Deployment or ReplicaSet (pure).
+/// The `autoscaling/v1 Scale` of a Deployment, ReplicaSet or StatefulSet
+/// (pure).
 pub fn scale_of(o: &Object) -> Result<Value, Failure> {
     let (spec_replicas, status_replicas, selector) = match o.kind.as_ref() {
         Some(object::Kind::Deployment(d)) => (
@@ -498,6 +499,11 @@ pub fn scale_of(o: &Object) -> Result<Value, Failure> {
             d.spec.as_ref().and_then(|s| s.selector.as_ref()),
         ),
         Some(object::Kind::ReplicaSet(r)) => (
+            r.spec.as_ref().and_then(|s| s.replicas),
+            r.status.as_ref().map_or(0, |s| s.replicas),
+            r.spec.as_ref().and_then(|s| s.selector.as_ref()),
+        ),
+        Some(object::Kind::StatefulSet(r)) => (
             r.spec.as_ref().and_then(|s| s.replicas),
             r.status.as_ref().map_or(0, |s| s.replicas),
             r.spec.as_ref().and_then(|s| s.selector.as_ref()),
@@ -531,6 +537,9 @@ fn with_replicas(mut o: Object, replicas: i32) -> Object {
         Some(object::Kind::ReplicaSet(r)) => {
             r.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
         }
+        Some(object::Kind::StatefulSet(r)) => {
+            r.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
+        }
         _ => {}
     }
     o
@@ -546,7 +555,7 @@ async fn change_scale(
     commit: Commit,
     change: impl Fn(Value) -> Result<Value, Failure>,
 ) -> Result<Response, Failure> {
-    if !matches!(target.kind, Kind::Deployment | Kind::ReplicaSet) {
+    if !target.kind.has_scale() {
         return Err(Failure::no_such_path());
     }
     let name = target.name.as_deref().ok_or_else(Failure::no_such_path)?;

@@ -91,6 +91,7 @@ fn copy_status(dst: &mut Object, src: &Object) {
         (Some(K::Job(d)), Some(K::Job(s))) => d.status = s.status.clone(),
         (Some(K::CronJob(d)), Some(K::CronJob(s))) => d.status = s.status.clone(),
         (Some(K::DaemonSet(d)), Some(K::DaemonSet(s))) => d.status = s.status.clone(),
+        (Some(K::StatefulSet(d)), Some(K::StatefulSet(s))) => d.status = s.status.clone(),
         _ => {}
     }
 }
@@ -108,8 +109,16 @@ fn clear_status(o: &mut Object) {
         Some(K::Job(x)) => x.status = None,
         Some(K::CronJob(x)) => x.status = None,
         Some(K::DaemonSet(x)) => x.status = None,
+        Some(K::StatefulSet(x)) => x.status = None,
         // Kinds without a status.
-        Some(K::Endpoints(_) | K::Event(_) | K::Lease(_) | K::ConfigMap(_) | K::Secret(_))
+        Some(
+            K::Endpoints(_)
+            | K::Event(_)
+            | K::Lease(_)
+            | K::ConfigMap(_)
+            | K::Secret(_)
+            | K::ControllerRevision(_),
+        )
         | None => {}
     }
 }

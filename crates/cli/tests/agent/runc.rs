@@ -909,6 +909,69 @@ async fn services_reach_ready_pods_by_cluster_ip_and_node_port_under_runc() {
     s.kubectl.ok(&["delete", "deployment", "web"]);
 }
 
+/// A StatefulSet's pods under the headless Service its `serviceName`
+/// names: each pod's hostname is its name, its hosts file leads with its
+/// DNS name, and the node's cluster DNS answers `<pod>.<service>.<ns>.svc`
+/// with that pod's address and the Service's name with both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateful_set_pods_have_dns_names_under_runc() {
+    let _g = serial().await;
+    let s = setup().await;
+    let image = s.image.clone();
+    apply(
+        &s,
+        serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"},
+             "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 80}]}}),
+    );
+    apply(
+        &s,
+        serde_json::json!(
+            {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+             "spec": {"replicas": 2, "serviceName": "db",
+                      "selector": {"matchLabels": {"app": "db"}},
+                      "template": {"metadata": {"labels": {"app": "db"}},
+                                   "spec": {"terminationGracePeriodSeconds": 1,
+                                            "containers": [{"name": "main", "image": image,
+                                                            "command": ["sleep", "3600"]}]}}}}),
+    );
+    s.kubectl
+        .ok(&["rollout", "status", "statefulset/db", "--timeout=60s"]);
+    let ip = |p: Option<v1::Pod>| {
+        p.and_then(|p| p.status)
+            .map(|st| st.pod_ip)
+            .unwrap_or_default()
+    };
+    let ip0 = ip(pod_of(&s.pods, "db-0").await);
+    let ip1 = ip(pod_of(&s.pods, "db-1").await);
+    assert!(
+        ip0.starts_with("10.244.") && ip1.starts_with("10.244."),
+        "{ip0} {ip1}"
+    );
+    let script = "hostname; grep db-0 /etc/hosts; \
+                  nslookup db-1.db.default.svc.cluster.local; nslookup db.default.svc.cluster.local";
+    let mut out = String::new();
+    eventually(
+        Duration::from_secs(30),
+        "db-1 and db resolve from db-0",
+        || {
+            let (_, o, e) = s.kubectl.run(&["exec", "db-0", "--", "sh", "-c", script]);
+            out = format!("{o}{e}");
+            let both = o.matches(&format!("Address: {ip1}")).count() == 2
+                && o.contains(&format!("Address: {ip0}"));
+            async move { both }
+        },
+    )
+    .await;
+    assert_eq!(out.lines().next(), Some("db-0"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&ip0) && l.contains("db-0.db.default.svc.cluster.local")),
+        "the hosts file names the pod's DNS name: {out}"
+    );
+    s.kubectl.ok(&["delete", "statefulset", "db"]);
+    s.kubectl.ok(&["delete", "service", "db"]);
+}
+
 /// The waiting message of a pod's first container.
 fn waiting_message(p: &v1::Pod) -> String {
     p.status

@@ -9,3 +9,4 @@ mod controllers;
 mod cronjobs;
 mod daemonsets;
 mod scheduler;
+mod statefulsets;
