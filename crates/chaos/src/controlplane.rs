@@ -12,8 +12,13 @@
 //! - no acknowledged spec change lost: each Deployment ends with the last
 //!   acknowledged write of the workload or with one it sent later without
 //!   learning the result;
-//! - every Deployment back at its desired state within a bound after the
-//!   faults stop (measured by the harness, judged here).
+//! - never two pods of one StatefulSet ordinal at once: a StatefulSet's pod
+//!   name gets a new uid only after the previous one's deletion;
+//! - no Job beyond its completions: no Job has more Succeeded pods than
+//!   `completions`;
+//! - every Deployment, StatefulSet and Job back at its desired state (or
+//!   complete) within a bound after the faults stop (measured by the
+//!   harness, judged here).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -29,6 +34,10 @@ pub struct PodSeen {
     /// spec.nodeName ("" = not bound).
     pub node: String,
     pub deleted: bool,
+    /// The controlling owner's kind and uid.
+    pub owner: Option<(String, String)>,
+    /// `status.phase` is Succeeded.
+    pub succeeded: bool,
 }
 
 /// A Deployment or ReplicaSet as one watch event showed it.
@@ -93,6 +102,76 @@ pub fn no_pod_bound_twice(seen: &[PodSeen]) -> Verdict {
         "no pod bound twice",
         problems,
         format!("{} pods bound, {} pod events", bound.len(), seen.len()),
+    )
+}
+
+/// Never two pods of one StatefulSet ordinal at once: in revision order,
+/// a pod name of a StatefulSet takes a new uid only after the uid before
+/// it was deleted.
+pub fn one_pod_per_ordinal(seen: &[PodSeen]) -> Verdict {
+    let mut sorted: Vec<&PodSeen> = seen
+        .iter()
+        .filter(|p| p.owner.as_ref().is_some_and(|(k, _)| k == "StatefulSet"))
+        .collect();
+    sorted.sort_by_key(|p| p.revision);
+    let mut live: HashMap<&str, (&str, i64)> = HashMap::new();
+    let mut problems = Vec::new();
+    let mut uids = BTreeSet::new();
+    for p in &sorted {
+        uids.insert(p.uid.as_str());
+        match live.get(p.key.as_str()) {
+            Some((uid, _)) if p.deleted && *uid == p.uid => {
+                live.remove(p.key.as_str());
+            }
+            Some((uid, at)) if *uid != p.uid && !p.deleted => problems.push(format!(
+                "pod {}: uid {uid} live since revision {at} when uid {} appeared at revision {}",
+                p.key, p.uid, p.revision
+            )),
+            Some(_) => {}
+            None if !p.deleted => {
+                live.insert(p.key.as_str(), (p.uid.as_str(), p.revision));
+            }
+            None => {}
+        }
+    }
+    Verdict::new(
+        "never two pods of one StatefulSet ordinal at once",
+        problems,
+        format!("{} StatefulSet pods, {} events", uids.len(), sorted.len()),
+    )
+}
+
+/// No Job has more Succeeded pods (distinct uids) than `completions`.
+pub fn job_completions_respected(seen: &[PodSeen], completions: usize) -> Verdict {
+    let mut succeeded: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for p in seen {
+        if let Some((kind, owner)) = &p.owner {
+            if kind == "Job" && p.succeeded {
+                succeeded
+                    .entry(owner.as_str())
+                    .or_default()
+                    .insert(p.uid.as_str());
+            }
+        }
+    }
+    let problems = succeeded
+        .iter()
+        .filter(|(_, pods)| pods.len() > completions)
+        .map(|(job, pods)| {
+            format!(
+                "job uid {job}: {} succeeded pods, completions {completions}",
+                pods.len()
+            )
+        })
+        .collect();
+    Verdict::new(
+        "no Job beyond its completions",
+        problems,
+        format!(
+            "{} Jobs with succeeded pods, {} succeeded pods",
+            succeeded.len(),
+            succeeded.values().map(BTreeSet::len).sum::<usize>()
+        ),
     )
 }
 
@@ -280,21 +359,22 @@ pub fn spec_writes_kept(writes: &[SpecWrite], last: &BTreeMap<String, Option<u64
 
 /// How long each Deployment took to be back at its desired state after the
 /// faults stopped (None: not within the bound).
-pub fn deployments_converged(
+pub fn converged(
+    what: &str,
     took: &BTreeMap<String, Option<std::time::Duration>>,
     bound: std::time::Duration,
 ) -> Verdict {
     let problems: Vec<String> = took
         .iter()
         .filter(|(_, t)| t.is_none_or(|t| t > bound))
-        .map(|(d, _)| format!("deployment {d} not at its desired state {bound:?} after the faults"))
+        .map(|(d, _)| format!("{d} not at its desired state {bound:?} after the faults"))
         .collect();
     let slowest = took.values().flatten().max().copied().unwrap_or_default();
     Verdict::new(
-        "every Deployment back at its desired state",
+        &format!("every {what} back at its desired state"),
         problems,
         format!(
-            "{} deployments within {:.1} s (bound {} s)",
+            "{} objects within {:.1} s (bound {} s)",
             took.len(),
             slowest.as_secs_f64(),
             bound.as_secs()
@@ -314,7 +394,58 @@ mod tests {
             uid: uid.into(),
             node: node.into(),
             deleted,
+            owner: None,
+            succeeded: false,
         }
+    }
+
+    /// A pod of `kind` `owner` named `name`.
+    fn owned(rev: i64, name: &str, uid: &str, kind: &str, owner: &str, deleted: bool) -> PodSeen {
+        PodSeen {
+            key: format!("default/{name}"),
+            owner: Some((kind.into(), owner.into())),
+            ..pod(rev, uid, "n1", deleted)
+        }
+    }
+
+    #[test]
+    fn an_ordinal_has_one_pod_at_a_time() {
+        let fine = vec![
+            owned(1, "db-0", "a", "StatefulSet", "s", false),
+            owned(2, "db-0", "a", "StatefulSet", "s", false),
+            owned(4, "db-0", "a", "StatefulSet", "s", true),
+            owned(5, "db-0", "b", "StatefulSet", "s", false),
+            owned(3, "db-1", "c", "StatefulSet", "s", false),
+            // Not a StatefulSet's: not judged.
+            owned(2, "web-0", "x", "ReplicaSet", "r", false),
+            owned(3, "web-0", "y", "ReplicaSet", "r", false),
+        ];
+        let v = one_pod_per_ordinal(&fine);
+        assert!(v.ok, "{v:?}");
+        assert!(v.detail.starts_with("3 StatefulSet pods"), "{v:?}");
+        let mut bad = fine.clone();
+        bad.push(owned(3, "db-0", "z", "StatefulSet", "s", false));
+        let v = one_pod_per_ordinal(&bad);
+        assert!(!v.ok && v.detail.contains("uid z"), "{v:?}");
+    }
+
+    #[test]
+    fn a_job_succeeds_at_most_its_completions() {
+        let done = |rev: i64, uid: &str, job: &str| PodSeen {
+            succeeded: true,
+            ..owned(rev, uid, uid, "Job", job, false)
+        };
+        let mut seen = vec![
+            done(1, "a", "j1"),
+            done(2, "a", "j1"), // the same pod seen twice
+            done(3, "b", "j1"),
+            done(4, "c", "j2"),
+            owned(5, "d", "d", "Job", "j1", false), // running
+        ];
+        assert!(job_completions_respected(&seen, 2).ok);
+        seen.push(done(6, "e", "j1"));
+        let v = job_completions_respected(&seen, 2);
+        assert!(!v.ok && v.detail.contains("j1: 3 succeeded"), "{v:?}");
     }
 
     #[test]
@@ -469,12 +600,12 @@ mod tests {
             ("a".to_string(), Some(Duration::from_secs(3))),
             ("b".to_string(), Some(Duration::from_secs(12))),
         ]);
-        let v = deployments_converged(&took, b);
+        let v = converged("Deployment", &took, b);
         assert!(v.ok && v.detail.contains("12.0 s"), "{v:?}");
         let mut late = took.clone();
         late.insert("c".into(), None);
-        assert!(!deployments_converged(&late, b).ok);
+        assert!(!converged("Deployment", &late, b).ok);
         late.insert("c".into(), Some(Duration::from_secs(61)));
-        assert!(!deployments_converged(&late, b).ok);
+        assert!(!converged("Deployment", &late, b).ok);
     }
 }

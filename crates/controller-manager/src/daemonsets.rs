@@ -1,7 +1,8 @@
 //! The DaemonSet controller around
 //! [`keelson_controllers::daemonset::reconcile`]: for each DaemonSet, write
-//! its status, then create and delete pods. Retried per DaemonSet (key
-//! `namespace/name`).
+//! its status, then its template's ControllerRevision, then create and
+//! delete pods, then drop old revisions ([`crate::history`]). Retried per
+//! DaemonSet (key `namespace/name`).
 //!
 //! As the ReplicaSet controller: the status is written first, a
 //! compare-and-swap on the DaemonSet the decision was made from (the
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::controller::{Controller, PassCtx};
 use crate::expectations::{self, Expect};
-use crate::Ctx;
+use crate::{history, Ctx};
 
 /// The DaemonSet controller and its expectations (by DaemonSet uid).
 #[derive(Default)]
@@ -37,6 +38,7 @@ impl Controller for DaemonSets {
             ctx.daemonsets.changes(),
             ctx.pods.changes(),
             ctx.nodes.changes(),
+            ctx.revisions.changes(),
         ]
     }
 
@@ -48,6 +50,14 @@ impl Controller for DaemonSets {
         let pods = ctx.pods.snapshot();
         expectations::prune(&mut self.expectations, &pods, Instant::now());
         let nodes: Vec<v1::Node> = ctx.nodes.list().iter().map(|n| (**n).clone()).collect();
+        let revisions = ctx.revisions.list();
+        let mut revisions_in: HashMap<&str, Vec<&v1::ControllerRevision>> = HashMap::new();
+        for r in &revisions {
+            revisions_in
+                .entry(r.meta().namespace.as_str())
+                .or_default()
+                .push(r);
+        }
         let mut owned: HashMap<&str, Vec<&v1::Pod>> = HashMap::new();
         for pod in pods.values() {
             let Some(owner) = keelson_model::controller_of(pod.meta()) else {
@@ -64,7 +74,10 @@ impl Controller for DaemonSets {
                 continue;
             }
             let mine: &[&v1::Pod] = owned.get(m.uid.as_str()).map_or(&[], Vec::as_slice);
-            let actions = reconcile(&ds, &nodes, mine, SystemTime::now());
+            let revs: &[&v1::ControllerRevision] = revisions_in
+                .get(m.namespace.as_str())
+                .map_or(&[], Vec::as_slice);
+            let actions = reconcile(&ds, &nodes, mine, revs, SystemTime::now());
             if actions.is_empty() {
                 p.succeeded(&key);
                 continue;
@@ -88,12 +101,13 @@ async fn act(
 ) -> (Option<Expect>, keelson_sdk::Result<()>) {
     let ns = ds.meta().namespace.clone();
     let mut status = None;
-    let (mut creates, mut deletes) = (Vec::new(), Vec::new());
+    let (mut creates, mut deletes, mut revision_writes) = (Vec::new(), Vec::new(), Vec::new());
     for a in actions {
         match a {
             Action::UpdateStatus(s) => status = Some(s),
             Action::CreatePod(p) => creates.push(*p),
             Action::DeletePod { name, force } => deletes.push((name, force)),
+            Action::Revision(w) => revision_writes.push(w),
         }
     }
     // The fence (also when only pods change).
@@ -104,8 +118,16 @@ async fn act(
     if let Err(e) = ctx.api::<v1::DaemonSet>(&ns).update_status(&w).await {
         return (None, Err(e));
     }
+    // Revisions before the pods that name them.
+    let old_revisions = match history::write_revisions(ctx, &ns, revision_writes).await {
+        Ok(deletes) => deletes,
+        Err(e) => return (None, Err(e)),
+    };
     if creates.is_empty() && deletes.is_empty() {
-        return (None, Ok(()));
+        return (
+            None,
+            history::delete_revisions(ctx, &ns, old_revisions).await,
+        );
     }
     let deletes = deletes
         .into_iter()
@@ -117,7 +139,10 @@ async fn act(
             (name, dp)
         })
         .collect();
-    let (expect, result) =
+    let (expect, mut result) =
         expectations::write_pods(ctx, &Involved::of(ds), &ns, creates, deletes).await;
+    if result.is_ok() {
+        result = history::delete_revisions(ctx, &ns, old_revisions).await;
+    }
     (Some(expect), result)
 }

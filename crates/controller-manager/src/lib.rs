@@ -70,6 +70,7 @@ pub mod deployments;
 pub mod endpoints;
 pub mod expectations;
 pub mod gc;
+pub mod history;
 pub mod jobs;
 pub mod nodeipam;
 pub mod nodes;

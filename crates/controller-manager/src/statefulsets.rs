@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::controller::{Controller, PassCtx};
 use crate::expectations::{self, Expect};
-use crate::{concurrently, Ctx};
+use crate::{concurrently, history, Ctx};
 
 /// The StatefulSet controller and its expectations (by StatefulSet uid).
 #[derive(Default)]
@@ -105,15 +105,12 @@ async fn act(
 ) -> (Option<Expect>, keelson_sdk::Result<()>) {
     let ns = sts.meta().namespace.clone();
     let mut status = None;
-    let (mut new_revisions, mut changed_revisions, mut old_revisions) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let mut revision_writes = Vec::new();
     let (mut creates, mut adopts, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
     for a in actions {
         match a {
             Action::UpdateStatus(s) => status = Some(s),
-            Action::CreateRevision(r) => new_revisions.push(*r),
-            Action::UpdateRevision(r) => changed_revisions.push(*r),
-            Action::DeleteRevision(n) => old_revisions.push(n),
+            Action::Revision(w) => revision_writes.push(w),
             Action::CreatePod(p) => creates.push(*p),
             Action::AdoptPod(p) => adopts.push(*p),
             Action::DeletePod(n) => deletes.push((n, DeleteParams::default())),
@@ -128,18 +125,10 @@ async fn act(
         return (None, Err(e));
     }
     // Revisions before the pods that name them.
-    let revisions = ctx.api::<v1::ControllerRevision>(&ns);
-    for r in new_revisions {
-        match revisions.create(&r).await {
-            Ok(_) | Err(Error::AlreadyExists(_)) => {}
-            Err(e) => return (None, Err(e)),
-        }
-    }
-    for r in changed_revisions {
-        if let Err(e) = revisions.update(&r).await {
-            return (None, Err(e));
-        }
-    }
+    let old_revisions = match history::write_revisions(ctx, &ns, revision_writes).await {
+        Ok(deletes) => deletes,
+        Err(e) => return (None, Err(e)),
+    };
     let pods = ctx.api::<v1::Pod>(&ns);
     let adopted = concurrently(adopts, |p| {
         let pods = pods.clone();
@@ -159,14 +148,8 @@ async fn act(
         expect = Some(e);
         result = result.and(written);
     }
-    for name in old_revisions {
-        match revisions.delete(&name, &DeleteParams::default()).await {
-            Ok(_) | Err(Error::NotFound(_)) => {}
-            Err(e) => {
-                result = result.and(Err(e));
-                break;
-            }
-        }
+    if result.is_ok() {
+        result = history::delete_revisions(ctx, &ns, old_revisions).await;
     }
     (expect, result)
 }

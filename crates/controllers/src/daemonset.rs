@@ -14,7 +14,9 @@
 //!   keeps running there; a node that stops matching otherwise loses it.
 //! - **Pods** are created bound to their node (`spec.nodeName`; the
 //!   scheduler is not involved), labelled `controller-revision-hash` with
-//!   the template's hash. A failed pod is deleted (and replaced on the next
+//!   the hash of the template's ControllerRevision ([`crate::history`]:
+//!   one per template, so `kubectl rollout history|undo` work; those no
+//!   pod runs beyond `revisionHistoryLimit` go). A failed pod is deleted (and replaced on the next
 //!   round); of two pods on one node the newer goes; a pod on a node that
 //!   no longer exists is deleted at once (grace 0: no kubelet will confirm
 //!   it).
@@ -27,7 +29,7 @@
 //!   available and unavailable counts, observedGeneration.
 
 use std::borrow::Borrow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use keelson_model::pod::{is_available, is_ready, tolerates};
@@ -35,7 +37,7 @@ use keelson_model::selector::LabelSelector;
 use keelson_model::{controller_of, controller_reference, Resource};
 use keelson_proto::v1;
 
-use crate::deployment::template_hash;
+use crate::history::{self, RevisionWrite};
 
 /// The label every DaemonSet pod carries: its template's hash.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -49,6 +51,9 @@ pub enum Action {
     CreatePod(Box<v1::Pod>),
     /// Delete this pod; `force` (grace 0) when its node is gone.
     DeletePod { name: String, force: bool },
+    /// Write a ControllerRevision (the template's, an adopted one, or one
+    /// beyond the history limit to delete).
+    Revision(RevisionWrite),
 }
 
 /// Whether a node should run the DaemonSet's pod, and whether one already
@@ -143,14 +148,15 @@ fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// Decide what to do for `ds` given every node and the pods of its
-/// namespace at `now`. Pure; bad input (no spec, no template, an empty
-/// selector) gives no actions.
-/// `pods` may be owned pods or references to them.
-pub fn reconcile<P: Borrow<v1::Pod>>(
+/// Decide what to do for `ds` given every node and the pods and
+/// ControllerRevisions of its namespace at `now`. Pure; bad input (no
+/// spec, no template, an empty or unreadable selector) gives no actions.
+/// `pods` and `revisions` may be owned values or references to them.
+pub fn reconcile<P: Borrow<v1::Pod>, R: Borrow<v1::ControllerRevision>>(
     ds: &v1::DaemonSet,
     nodes: &[v1::Node],
     pods: &[P],
+    revisions: &[R],
     now: SystemTime,
 ) -> Vec<Action> {
     let m = ds.meta();
@@ -160,14 +166,22 @@ pub fn reconcile<P: Borrow<v1::Pod>>(
     let Some(template) = spec.template.as_ref() else {
         return Vec::new();
     };
-    let selector_empty = spec
+    let Some(selector) = spec
         .selector
         .as_ref()
-        .is_none_or(|s| s.match_labels.is_empty() && s.match_expressions.is_empty());
-    if m.uid.is_empty() || selector_empty || !m.deletion_timestamp.is_empty() {
+        .and_then(|s| LabelSelector::from_proto(s).ok())
+    else {
+        return Vec::new();
+    };
+    if m.uid.is_empty() || selector.is_empty() || !m.deletion_timestamp.is_empty() {
         return Vec::new();
     }
-    let hash = template_hash(template);
+    // The template's revision: its hash labels the pods.
+    let all_revisions: Vec<&v1::ControllerRevision> =
+        revisions.iter().map(Borrow::borrow).collect();
+    let collision_count = ds.status.as_ref().and_then(|s| s.collision_count);
+    let revs = history::resolve(ds, template, &selector, &all_revisions, collision_count);
+    let hash = history::hash_of(&revs.update).to_string();
     let min_ready = Duration::from_secs(u64::try_from(spec.min_ready_seconds).unwrap_or(0));
     let mine: Vec<&v1::Pod> = pods
         .iter()
@@ -182,7 +196,7 @@ pub fn reconcile<P: Borrow<v1::Pod>>(
     for p in &mine {
         by_node.entry(node_of(p)).or_default().push(p);
     }
-    let mut actions = Vec::new();
+    let mut actions: Vec<Action> = revs.writes.iter().cloned().map(Action::Revision).collect();
     let delete = |p: &v1::Pod, force: bool| Action::DeletePod {
         name: p.meta().name.clone(),
         force,
@@ -286,13 +300,33 @@ pub fn reconcile<P: Borrow<v1::Pod>>(
         updated_number_scheduled: count(updated),
         number_available: count(available),
         number_unavailable: count(desired.saturating_sub(available)),
-        collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
+        collision_count: revs.collision_count,
         conditions: ds
             .status
             .as_ref()
             .map(|s| s.conditions.clone())
             .unwrap_or_default(),
     };
+    // History beyond the limit, oldest first; never the template's own
+    // revision nor one a pod runs.
+    let pod_hashes: BTreeSet<&str> = mine
+        .iter()
+        .filter_map(|p| p.meta().labels.get(REVISION_LABEL))
+        .map(String::as_str)
+        .collect();
+    let live: BTreeSet<&str> = revs
+        .owned
+        .iter()
+        .filter(|r| pod_hashes.contains(history::hash_of(r)))
+        .map(|r| r.meta().name.as_str())
+        .chain([revs.update.meta().name.as_str()])
+        .collect();
+    let limit = spec.revision_history_limit.unwrap_or(10);
+    actions.extend(
+        history::trim(&revs.owned, &live, limit)
+            .into_iter()
+            .map(|n| Action::Revision(RevisionWrite::Delete(n))),
+    );
     if ds.status.as_ref() != Some(&status) {
         actions.insert(0, Action::UpdateStatus(status));
     }
@@ -304,6 +338,7 @@ mod tests {
     use super::*;
 
     const NO_PODS: &[v1::Pod] = &[];
+    const NO_REVISIONS: &[v1::ControllerRevision] = &[];
     use keelson_model::time::format_rfc3339;
     use serde_json::json;
 
@@ -339,7 +374,7 @@ mod tests {
             .as_ref()
             .and_then(|s| s.template.clone())
             .expect("template");
-        let mut p = pod_for(d, &t, &template_hash(&t), node);
+        let mut p = pod_for(d, &t, &crate::deployment::template_hash(&t), node);
         let meta = p.meta_mut();
         meta.name = name.to_string();
         meta.uid = format!("uid-{name}");
@@ -399,7 +434,7 @@ mod tests {
                 json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
             ),
         ];
-        let a = reconcile(&d, &nodes, NO_PODS, at(10));
+        let a = reconcile(&d, &nodes, NO_PODS, NO_REVISIONS, at(10));
         // A cordoned node and a not-ready one are tolerated; a tainted one is not.
         assert_eq!(creates(&a), ["a", "b", "d"]);
         let p = a.iter().find_map(|a| match a {
@@ -421,7 +456,7 @@ mod tests {
                      "containers": [{"name": "c", "image": "agent:1"}]}}}),
         );
         assert_eq!(
-            creates(&reconcile(&tolerant, &nodes, NO_PODS, at(10))),
+            creates(&reconcile(&tolerant, &nodes, NO_PODS, NO_REVISIONS, at(10))),
             ["a", "b", "c", "d"]
         );
     }
@@ -455,6 +490,7 @@ mod tests {
             &d,
             &[edge, plain, tainted_soft, tainted_hard],
             &pods,
+            NO_REVISIONS,
             at(100),
         );
         assert_eq!(creates(&a), Vec::<String>::new());
@@ -491,7 +527,7 @@ mod tests {
         let mut newer = pod(&d, "newer", "b", Some(0));
         newer.meta_mut().creation_timestamp = format_rfc3339(at(5));
         let pods = [failed, pod(&d, "older", "b", Some(0)), newer];
-        let a = reconcile(&d, &nodes, &pods, at(10));
+        let a = reconcile(&d, &nodes, &pods, NO_REVISIONS, at(10));
         assert_eq!(
             deletes(&a),
             [("failed".to_string(), false), ("newer".to_string(), false)]
@@ -522,7 +558,7 @@ mod tests {
             }
         }
         // 50% of 4: two at a time.
-        let a = reconcile(&new, &nodes, &pods, at(10));
+        let a = reconcile(&new, &nodes, &pods, NO_REVISIONS, at(10));
         assert_eq!(
             deletes(&a),
             [("old-a".to_string(), false), ("old-b".to_string(), false)]
@@ -530,7 +566,7 @@ mod tests {
         // a replaced and not yet ready, b gone: nothing more may go.
         let mut mid = vec![pod(&new, "new-a", "a", None)];
         mid.extend(pods[2..].iter().cloned());
-        let a = reconcile(&new, &nodes, &mid, at(20));
+        let a = reconcile(&new, &nodes, &mid, NO_REVISIONS, at(20));
         assert_eq!(creates(&a), ["b"]);
         assert_eq!(deletes(&a), Vec::<(String, bool)>::new());
         let s = status(&a).expect("status");
@@ -544,7 +580,7 @@ mod tests {
         );
         // An old pod that is not available is replaced at once.
         let sick = [pod(&old, "sick", "a", None)];
-        let a = reconcile(&new, &nodes[..1], &sick, at(30));
+        let a = reconcile(&new, &nodes[..1], &sick, NO_REVISIONS, at(30));
         assert_eq!(deletes(&a), [("sick".to_string(), false)]);
         // OnDelete: old pods stay.
         let mut on_delete = new.clone();
@@ -555,7 +591,7 @@ mod tests {
             });
         }
         assert_eq!(
-            deletes(&reconcile(&on_delete, &nodes, &pods, at(10))),
+            deletes(&reconcile(&on_delete, &nodes, &pods, NO_REVISIONS, at(10))),
             Vec::<(String, bool)>::new()
         );
     }
@@ -565,12 +601,90 @@ mod tests {
         let d = ds(json!({"minReadySeconds": 30}));
         let nodes = [node("a", json!({}), json!([]))];
         let pods = [pod(&d, "p", "a", Some(0))];
-        let s = status(&reconcile(&d, &nodes, &pods, at(10))).expect("status");
+        let s = status(&reconcile(&d, &nodes, &pods, NO_REVISIONS, at(10))).expect("status");
         assert_eq!((s.number_ready, s.number_available), (1, 0));
-        let s = status(&reconcile(&d, &nodes, &pods, at(31))).expect("status");
+        let s = status(&reconcile(&d, &nodes, &pods, NO_REVISIONS, at(31))).expect("status");
         assert_eq!((s.number_available, s.observed_generation), (1, 2));
         let mut bare = d.clone();
         bare.spec = None;
-        assert!(reconcile(&bare, &nodes, &pods, at(10)).is_empty());
+        assert!(reconcile(&bare, &nodes, &pods, NO_REVISIONS, at(10)).is_empty());
+    }
+
+    #[test]
+    fn templates_are_revisions_and_old_ones_are_trimmed() {
+        let d = ds(json!({"revisionHistoryLimit": 1}));
+        let nodes = [node("a", json!({}), json!([]))];
+        let t = |image: &str| -> v1::PodTemplateSpec {
+            serde_json::from_value(json!({"metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "c", "image": image}]}}))
+            .expect("template")
+        };
+        // No revision yet: the template's is made, named for its hash, and
+        // the pod is labelled with that hash.
+        let a = reconcile(&d, &nodes, NO_PODS, NO_REVISIONS, at(10));
+        let made: Vec<v1::ControllerRevision> = a
+            .iter()
+            .filter_map(|a| match a {
+                Action::Revision(RevisionWrite::Create(r)) => Some((**r).clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(made.len(), 1);
+        let r = &made[0];
+        assert_eq!(r.revision, 1);
+        assert_eq!(history::template_of(r), t("agent:1"));
+        assert_eq!(r.meta().name, format!("agent-{}", history::hash_of(r)));
+        let created = a
+            .iter()
+            .find_map(|a| match a {
+                Action::CreatePod(p) => Some(p.clone()),
+                _ => None,
+            })
+            .expect("pod");
+        assert_eq!(
+            created
+                .meta()
+                .labels
+                .get(REVISION_LABEL)
+                .map(String::as_str),
+            Some(history::hash_of(r))
+        );
+        // Back to an old template: that revision is renumbered, nothing
+        // made; of the two unused ones only the newest stays, and the one
+        // the running pod uses is kept.
+        let revs = [
+            history::new_revision(&d, &t("agent:1"), 1, None),
+            history::new_revision(&d, &t("agent:2"), 2, None),
+            history::new_revision(&d, &t("agent:3"), 3, None),
+            history::new_revision(&d, &t("agent:4"), 4, None),
+        ];
+        let mut running = pod(&d, "p", "a", Some(0));
+        running
+            .meta_mut()
+            .labels
+            .insert(REVISION_LABEL.into(), history::hash_of(&revs[3]).into());
+        let a = reconcile(&d, &nodes, &[running], &revs, at(10));
+        let writes: Vec<(String, String)> = a
+            .iter()
+            .filter_map(|a| match a {
+                Action::Revision(RevisionWrite::Create(r)) => {
+                    Some(("create".into(), r.meta().name.clone()))
+                }
+                Action::Revision(RevisionWrite::Update(r)) => {
+                    Some((format!("number {}", r.revision), r.meta().name.clone()))
+                }
+                Action::Revision(RevisionWrite::Delete(n)) => Some(("delete".into(), n.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            writes,
+            [
+                ("number 5".to_string(), revs[0].meta().name.clone()),
+                ("delete".to_string(), revs[1].meta().name.clone()),
+            ]
+        );
+        // The old pod is replaced by one of the renumbered template.
+        assert_eq!(deletes(&a), [("p".to_string(), false)]);
     }
 }

@@ -23,6 +23,8 @@
 //!   for it so none runs twice; concurrency policies, history limits).
 //! - [`daemonset`]: the DaemonSet controller (a pod per eligible node by
 //!   nodeSelector and taints, rolling update within maxUnavailable).
+//! - [`history`]: a workload's templates as ControllerRevisions (shared by
+//!   the StatefulSet and DaemonSet controllers).
 //! - [`job`]: the Job controller (pods until `completions` succeed, each
 //!   counted once through the tracking finalizer; backoff limit, deadline,
 //!   suspend, TTL).
@@ -68,6 +70,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod history;
 pub mod job;
 pub mod nodeipam;
 pub mod nodelifecycle;

@@ -4,13 +4,10 @@
 //! [`reconcile`] compares a StatefulSet with its pods and its
 //! ControllerRevisions and returns the [`Action`]s of one round:
 //!
-//! - **Revisions.** Each pod template the set has had is a
-//!   ControllerRevision named `<set>-<hash of the template>`, numbered in
-//!   order, holding the template as Kubernetes writes it (a strategic merge
-//!   patch `{"spec":{"template":{..., "$patch":"replace"}}}`). The update
-//!   revision is the one equal to `spec.template` (made when missing; an
-//!   older one equal to it gets the next number again, as a rollback does);
-//!   the current revision is `status.currentRevision`. Revisions no pod
+//! - **Revisions** ([`crate::history`]): each pod template the set has
+//!   had is a ControllerRevision `<set>-<hash>`. The update revision is the
+//!   one holding `spec.template`; the current revision is
+//!   `status.currentRevision`. Revisions no pod
 //!   uses beyond `revisionHistoryLimit` go, oldest first. Orphaned
 //!   revisions and pods of the set's own names are adopted.
 //! - **Identity.** Pod `<set>-<ordinal>` for each ordinal from
@@ -44,10 +41,10 @@ use std::time::{Duration, SystemTime};
 
 use keelson_model::pod::{is_available, is_ready};
 use keelson_model::selector::LabelSelector;
-use keelson_model::{controller_of, controller_reference, Kind, Resource};
+use keelson_model::{controller_of, controller_reference, Resource};
 use keelson_proto::v1;
 
-use crate::deployment::compute_hash;
+use crate::history::{self, template_of as revision_template, RevisionWrite};
 
 /// The label with each pod's (and revision's) revision name.
 pub const REVISION_LABEL: &str = crate::daemonset::REVISION_LABEL;
@@ -55,20 +52,15 @@ pub const REVISION_LABEL: &str = crate::daemonset::REVISION_LABEL;
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// The label with a pod's ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
-/// The label with a revision's template hash.
-pub const REVISION_HASH_LABEL: &str = "controller.kubernetes.io/hash";
 
 /// One change to make to the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Write this status (the runner's fence: written before the rest).
     UpdateStatus(v1::StatefulSetStatus),
-    /// Create this revision.
-    CreateRevision(Box<v1::ControllerRevision>),
-    /// Replace this revision (a new number, or an ownerReference adopting it).
-    UpdateRevision(Box<v1::ControllerRevision>),
-    /// Delete this revision (history beyond the limit).
-    DeleteRevision(String),
+    /// Write a ControllerRevision (the template's, an adopted one, or one
+    /// beyond the history limit to delete).
+    Revision(RevisionWrite),
     /// Create this pod (its name fixed: `<set>-<ordinal>`).
     CreatePod(Box<v1::Pod>),
     /// Take in an orphan pod of the set's names: the pod with the set's
@@ -110,62 +102,6 @@ pub fn ordinal_of(set: &str, name: &str) -> Option<i32> {
         return None;
     }
     digits.parse().ok()
-}
-
-/// The template a revision holds.
-pub fn revision_template(r: &v1::ControllerRevision) -> v1::PodTemplateSpec {
-    let t = r
-        .data
-        .as_ref()
-        .and_then(|d| d.spec.as_ref())
-        .and_then(|s| s.template.clone())
-        .unwrap_or_default();
-    v1::PodTemplateSpec {
-        metadata: t.metadata,
-        spec: t.spec,
-    }
-}
-
-/// A new revision of `sts` holding `template`, numbered `number`, named
-/// with the template's hash (and the collision count, when set).
-pub fn new_revision(
-    sts: &v1::StatefulSet,
-    template: &v1::PodTemplateSpec,
-    number: i64,
-    collision_count: Option<i32>,
-) -> v1::ControllerRevision {
-    let m = sts.meta();
-    let hash = compute_hash(template, collision_count);
-    let mut labels = template
-        .metadata
-        .as_ref()
-        .map(|t| t.labels.clone())
-        .unwrap_or_default();
-    labels.insert(REVISION_HASH_LABEL.to_string(), hash.clone());
-    v1::ControllerRevision {
-        api_version: Kind::ControllerRevision.api_version().to_string(),
-        kind: Kind::ControllerRevision.name().to_string(),
-        metadata: Some(v1::ObjectMeta {
-            name: format!("{}-{hash}", m.name),
-            namespace: m.namespace.clone(),
-            labels,
-            // As Kubernetes: the set's annotations (kubectl's change-cause
-            // for `rollout history`).
-            annotations: m.annotations.clone(),
-            owner_references: vec![controller_reference(sts)],
-            ..Default::default()
-        }),
-        data: Some(v1::RevisionData {
-            spec: Some(v1::RevisionSpec {
-                template: Some(v1::RevisionTemplate {
-                    metadata: template.metadata.clone(),
-                    spec: template.spec.clone(),
-                    patch: "replace".to_string(),
-                }),
-            }),
-        }),
-        revision: number,
-    }
 }
 
 /// Pod `ordinal` of `sts` from `template` at revision `revision`.
@@ -212,104 +148,6 @@ fn max_unavailable(value: &str, total: i64) -> i64 {
     n.max(1)
 }
 
-/// The revisions of one round: which is current, which is the update
-/// target, and what to write about them.
-struct Revisions<'a> {
-    current: v1::ControllerRevision,
-    update: v1::ControllerRevision,
-    /// The set's revisions (its own and adopted), oldest number first.
-    owned: Vec<&'a v1::ControllerRevision>,
-    collision_count: Option<i32>,
-    actions: Vec<Action>,
-}
-
-fn resolve_revisions<'a>(
-    sts: &v1::StatefulSet,
-    template: &v1::PodTemplateSpec,
-    selector: &LabelSelector,
-    all: &[&'a v1::ControllerRevision],
-) -> Revisions<'a> {
-    let m = sts.meta();
-    let owner = controller_reference(sts);
-    let mut actions = Vec::new();
-    let mut owned: Vec<&v1::ControllerRevision> = Vec::new();
-    for r in all {
-        let rm = r.meta();
-        if rm.namespace != m.namespace || !rm.deletion_timestamp.is_empty() {
-            continue;
-        }
-        match controller_of(rm) {
-            Some(o) if o.uid == m.uid => owned.push(r),
-            Some(_) => {}
-            None if selector.matches(&rm.labels) => {
-                let mut adopted = (*r).clone();
-                let refs = &mut adopted.meta_mut().owner_references;
-                refs.retain(|o| o.uid != owner.uid);
-                refs.push(owner.clone());
-                actions.push(Action::UpdateRevision(Box::new(adopted)));
-                owned.push(r);
-            }
-            None => {}
-        }
-    }
-    owned.sort_by(|a, b| (a.revision, &a.meta().name).cmp(&(b.revision, &b.meta().name)));
-    let latest = owned.last().map_or(0, |r| r.revision);
-    let mut collision_count = sts.status.as_ref().and_then(|s| s.collision_count);
-    // The newest revision equal to the template is the update revision.
-    let equal = owned
-        .iter()
-        .rev()
-        .find(|r| revision_template(r) == *template)
-        .copied();
-    let update = match equal {
-        Some(r) if r.revision == latest => r.clone(),
-        Some(r) => {
-            // Back to an older template: it becomes the newest revision.
-            let mut bumped = r.clone();
-            bumped.revision = latest + 1;
-            if controller_of(bumped.meta()).is_none() {
-                bumped.meta_mut().owner_references.push(owner.clone());
-            }
-            actions.retain(
-                |a| !matches!(a, Action::UpdateRevision(x) if x.meta().name == r.meta().name),
-            );
-            actions.push(Action::UpdateRevision(Box::new(bumped.clone())));
-            bumped
-        }
-        None => {
-            let mut fresh = new_revision(sts, template, latest + 1, collision_count);
-            // A name taken by another template (or another owner's
-            // revision): count a collision and hash again.
-            let taken = |name: &str| all.iter().any(|r| r.meta().name == name);
-            while taken(&fresh.meta().name) {
-                let next = collision_count.unwrap_or(0).saturating_add(1);
-                collision_count = Some(next);
-                fresh = new_revision(sts, template, latest + 1, collision_count);
-                if next == i32::MAX {
-                    break;
-                }
-            }
-            actions.push(Action::CreateRevision(Box::new(fresh.clone())));
-            fresh
-        }
-    };
-    let current_name = sts
-        .status
-        .as_ref()
-        .map_or("", |s| s.current_revision.as_str());
-    let current = owned
-        .iter()
-        .find(|r| r.meta().name == current_name && !current_name.is_empty())
-        .map_or_else(|| update.clone(), |r| (*r).clone());
-    Revisions {
-        current,
-        update,
-        owned,
-        collision_count,
-        actions,
-    }
-}
-
 /// Decide what to do for `sts` given the pods and ControllerRevisions of
 /// its namespace at `now`. Pure; bad input (no spec, no template, an empty
 /// selector or one the template does not match) gives no actions, and a
@@ -348,9 +186,21 @@ pub fn reconcile<P: Borrow<v1::Pod>, R: Borrow<v1::ControllerRevision>>(
     }
     let all_revisions: Vec<&v1::ControllerRevision> =
         revisions.iter().map(Borrow::borrow).collect();
-    let revs = resolve_revisions(sts, template, &selector, &all_revisions);
-    let mut actions = revs.actions.clone();
-    let (current, update) = (&revs.current, &revs.update);
+    let collision_count = sts.status.as_ref().and_then(|s| s.collision_count);
+    let revs = history::resolve(sts, template, &selector, &all_revisions, collision_count);
+    let mut actions: Vec<Action> = revs.writes.iter().cloned().map(Action::Revision).collect();
+    let update = &revs.update;
+    // The current revision: the status's, while it exists.
+    let current_name = sts
+        .status
+        .as_ref()
+        .map_or("", |s| s.current_revision.as_str());
+    let current = revs
+        .owned
+        .iter()
+        .copied()
+        .find(|r| r.meta().name == current_name && !current_name.is_empty())
+        .unwrap_or(update);
     let current_name = current.meta().name.as_str();
     let update_name = update.meta().name.as_str();
 
@@ -469,24 +319,17 @@ pub fn reconcile<P: Borrow<v1::Pod>, R: Borrow<v1::ControllerRevision>>(
     actions.extend(pod_actions);
 
     // History beyond the limit, oldest first; never a revision in use.
-    let limit = usize::try_from(spec.revision_history_limit.unwrap_or(10)).unwrap_or(0);
     let live: BTreeSet<&str> = slots
         .values()
         .map(|p| revision_of(p))
         .chain([current_name, update_name, status.current_revision.as_str()])
         .collect();
-    let history: Vec<&&v1::ControllerRevision> = revs
-        .owned
-        .iter()
-        .filter(|r| !live.contains(r.meta().name.as_str()))
-        .collect();
-    if history.len() > limit {
-        actions.extend(
-            history[..history.len() - limit]
-                .iter()
-                .map(|r| Action::DeleteRevision(r.meta().name.clone())),
-        );
-    }
+    let limit = spec.revision_history_limit.unwrap_or(10);
+    actions.extend(
+        history::trim(&revs.owned, &live, limit)
+            .into_iter()
+            .map(|n| Action::Revision(RevisionWrite::Delete(n))),
+    );
 
     if sts.status.as_ref() != Some(&status) || !actions.is_empty() {
         actions.insert(0, Action::UpdateStatus(status));
@@ -649,7 +492,7 @@ mod tests {
 
     fn revision(s: &v1::StatefulSet, image: &str, number: i64) -> v1::ControllerRevision {
         let t: v1::PodTemplateSpec = serde_json::from_value(template(image)).expect("template");
-        new_revision(s, &t, number, None)
+        history::new_revision(s, &t, number, None)
     }
 
     /// Pod `ordinal` of `s` at revision `r`, Running, Ready since `ready_at`
@@ -719,7 +562,7 @@ mod tests {
         let created: Vec<&v1::ControllerRevision> = a
             .iter()
             .filter_map(|a| match a {
-                Action::CreateRevision(r) => Some(&**r),
+                Action::Revision(RevisionWrite::Create(r)) => Some(&**r),
                 _ => None,
             })
             .collect();
@@ -865,7 +708,7 @@ mod tests {
         let r2 = a
             .iter()
             .find_map(|a| match a {
-                Action::CreateRevision(r) => Some((**r).clone()),
+                Action::Revision(RevisionWrite::Create(r)) => Some((**r).clone()),
                 _ => None,
             })
             .expect("revision 2");
@@ -981,16 +824,20 @@ mod tests {
         let updated: Vec<(String, i64)> = a
             .iter()
             .filter_map(|a| match a {
-                Action::UpdateRevision(r) => Some((r.meta().name.clone(), r.revision)),
+                Action::Revision(RevisionWrite::Update(r)) => {
+                    Some((r.meta().name.clone(), r.revision))
+                }
                 _ => None,
             })
             .collect();
         assert_eq!(updated, [(revs[0].meta().name.clone(), 5)]);
-        assert!(!a.iter().any(|a| matches!(a, Action::CreateRevision(_))));
+        assert!(!a
+            .iter()
+            .any(|a| matches!(a, Action::Revision(RevisionWrite::Create(_)))));
         let deleted: Vec<&str> = a
             .iter()
             .filter_map(|a| match a {
-                Action::DeleteRevision(n) => Some(n.as_str()),
+                Action::Revision(RevisionWrite::Delete(n)) => Some(n.as_str()),
                 _ => None,
             })
             .collect();
@@ -1014,14 +861,16 @@ mod tests {
         let a = reconcile(&s, &[orphan, foreign, stranger], &[orphan_rev], at(10));
         assert_eq!(summary(&a), ["adopt db-0"]);
         let adopted = a.iter().find_map(|a| match a {
-            Action::UpdateRevision(r) => Some(r.clone()),
+            Action::Revision(RevisionWrite::Update(r)) => Some(r.clone()),
             _ => None,
         });
         assert_eq!(
             adopted.and_then(|r| controller_of(r.meta()).map(|o| o.uid.clone())),
             Some("sts-uid".to_string())
         );
-        assert!(!a.iter().any(|a| matches!(a, Action::CreateRevision(_))));
+        assert!(!a
+            .iter()
+            .any(|a| matches!(a, Action::Revision(RevisionWrite::Create(_)))));
     }
 
     #[test]
@@ -1033,7 +882,7 @@ mod tests {
         let fresh = a
             .iter()
             .find_map(|a| match a {
-                Action::CreateRevision(r) => Some(r.clone()),
+                Action::Revision(RevisionWrite::Create(r)) => Some(r.clone()),
                 _ => None,
             })
             .expect("a revision");

@@ -1,9 +1,11 @@
 //! The control-plane workload of `keelson chaos`: simulated nodes (agent
-//! processes the faults restart), a few Deployments an operator scales and
-//! rolls while the faults run, and watchers recording every Pod,
-//! ReplicaSet and Deployment change with its revision. Afterwards: how long
-//! each Deployment took to be back at its desired state, which spec change
-//! each ends with, and the verdicts of `keelson_chaos::controlplane`.
+//! processes the faults restart), a few Deployments and a StatefulSet an
+//! operator scales and rolls while the faults run, Jobs it creates, and
+//! watchers recording every Pod, ReplicaSet and Deployment change with its
+//! revision. Afterwards: how long each Deployment, the StatefulSet and
+//! each Job took to be back at its desired state (or complete), which
+//! spec change each Deployment ends with, and the verdicts of
+//! `keelson_chaos::controlplane`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,6 +32,16 @@ const PREFIX: &str = "chaos-d";
 const SEQ_ANNOTATION: &str = "chaos.keelson.dev/seq";
 /// Simulated nodes per agent process.
 const NODES_PER_AGENT: usize = 5;
+/// The StatefulSet the operator scales and rolls.
+pub const STATEFUL_SET: &str = "chaos-sts";
+/// The most Jobs the operator creates in one run (each a few pods).
+const JOBS_MAX: usize = 12;
+/// Each Job's completions, and how many of its pods run at once.
+pub const JOB_COMPLETIONS: usize = 3;
+const JOB_PARALLELISM: i32 = 2;
+/// How long a Job's simulated pod runs before it succeeds (the simulated
+/// node's `sim.keelson.dev/exit-after` annotation).
+const JOB_POD_RUNS: &str = "1s";
 
 pub fn deployment_name(i: usize) -> String {
     format!("{PREFIX}{i}")
@@ -131,6 +143,10 @@ pub struct CpRecord {
     pub writes: Mutex<Vec<SpecWrite>>,
     pub scaled: AtomicU64,
     pub rolled: AtomicU64,
+    /// Spec changes the StatefulSet took (acknowledged).
+    pub set_changes: AtomicU64,
+    /// The Jobs created (acknowledged).
+    pub jobs: Mutex<Vec<String>>,
 }
 
 /// Deployment `i`: 3 simulated pods, strategies varied (surge as a count or
@@ -182,6 +198,89 @@ fn deployment(i: usize) -> v1::Deployment {
     }
 }
 
+/// The pod template of the StatefulSet and Jobs: `app=<app>`,
+/// `version=1`, one simulated container.
+fn template(app: &str, annotations: &[(&str, &str)], restart: &str) -> v1::PodTemplateSpec {
+    v1::PodTemplateSpec {
+        metadata: Some(v1::ObjectMeta {
+            labels: labels(&[("app", app), ("version", "1")]),
+            annotations: labels(annotations),
+            ..Default::default()
+        }),
+        spec: Some(v1::PodSpec {
+            restart_policy: restart.into(),
+            containers: vec![v1::Container {
+                name: "main".into(),
+                image: "builtin/sleep".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    }
+}
+
+/// The StatefulSet: 3 ordered replicas.
+fn stateful_set() -> v1::StatefulSet {
+    v1::StatefulSet {
+        metadata: Some(v1::ObjectMeta {
+            name: STATEFUL_SET.into(),
+            namespace: "default".into(),
+            ..Default::default()
+        }),
+        spec: Some(v1::StatefulSetSpec {
+            replicas: Some(3),
+            service_name: STATEFUL_SET.into(),
+            selector: Some(v1::LabelSelector {
+                match_labels: labels(&[("app", STATEFUL_SET)]),
+                ..Default::default()
+            }),
+            template: Some(template(STATEFUL_SET, &[], "Always")),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Job `name`: [`JOB_COMPLETIONS`] pods that succeed after
+/// [`JOB_POD_RUNS`], [`JOB_PARALLELISM`] at a time.
+fn job(name: &str) -> v1::Job {
+    v1::Job {
+        metadata: Some(v1::ObjectMeta {
+            name: name.into(),
+            namespace: "default".into(),
+            ..Default::default()
+        }),
+        spec: Some(v1::JobSpec {
+            completions: i32::try_from(JOB_COMPLETIONS).ok(),
+            parallelism: Some(JOB_PARALLELISM),
+            template: Some(template(
+                name,
+                &[("sim.keelson.dev/exit-after", JOB_POD_RUNS)],
+                "Never",
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Create `obj` with `api`, again after an error (an earlier attempt may
+/// have landed: AlreadyExists counts as created).
+async fn create_retrying<K: Resource>(api: &Api<K>, obj: &K) -> anyhow::Result<()> {
+    let mut tries = 0;
+    loop {
+        match api.create(obj).await {
+            Ok(_) | Err(Error::AlreadyExists(_)) => return Ok(()),
+            Err(e) if tries < 10 => {
+                tries += 1;
+                tracing::debug!("create {}: {e}", obj.meta().name);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("create {}", obj.meta().name)),
+        }
+    }
+}
+
 pub fn client(endpoints: &[String], token: &str) -> anyhow::Result<Client> {
     Ok(Client::new(&Config {
         endpoints: endpoints.to_vec(),
@@ -190,8 +289,8 @@ pub fn client(endpoints: &[String], token: &str) -> anyhow::Result<Client> {
     })?)
 }
 
-/// Create the Deployments (again after an unknown outcome) and return the
-/// revision the watchers start after.
+/// Create the Deployments and the StatefulSet (again after an unknown
+/// outcome) and return the revision the watchers start after.
 pub async fn setup(cl: &Client, deployments: usize) -> anyhow::Result<String> {
     let api: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
     let rv = api
@@ -200,19 +299,10 @@ pub async fn setup(cl: &Client, deployments: usize) -> anyhow::Result<String> {
         .context("list deployments")?
         .resource_version;
     for i in 0..deployments {
-        let mut tries = 0;
-        loop {
-            match api.create(&deployment(i)).await {
-                Ok(_) | Err(Error::AlreadyExists(_)) => break,
-                Err(e) if tries < 10 => {
-                    tries += 1;
-                    tracing::debug!("create {}: {e}", deployment_name(i));
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(e).context("create the chaos deployments"),
-            }
-        }
+        create_retrying(&api, &deployment(i)).await?;
     }
+    let sets: Api<v1::StatefulSet> = Api::namespaced(cl.clone(), "default");
+    create_retrying(&sets, &stateful_set()).await?;
     Ok(rv)
 }
 
@@ -232,6 +322,8 @@ fn pod_seen(p: &v1::Pod, deleted: bool) -> PodSeen {
             .map(|s| s.node_name.clone())
             .unwrap_or_default(),
         deleted,
+        owner: keelson_model::controller_of(m).map(|o| (o.kind.clone(), o.uid.clone())),
+        succeeded: p.status.as_ref().is_some_and(|s| s.phase == "Succeeded"),
     }
 }
 
@@ -428,8 +520,44 @@ async fn change_spec(
     None
 }
 
-/// Until `until`: every 0.3-1.5 s one Deployment scaled (1-8 replicas),
-/// rolled (its template's version label + 1), or both.
+/// Scale the StatefulSet to `replicas` and, with `roll`, bump its
+/// template's version label: read, change, write with the read's
+/// resourceVersion, again on a conflict or an error. Whether a write
+/// succeeded.
+async fn change_set(api: &Api<v1::StatefulSet>, replicas: i32, roll: bool) -> bool {
+    for _ in 0..5 {
+        let Ok(mut set) = api.get(STATEFUL_SET).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if let Some(spec) = set.spec.as_mut() {
+            spec.replicas = Some(replicas);
+            if let Some(meta) = spec
+                .template
+                .as_mut()
+                .and_then(|t| t.metadata.as_mut())
+                .filter(|_| roll)
+            {
+                let v = version_of(&meta.labels) + 1;
+                meta.labels.insert("version".into(), v.to_string());
+            }
+        }
+        match api.update(&set).await {
+            Ok(_) => return true,
+            Err(Error::Invalid(e)) => {
+                tracing::warn!("chaos: spec change of {STATEFUL_SET} refused: {e}");
+                return false;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    false
+}
+
+/// Until `until`, every 0.3-1.5 s: one Deployment scaled (1-8 replicas),
+/// rolled (its template's version label + 1), or both; one time in ten
+/// the StatefulSet instead (1-4 replicas), and one in ten a new Job (up to
+/// [`JOBS_MAX`]).
 pub async fn operator(
     cl: Client,
     deployments: usize,
@@ -437,15 +565,46 @@ pub async fn operator(
     until: Instant,
     rec: Arc<CpRecord>,
 ) {
-    let api: Api<v1::Deployment> = Api::namespaced(cl, "default");
+    let api: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
+    let sets: Api<v1::StatefulSet> = Api::namespaced(cl.clone(), "default");
+    let jobs: Api<v1::Job> = Api::namespaced(cl, "default");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xc0de);
     let mut seq = 0u64;
+    let mut jobs_made = 0usize;
     loop {
         let wait = Duration::from_millis(rng.random_range(300..1500));
         if Instant::now() + wait >= until {
             return;
         }
         tokio::time::sleep(wait).await;
+        match rng.random_range(0..10) {
+            0 => {
+                let replicas = rng.random_range(1..=4);
+                let roll = rng.random_bool(0.5);
+                if change_set(&sets, replicas, roll).await {
+                    rec.set_changes.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+            1 if jobs_made < JOBS_MAX => {
+                jobs_made += 1;
+                let name = format!("chaos-job-{jobs_made}");
+                // Acknowledged once a create lands or finds it there.
+                for _ in 0..5 {
+                    match jobs.create(&job(&name)).await {
+                        Ok(_) | Err(Error::AlreadyExists(_)) => {
+                            if let Ok(mut j) = rec.jobs.lock() {
+                                j.push(name.clone());
+                            }
+                            break;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
         let name = deployment_name(rng.random_range(0..deployments));
         let action = rng.random_range(0..3);
         let replicas: i32 = rng.random_range(1..=8);
@@ -517,6 +676,101 @@ async fn at_desired_state(cl: &Client, name: &str) -> bool {
                 && version_of(&p.meta().labels) == version
                 && p.spec.as_ref().is_some_and(|s| !s.node_name.is_empty())
         })
+}
+
+/// The StatefulSet at its desired state: the controller has seen its
+/// spec, every replica is updated and ready at one revision, and exactly
+/// `replicas` live pods exist, Ready, of its template's version.
+async fn set_at_desired_state(cl: &Client) -> bool {
+    let sets: Api<v1::StatefulSet> = Api::namespaced(cl.clone(), "default");
+    let pods: Api<v1::Pod> = Api::namespaced(cl.clone(), "default");
+    let Ok(set) = sets.get(STATEFUL_SET).await else {
+        return false;
+    };
+    let spec = set.spec.clone().unwrap_or_default();
+    let want = spec.replicas.unwrap_or(1);
+    let version = template_version(spec.template.as_ref());
+    let st = set.status.clone().unwrap_or_default();
+    if st.observed_generation != set.meta().generation
+        || st.replicas != want
+        || st.ready_replicas != want
+        || st.updated_replicas != want
+        || st.current_revision != st.update_revision
+    {
+        return false;
+    }
+    let Ok(list) = pods
+        .list(&ListParams::default().labels(&format!("app={STATEFUL_SET}")))
+        .await
+    else {
+        return false;
+    };
+    let live: Vec<&v1::Pod> = list
+        .items
+        .iter()
+        .filter(|p| p.meta().deletion_timestamp.is_empty())
+        .collect();
+    live.len() == usize::try_from(want).unwrap_or(0)
+        && live
+            .iter()
+            .all(|p| is_ready(p) && version_of(&p.meta().labels) == version)
+}
+
+/// Job `name` complete: [`JOB_COMPLETIONS`] succeeded and the Complete
+/// condition.
+async fn job_complete(cl: &Client, name: &str) -> bool {
+    let jobs: Api<v1::Job> = Api::namespaced(cl.clone(), "default");
+    let Ok(j) = jobs.get(name).await else {
+        return false;
+    };
+    let st = j.status.unwrap_or_default();
+    usize::try_from(st.succeeded).ok() == Some(JOB_COMPLETIONS)
+        && st
+            .conditions
+            .iter()
+            .any(|c| c.r#type == "Complete" && c.status == "True")
+}
+
+/// How long the StatefulSet and each Job in `jobs` take to reach their
+/// desired state (polled every 200 ms), giving up after `bound`; keyed
+/// `statefulset/<name>`, `job/<name>`.
+pub async fn wait_workloads(
+    cl: &Client,
+    jobs: &[String],
+    bound: Duration,
+) -> BTreeMap<String, Option<Duration>> {
+    let t0 = Instant::now();
+    let mut took: BTreeMap<String, Option<Duration>> =
+        std::iter::once(format!("statefulset/{STATEFUL_SET}"))
+            .chain(jobs.iter().map(|j| format!("job/{j}")))
+            .map(|k| (k, None))
+            .collect();
+    while t0.elapsed() <= bound {
+        let pending: Vec<String> = took
+            .iter()
+            .filter(|(_, t)| t.is_none())
+            .map(|(n, _)| n.clone())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        for key in pending {
+            let check = async {
+                match key.split_once('/') {
+                    Some(("job", name)) => job_complete(cl, name).await,
+                    _ => set_at_desired_state(cl).await,
+                }
+            };
+            let ok = tokio::time::timeout(Duration::from_secs(5), check)
+                .await
+                .unwrap_or(false);
+            if ok {
+                took.insert(key, Some(t0.elapsed()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    took
 }
 
 /// One line on where Deployment `name` stands (for a report).
@@ -642,11 +896,13 @@ pub async fn current_revision(cl: &Client) -> anyhow::Result<i64> {
         .with_context(|| format!("resourceVersion {rv:?} is not a revision"))
 }
 
-/// The control plane's verdicts.
+/// The control plane's verdicts. `took` is the Deployments' convergence,
+/// `others` the StatefulSet's and the Jobs'.
 pub fn verdicts(
     rec: &CpRecord,
     complete: &[&str],
     took: &BTreeMap<String, Option<Duration>>,
+    others: &BTreeMap<String, Option<Duration>>,
     bound: Duration,
     seqs: &BTreeMap<String, Option<u64>>,
 ) -> Vec<Verdict> {
@@ -662,6 +918,9 @@ pub fn verdicts(
         controlplane::no_pod_bound_twice(&pods),
         controlplane::surge_respected(&changes),
         controlplane::spec_writes_kept(&writes, seqs),
-        controlplane::deployments_converged(took, bound),
+        controlplane::converged("Deployment", took, bound),
+        controlplane::one_pod_per_ordinal(&pods),
+        controlplane::job_completions_respected(&pods, JOB_COMPLETIONS),
+        controlplane::converged("StatefulSet and Job", others, bound),
     ]
 }

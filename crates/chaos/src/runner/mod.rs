@@ -221,6 +221,9 @@ impl Drop for Stage {
     }
 }
 
+/// How long each object took to reach its desired state (None: it did not).
+type Converged = std::collections::BTreeMap<String, Option<Duration>>;
+
 /// The control-plane workload while it runs.
 struct ControlPlane {
     client: keelson_sdk::Client,
@@ -251,8 +254,12 @@ impl ControlPlane {
         if took.values().any(Option::is_none) {
             bail!("the deployments did not reach their desired state before the faults: {took:?}");
         }
+        let set = controlplane::wait_workloads(&client, &[], CONVERGENCE_BOUND).await;
+        if set.values().any(Option::is_none) {
+            bail!("the StatefulSet did not reach its desired state before the faults: {set:?}");
+        }
         println!(
-            "{} deployments at their desired state on {} simulated nodes",
+            "{} deployments and a StatefulSet at their desired state on {} simulated nodes",
             a.deployments, a.nodes
         );
         Ok(ControlPlane {
@@ -269,10 +276,10 @@ impl ControlPlane {
     /// and judge.
     async fn finish(
         self,
-        converging: JoinHandle<std::collections::BTreeMap<String, Option<Duration>>>,
+        converging: JoinHandle<(Converged, Converged)>,
         deployments: usize,
     ) -> anyhow::Result<Vec<Verdict>> {
-        let took = converging.await.unwrap_or_default();
+        let (took, others) = converging.await.unwrap_or_default();
         let seqs = controlplane::final_seqs(&self.client, deployments).await;
         // The watchers catch up to the present, then stop.
         let now = controlplane::current_revision(&self.client).await?;
@@ -286,7 +293,7 @@ impl ControlPlane {
                 _ => eprintln!("the {name} watcher did not see the whole run"),
             }
         }
-        report::print_control_plane(&self.rec, &took);
+        report::print_control_plane(&self.rec, &took, &others);
         for (d, _) in took.iter().filter(|(_, t)| t.is_none()) {
             println!(
                 "  {d} now: {}",
@@ -297,6 +304,7 @@ impl ControlPlane {
             &self.rec,
             &complete,
             &took,
+            &others,
             CONVERGENCE_BOUND,
             &seqs,
         ))
@@ -479,7 +487,13 @@ pub async fn run(bin: PathBuf, a: ChaosArgs) -> anyhow::Result<()> {
     let converging = cp.as_ref().map(|cp| {
         let cl = cp.client.clone();
         let n = a.deployments;
-        tokio::spawn(async move { controlplane::wait_converged(&cl, n, CONVERGENCE_BOUND).await })
+        let jobs = cp.rec.jobs.lock().map(|j| j.clone()).unwrap_or_default();
+        tokio::spawn(async move {
+            tokio::join!(
+                controlplane::wait_converged(&cl, n, CONVERGENCE_BOUND),
+                controlplane::wait_workloads(&cl, &jobs, CONVERGENCE_BOUND)
+            )
+        })
     });
     kv_run.wait_clients().await;
     stage.cluster.wait_healthy(Duration::from_secs(30)).await?;

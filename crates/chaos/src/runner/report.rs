@@ -66,6 +66,7 @@ pub fn judge(ops: &[Op], watched: &[Watched], complete: &[usize]) -> Vec<Verdict
 pub fn print_control_plane(
     rec: &CpRecord,
     took: &std::collections::BTreeMap<String, Option<Duration>>,
+    others: &std::collections::BTreeMap<String, Option<Duration>>,
 ) {
     let writes = rec.writes.lock().map(|w| w.clone()).unwrap_or_default();
     let acked = writes.iter().filter(|w| w.acked == Some(true)).count();
@@ -82,7 +83,12 @@ pub fn print_control_plane(
         rec.rolled.load(std::sync::atomic::Ordering::Relaxed),
         pods.len()
     );
-    for (d, t) in took {
+    println!(
+        "  the StatefulSet changed {} times; {} Jobs created",
+        rec.set_changes.load(std::sync::atomic::Ordering::Relaxed),
+        rec.jobs.lock().map(|j| j.len()).unwrap_or(0)
+    );
+    for (d, t) in took.iter().chain(others) {
         match t {
             Some(t) => println!(
                 "  {d}: at its desired state {:.1} s after the faults",

@@ -1,7 +1,8 @@
 //! DaemonSets as `keelson server` runs their controller, over simulated
 //! nodes, driven by kubectl: a pod per node, a pod for a node that joins,
 //! none on a node with an untolerated NoExecute taint (and one again once
-//! it goes), a rolling update that kubectl's `rollout status` follows, a
+//! it goes), a rolling update that kubectl's `rollout status` follows
+//! (and `rollout history` and `undo` over its ControllerRevisions), a
 //! removed node's pod collected, and the DaemonSet's pods (and a
 //! ConfigMap and a Secret it owns) deleted with it.
 
@@ -109,6 +110,42 @@ async fn daemon_sets_follow_nodes_taints_and_roll_out() {
         by.len() == 3 && by.values().all(|i| i == &["builtin/http-echo"]),
         "{by:?}"
     );
+
+    // Each template is a ControllerRevision: the history lists both, and
+    // undo brings the first one back (as revision 3).
+    let history = k.ok(&["rollout", "history", "daemonset/node-agent"]);
+    for n in ["1", "2"] {
+        assert!(
+            history
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(n)),
+            "revision {n} missing: {history}"
+        );
+    }
+    let first = k.ok(&["rollout", "history", "daemonset/node-agent", "--revision=1"]);
+    assert!(first.contains("builtin/sleep"), "{first}");
+    k.ok(&["rollout", "undo", "daemonset/node-agent"]);
+    k.ok(&["rollout", "status", "daemonset/node-agent", "--timeout=60s"]);
+    eventually(
+        Duration::from_secs(30),
+        "the first template back",
+        || async {
+            let by = pods_by_node(&pods).await;
+            by.len() == 3 && by.values().all(|i| i == &["builtin/sleep"])
+        },
+    )
+    .await;
+    let numbers = k.ok(&[
+        "get",
+        "controllerrevisions",
+        "-l",
+        "app=node-agent",
+        "-o",
+        "jsonpath={.items[*].revision}",
+    ]);
+    let mut numbers: Vec<&str> = numbers.split_whitespace().collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, ["2", "3"]);
 
     // A node removed for good: its pod is collected.
     extra.0.iter_mut().for_each(keelson_testkit::process::kill);
