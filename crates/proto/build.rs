@@ -65,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/k8s.io/api/authorization/v1/generated.proto",
             "proto/k8s.io/api/policy/v1/generated.proto",
             "proto/k8s.io/api/batch/v1/generated.proto",
+            "proto/k8s.io/api/rbac/v1/generated.proto",
         ])
         .status()?;
     if !status.success() {

@@ -16,6 +16,7 @@ pub const RENAMES: &[(&str, &str)] = &[
     ("NodeSystemInfo.machine_id", "machineID"),
     ("DaemonEndpoint.port", "Port"),
     ("RevisionTemplate.patch", "$patch"),
+    ("PolicyRule.non_resource_urls", "nonResourceURLs"),
 ];
 
 /// Kubernetes' IntOrString fields (`Message.field`): held in a string, read

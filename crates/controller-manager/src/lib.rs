@@ -6,8 +6,8 @@
 //! ([`keelson_sdk::LeaderElector`], short TTL) and only the holder writes.
 //! All instances keep their caches warm (reflectors over pods, ReplicaSets,
 //! Deployments, DaemonSets, StatefulSets, ControllerRevisions, Jobs,
-//! CronJobs, ConfigMaps, Secrets, nodes, node heartbeat leases, Services
-//! and Endpoints), so a
+//! CronJobs, ConfigMaps, Secrets, namespaces, ServiceAccounts, nodes, node
+//! heartbeat leases, Services and Endpoints), so a
 //! new leader acts within a lease TTL of the old one's death.
 //!
 //! Every controller runs in the same loop,
@@ -40,6 +40,7 @@
 //! - [`cronjobs`]: a Job per CronJob schedule time, never two.
 //! - [`daemonsets`]: a pod per eligible node, rolled out within
 //!   maxUnavailable.
+//! - [`serviceaccounts`]: a `default` ServiceAccount in every namespace.
 //! - [`statefulsets`]: pods `<set>-<ordinal>` in order, their revisions as
 //!   ControllerRevisions, rolled out from the highest ordinal.
 //! - [`gc`]: ownerReference garbage collection (background, foreground,
@@ -76,6 +77,7 @@ pub mod nodeipam;
 pub mod nodes;
 pub mod replicasets;
 pub mod retry;
+pub mod serviceaccounts;
 pub mod statefulsets;
 
 /// The election every controller-manager instance runs in.
@@ -137,6 +139,8 @@ pub struct Ctx {
     pub statefulsets: Store<v1::StatefulSet>,
     /// ControllerRevisions (the StatefulSets' template history).
     pub revisions: Store<v1::ControllerRevision>,
+    pub namespaces: Store<v1::Namespace>,
+    pub serviceaccounts: Store<v1::ServiceAccount>,
     /// For the garbage collector's graph (dependents by ownerReference).
     pub configmaps: Store<v1::ConfigMap>,
     pub secrets: Store<v1::Secret>,
@@ -181,7 +185,12 @@ pub async fn run(client: Client, options: Options) {
     let (configmaps, _t11) = reflector(Api::<v1::ConfigMap>::all(client.clone()), all.clone());
     let (secrets, _t12) = reflector(Api::<v1::Secret>::all(client.clone()), all.clone());
     let (statefulsets, _t13) = reflector(Api::<v1::StatefulSet>::all(client.clone()), all.clone());
-    let (revisions, _t14) = reflector(Api::<v1::ControllerRevision>::all(client.clone()), all);
+    let (revisions, _t14) = reflector(
+        Api::<v1::ControllerRevision>::all(client.clone()),
+        all.clone(),
+    );
+    let (namespaces, _t15) = reflector(Api::<v1::Namespace>::all(client.clone()), all.clone());
+    let (serviceaccounts, _t16) = reflector(Api::<v1::ServiceAccount>::all(client.clone()), all);
     pods.wait_ready().await;
     replicasets.wait_ready().await;
     deployments.wait_ready().await;
@@ -196,6 +205,8 @@ pub async fn run(client: Client, options: Options) {
     secrets.wait_ready().await;
     statefulsets.wait_ready().await;
     revisions.wait_ready().await;
+    namespaces.wait_ready().await;
+    serviceaccounts.wait_ready().await;
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), COMPONENT),
         client,
@@ -212,6 +223,8 @@ pub async fn run(client: Client, options: Options) {
         daemonsets,
         statefulsets,
         revisions,
+        namespaces,
+        serviceaccounts,
         configmaps,
         secrets,
         options,
@@ -220,7 +233,7 @@ pub async fn run(client: Client, options: Options) {
     // it is dropped they are aborted, the leadership receivers go, and the
     // elector gives the lease back.
     let _reflectors = AbortOnDrop(vec![
-        _t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8, _t9, _t10, _t11, _t12, _t13, _t14,
+        _t1, _t2, _t3, _t4, _t5, _t6, _t7, _t8, _t9, _t10, _t11, _t12, _t13, _t14, _t15, _t16,
     ]);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(run_controller(
@@ -238,6 +251,10 @@ pub async fn run(client: Client, options: Options) {
         statefulsets::StatefulSets::default(),
     ));
     tasks.spawn(run_controller(ctx.clone(), endpoints::Endpoints));
+    tasks.spawn(run_controller(
+        ctx.clone(),
+        serviceaccounts::ServiceAccounts,
+    ));
     tasks.spawn(run_controller(ctx.clone(), gc::GarbageCollector));
     tasks.spawn(run_controller(ctx.clone(), jobs::Jobs::default()));
     tasks.spawn(run_controller(ctx.clone(), nodes::NodeLifecycle::default()));

@@ -29,6 +29,7 @@
 //!   counted once through the tracking finalizer; backoff limit, deadline,
 //!   suspend, TTL).
 //! - [`nodeipam`]: pod CIDRs for nodes (one subnet of the cluster CIDR each).
+//! - [`serviceaccount`]: the `default` ServiceAccount of every namespace.
 //! - [`statefulset`]: the StatefulSet controller (pods with stable names
 //!   in ordinal order, rolling update from the highest ordinal down to a
 //!   partition, revisions as ControllerRevisions).
@@ -75,4 +76,5 @@ pub mod job;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod serviceaccount;
 pub mod statefulset;

@@ -237,10 +237,31 @@ pub fn apply(o: &mut Object) {
                 template(t.and_then(|s| s.template.as_mut()));
             }
         }
+        Variant::RoleBinding(b) => rbac_binding(&mut b.subjects, b.role_ref.as_mut()),
+        Variant::ClusterRoleBinding(b) => rbac_binding(&mut b.subjects, b.role_ref.as_mut()),
         Variant::Node(_)
         | Variant::Lease(_)
         | Variant::ConfigMap(_)
-        | Variant::ControllerRevision(_) => {}
+        | Variant::ControllerRevision(_)
+        | Variant::ServiceAccount(_)
+        | Variant::Role(_)
+        | Variant::ClusterRole(_) => {}
+    }
+}
+
+/// The RBAC API group.
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Kubernetes' binding defaults: the role's API group, and a subject's
+/// (none for a ServiceAccount, the RBAC group for a User or a Group).
+fn rbac_binding(subjects: &mut [v1::Subject], role_ref: Option<&mut v1::RoleRef>) {
+    if let Some(r) = role_ref {
+        default_str(&mut r.api_group, RBAC_GROUP);
+    }
+    for s in subjects {
+        if s.kind == "User" || s.kind == "Group" {
+            default_str(&mut s.api_group, RBAC_GROUP);
+        }
     }
 }
 

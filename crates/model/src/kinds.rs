@@ -24,10 +24,15 @@ pub enum Kind {
     DaemonSet,
     StatefulSet,
     ControllerRevision,
+    ServiceAccount,
+    Role,
+    RoleBinding,
+    ClusterRole,
+    ClusterRoleBinding,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -44,6 +49,11 @@ impl Kind {
         Kind::DaemonSet,
         Kind::StatefulSet,
         Kind::ControllerRevision,
+        Kind::ServiceAccount,
+        Kind::Role,
+        Kind::RoleBinding,
+        Kind::ClusterRole,
+        Kind::ClusterRoleBinding,
     ];
 
     /// The kind as written in manifests (`kind: Deployment`).
@@ -65,6 +75,11 @@ impl Kind {
             Kind::DaemonSet => "DaemonSet",
             Kind::StatefulSet => "StatefulSet",
             Kind::ControllerRevision => "ControllerRevision",
+            Kind::ServiceAccount => "ServiceAccount",
+            Kind::Role => "Role",
+            Kind::RoleBinding => "RoleBinding",
+            Kind::ClusterRole => "ClusterRole",
+            Kind::ClusterRoleBinding => "ClusterRoleBinding",
         }
     }
 
@@ -87,6 +102,11 @@ impl Kind {
             Kind::DaemonSet => "daemonsets",
             Kind::StatefulSet => "statefulsets",
             Kind::ControllerRevision => "controllerrevisions",
+            Kind::ServiceAccount => "serviceaccounts",
+            Kind::Role => "roles",
+            Kind::RoleBinding => "rolebindings",
+            Kind::ClusterRole => "clusterroles",
+            Kind::ClusterRoleBinding => "clusterrolebindings",
         }
     }
 
@@ -100,13 +120,19 @@ impl Kind {
             | Kind::ControllerRevision => "apps/v1",
             Kind::Lease => "coordination.k8s.io/v1",
             Kind::Job | Kind::CronJob => "batch/v1",
+            Kind::Role | Kind::RoleBinding | Kind::ClusterRole | Kind::ClusterRoleBinding => {
+                "rbac.authorization.k8s.io/v1"
+            }
             _ => "v1",
         }
     }
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Node)
+        !matches!(
+            self,
+            Kind::Namespace | Kind::Node | Kind::ClusterRole | Kind::ClusterRoleBinding
+        )
     }
 
     /// Whether objects of this kind have a status the status verb updates
@@ -120,6 +146,11 @@ impl Kind {
                 | Kind::ConfigMap
                 | Kind::Secret
                 | Kind::ControllerRevision
+                | Kind::ServiceAccount
+                | Kind::Role
+                | Kind::RoleBinding
+                | Kind::ClusterRole
+                | Kind::ClusterRoleBinding
         )
     }
 
@@ -152,6 +183,11 @@ impl Kind {
             Kind::DaemonSet => &["ds"],
             Kind::StatefulSet => &["sts"],
             Kind::ControllerRevision => &[],
+            Kind::ServiceAccount => &["sa"],
+            Kind::Role => &[],
+            Kind::RoleBinding => &[],
+            Kind::ClusterRole => &[],
+            Kind::ClusterRoleBinding => &[],
         }
     }
 
@@ -252,6 +288,11 @@ resource!(CronJob, CronJob);
 resource!(DaemonSet, DaemonSet);
 resource!(StatefulSet, StatefulSet);
 resource!(ControllerRevision, ControllerRevision);
+resource!(ServiceAccount, ServiceAccount);
+resource!(Role, Role);
+resource!(RoleBinding, RoleBinding);
+resource!(ClusterRole, ClusterRole);
+resource!(ClusterRoleBinding, ClusterRoleBinding);
 
 /// Calls `$f` with the typed object inside an [`Object`], whatever its kind.
 #[macro_export]
@@ -274,6 +315,11 @@ macro_rules! with_object {
             ::keelson_proto::api::object::Kind::DaemonSet($x) => $body,
             ::keelson_proto::api::object::Kind::StatefulSet($x) => $body,
             ::keelson_proto::api::object::Kind::ControllerRevision($x) => $body,
+            ::keelson_proto::api::object::Kind::ServiceAccount($x) => $body,
+            ::keelson_proto::api::object::Kind::Role($x) => $body,
+            ::keelson_proto::api::object::Kind::RoleBinding($x) => $body,
+            ::keelson_proto::api::object::Kind::ClusterRole($x) => $body,
+            ::keelson_proto::api::object::Kind::ClusterRoleBinding($x) => $body,
         }
     };
 }
@@ -348,6 +394,26 @@ macro_rules! for_kind {
                 type $t = ::keelson_proto::v1::ControllerRevision;
                 $body
             }
+            $crate::Kind::ServiceAccount => {
+                type $t = ::keelson_proto::v1::ServiceAccount;
+                $body
+            }
+            $crate::Kind::Role => {
+                type $t = ::keelson_proto::v1::Role;
+                $body
+            }
+            $crate::Kind::RoleBinding => {
+                type $t = ::keelson_proto::v1::RoleBinding;
+                $body
+            }
+            $crate::Kind::ClusterRole => {
+                type $t = ::keelson_proto::v1::ClusterRole;
+                $body
+            }
+            $crate::Kind::ClusterRoleBinding => {
+                type $t = ::keelson_proto::v1::ClusterRoleBinding;
+                $body
+            }
         }
     };
 }
@@ -385,6 +451,11 @@ pub fn kind_of(o: &Object) -> Option<Kind> {
         object::Kind::DaemonSet(_) => Kind::DaemonSet,
         object::Kind::StatefulSet(_) => Kind::StatefulSet,
         object::Kind::ControllerRevision(_) => Kind::ControllerRevision,
+        object::Kind::ServiceAccount(_) => Kind::ServiceAccount,
+        object::Kind::Role(_) => Kind::Role,
+        object::Kind::RoleBinding(_) => Kind::RoleBinding,
+        object::Kind::ClusterRole(_) => Kind::ClusterRole,
+        object::Kind::ClusterRoleBinding(_) => Kind::ClusterRoleBinding,
     })
 }
 
@@ -440,6 +511,11 @@ fn object_field(kind: Kind) -> u32 {
         Kind::DaemonSet => 14,
         Kind::StatefulSet => 15,
         Kind::ControllerRevision => 16,
+        Kind::ServiceAccount => 17,
+        Kind::Role => 18,
+        Kind::RoleBinding => 19,
+        Kind::ClusterRole => 20,
+        Kind::ClusterRoleBinding => 21,
     }
 }
 

@@ -120,6 +120,12 @@ fn column_sets(kind: Kind) -> (&'static [&'static str], &'static [&'static str])
         ),
         Kind::StatefulSet => (&["NAME", "READY", "AGE"], &["CONTAINERS", "IMAGES"]),
         Kind::ControllerRevision => (&["NAME", "CONTROLLER", "REVISION", "AGE"], &[]),
+        Kind::ServiceAccount => (&["NAME", "SECRETS", "AGE"], &[]),
+        Kind::Role | Kind::ClusterRole => (&["NAME", "CREATED AT"], &[]),
+        Kind::RoleBinding | Kind::ClusterRoleBinding => (
+            &["NAME", "ROLE", "AGE"],
+            &["USERS", "GROUPS", "SERVICEACCOUNTS"],
+        ),
         Kind::CronJob => (
             &[
                 "NAME",
@@ -186,6 +192,19 @@ pub fn row(o: &Object, wide: bool, now: SystemTime) -> Vec<String> {
         Variant::DaemonSet(ds) => daemon_set_row(ds, wide, now),
         Variant::StatefulSet(sts) => stateful_set_row(sts, wide, now),
         Variant::ControllerRevision(r) => controller_revision_row(r, now),
+        Variant::ServiceAccount(sa) => vec![
+            name(&sa.metadata),
+            sa.secrets.len().to_string(),
+            created(&sa.metadata, now),
+        ],
+        Variant::Role(r) => vec![name(&r.metadata), created_at(&r.metadata)],
+        Variant::ClusterRole(r) => vec![name(&r.metadata), created_at(&r.metadata)],
+        Variant::RoleBinding(b) => {
+            binding_row(&b.metadata, b.role_ref.as_ref(), &b.subjects, wide, now)
+        }
+        Variant::ClusterRoleBinding(b) => {
+            binding_row(&b.metadata, b.role_ref.as_ref(), &b.subjects, wide, now)
+        }
         Variant::Lease(l) => vec![
             name(&l.metadata),
             or_none(l.spec.as_ref().map_or("", |s| s.holder_identity.as_str())),
@@ -502,6 +521,45 @@ fn stateful_set_row(sts: &v1::StatefulSet, wide: bool, now: SystemTime) -> Vec<S
     if wide {
         let [containers, images, _] = template_columns(spec.template.as_ref(), None);
         r.extend([containers, images]);
+    }
+    r
+}
+
+/// CREATED AT: the creation time as written (RFC 3339).
+fn created_at(m: &Option<v1::ObjectMeta>) -> String {
+    m.as_ref()
+        .map(|m| m.creation_timestamp.clone())
+        .unwrap_or_default()
+}
+
+/// A RoleBinding's or ClusterRoleBinding's row, as kubectl's
+/// `printRoleBinding`: ROLE is `<kind>/<name>`; wide adds the users, groups
+/// and service accounts (`<namespace>/<name>`) it binds.
+fn binding_row(
+    m: &Option<v1::ObjectMeta>,
+    role: Option<&v1::RoleRef>,
+    subjects: &[v1::Subject],
+    wide: bool,
+    now: SystemTime,
+) -> Vec<String> {
+    let role = role.map_or(String::new(), |r| format!("{}/{}", r.kind, r.name));
+    let mut r = vec![name(m), role, created(m, now)];
+    if wide {
+        let of = |kind: &str| -> String {
+            let names: Vec<String> = subjects
+                .iter()
+                .filter(|s| s.kind == kind)
+                .map(|s| {
+                    if kind == "ServiceAccount" {
+                        format!("{}/{}", s.namespace, s.name)
+                    } else {
+                        s.name.clone()
+                    }
+                })
+                .collect();
+            names.join(", ")
+        };
+        r.extend([of("User"), of("Group"), of("ServiceAccount")]);
     }
     r
 }

@@ -1182,6 +1182,116 @@ fn check_stateful_set_update(e: &mut Errors, old: &v1::StatefulSet, new: &v1::St
     }
 }
 
+/// Kubernetes' `ValidatePolicyRule`: verbs always; resource rules name API
+/// groups and resources; non-resource URLs only in ClusterRoles, never
+/// with resources.
+fn check_rules(e: &mut Errors, rules: &[v1::PolicyRule], namespaced: bool) {
+    for (i, r) in rules.iter().enumerate() {
+        let p = format!("rules[{i}]");
+        if r.verbs.is_empty() {
+            e.required_because(
+                &format!("{p}.verbs"),
+                "verbs must contain at least one value",
+            );
+        }
+        if !r.non_resource_urls.is_empty() {
+            if namespaced {
+                e.invalid(
+                    &format!("{p}.nonResourceURLs"),
+                    &r.non_resource_urls,
+                    "namespaced rules cannot apply to non-resource URLs",
+                );
+            }
+            if !r.api_groups.is_empty() || !r.resources.is_empty() {
+                e.invalid(
+                    &format!("{p}.nonResourceURLs"),
+                    &r.non_resource_urls,
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                );
+            }
+            continue;
+        }
+        if r.api_groups.is_empty() {
+            e.required_because(
+                &format!("{p}.apiGroups"),
+                "resource rules must supply at least one api group",
+            );
+        }
+        if r.resources.is_empty() {
+            e.required_because(
+                &format!("{p}.resources"),
+                "resource rules must supply at least one resource",
+            );
+        }
+    }
+}
+
+/// Kubernetes' binding validation: a role reference of the RBAC group
+/// (a Role or, from a ClusterRoleBinding, only a ClusterRole) and
+/// subjects of a known kind.
+fn check_binding(
+    e: &mut Errors,
+    role_ref: Option<&v1::RoleRef>,
+    subjects: &[v1::Subject],
+    namespaced: bool,
+) {
+    let Some(r) = role_ref else {
+        e.required("roleRef");
+        return;
+    };
+    if r.api_group != crate::defaults::RBAC_GROUP {
+        e.unsupported(
+            "roleRef.apiGroup",
+            &r.api_group,
+            &[crate::defaults::RBAC_GROUP],
+        );
+    }
+    let kinds: &[&str] = if namespaced {
+        &["Role", "ClusterRole"]
+    } else {
+        &["ClusterRole"]
+    };
+    if !kinds.contains(&r.kind.as_str()) {
+        e.unsupported("roleRef.kind", &r.kind, kinds);
+    }
+    if r.name.is_empty() {
+        e.required("roleRef.name");
+    }
+    for (i, s) in subjects.iter().enumerate() {
+        let p = format!("subjects[{i}]");
+        if s.name.is_empty() {
+            e.required(&format!("{p}.name"));
+        }
+        match s.kind.as_str() {
+            "ServiceAccount" => {
+                if !s.api_group.is_empty() {
+                    e.unsupported(&format!("{p}.apiGroup"), &s.api_group, &[""]);
+                }
+                if !s.name.is_empty() && !is_dns1123_subdomain(&s.name) {
+                    e.invalid(&format!("{p}.name"), &s.name, MSG_SUBDOMAIN);
+                }
+                if s.namespace.is_empty() && !namespaced {
+                    e.required(&format!("{p}.namespace"));
+                }
+            }
+            "User" | "Group" => {
+                if s.api_group != crate::defaults::RBAC_GROUP {
+                    e.unsupported(
+                        &format!("{p}.apiGroup"),
+                        &s.api_group,
+                        &[crate::defaults::RBAC_GROUP],
+                    );
+                }
+            }
+            other => e.unsupported(
+                &format!("{p}.kind"),
+                other,
+                &["ServiceAccount", "User", "Group"],
+            ),
+        }
+    }
+}
+
 fn check_controller_revision(e: &mut Errors, r: &v1::ControllerRevision) {
     e.non_negative("revision", r.revision);
 }
@@ -1572,6 +1682,13 @@ pub fn validate(o: &Object) -> Result<(), Vec<String>> {
             None => e.required("spec"),
         },
         Variant::ControllerRevision(r) => check_controller_revision(&mut e, r),
+        Variant::ServiceAccount(_) => {}
+        Variant::Role(r) => check_rules(&mut e, &r.rules, true),
+        Variant::ClusterRole(r) => check_rules(&mut e, &r.rules, false),
+        Variant::RoleBinding(b) => check_binding(&mut e, b.role_ref.as_ref(), &b.subjects, true),
+        Variant::ClusterRoleBinding(b) => {
+            check_binding(&mut e, b.role_ref.as_ref(), &b.subjects, false)
+        }
         Variant::CronJob(cj) => match &cj.spec {
             Some(s) => check_cron_job(&mut e, cj.metadata.as_ref(), s),
             None => e.required("spec"),
@@ -1650,6 +1767,16 @@ pub fn validate_update(old: &Object, new: &Object) -> Result<(), Vec<String>> {
             if a.data != b.data =>
         {
             e.invalid("data", "", "field is immutable");
+        }
+        (Some(Variant::RoleBinding(a)), Some(Variant::RoleBinding(b)))
+            if a.role_ref != b.role_ref =>
+        {
+            e.invalid("roleRef", "", "cannot change roleRef");
+        }
+        (Some(Variant::ClusterRoleBinding(a)), Some(Variant::ClusterRoleBinding(b)))
+            if a.role_ref != b.role_ref =>
+        {
+            e.invalid("roleRef", "", "cannot change roleRef");
         }
         (Some(Variant::Deployment(a)), Some(Variant::Deployment(b))) => check_selector_unchanged(
             &mut e,

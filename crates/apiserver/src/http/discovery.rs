@@ -343,7 +343,8 @@ mod tests {
                 "authentication.k8s.io",
                 "authorization.k8s.io",
                 "batch",
-                "coordination.k8s.io"
+                "coordination.k8s.io",
+                "rbac.authorization.k8s.io"
             ]
         );
     }
@@ -355,7 +356,8 @@ mod tests {
             [
                 ("apps", "v1"),
                 ("batch", "v1"),
-                ("coordination.k8s.io", "v1")
+                ("coordination.k8s.io", "v1"),
+                ("rbac.authorization.k8s.io", "v1")
             ]
         );
         let core = api_resource_list("", "v1").expect("core");

@@ -342,7 +342,8 @@ mod tests {
                 "api/v1",
                 "apis/apps/v1",
                 "apis/batch/v1",
-                "apis/coordination.k8s.io/v1"
+                "apis/coordination.k8s.io/v1",
+                "apis/rbac.authorization.k8s.io/v1"
             ]
         );
         let url = paths["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap();

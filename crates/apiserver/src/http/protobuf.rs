@@ -55,6 +55,7 @@ fn package_of(api_version: &str) -> Option<&'static str> {
         "authorization.k8s.io/v1" => Some("k8s.io.api.authorization.v1"),
         "policy/v1" => Some("k8s.io.api.policy.v1"),
         "batch/v1" => Some("k8s.io.api.batch.v1"),
+        "rbac.authorization.k8s.io/v1" => Some("k8s.io.api.rbac.v1"),
         _ => None,
     }
 }

@@ -90,11 +90,21 @@ impl From<Error> for Failure {
                         }
                     })
                     .collect();
+                // `what` is `Kind "name"`: kubectl prints the details'
+                // kind and name ("The Pod \"p\" is invalid: ...").
+                let (kind, name) = match what.split_once(' ') {
+                    Some((kind, quoted)) => (
+                        kind.to_string(),
+                        serde_json::from_str::<String>(quoted)
+                            .unwrap_or_else(|_| quoted.to_string()),
+                    ),
+                    None => (String::new(), what),
+                };
                 Failure {
                     code: 422,
                     reason: "Invalid",
                     message,
-                    details: Some(json!({"name": what, "causes": causes})),
+                    details: Some(json!({"kind": kind, "name": name, "causes": causes})),
                 }
             }
             Error::BadRequest(_) => Failure::new(400, "BadRequest", message),
@@ -182,6 +192,8 @@ mod tests {
             ],
         });
         assert_eq!(f.code, 422);
+        assert_eq!(f.body()["details"]["kind"], "Pod");
+        assert_eq!(f.body()["details"]["name"], "p");
         let causes = &f.body()["details"]["causes"];
         assert_eq!(causes[0]["field"], "spec.containers");
         assert_eq!(causes[0]["message"], "Required value");

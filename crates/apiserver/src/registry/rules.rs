@@ -117,7 +117,12 @@ fn clear_status(o: &mut Object) {
             | K::Lease(_)
             | K::ConfigMap(_)
             | K::Secret(_)
-            | K::ControllerRevision(_),
+            | K::ControllerRevision(_)
+            | K::ServiceAccount(_)
+            | K::Role(_)
+            | K::RoleBinding(_)
+            | K::ClusterRole(_)
+            | K::ClusterRoleBinding(_),
         )
         | None => {}
     }

@@ -8,5 +8,6 @@ mod common;
 mod controllers;
 mod cronjobs;
 mod daemonsets;
+mod rbac;
 mod scheduler;
 mod statefulsets;
