@@ -1,5 +1,5 @@
-//! The Job controller, after Kubernetes' `job_controller.go` (NonIndexed
-//! completion mode).
+//! The Job controller, after Kubernetes' `job_controller.go` and
+//! `indexed_job_utils.go`.
 //!
 //! [`reconcile`] compares a Job with its pods (those whose controller
 //! ownerReference carries the Job's uid) and returns the [`Action`]s that
@@ -37,10 +37,19 @@
 //! - **Back-off** (`restartPolicy: Never`): a pod replacing failed ones
 //!   waits 10 s after the last failure, doubling per failure since the last
 //!   success, at most 10 minutes (Kubernetes' defaults).
-//! - Not done: Indexed completion mode, `podFailurePolicy`, `successPolicy`.
+//! - **Indexed** completion mode: each pod carries a completion index
+//!   from 0 to `completions - 1` ([`COMPLETION_INDEX`] annotation and
+//!   label, `JOB_COMPLETION_INDEX` in every container's env, hostname
+//!   `<job>-<index>`); the lowest indexes with neither a success nor a
+//!   running pod get pods, a second running pod of one index goes, and
+//!   `status.completedIndexes` (ranges, `0-2,5`) lists the indexes that
+//!   succeeded, written in the same status write that records the pod, so
+//!   an index counts once however many of its pods succeed; the Job is
+//!   complete when every index is.
+//! - Not done: `podFailurePolicy`, `successPolicy`, `backoffLimitPerIndex`.
 
 use std::borrow::Borrow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use keelson_model::defaults::JOB_BACKOFF_LIMIT;
@@ -52,6 +61,11 @@ use keelson_proto::v1;
 
 /// The finalizer on every pod of a Job until the Job has counted it.
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
+/// An Indexed Job's pod's completion index (annotation and label).
+pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+/// The env var with the completion index in each container.
+pub const COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+
 /// The most pods created or deleted in one reconcile.
 pub const BURST_PODS: usize = 500;
 
@@ -148,6 +162,76 @@ fn pod_from_template(job: &v1::Job, template: &v1::PodTemplateSpec) -> v1::Pod {
     pod
 }
 
+/// The completion index of an Indexed Job's pod.
+fn index_of(p: &v1::Pod) -> Option<i32> {
+    p.meta()
+        .annotations
+        .get(COMPLETION_INDEX)
+        .and_then(|v| v.parse().ok())
+        .filter(|i| *i >= 0)
+}
+
+/// Indexes written as Kubernetes writes `completedIndexes`: ascending,
+/// each run of consecutive indexes as `a-b` (`0-2,4-5,7`).
+pub fn format_indexes(set: &BTreeSet<i32>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut iter = set.iter().copied().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek() == Some(&(end + 1)) {
+            end += 1;
+            iter.next();
+        }
+        if end == start {
+            parts.push(start.to_string());
+        } else {
+            parts.push(format!("{start}-{end}"));
+        }
+    }
+    parts.join(",")
+}
+
+/// `completedIndexes` read back (below `limit`; unreadable parts skipped).
+pub fn parse_indexes(text: &str, limit: i32) -> BTreeSet<i32> {
+    let mut out = BTreeSet::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.parse::<i32>(), b.parse::<i32>()) {
+            out.extend((a.max(0)..=b.min(limit.saturating_sub(1))).take(BURST_INDEXES_MAX));
+        }
+    }
+    out
+}
+
+/// The most indexes one `completedIndexes` range may expand to (Kubernetes
+/// caps an Indexed Job's completions at 100,000).
+const BURST_INDEXES_MAX: usize = 100_000;
+
+/// Pod `index` of an Indexed Job: labelled and annotated with the index,
+/// `JOB_COMPLETION_INDEX` in each container's env, hostname
+/// `<job>-<index>`, named `<job>-<index>-<suffix>`.
+fn indexed_pod(job: &v1::Job, template: &v1::PodTemplateSpec, index: i32) -> v1::Pod {
+    let mut pod = pod_from_template(job, template);
+    let name = &job.meta().name;
+    let meta = pod.meta_mut();
+    meta.generate_name = format!("{name}-{index}-");
+    meta.annotations
+        .insert(COMPLETION_INDEX.to_string(), index.to_string());
+    meta.labels
+        .insert(COMPLETION_INDEX.to_string(), index.to_string());
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    spec.hostname = format!("{name}-{index}");
+    for c in &mut spec.containers {
+        c.env.retain(|e| e.name != COMPLETION_INDEX_ENV);
+        c.env.push(v1::EnvVar {
+            name: COMPLETION_INDEX_ENV.to_string(),
+            value: index.to_string(),
+            ..Default::default()
+        });
+    }
+    pod
+}
+
 /// Decide what to do for `job`, given the pods of its namespace and the
 /// time. Pure: the same inputs give the same actions; bad input gives
 /// none.
@@ -173,6 +257,13 @@ pub fn reconcile<P: Borrow<v1::Pod>>(job: &v1::Job, pods: &[P], now: SystemTime)
     }
     let now_text = format_rfc3339(now);
     let current = job.status.clone().unwrap_or_default();
+    // Indexed: the indexes that succeeded so far.
+    let indexed_completions = spec
+        .completions
+        .filter(|_| spec.completion_mode == "Indexed");
+    let mut completed = indexed_completions
+        .map(|c| parse_indexes(&current.completed_indexes, c))
+        .unwrap_or_default();
     let mut status = current.clone();
     let mut actions = Vec::new();
     let mine: Vec<&v1::Pod> = pods
@@ -228,7 +319,15 @@ pub fn reconcile<P: Borrow<v1::Pod>>(job: &v1::Job, pods: &[P], now: SystemTime)
         }
         if !recorded.contains(uid) {
             match f {
-                Fate::Succeeded => uncounted.succeeded.push(uid.clone()),
+                Fate::Succeeded => {
+                    uncounted.succeeded.push(uid.clone());
+                    // Its index is complete, in the same status write.
+                    if let (Some(c), Some(i)) = (indexed_completions, index_of(p)) {
+                        if i < c {
+                            completed.insert(i);
+                        }
+                    }
+                }
                 Fate::Failed => uncounted.failed.push(uid.clone()),
                 _ => {}
             }
@@ -245,7 +344,16 @@ pub fn reconcile<P: Borrow<v1::Pod>>(job: &v1::Job, pods: &[P], now: SystemTime)
     if uncounted.succeeded.is_empty() && uncounted.failed.is_empty() {
         status.uncounted_terminated_pods = None;
     }
-    let succeeded = i64::from(status.succeeded) + pending_ok as i64;
+    if indexed_completions.is_some() {
+        // An index counts once, however many of its pods succeeded.
+        status.succeeded = i32::try_from(completed.len()).unwrap_or(i32::MAX);
+        status.completed_indexes = format_indexes(&completed);
+    }
+    let succeeded = if indexed_completions.is_some() {
+        completed.len() as i64
+    } else {
+        i64::from(status.succeeded) + pending_ok as i64
+    };
     let failed = i64::from(status.failed) + pending_failed as i64;
     let policy = template
         .spec
@@ -324,32 +432,44 @@ pub fn reconcile<P: Borrow<v1::Pod>>(job: &v1::Job, pods: &[P], now: SystemTime)
                 );
             }
             let parallelism = i64::from(spec.parallelism.unwrap_or(1).max(0));
-            let have = running.len() as i64;
-            let want = match spec.completions {
-                Some(c) => parallelism.min((i64::from(c) - succeeded).max(0)),
-                // A work queue: once one succeeded, no new pod, and the
-                // others finish their work.
-                None if succeeded > 0 => have,
-                None => parallelism,
-            };
             // After failures, a new pod waits out Kubernetes' back-off.
             let backing_off =
                 policy == "Never" && failure_backoff_until(&mine).is_some_and(|until| until > now);
-            if want > have && !backing_off {
-                let n = usize::try_from(want - have).unwrap_or(0).min(BURST_PODS);
-                let pod = pod_from_template(job, template);
-                actions.extend(std::iter::repeat_n(Action::CreatePod(Box::new(pod)), n));
-            } else if have > want {
-                // The newest first.
-                let mut victims = running.clone();
-                victims.sort_by(|a, b| {
-                    (&b.meta().creation_timestamp, &b.meta().name)
-                        .cmp(&(&a.meta().creation_timestamp, &a.meta().name))
-                });
-                let n = usize::try_from(have - want).unwrap_or(0).min(BURST_PODS);
-                actions.extend(victims.into_iter().take(n).map(|p| Action::DeletePod {
-                    name: p.meta().name.clone(),
-                }));
+            if let Some(c) = indexed_completions {
+                actions.extend(indexed_pods(
+                    job,
+                    template,
+                    &running,
+                    &completed,
+                    c,
+                    parallelism,
+                    backing_off,
+                ));
+            } else {
+                let have = running.len() as i64;
+                let want = match spec.completions {
+                    Some(c) => parallelism.min((i64::from(c) - succeeded).max(0)),
+                    // A work queue: once one succeeded, no new pod, and the
+                    // others finish their work.
+                    None if succeeded > 0 => have,
+                    None => parallelism,
+                };
+                if want > have && !backing_off {
+                    let n = usize::try_from(want - have).unwrap_or(0).min(BURST_PODS);
+                    let pod = pod_from_template(job, template);
+                    actions.extend(std::iter::repeat_n(Action::CreatePod(Box::new(pod)), n));
+                } else if have > want {
+                    // The newest first.
+                    let mut victims = running.clone();
+                    victims.sort_by(|a, b| {
+                        (&b.meta().creation_timestamp, &b.meta().name)
+                            .cmp(&(&a.meta().creation_timestamp, &a.meta().name))
+                    });
+                    let n = usize::try_from(have - want).unwrap_or(0).min(BURST_PODS);
+                    actions.extend(victims.into_iter().take(n).map(|p| Action::DeletePod {
+                        name: p.meta().name.clone(),
+                    }));
+                }
             }
         }
     } else if already_finished {
@@ -382,6 +502,63 @@ pub fn reconcile<P: Borrow<v1::Pod>>(job: &v1::Job, pods: &[P], now: SystemTime)
     }
     if status != current {
         actions.insert(0, Action::UpdateStatus(status));
+    }
+    actions
+}
+
+/// An Indexed Job's pod writes: running pods without a valid index, of an
+/// index already complete, or a second one of an index go; the lowest
+/// indexes with neither a success nor a running pod get one, up to
+/// `parallelism` running (none while `backing_off`); beyond `parallelism`
+/// the highest indexes go.
+fn indexed_pods(
+    job: &v1::Job,
+    template: &v1::PodTemplateSpec,
+    running: &[&v1::Pod],
+    completed: &BTreeSet<i32>,
+    completions: i32,
+    parallelism: i64,
+    backing_off: bool,
+) -> Vec<Action> {
+    let delete = |p: &v1::Pod| Action::DeletePod {
+        name: p.meta().name.clone(),
+    };
+    let mut actions = Vec::new();
+    let mut by_index: BTreeMap<i32, Vec<&v1::Pod>> = BTreeMap::new();
+    for p in running {
+        match index_of(p).filter(|i| *i < completions && !completed.contains(i)) {
+            Some(i) => by_index.entry(i).or_default().push(p),
+            None => actions.push(delete(p)),
+        }
+    }
+    for pods in by_index.values_mut() {
+        // The oldest stays.
+        pods.sort_by(|a, b| {
+            (&a.meta().creation_timestamp, &a.meta().name)
+                .cmp(&(&b.meta().creation_timestamp, &b.meta().name))
+        });
+        actions.extend(pods.iter().skip(1).map(|p| delete(p)));
+    }
+    let active = by_index.len() as i64;
+    let left = i64::from(completions) - completed.len() as i64;
+    let want = parallelism.min(left.max(0));
+    if want > active && !backing_off {
+        let n = usize::try_from(want - active).unwrap_or(0).min(BURST_PODS);
+        actions.extend(
+            (0..completions)
+                .filter(|i| !completed.contains(i) && !by_index.contains_key(i))
+                .take(n)
+                .map(|i| Action::CreatePod(Box::new(indexed_pod(job, template, i)))),
+        );
+    } else if active > want {
+        let n = usize::try_from(active - want).unwrap_or(0).min(BURST_PODS);
+        actions.extend(
+            by_index
+                .values()
+                .rev()
+                .take(n)
+                .filter_map(|pods| pods.first().map(|p| delete(p))),
+        );
     }
     actions
 }
@@ -831,5 +1008,124 @@ mod tests {
         );
         // Bad input: nothing.
         assert_eq!(reconcile(&v1::Job::default(), NO_PODS, at(0)), []);
+    }
+
+    /// Pod `name` of index `i` in `phase`, tracked.
+    fn at_index(name: &str, i: i32, phase: &str) -> v1::Pod {
+        let mut p = pod(name, phase, true);
+        p.meta_mut()
+            .annotations
+            .insert(COMPLETION_INDEX.into(), i.to_string());
+        p
+    }
+
+    fn created_indexes(a: &[Action]) -> Vec<String> {
+        a.iter()
+            .filter_map(|a| match a {
+                Action::CreatePod(p) => p.meta().annotations.get(COMPLETION_INDEX).cloned(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn indexed_jobs_run_each_index_once() {
+        let j = job(json!({"completions": 5, "parallelism": 2, "completionMode": "Indexed"}));
+        // The lowest two indexes first, each pod with its identity.
+        let a = reconcile(&j, NO_PODS, at(0));
+        assert_eq!(created_indexes(&a), ["0", "1"]);
+        let p = a
+            .iter()
+            .find_map(|a| match a {
+                Action::CreatePod(p) => Some(p.clone()),
+                _ => None,
+            })
+            .expect("a pod");
+        assert_eq!(p.meta().generate_name, "pi-0-");
+        assert_eq!(p.meta().labels[COMPLETION_INDEX], "0");
+        let spec = p.spec.clone().unwrap_or_default();
+        assert_eq!(spec.hostname, "pi-0");
+        assert!(spec.containers[0]
+            .env
+            .iter()
+            .any(|e| e.name == COMPLETION_INDEX_ENV && e.value == "0"));
+        assert!(p
+            .meta()
+            .finalizers
+            .contains(&TRACKING_FINALIZER.to_string()));
+
+        // Index 1 succeeded (twice: a duplicate pod), index 0 failed: the
+        // index counts once, in the same write that records the pods.
+        let mut failed = ended("a", "Failed", 1);
+        failed.meta_mut().finalizers.push(TRACKING_FINALIZER.into());
+        failed
+            .meta_mut()
+            .annotations
+            .insert(COMPLETION_INDEX.into(), "0".into());
+        let pods = [
+            failed,
+            at_index("b", 1, "Succeeded"),
+            at_index("b2", 1, "Succeeded"),
+        ];
+        let a = reconcile(&j, &pods, at(1));
+        let st = match &a[0] {
+            Action::UpdateStatus(s) => s.clone(),
+            other => panic!("status first: {other:?}"),
+        };
+        assert_eq!((st.succeeded, st.completed_indexes.as_str()), (1, "1"));
+        // Index 0 waits out the back-off; once it passed, 0 and 2 run.
+        assert!(created_indexes(&a).is_empty(), "{:?}", lines(&a));
+        let j = with_status(j, &a);
+        let released = [
+            pod("a", "Failed", false),
+            pod("b", "Succeeded", false),
+            pod("b2", "Succeeded", false),
+        ];
+        let a = reconcile(&j, &released, at(100));
+        assert_eq!(created_indexes(&a), ["0", "2"]);
+        let j = with_status(j, &a);
+        let st = j.status.clone().unwrap_or_default();
+        assert_eq!((st.succeeded, st.failed), (1, 1));
+
+        // A second running pod of one index and a pod of a completed index
+        // go; the rest succeed and the Job completes at 5 indexes.
+        let pods = [
+            at_index("c", 0, "Running"),
+            at_index("c2", 0, "Running"),
+            at_index("d", 1, "Running"),
+        ];
+        let deleted: Vec<String> = reconcile(&j, &pods, at(101))
+            .iter()
+            .filter_map(|a| match a {
+                Action::DeletePod { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, ["d", "c2"]);
+        let done: Vec<v1::Pod> = [0, 2, 3, 4]
+            .iter()
+            .map(|i| at_index(&format!("e{i}"), *i, "Succeeded"))
+            .collect();
+        let a = reconcile(&j, &done, at(102));
+        let st = with_status(j, &a).status.unwrap_or_default();
+        assert_eq!(st.completed_indexes, "0-4");
+        assert_eq!(st.succeeded, 5);
+        assert!(
+            st.conditions
+                .iter()
+                .any(|c| c.r#type == "Complete" && c.status == "True"),
+            "{:?}",
+            lines(&a)
+        );
+    }
+
+    #[test]
+    fn completed_indexes_round_trip_as_kubernetes_writes_them() {
+        let set: BTreeSet<i32> = [0, 1, 2, 4, 5, 7].into();
+        assert_eq!(format_indexes(&set), "0-2,4-5,7");
+        assert_eq!(parse_indexes("0-2,4-5,7", 10), set);
+        assert_eq!(format_indexes(&BTreeSet::new()), "");
+        // Beyond completions, reversed or unreadable parts are dropped.
+        assert_eq!(parse_indexes("3-1,x,8-12", 10), [8, 9].into());
     }
 }

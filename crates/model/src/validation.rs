@@ -1048,9 +1048,34 @@ fn check_job_counts(e: &mut Errors, p: &str, s: &v1::JobSpec) {
     e.empty_or_one_of(
         &format!("{p}.completionMode"),
         &s.completion_mode,
-        &["NonIndexed"],
+        &["NonIndexed", "Indexed"],
     );
+    if s.completion_mode == "Indexed" {
+        match s.completions {
+            None => e.required_because(
+                &format!("{p}.completions"),
+                "when completion mode is Indexed",
+            ),
+            Some(n) if n > INDEXED_JOB_MAX => e.invalid(
+                &format!("{p}.completions"),
+                n,
+                &format!("must be less than or equal to {INDEXED_JOB_MAX} when completion mode is Indexed"),
+            ),
+            Some(_) => {}
+        }
+        if let Some(n) = s.parallelism.filter(|n| *n > INDEXED_JOB_MAX) {
+            e.invalid(
+                &format!("{p}.parallelism"),
+                n,
+                &format!("must be less than or equal to {INDEXED_JOB_MAX} when completion mode is Indexed"),
+            );
+        }
+    }
 }
+
+/// The most completions (and parallelism) of an Indexed Job, as
+/// Kubernetes'.
+const INDEXED_JOB_MAX: i32 = 100_000;
 
 fn check_daemon_set(e: &mut Errors, s: &v1::DaemonSetSpec) {
     check_workload(
@@ -1803,6 +1828,13 @@ pub fn validate_update(old: &Object, new: &Object) -> Result<(), Vec<String>> {
             if x.template != y.template {
                 e.invalid("spec.template", "", "field is immutable");
             }
+            if x.completion_mode != y.completion_mode {
+                e.invalid(
+                    "spec.completionMode",
+                    &y.completion_mode,
+                    "field is immutable",
+                );
+            }
         }
         (Some(Variant::Secret(a)), Some(Variant::Secret(b))) => {
             if a.r#type != b.r#type {
@@ -2087,6 +2119,27 @@ mod tests {
             errs.iter().any(|e| e.contains(
                 "spec.template.spec.restartPolicy: Unsupported value \"Always\": supported values: \"OnFailure\", \"Never\""
             )),
+            "{errs:?}"
+        );
+        // Indexed: completions required, and bounded.
+        let indexed = created(
+            json!({"completions": 3, "completionMode": "Indexed", "template": tmpl("Never")}),
+        );
+        assert_eq!(validate(&indexed), Ok(()));
+        let errs = errors(&created(
+            json!({"parallelism": 2, "completionMode": "Indexed", "template": tmpl("Never")}),
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e == "spec.completions: Required value: when completion mode is Indexed"),
+            "{errs:?}"
+        );
+        let errs = errors(&created(
+            json!({"completions": 100_001, "completionMode": "Indexed", "template": tmpl("Never")}),
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.completions: Invalid value 100001")),
             "{errs:?}"
         );
         let errs = errors(&created(

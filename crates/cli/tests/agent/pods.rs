@@ -588,6 +588,40 @@ async fn jobs_run_to_completion_fail_past_their_backoff_limit_and_expire() {
     .await;
     let log = k.ok(&["logs", "job/work"]);
     assert_eq!(log, "did the work\n");
+    // Indexed: each index runs once, its pod told its index.
+    apply(job(
+        "indexed",
+        serde_json::json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"}),
+        "echo index=$JOB_COMPLETION_INDEX",
+    ));
+    k.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/indexed",
+        "--timeout=60s",
+    ]);
+    let completed = k.ok(&[
+        "get",
+        "job",
+        "indexed",
+        "-o",
+        "jsonpath={.status.completedIndexes} {.status.succeeded}",
+    ]);
+    assert_eq!(completed, "0-2 3");
+    let mut seen = Vec::new();
+    for p in pods_of("indexed").await {
+        let index = p
+            .meta()
+            .labels
+            .get("batch.kubernetes.io/job-completion-index")
+            .cloned()
+            .unwrap_or_default();
+        let log = k.ok(&["logs", &p.meta().name]);
+        assert_eq!(log, format!("index={index}\n"), "{}", p.meta().name);
+        seen.push(index);
+    }
+    seen.sort();
+    assert_eq!(seen, ["0", "1", "2"]);
     // kubectl's own generator (a protobuf body from client-go).
     k.ok(&[
         "create",
