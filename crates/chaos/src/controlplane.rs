@@ -16,6 +16,9 @@
 //!   name gets a new uid only after the previous one's deletion;
 //! - no Job beyond its completions: no Job has more Succeeded pods than
 //!   `completions`;
+//! - no CronJob schedule time run twice: one Job (one uid) at most per
+//!   CronJob and scheduled time, ever (also after the history limit
+//!   deleted it, and across controller failovers);
 //! - every Deployment, StatefulSet and Job back at its desired state (or
 //!   complete) within a bound after the faults stop (measured by the
 //!   harness, judged here).
@@ -38,6 +41,18 @@ pub struct PodSeen {
     pub owner: Option<(String, String)>,
     /// `status.phase` is Succeeded.
     pub succeeded: bool,
+}
+
+/// A Job as one watch event showed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSeen {
+    pub revision: i64,
+    pub name: String,
+    pub uid: String,
+    /// The controlling CronJob's uid, if a CronJob made it.
+    pub cron_job: Option<String>,
+    /// Its `batch.kubernetes.io/cronjob-scheduled-timestamp`.
+    pub scheduled: String,
 }
 
 /// A Deployment or ReplicaSet as one watch event showed it.
@@ -172,6 +187,34 @@ pub fn job_completions_respected(seen: &[PodSeen], completions: usize) -> Verdic
             succeeded.len(),
             succeeded.values().map(BTreeSet::len).sum::<usize>()
         ),
+    )
+}
+
+/// No CronJob schedule time run twice: per CronJob and scheduled time,
+/// one Job uid at most in the whole history.
+pub fn one_job_per_schedule_time(seen: &[JobSeen]) -> Verdict {
+    let mut runs: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
+    for j in seen {
+        if let Some(cron) = &j.cron_job {
+            runs.entry((cron.as_str(), j.scheduled.as_str()))
+                .or_default()
+                .insert(j.uid.as_str());
+        }
+    }
+    let problems = runs
+        .iter()
+        .filter(|(_, uids)| uids.len() > 1)
+        .map(|((cron, at), uids)| {
+            format!(
+                "cronjob uid {cron}: schedule time {at:?} ran {} Jobs {uids:?}",
+                uids.len()
+            )
+        })
+        .collect();
+    Verdict::new(
+        "no CronJob schedule time run twice",
+        problems,
+        format!("{} schedule times run", runs.len()),
     )
 }
 
@@ -427,6 +470,35 @@ mod tests {
         bad.push(owned(3, "db-0", "z", "StatefulSet", "s", false));
         let v = one_pod_per_ordinal(&bad);
         assert!(!v.ok && v.detail.contains("uid z"), "{v:?}");
+    }
+
+    #[test]
+    fn a_schedule_time_runs_one_job() {
+        let job = |uid: &str, at: &str| JobSeen {
+            revision: 1,
+            name: format!("tick-{at}"),
+            uid: uid.into(),
+            cron_job: Some("c".into()),
+            scheduled: at.into(),
+        };
+        let mut seen = vec![
+            job("a", "t1"),
+            job("a", "t1"), // seen again (modified, deleted)
+            job("b", "t2"),
+            JobSeen {
+                cron_job: None,
+                ..job("x", "")
+            },
+            JobSeen {
+                cron_job: None,
+                ..job("y", "")
+            },
+        ];
+        let v = one_job_per_schedule_time(&seen);
+        assert!(v.ok && v.detail.starts_with("2 schedule times"), "{v:?}");
+        seen.push(job("c", "t1"));
+        let v = one_job_per_schedule_time(&seen);
+        assert!(!v.ok && v.detail.contains("ran 2 Jobs"), "{v:?}");
     }
 
     #[test]

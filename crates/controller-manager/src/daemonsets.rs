@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::controller::{Controller, PassCtx};
 use crate::expectations::{self, Expect};
-use crate::{history, Ctx};
+use crate::{by_namespace, history, Ctx};
 
 /// The DaemonSet controller and its expectations (by DaemonSet uid).
 #[derive(Default)]
@@ -51,13 +51,7 @@ impl Controller for DaemonSets {
         expectations::prune(&mut self.expectations, &pods, Instant::now());
         let nodes: Vec<v1::Node> = ctx.nodes.list().iter().map(|n| (**n).clone()).collect();
         let revisions = ctx.revisions.list();
-        let mut revisions_in: HashMap<&str, Vec<&v1::ControllerRevision>> = HashMap::new();
-        for r in &revisions {
-            revisions_in
-                .entry(r.meta().namespace.as_str())
-                .or_default()
-                .push(r);
-        }
+        let revisions_in = by_namespace(revisions.iter().map(|r| &**r));
         let mut owned: HashMap<&str, Vec<&v1::Pod>> = HashMap::new();
         for pod in pods.values() {
             let Some(owner) = keelson_model::controller_of(pod.meta()) else {

@@ -278,6 +278,18 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Cached objects grouped by namespace (borrowed from the cache's
+/// snapshot).
+pub(crate) fn by_namespace<'a, K: Resource + 'a>(
+    objects: impl IntoIterator<Item = &'a K>,
+) -> std::collections::HashMap<&'a str, Vec<&'a K>> {
+    let mut out: std::collections::HashMap<&str, Vec<&K>> = std::collections::HashMap::new();
+    for o in objects {
+        out.entry(o.meta().namespace.as_str()).or_default().push(o);
+    }
+    out
+}
+
 /// Run `f` over `items` with at most [`WRITES_IN_FLIGHT`] at once,
 /// collecting the results.
 pub(crate) async fn concurrently<T, R, F, Fut>(items: Vec<T>, f: F) -> Vec<R>

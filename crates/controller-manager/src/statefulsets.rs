@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::controller::{Controller, PassCtx};
 use crate::expectations::{self, Expect};
-use crate::{concurrently, history, Ctx};
+use crate::{by_namespace, concurrently, history, Ctx};
 
 /// The StatefulSet controller and its expectations (by StatefulSet uid).
 #[derive(Default)]
@@ -50,21 +50,9 @@ impl Controller for StatefulSets {
         expectations::prune(&mut self.expectations, &pods, Instant::now());
         // Pods and revisions by namespace: a set looks at its own and at
         // orphans of its names.
-        let mut pods_in: HashMap<&str, Vec<&v1::Pod>> = HashMap::new();
-        for pod in pods.values() {
-            pods_in
-                .entry(pod.meta().namespace.as_str())
-                .or_default()
-                .push(pod);
-        }
+        let pods_in = by_namespace(pods.values().map(|p| &**p));
         let revisions = ctx.revisions.list();
-        let mut revisions_in: HashMap<&str, Vec<&v1::ControllerRevision>> = HashMap::new();
-        for r in &revisions {
-            revisions_in
-                .entry(r.meta().namespace.as_str())
-                .or_default()
-                .push(r);
-        }
+        let revisions_in = by_namespace(revisions.iter().map(|r| &**r));
         for sts in sets {
             let m = sts.meta();
             let key = object_key(&*sts);

@@ -1,8 +1,8 @@
 //! The control-plane workload of `keelson chaos`: simulated nodes (agent
 //! processes the faults restart), a few Deployments and a StatefulSet an
-//! operator scales and rolls while the faults run, Jobs it creates, and
-//! watchers recording every Pod, ReplicaSet and Deployment change with its
-//! revision. Afterwards: how long each Deployment, the StatefulSet and
+//! operator scales and rolls while the faults run, Jobs it creates, a
+//! CronJob running one every minute, and watchers recording every Pod,
+//! ReplicaSet, Deployment and Job change with its revision. Afterwards: how long each Deployment, the StatefulSet and
 //! each Job took to be back at its desired state (or complete), which
 //! spec change each Deployment ends with, and the verdicts of
 //! `keelson_chaos::controlplane`.
@@ -23,7 +23,7 @@ use keelson_testkit::fixtures::labels;
 use keelson_testkit::process::{kill, Spawn};
 use rand::{Rng, SeedableRng};
 
-use crate::controlplane::{self, Change, PodSeen, SpecWrite};
+use crate::controlplane::{self, Change, JobSeen, PodSeen, SpecWrite};
 use crate::invariants::Verdict;
 
 /// Deployments are named `chaos-d<i>`.
@@ -34,6 +34,9 @@ const SEQ_ANNOTATION: &str = "chaos.keelson.dev/seq";
 const NODES_PER_AGENT: usize = 5;
 /// The StatefulSet the operator scales and rolls.
 pub const STATEFUL_SET: &str = "chaos-sts";
+/// The CronJob that runs a Job every minute (keeping one finished Job, so
+/// the history limit deletes the others while the faults run).
+const CRON_JOB: &str = "chaos-cron";
 /// The most Jobs the operator creates in one run (each a few pods).
 const JOBS_MAX: usize = 12;
 /// Each Job's completions, and how many of its pods run at once.
@@ -140,6 +143,7 @@ impl Drop for Agents {
 pub struct CpRecord {
     pub pods: Mutex<Vec<PodSeen>>,
     pub changes: Mutex<Vec<Change>>,
+    pub jobs_seen: Mutex<Vec<JobSeen>>,
     pub writes: Mutex<Vec<SpecWrite>>,
     pub scaled: AtomicU64,
     pub rolled: AtomicU64,
@@ -264,6 +268,29 @@ fn job(name: &str) -> v1::Job {
     }
 }
 
+/// The CronJob: every minute a Job like the operator's.
+fn cron_job() -> v1::CronJob {
+    let template = job(CRON_JOB);
+    v1::CronJob {
+        metadata: Some(v1::ObjectMeta {
+            name: CRON_JOB.into(),
+            namespace: "default".into(),
+            ..Default::default()
+        }),
+        spec: Some(v1::CronJobSpec {
+            schedule: "* * * * *".into(),
+            successful_jobs_history_limit: Some(1),
+            failed_jobs_history_limit: Some(1),
+            job_template: Some(v1::JobTemplateSpec {
+                metadata: None,
+                spec: template.spec,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Create `obj` with `api`, again after an error (an earlier attempt may
 /// have landed: AlreadyExists counts as created).
 async fn create_retrying<K: Resource>(api: &Api<K>, obj: &K) -> anyhow::Result<()> {
@@ -289,8 +316,8 @@ pub fn client(endpoints: &[String], token: &str) -> anyhow::Result<Client> {
     })?)
 }
 
-/// Create the Deployments and the StatefulSet (again after an unknown
-/// outcome) and return the revision the watchers start after.
+/// Create the Deployments, the StatefulSet and the CronJob (again after an
+/// unknown outcome) and return the revision the watchers start after.
 pub async fn setup(cl: &Client, deployments: usize) -> anyhow::Result<String> {
     let api: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
     let rv = api
@@ -303,6 +330,8 @@ pub async fn setup(cl: &Client, deployments: usize) -> anyhow::Result<String> {
     }
     let sets: Api<v1::StatefulSet> = Api::namespaced(cl.clone(), "default");
     create_retrying(&sets, &stateful_set()).await?;
+    let crons: Api<v1::CronJob> = Api::namespaced(cl.clone(), "default");
+    create_retrying(&crons, &cron_job()).await?;
     Ok(rv)
 }
 
@@ -324,6 +353,23 @@ fn pod_seen(p: &v1::Pod, deleted: bool) -> PodSeen {
         deleted,
         owner: keelson_model::controller_of(m).map(|o| (o.kind.clone(), o.uid.clone())),
         succeeded: p.status.as_ref().is_some_and(|s| s.phase == "Succeeded"),
+    }
+}
+
+fn job_seen(j: &v1::Job) -> JobSeen {
+    let m = j.meta();
+    JobSeen {
+        revision: revision_of(m),
+        name: m.name.clone(),
+        uid: m.uid.clone(),
+        cron_job: keelson_model::controller_of(m)
+            .filter(|o| o.kind == "CronJob")
+            .map(|o| o.uid.clone()),
+        scheduled: m
+            .annotations
+            .get("batch.kubernetes.io/cronjob-scheduled-timestamp")
+            .cloned()
+            .unwrap_or_default(),
     }
 }
 
@@ -415,7 +461,7 @@ async fn watch_kind<K: Resource>(
     }
 }
 
-/// The three watchers (pods, ReplicaSets, Deployments).
+/// The four watchers (pods, ReplicaSets, Deployments, Jobs).
 pub fn spawn_watchers(
     cl: &Client,
     from: &str,
@@ -458,6 +504,9 @@ pub fn spawn_watchers(
             rec,
             |r, o: &v1::Deployment, deleted| push(&r.changes, deployment_change(o, deleted)),
         ),
+        spawn(cl, "jobs", from, &stop, rec, |r, o: &v1::Job, _| {
+            push(&r.jobs_seen, job_seen(o))
+        }),
     ]
 }
 
@@ -659,8 +708,14 @@ async fn at_desired_state(cl: &Client, name: &str) -> bool {
     {
         return false;
     }
+    live_pods_ready(&pods, name, want, version).await
+}
+
+/// Exactly `want` live pods labelled `app=<app>` exist, all bound, Ready
+/// and of template version `version`.
+async fn live_pods_ready(pods: &Api<v1::Pod>, app: &str, want: i32, version: u64) -> bool {
     let Ok(list) = pods
-        .list(&ListParams::default().labels(&format!("app={name}")))
+        .list(&ListParams::default().labels(&format!("app={app}")))
         .await
     else {
         return false;
@@ -680,7 +735,7 @@ async fn at_desired_state(cl: &Client, name: &str) -> bool {
 
 /// The StatefulSet at its desired state: the controller has seen its
 /// spec, every replica is updated and ready at one revision, and exactly
-/// `replicas` live pods exist, Ready, of its template's version.
+/// `replicas` live pods exist, bound, Ready, of its template's version.
 async fn set_at_desired_state(cl: &Client) -> bool {
     let sets: Api<v1::StatefulSet> = Api::namespaced(cl.clone(), "default");
     let pods: Api<v1::Pod> = Api::namespaced(cl.clone(), "default");
@@ -699,21 +754,7 @@ async fn set_at_desired_state(cl: &Client) -> bool {
     {
         return false;
     }
-    let Ok(list) = pods
-        .list(&ListParams::default().labels(&format!("app={STATEFUL_SET}")))
-        .await
-    else {
-        return false;
-    };
-    let live: Vec<&v1::Pod> = list
-        .items
-        .iter()
-        .filter(|p| p.meta().deletion_timestamp.is_empty())
-        .collect();
-    live.len() == usize::try_from(want).unwrap_or(0)
-        && live
-            .iter()
-            .all(|p| is_ready(p) && version_of(&p.meta().labels) == version)
+    live_pods_ready(&pods, STATEFUL_SET, want, version).await
 }
 
 /// Job `name` complete: [`JOB_COMPLETIONS`] succeeded and the Complete
@@ -909,11 +950,12 @@ pub fn verdicts(
     let pods = rec.pods.lock().map(|p| p.clone()).unwrap_or_default();
     let changes = rec.changes.lock().map(|c| c.clone()).unwrap_or_default();
     let writes = rec.writes.lock().map(|w| w.clone()).unwrap_or_default();
+    let jobs = rec.jobs_seen.lock().map(|j| j.clone()).unwrap_or_default();
     vec![
         Verdict {
             name: "every control-plane watch saw the whole run".into(),
-            ok: complete.len() == 3,
-            detail: format!("complete: {complete:?} of pods, replicasets, deployments"),
+            ok: complete.len() == 4,
+            detail: format!("complete: {complete:?} of pods, replicasets, deployments, jobs"),
         },
         controlplane::no_pod_bound_twice(&pods),
         controlplane::surge_respected(&changes),
@@ -921,6 +963,7 @@ pub fn verdicts(
         controlplane::converged("Deployment", took, bound),
         controlplane::one_pod_per_ordinal(&pods),
         controlplane::job_completions_respected(&pods, JOB_COMPLETIONS),
+        controlplane::one_job_per_schedule_time(&jobs),
         controlplane::converged("StatefulSet and Job", others, bound),
     ]
 }

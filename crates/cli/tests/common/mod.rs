@@ -89,6 +89,18 @@ pub fn spawn_client_process(c: &ProcCluster, args: &[&str], log: &Path) -> std::
         .expect("start a keelson process")
 }
 
+/// `keelson agent --simulate <count> --name-prefix <prefix>`: simulated
+/// nodes `<prefix>-0`... in one process (stopped when dropped), its output
+/// in `<dir>/agent-<prefix>.log`.
+pub fn simulated_nodes(c: &ProcCluster, count: usize, prefix: &str, dir: &Path) -> Procs {
+    let count = count.to_string();
+    Procs(vec![spawn_client_process(
+        c,
+        &["agent", "--simulate", &count, "--name-prefix", prefix],
+        &dir.join(format!("agent-{prefix}.log")),
+    )])
+}
+
 /// `keelson agent` for node `name` on `address`, its data under
 /// `dir/<name>`, its log `dir/agent-<name>.log`, a 4 s heartbeat lease.
 /// Nodes n1, n2 and r1 have node tokens (NodeRestriction applies); others use

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::fixtures::{self, image_of, labels, node_of};
 use common::{
-    admin_client, eventually, run_cli, serial, spawn_client_process, start_control_plane, Procs,
+    admin_client, eventually, run_cli, serial, simulated_nodes, spawn_client_process,
+    start_control_plane, Procs,
 };
 use keelson_sdk::types::{self as v1};
 use keelson_sdk::{Api, Client, DeleteParams, ListParams, Resource};
@@ -74,11 +75,7 @@ async fn deployment_rolls_out_within_its_bounds_undoes_and_is_collected() {
     let _g = serial().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let c = start_control_plane(3, &dir.path().join("cluster"), &[]).await;
-    let _agents = Procs(vec![spawn_client_process(
-        &c,
-        &["agent", "--simulate", "3", "--name-prefix", "n"],
-        &dir.path().join("agent.log"),
-    )]);
+    let _agents = simulated_nodes(&c, 3, "n", dir.path());
     let cl = admin_client(&c);
     let deployments: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
     deployments
@@ -289,11 +286,7 @@ async fn another_replica_takes_over_after_the_lease_holder_is_killed() {
     let _g = serial().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = start_control_plane(3, &dir.path().join("cluster"), &[]).await;
-    let _agents = Procs(vec![spawn_client_process(
-        &c,
-        &["agent", "--simulate", "2", "--name-prefix", "n"],
-        &dir.path().join("agent.log"),
-    )]);
+    let _agents = simulated_nodes(&c, 2, "n", dir.path());
     let cl = admin_client(&c);
     let deployments: Api<v1::Deployment> = Api::namespaced(cl.clone(), "default");
     deployments

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::controllers::holder;
-use common::{admin_client, eventually, serial, spawn_client_process, start_control_plane, Procs};
+use common::{admin_client, eventually, serial, simulated_nodes, start_control_plane};
 use keelson_sdk::types::{self as v1};
 use keelson_sdk::{Api, ListParams, Resource};
 
@@ -36,11 +36,7 @@ async fn cron_jobs_run_once_per_schedule_time_across_a_controller_failover() {
     let _g = serial().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = start_control_plane(3, &dir.path().join("cluster"), &[]).await;
-    let _agents = Procs(vec![spawn_client_process(
-        &c,
-        &["agent", "--simulate", "2", "--name-prefix", "n"],
-        &dir.path().join("agent.log"),
-    )]);
+    let _agents = simulated_nodes(&c, 2, "n", dir.path());
     let cl = admin_client(&c);
     let admin = c.token("admin", None);
     let kubectl: Vec<common::Kubectl> = (0..c.members.len())

@@ -11,7 +11,7 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{admin_client, eventually, serial, spawn_client_process, start_control_plane, Procs};
+use common::{admin_client, eventually, serial, simulated_nodes, start_control_plane};
 use keelson_sdk::types::{self as v1};
 use keelson_sdk::{Api, ListParams, Resource};
 
@@ -44,11 +44,7 @@ async fn daemon_sets_follow_nodes_taints_and_roll_out() {
     let _g = serial().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let c = start_control_plane(1, &dir.path().join("cluster"), &[]).await;
-    let _nodes = Procs(vec![spawn_client_process(
-        &c,
-        &["agent", "--simulate", "2", "--name-prefix", "n"],
-        &dir.path().join("agent-n.log"),
-    )]);
+    let _nodes = simulated_nodes(&c, 2, "n", dir.path());
     let cl = admin_client(&c);
     let k = common::Kubectl::new(dir.path(), &c, 0, &c.token("admin", None));
     let manifest = serde_json::json!({
@@ -73,11 +69,7 @@ async fn daemon_sets_follow_nodes_taints_and_roll_out() {
     );
 
     // A node that joins gets a pod.
-    let mut extra = Procs(vec![spawn_client_process(
-        &c,
-        &["agent", "--simulate", "1", "--name-prefix", "m"],
-        &dir.path().join("agent-m.log"),
-    )]);
+    let mut extra = simulated_nodes(&c, 1, "m", dir.path());
     eventually(Duration::from_secs(30), "a pod on the new node", || async {
         nodes_of(&pods_by_node(&pods).await) == ["m-0", "n-0", "n-1"]
     })

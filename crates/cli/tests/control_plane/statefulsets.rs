@@ -13,7 +13,7 @@ use crate::common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{admin_client, eventually, serial, spawn_client_process, start_control_plane, Procs};
+use common::{admin_client, eventually, serial, simulated_nodes, start_control_plane};
 use futures::StreamExt;
 use keelson_sdk::types::{self as v1};
 use keelson_sdk::{Api, ListParams, Resource, WatchEvent};
@@ -85,11 +85,7 @@ async fn stateful_sets_start_in_order_update_backwards_and_scale_down_from_the_t
     let _g = serial().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let c = start_control_plane(1, &dir.path().join("cluster"), &[]).await;
-    let _nodes = Procs(vec![spawn_client_process(
-        &c,
-        &["agent", "--simulate", "2", "--name-prefix", "n"],
-        &dir.path().join("agent-n.log"),
-    )]);
+    let _nodes = simulated_nodes(&c, 2, "n", dir.path());
     let cl = admin_client(&c);
     let k = common::Kubectl::new(dir.path(), &c, 0, &c.token("admin", None));
 
