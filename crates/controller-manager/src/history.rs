@@ -4,15 +4,17 @@
 //! name it ([`write_revisions`]); revisions beyond the history limit are
 //! deleted after the pod writes ([`delete_revisions`]).
 
-use keelson_controllers::history::RevisionWrite;
+use keelson_controllers::history::{template_of, RevisionWrite};
 use keelson_proto::v1;
-use keelson_sdk::{DeleteParams, Error};
+use keelson_sdk::{DeleteParams, Error, Resource};
 
 use crate::Ctx;
 
 /// Create and update the revisions among `writes` in namespace `ns`; the
 /// names of those to delete, for [`delete_revisions`]. A revision that
-/// already exists counts as created (another round made it).
+/// already exists counts as created when it is the same owner's with the
+/// same template (another round made it); otherwise the round fails, and
+/// the next one, its cache showing the name taken, counts a collision.
 pub async fn write_revisions(
     ctx: &Ctx,
     ns: &str,
@@ -23,7 +25,19 @@ pub async fn write_revisions(
     for w in writes {
         match w {
             RevisionWrite::Create(r) => match api.create(&r).await {
-                Ok(_) | Err(Error::AlreadyExists(_)) => {}
+                Ok(_) => {}
+                Err(Error::AlreadyExists(_)) => {
+                    let there = api.get(&r.meta().name).await?;
+                    let owner = |x: &v1::ControllerRevision| {
+                        keelson_model::controller_of(x.meta()).map(|o| o.uid.clone())
+                    };
+                    if owner(&there) != owner(&r) || template_of(&there) != template_of(&r) {
+                        return Err(Error::Other(format!(
+                            "controllerrevision {:?} exists with another owner or template",
+                            r.meta().name
+                        )));
+                    }
+                }
                 Err(e) => return Err(e),
             },
             RevisionWrite::Update(r) => {

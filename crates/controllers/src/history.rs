@@ -142,6 +142,8 @@ pub fn resolve<'a, K: Resource>(
     }
     owned.sort_by(|a, b| (a.revision, &a.meta().name).cmp(&(b.revision, &b.meta().name)));
     let latest = owned.last().map_or(0, |r| r.revision);
+    // A client may write any number: the next one saturates, never panics.
+    let next_number = latest.saturating_add(1);
     let mut collision_count = collision_count;
     // The newest revision equal to the template is the update revision.
     let equal = owned
@@ -154,7 +156,7 @@ pub fn resolve<'a, K: Resource>(
         Some(r) => {
             // Back to an older template: it becomes the newest revision.
             let mut bumped = r.clone();
-            bumped.revision = latest + 1;
+            bumped.revision = next_number;
             if controller_of(bumped.meta()).is_none() {
                 bumped.meta_mut().owner_references.push(owner_ref.clone());
             }
@@ -165,14 +167,14 @@ pub fn resolve<'a, K: Resource>(
             bumped
         }
         None => {
-            let mut fresh = new_revision(owner, template, latest + 1, collision_count);
+            let mut fresh = new_revision(owner, template, next_number, collision_count);
             // A name taken by another template (or another owner's
             // revision): count a collision and hash again.
             let taken = |name: &str| all.iter().any(|r| r.meta().name == name);
             while taken(&fresh.meta().name) {
                 let next = collision_count.unwrap_or(0).saturating_add(1);
                 collision_count = Some(next);
-                fresh = new_revision(owner, template, latest + 1, collision_count);
+                fresh = new_revision(owner, template, next_number, collision_count);
                 if next == i32::MAX {
                     break;
                 }

@@ -192,20 +192,32 @@ pub fn format_indexes(set: &BTreeSet<i32>) -> String {
 }
 
 /// `completedIndexes` read back (below `limit`; unreadable parts skipped).
+/// The ranges are merged before they are expanded, so the work is bounded
+/// by the text's length and `limit`, however the ranges overlap.
 pub fn parse_indexes(text: &str, limit: i32) -> BTreeSet<i32> {
+    let mut ranges: Vec<(i32, i32)> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .filter_map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let (a, b) = (a.parse::<i32>().ok()?, b.parse::<i32>().ok()?);
+            let (a, b) = (a.max(0), b.min(limit.saturating_sub(1)));
+            (a <= b).then_some((a, b))
+        })
+        .collect();
+    ranges.sort_unstable();
     let mut out = BTreeSet::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        if let (Ok(a), Ok(b)) = (a.parse::<i32>(), b.parse::<i32>()) {
-            out.extend((a.max(0)..=b.min(limit.saturating_sub(1))).take(BURST_INDEXES_MAX));
+    let mut covered_to: i64 = -1;
+    for (a, b) in ranges {
+        let from = i64::from(a).max(covered_to + 1);
+        if from <= i64::from(b) {
+            out.extend(i32::try_from(from).unwrap_or(b)..=b);
+            covered_to = i64::from(b);
         }
     }
     out
 }
-
-/// The most indexes one `completedIndexes` range may expand to (Kubernetes
-/// caps an Indexed Job's completions at 100,000).
-const BURST_INDEXES_MAX: usize = 100_000;
 
 /// Pod `index` of an Indexed Job: labelled and annotated with the index,
 /// `JOB_COMPLETION_INDEX` in each container's env, hostname
@@ -1127,5 +1139,11 @@ mod tests {
         assert_eq!(format_indexes(&BTreeSet::new()), "");
         // Beyond completions, reversed or unreadable parts are dropped.
         assert_eq!(parse_indexes("3-1,x,8-12", 10), [8, 9].into());
+        // Overlapping ranges are merged before they are expanded, so a
+        // large hostile status is one pass (expanded part by part it would
+        // be 10^10 inserts).
+        let hostile = vec!["0-99999"; 100_000].join(",");
+        assert_eq!(parse_indexes(&hostile, 100_000).len(), 100_000);
+        assert_eq!(parse_indexes("5-9,0-7,2-3", 100), (0..=9).collect());
     }
 }

@@ -98,7 +98,12 @@ fn revision_of(p: &v1::Pod) -> &str {
 /// (`<set>-<digits>`).
 pub fn ordinal_of(set: &str, name: &str) -> Option<i32> {
     let digits = name.strip_prefix(set)?.strip_prefix('-')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    // As the controller names them: no sign, no leading zero (`db-01` is
+    // not `db-1`).
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
         return None;
     }
     digits.parse().ok()
@@ -211,11 +216,15 @@ pub fn reconcile<P: Borrow<v1::Pod>, R: Borrow<v1::ControllerRevision>>(
     let monotonic = spec.pod_management_policy != "Parallel";
     let strategy = spec.update_strategy.clone().unwrap_or_default();
     let rolling = strategy.r#type != "OnDelete";
-    let partition = strategy
-        .rolling_update
-        .as_ref()
-        .and_then(|r| r.partition)
-        .unwrap_or(0);
+    // The partition counts from the first ordinal.
+    let partition = start.saturating_add(
+        strategy
+            .rolling_update
+            .as_ref()
+            .and_then(|r| r.partition)
+            .unwrap_or(0)
+            .max(0),
+    );
 
     // The set's pods by ordinal: owned ones, and orphans of its names that
     // its selector matches (adopted).
@@ -348,8 +357,12 @@ struct StepCtx<'a> {
     now: SystemTime,
 }
 
+/// The most pods one round creates (Parallel; OrderedReady creates one).
+pub const BURST_PODS: usize = 500;
+
 /// Make and mend the replicas in ordinal order; true when OrderedReady
-/// must wait (nothing after this step runs this round).
+/// must wait (nothing after this step runs this round). Parallel creates
+/// at most [`BURST_PODS`] per round.
 fn replica_step(
     sts: &v1::StatefulSet,
     slots: &BTreeMap<i32, &v1::Pod>,
@@ -357,36 +370,43 @@ fn replica_step(
     c: &StepCtx<'_>,
     out: &mut Vec<Action>,
 ) -> bool {
+    // Creates so far: a pod is made only where none is.
+    let mut creates = 0usize;
     for ordinal in range {
-        let Some(p) = slots.get(&ordinal) else {
-            // Below the partition a pod keeps the current revision.
-            let r = if c.rolling && ordinal < c.partition {
-                c.current
-            } else {
-                c.update
-            };
-            let pod = new_pod(sts, &revision_template(r), &r.meta().name, ordinal);
-            out.push(Action::CreatePod(Box::new(pod)));
-            if c.monotonic {
-                return true;
+        match slots.get(&ordinal) {
+            None if creates == BURST_PODS => break,
+            None => {
+                // Below the partition a pod keeps the current revision.
+                let r = if c.rolling && ordinal < c.partition {
+                    c.current
+                } else {
+                    c.update
+                };
+                let pod = new_pod(sts, &revision_template(r), &r.meta().name, ordinal);
+                out.push(Action::CreatePod(Box::new(pod)));
+                creates += 1;
+                if c.monotonic {
+                    return true;
+                }
             }
-            continue;
-        };
-        if terminating(p) {
-            if c.monotonic {
-                return true;
+            // Waited for.
+            Some(p) if terminating(p) => {
+                if c.monotonic {
+                    return true;
+                }
             }
-            continue;
-        }
-        if matches!(phase(p), "Failed" | "Succeeded") {
-            out.push(Action::DeletePod(p.meta().name.clone()));
-            if c.monotonic {
-                return true;
+            // Made again once gone.
+            Some(p) if matches!(phase(p), "Failed" | "Succeeded") => {
+                out.push(Action::DeletePod(p.meta().name.clone()));
+                if c.monotonic {
+                    return true;
+                }
             }
-            continue;
-        }
-        if c.monotonic && !healthy(p, c.min_ready, c.now) {
-            return true;
+            Some(p) => {
+                if c.monotonic && !healthy(p, c.min_ready, c.now) {
+                    return true;
+                }
+            }
         }
     }
     false
@@ -415,9 +435,10 @@ fn condemned_step(
     false
 }
 
-/// Delete replicas at or above the partition that are not at the update
-/// revision, highest ordinal first, while fewer than `max_unavailable` of
-/// those replicas are unhealthy.
+/// Delete replicas at or above the partition (an ordinal) that are not at
+/// the update revision, highest ordinal first, while fewer than
+/// `max_unavailable` of those replicas are unhealthy (a missing one
+/// counts as unhealthy). Finished pods are the replica step's.
 fn update_step(
     slots: &BTreeMap<i32, &v1::Pod>,
     range: std::ops::Range<i32>,
@@ -427,15 +448,21 @@ fn update_step(
     (min_ready, now): (Duration, SystemTime),
     out: &mut Vec<Action>,
 ) {
-    let targets: Vec<i32> = range.filter(|o| *o >= partition).rev().collect();
-    let unhealthy = targets
-        .iter()
-        .filter(|o| slots.get(o).is_none_or(|p| !healthy(p, min_ready, now)))
+    let from = range.start.max(partition);
+    let targets = i64::from(range.end) - i64::from(from);
+    if targets <= 0 {
+        return;
+    }
+    let existing = slots.range(from..range.end);
+    let healthy_count = existing
+        .clone()
+        .filter(|(_, p)| healthy(p, min_ready, now))
         .count();
-    let mut budget = max_unavailable - i64::try_from(unhealthy).unwrap_or(i64::MAX);
-    for o in targets {
-        let Some(p) = slots.get(&o) else { continue };
-        if revision_of(p) == update || terminating(p) {
+    let unhealthy = targets - i64::try_from(healthy_count).unwrap_or(i64::MAX);
+    let mut budget = max_unavailable - unhealthy;
+    for (_, p) in existing.rev() {
+        if revision_of(p) == update || terminating(p) || matches!(phase(p), "Failed" | "Succeeded")
+        {
             continue;
         }
         // An unhealthy old pod is replaced without spending the budget.
@@ -547,7 +574,7 @@ mod tests {
         assert_eq!(ordinal_of("web", "web-0"), Some(0));
         assert_eq!(ordinal_of("web", "web-12"), Some(12));
         for bad in [
-            "web", "web-", "web-x", "web--1", "web-+1", "webs-1", "web-1a",
+            "web", "web-", "web-x", "web--1", "web-+1", "webs-1", "web-1a", "web-01",
         ] {
             assert_eq!(ordinal_of("web", bad), None, "{bad}");
         }
@@ -888,6 +915,45 @@ mod tests {
             .expect("a revision");
         assert_ne!(fresh.meta().name, squatter.meta().name);
         assert_eq!(status(&a).collision_count, Some(1));
+    }
+
+    #[test]
+    fn the_partition_counts_from_the_first_ordinal_and_huge_sets_are_bounded() {
+        let old = sts(json!({"ordinals": {"start": 5}}));
+        let r1 = revision(&old, "db:1", 1);
+        let mut s = sts(
+            json!({"ordinals": {"start": 5}, "template": template("db:2"),
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}}),
+        );
+        s.status = Some(v1::StatefulSetStatus {
+            current_revision: r1.meta().name.clone(),
+            ..Default::default()
+        });
+        let pods: Vec<v1::Pod> = (5..8).map(|o| pod(&old, &r1, o, Some(1))).collect();
+        // Only ordinal 7 (position 2) is updated...
+        let a = reconcile(&s, &pods, std::slice::from_ref(&r1), at(10));
+        assert_eq!(summary(&a), ["-db-7"]);
+        // ...and 5 and 6 come back at the current revision.
+        assert_eq!(
+            summary(&reconcile(
+                &s,
+                &pods[1..],
+                std::slice::from_ref(&r1),
+                at(10)
+            )),
+            ["+db-5@db:1"]
+        );
+        // A client's revision number at the top of the range: no overflow.
+        let mut top = revision(&old, "db:1", i64::MAX);
+        top.meta_mut().name = "db-top".into();
+        let a = reconcile(&s, &pods, &[top], at(10));
+        assert!(a.iter().any(
+            |a| matches!(a, Action::Revision(RevisionWrite::Create(r)) if r.revision == i64::MAX)
+        ));
+        // Parallel with an enormous replica count: one bounded round.
+        let huge = sts(json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel"}));
+        let a = reconcile(&huge, NO_PODS, NO_REVISIONS, at(10));
+        assert_eq!(summary(&a).len(), BURST_PODS);
     }
 
     #[test]
