@@ -70,6 +70,28 @@ impl Up {
         self.lines.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
+    /// The last lines of each process' log (`<data dir>/logs/*.log`), for
+    /// a failure's report.
+    pub fn logs_tail(&self) -> String {
+        const LINES: usize = 15;
+        let mut out = String::new();
+        let Ok(dir) = std::fs::read_dir(self.data_dir.join("logs")) else {
+            return out;
+        };
+        let mut paths: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for p in paths {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("---- last lines of {} ----\n", p.display()));
+            for l in &lines[lines.len().saturating_sub(LINES)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// Wait until `up` printed `what`; panics if it exits first.
     pub async fn wait_for_line(&mut self, what: &str, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -80,8 +102,9 @@ impl Up {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
                     panic!(
-                        "keelson up exited ({status}) before {what:?}:\n{}",
-                        self.output()
+                        "keelson up exited ({status}) before {what:?}:\n{}\n{}",
+                        self.output(),
+                        self.logs_tail()
                     );
                 }
             }

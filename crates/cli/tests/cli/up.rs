@@ -134,7 +134,7 @@ async fn up_runs_the_seeds_workflow_end_to_end() {
     std::fs::create_dir_all(&home).expect("home");
     // Addresses of our own: 127.0.<x>.1-3 for the replicas, agents at
     // 127.0.<x>.41-42 (their pods in 127.41/127.42.x.y).
-    let x = 20 + rand_octet() % 200;
+    let x = address_octet();
     let replica_address = format!("127.0.{x}.1");
     let (a1, a2) = (format!("127.0.{x}.41"), format!("127.0.{x}.42"));
     let args = [
@@ -437,12 +437,21 @@ fn diagnose(data: &std::path::Path, config: &std::path::Path) {
     }
 }
 
-fn rand_octet() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    t ^ std::process::id()
+/// The third octet of a test's own addresses (127.0.<x>.y), 20-219:
+/// random per run (so a cluster left by an earlier run is not in the way)
+/// and never the same for two tests of this process, which run at once.
+fn address_octet() -> u32 {
+    static TAKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static BASE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        t ^ std::process::id()
+    });
+    let n = TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    20 + base.wrapping_add(n.wrapping_mul(97)) % 200
 }
 
 /// `keelson up --runtime runc --demo`: the demo on real containers, from
@@ -456,7 +465,7 @@ async fn up_runs_the_demo_on_real_images_under_runc() {
     let data = dir.path().join("cluster");
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
-    let x = 20 + rand_octet() % 200;
+    let x = address_octet();
     let replica_address = format!("127.0.{x}.1");
     let a1 = format!("127.0.{x}.41");
     let args = [
