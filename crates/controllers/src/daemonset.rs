@@ -38,6 +38,7 @@ use keelson_model::{controller_of, controller_reference, Resource};
 use keelson_proto::v1;
 
 use crate::history::{self, RevisionWrite};
+use crate::{count, scaled};
 
 /// The label every DaemonSet pod carries: its template's hash.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -132,20 +133,6 @@ fn pod_for(ds: &v1::DaemonSet, template: &v1::PodTemplateSpec, hash: &str, node:
         }
     }
     pod
-}
-
-/// `value` (an int or a percentage of `total`, rounded up) as a count.
-fn scaled(value: &str, total: i64) -> i64 {
-    match value.strip_suffix('%') {
-        Some(p) => p
-            .parse::<i64>()
-            .map_or(0, |p| (p.saturating_mul(total) + 99) / 100),
-        None => value.parse().unwrap_or(0),
-    }
-}
-
-fn count(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// Decide what to do for `ds` given every node and the pods and

@@ -66,6 +66,22 @@ pub fn pod_from_template<K: Resource>(
     }
 }
 
+/// A count of objects as a status field holds it.
+pub(crate) fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// `value` (an int or a percentage of `total`, rounded up) as a count; 0
+/// when unreadable.
+pub(crate) fn scaled(value: &str, total: i64) -> i64 {
+    match value.strip_suffix('%') {
+        Some(p) => p
+            .parse::<i64>()
+            .map_or(0, |p| (p.saturating_mul(total) + 99) / 100),
+        None => value.parse().unwrap_or(0),
+    }
+}
+
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

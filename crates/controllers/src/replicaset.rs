@@ -37,6 +37,8 @@ use keelson_model::time::parse_rfc3339;
 use keelson_model::{controller_of, Kind, Resource};
 use keelson_proto::v1;
 
+use crate::count;
+
 /// The most pods created or deleted in one reconcile, as Kubernetes'
 /// `BurstReplicas`. The rest follow in later rounds.
 pub const BURST_REPLICAS: usize = 500;
@@ -188,10 +190,6 @@ fn deletion_key(pod: &v1::Pod) -> DeletionKey<'_> {
         created,
         meta.name.as_str(),
     )
-}
-
-fn count(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 fn compute_status(

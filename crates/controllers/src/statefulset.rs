@@ -44,6 +44,7 @@ use keelson_model::selector::LabelSelector;
 use keelson_model::{controller_of, controller_reference, Resource};
 use keelson_proto::v1;
 
+use crate::count;
 use crate::history::{self, template_of as revision_template, RevisionWrite};
 
 /// The label with each pod's (and revision's) revision name.
@@ -137,20 +138,10 @@ fn new_pod(
     pod
 }
 
-fn count(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
 /// `value` (an int or a percentage of `total`, rounded up) as a count;
 /// unset or unreadable: 1.
 fn max_unavailable(value: &str, total: i64) -> i64 {
-    let n = match value.strip_suffix('%') {
-        Some(p) => p
-            .parse::<i64>()
-            .map_or(1, |p| (p.saturating_mul(total) + 99) / 100),
-        None => value.parse().unwrap_or(1),
-    };
-    n.max(1)
+    crate::scaled(value, total).max(1)
 }
 
 /// Decide what to do for `sts` given the pods and ControllerRevisions of
