@@ -36,7 +36,9 @@ const CHUNK_BYTES: usize = 32 * 1024;
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 /// How long a terminal's first size is waited for before its command
 /// starts.
-const FIRST_SIZE_WAIT: Duration = Duration::from_millis(500);
+const FIRST_SIZE_WAIT: Duration = Duration::from_secs(1);
+/// The most inputs held while a terminal's first size is waited for.
+const EARLY_INPUTS_MAX: usize = 64;
 /// From SIGTERM to SIGKILL when the client went away.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -96,21 +98,29 @@ where
     // A terminal's first size, when the client sends it at once (kubectl
     // does), is set before the command starts: a command that asks its
     // size first sees it.
-    let mut first = None;
+    // Input that comes before it (stdin typed ahead) is held and relayed
+    // once the command runs.
+    let mut early = Vec::new();
     let mut size = None;
     if tty {
-        match tokio::time::timeout(FIRST_SIZE_WAIT, input.next()).await {
-            Ok(Some(Ok(ExecInput {
-                input: Some(Input::Resize(s)),
-            }))) => size = Some(s),
-            Ok(Some(other)) => first = Some(other),
-            Ok(None) | Err(_) => {}
+        let deadline = tokio::time::Instant::now() + FIRST_SIZE_WAIT;
+        while early.len() < EARLY_INPUTS_MAX {
+            match tokio::time::timeout_at(deadline, input.next()).await {
+                Ok(Some(Ok(ExecInput {
+                    input: Some(Input::Resize(s)),
+                }))) => {
+                    size = Some(s);
+                    break;
+                }
+                Ok(Some(other)) => early.push(other),
+                Ok(None) | Err(_) => break,
+            }
         }
     }
     let session = Session::spawn(&cmd, stdin, tty, size.as_ref())
         .map_err(|e| Status::failed_precondition(format!("cannot run {:?}: {e}", cmd.program)))?;
     let (tx, rx) = mpsc::channel(16);
-    let input = futures::stream::iter(first).chain(input);
+    let input = futures::stream::iter(early).chain(input);
     tokio::spawn(session.run(input, tx));
     Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
 }

@@ -9,7 +9,7 @@ use keelson_proto::etcdserverpb::kv_client::KvClient;
 use keelson_proto::etcdserverpb::watch_client::WatchClient;
 use keelson_proto::etcdserverpb::{
     compare, request_op, watch_request, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
-    WatchCreateRequest, WatchRequest,
+    WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use keelson_testkit::channel;
 use rand::{Rng, SeedableRng};
@@ -272,9 +272,23 @@ pub async fn watch_loop(
             let msg = tokio::time::timeout(Duration::from_millis(500), stream.message()).await;
             let resp = match msg {
                 Err(_) => {
-                    // Idle: done if past the end, else keep waiting.
-                    if deadline().is_some_and(|last| next > last) {
-                        return true;
+                    // Idle: done if past the end, else keep waiting. Past
+                    // the last KV write the store's revision still moves
+                    // (the control plane writes), so ask for progress: the
+                    // answer's revision is one the watcher has caught up to.
+                    match deadline() {
+                        Some(last) if next > last => return true,
+                        Some(_) => {
+                            let progress = WatchRequest {
+                                request_union: Some(watch_request::RequestUnion::ProgressRequest(
+                                    WatchProgressRequest {},
+                                )),
+                            };
+                            if tx.send(progress).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => {}
                     }
                     continue;
                 }
@@ -286,6 +300,12 @@ pub async fn watch_loop(
             }
             if resp.canceled {
                 break;
+            }
+            if is_progress(&resp) {
+                if let Some(h) = &resp.header {
+                    next = next.max(h.revision + 1);
+                }
+                continue;
             }
             for ev in resp.events {
                 let Some(kv) = ev.kv else { continue };
@@ -307,6 +327,12 @@ pub async fn watch_loop(
         at = (at + 1) % endpoints.len();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A progress notification: no events, not a creation or cancellation;
+/// its header's revision is one every watcher of the stream has seen.
+fn is_progress(r: &WatchResponse) -> bool {
+    r.events.is_empty() && !r.created && !r.canceled && r.compact_revision == 0
 }
 
 fn prefix_end(p: &[u8]) -> Vec<u8> {
