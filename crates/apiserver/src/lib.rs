@@ -17,6 +17,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod custom;
 pub mod encryption;
 pub mod error;
 pub mod http;
@@ -182,6 +183,7 @@ pub async fn start(store: StoreConfig, api: ApiConfig) -> std::result::Result<Ap
         let state = http::Http {
             api: svc,
             server_address: addr.to_string(),
+            custom: Default::default(),
         };
         let routes = http::routes(state.clone())
             .fallback(http::no_such_path)

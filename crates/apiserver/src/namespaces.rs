@@ -92,7 +92,16 @@ async fn sweep(registry: &Registry) -> Result<()> {
                 tracing::debug!(namespace = %ns, kind = %kind, name = %name, error = %e, "delete object of a terminating namespace");
             }
         }
-        if plan.remove {
+        // Custom resources go too; the namespace waits for those that
+        // finalizers hold.
+        let held = match crate::custom::remove_in_namespace(registry, &ns).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::debug!(namespace = %ns, error = %e, "delete custom resources of a terminating namespace");
+                continue;
+            }
+        };
+        if plan.remove && held == 0 {
             let opts = DeleteOptions {
                 precondition_resource_version: meta.resource_version.clone(),
                 ..Default::default()

@@ -111,11 +111,11 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
@@ -150,7 +150,7 @@ pub fn decode_kv(kind: Kind, kv: &mvccpb::KeyValue, key: Option<&SecretBox>) -> 
     Ok(o)
 }
 
-fn put_op(key: &str, value: Vec<u8>, lease: i64) -> pb::RequestOp {
+pub(crate) fn put_op(key: &str, value: Vec<u8>, lease: i64) -> pb::RequestOp {
     pb::RequestOp {
         request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
             key: key.as_bytes().to_vec(),
@@ -161,7 +161,7 @@ fn put_op(key: &str, value: Vec<u8>, lease: i64) -> pb::RequestOp {
     }
 }
 
-fn delete_op(key: &str) -> pb::RequestOp {
+pub(crate) fn delete_op(key: &str) -> pb::RequestOp {
     pb::RequestOp {
         request: Some(pb::request_op::Request::RequestDeleteRange(
             pb::DeleteRangeRequest {
@@ -172,7 +172,7 @@ fn delete_op(key: &str) -> pb::RequestOp {
     }
 }
 
-fn compare_mod(key: &str, rev: i64) -> pb::Compare {
+pub(crate) fn compare_mod(key: &str, rev: i64) -> pb::Compare {
     pb::Compare {
         result: pb::compare::CompareResult::Equal as i32,
         target: pb::compare::CompareTarget::Mod as i32,
@@ -182,7 +182,7 @@ fn compare_mod(key: &str, rev: i64) -> pb::Compare {
     }
 }
 
-fn compare_absent(key: &str) -> pb::Compare {
+pub(crate) fn compare_absent(key: &str) -> pb::Compare {
     pb::Compare {
         result: pb::compare::CompareResult::Equal as i32,
         target: pb::compare::CompareTarget::Create as i32,
@@ -298,7 +298,7 @@ impl Registry {
         Ok(self.replica.read_barrier().await?)
     }
 
-    fn read_kv(&self, key: &str) -> Result<Option<mvccpb::KeyValue>> {
+    pub(crate) fn read_kv(&self, key: &str) -> Result<Option<mvccpb::KeyValue>> {
         let sm = self.replica.sm().read();
         let res = sm.range(&pb::RangeRequest {
             key: key.as_bytes().to_vec(),
@@ -448,7 +448,7 @@ impl Registry {
     }
 
     /// Run a transaction; Ok((succeeded, revision after, response)).
-    async fn txn(
+    pub(crate) async fn txn(
         &self,
         compare: Vec<pb::Compare>,
         success: Vec<pb::RequestOp>,
@@ -475,7 +475,7 @@ impl Registry {
 
     /// The namespace an object is created in must exist and not be
     /// terminating; returns its mod revision to compare on.
-    async fn live_namespace(&self, ns: &str) -> Result<i64> {
+    pub(crate) async fn live_namespace(&self, ns: &str) -> Result<i64> {
         let mut found = self.read(Kind::Namespace, "", ns, false).await?;
         if found.is_none() {
             found = self.read(Kind::Namespace, "", ns, true).await?;
@@ -743,7 +743,7 @@ impl Registry {
     }
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();

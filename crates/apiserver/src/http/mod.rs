@@ -70,6 +70,7 @@ use keelson_proto::api::{GetRequest, ListRequest};
 use serde_json::{json, Value};
 
 use crate::auth::Identity;
+use crate::custom;
 use crate::error::Error;
 use crate::service::Api;
 use status::Failure;
@@ -84,6 +85,8 @@ pub struct Http {
     pub api: Api,
     /// This replica's API address, as `/api` advertises it.
     pub server_address: String,
+    /// The custom resource definitions this replica serves from.
+    pub custom: std::sync::Arc<crate::custom::Catalog>,
 }
 
 /// The Kubernetes routes, to merge into the port's router (which sets
@@ -191,7 +194,7 @@ pub async fn buffer_body(req: axum::extract::Request, next: axum::middleware::Ne
 
 /// The Kubernetes verb of an HTTP request (what RBAC and the audit log
 /// call it).
-fn verb_of(method: &Method, named: bool, query: &str) -> &'static str {
+pub(crate) fn verb_of(method: &Method, named: bool, query: &str) -> &'static str {
     let watch = form_urlencoded::parse(query.as_bytes())
         .any(|(k, v)| k == "watch" && (v == "1" || v == "true"));
     match *method {
@@ -344,24 +347,28 @@ fn authenticate(http: &Http, headers: &HeaderMap) -> Result<Identity, Failure> {
     Ok(http.api.tokens.authenticate_header(header)?)
 }
 
-/// Aggregated discovery, when the `Accept` asks for it.
-fn aggregated(headers: &HeaderMap, core: bool) -> Option<Response> {
-    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
-    if !discovery::wants_aggregated(accept) {
-        return None;
-    }
-    let mut r = json_response(StatusCode::OK, &discovery::aggregated(core));
+/// Whether the `Accept` asks for aggregated discovery.
+fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(discovery::wants_aggregated)
+}
+
+/// An aggregated discovery answer.
+fn aggregated_response(list: &Value) -> Response {
+    let mut r = json_response(StatusCode::OK, list);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(discovery::AGGREGATED),
     );
-    Some(r)
+    r
 }
 
 async fn api_versions(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
     authenticate(&http, &headers)?;
-    if let Some(r) = aggregated(&headers, true) {
-        return Ok(r);
+    if wants_aggregated(&headers) {
+        return Ok(aggregated_response(&discovery::aggregated(true)));
     }
     Ok(json_response(
         StatusCode::OK,
@@ -371,15 +378,41 @@ async fn api_versions(State(http): State<Http>, headers: HeaderMap) -> Result<Re
 
 async fn api_groups(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
     authenticate(&http, &headers)?;
-    if let Some(r) = aggregated(&headers, false) {
-        return Ok(r);
+    if wants_aggregated(&headers) {
+        let mut list = discovery::aggregated(false);
+        if let Some(items) = list["items"].as_array_mut() {
+            items.extend(custom::http::aggregated_items(
+                &http.custom,
+                &http.api.registry,
+            ));
+        }
+        return Ok(aggregated_response(&list));
     }
-    Ok(json_response(StatusCode::OK, &discovery::api_group_list()))
+    let custom_groups = custom::http::groups(&http.custom, &http.api.registry);
+    let mut list = discovery::api_group_list();
+    if let Some(groups) = list["groups"].as_array_mut() {
+        groups.extend(custom::http::api_groups(&custom_groups));
+    }
+    Ok(json_response(StatusCode::OK, &list))
 }
 
 async fn openapi_index(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
     authenticate(&http, &headers)?;
-    Ok(json_response(StatusCode::OK, &openapi::index()))
+    let mut index = openapi::index();
+    for (group, versions) in custom::http::groups(&http.custom, &http.api.registry) {
+        for version in versions {
+            if let Some(doc) =
+                custom::http::openapi_document(&http.custom, &http.api.registry, &group, &version)
+            {
+                let path = format!("apis/{group}/{version}");
+                index["paths"][&path] = json!({"serverRelativeURL": format!(
+                    "/openapi/v3/{path}?hash={}",
+                    openapi::hash_of(&doc)
+                )});
+            }
+        }
+    }
+    Ok(json_response(StatusCode::OK, &index))
 }
 
 async fn openapi_document(
@@ -388,8 +421,18 @@ async fn openapi_document(
     Path(path): Path<String>,
 ) -> Result<Response, Failure> {
     authenticate(&http, &headers)?;
-    let doc = openapi::document_at(&path).ok_or_else(Failure::no_such_path)?;
-    Ok(json_response(StatusCode::OK, doc))
+    if let Some(doc) = openapi::document_at(&path) {
+        return Ok(json_response(StatusCode::OK, doc));
+    }
+    let custom_doc = path
+        .trim_matches('/')
+        .strip_prefix("apis/")
+        .and_then(|gv| gv.split_once('/'))
+        .and_then(|(group, version)| {
+            custom::http::openapi_document(&http.custom, &http.api.registry, group, version)
+        })
+        .ok_or_else(Failure::no_such_path)?;
+    Ok(json_response(StatusCode::OK, &custom_doc))
 }
 
 async fn whoami(State(http): State<Http>, headers: HeaderMap) -> Result<Response, Failure> {
@@ -432,7 +475,11 @@ fn resources_at(
     version: &str,
 ) -> Result<Response, Failure> {
     authenticate(http, headers)?;
-    let list = discovery::api_resource_list(group, version).ok_or_else(Failure::no_such_path)?;
+    let list = discovery::api_resource_list(group, version)
+        .or_else(|| {
+            custom::http::api_resource_list(&http.custom, &http.api.registry, group, version)
+        })
+        .ok_or_else(Failure::no_such_path)?;
     Ok(json_response(StatusCode::OK, &list))
 }
 
@@ -540,6 +587,14 @@ async fn group_object(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, Failure> {
+    if !discovery::groups().iter().any(|(g, _)| *g == group) {
+        // A group no built-in kind has: CRDs and custom resources.
+        let who = authenticate(&http, &headers)?;
+        return custom::http::object(
+            &http, &who, method, &headers, &group, &version, &rest, &query, &body,
+        )
+        .await;
+    }
     let target = path::parse(&group, &version, &rest)?;
     object(&http, method, &headers, target, &query, &body).await
 }
@@ -574,7 +629,7 @@ pub enum Format {
 
 /// From the `Accept` header: a table when one of its types asks for
 /// `as=Table`, JSON when it takes JSON (or anything); else none we speak.
-fn format_of(headers: &HeaderMap) -> Result<Format, Failure> {
+pub(crate) fn format_of(headers: &HeaderMap) -> Result<Format, Failure> {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|h| h.to_str().ok())

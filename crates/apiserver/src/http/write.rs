@@ -65,7 +65,7 @@ pub fn body_value(headers: &HeaderMap, body: &[u8]) -> Result<Value, Failure> {
 }
 
 /// `dryRun` (`All`: every check of the write, nothing stored).
-fn commit_of(query: &HashMap<String, String>) -> Result<Commit, Failure> {
+pub(crate) fn commit_of(query: &HashMap<String, String>) -> Result<Commit, Failure> {
     dry_run_value(q(query, "dryRun"))
 }
 
@@ -106,7 +106,7 @@ fn validate_fields(
 }
 
 /// A JSON answer with Kubernetes' `Warning` headers (`299 - "text"`).
-fn warned(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+pub(crate) fn warned(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
     let mut r = json_response(code, body);
     for w in warnings {
         let text = format!("299 - {}", Value::String(w.clone()));
@@ -605,13 +605,13 @@ async fn change_scale(
 /// `DeleteOptions`, from a DELETE's body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DeleteOptions {
+pub(crate) struct DeleteOptions {
     #[serde(default)]
     grace_period_seconds: Option<i64>,
     #[serde(default)]
     propagation_policy: Option<String>,
     #[serde(default)]
-    preconditions: Option<Preconditions>,
+    pub(crate) preconditions: Option<Preconditions>,
     #[serde(default)]
     dry_run: Vec<String>,
     // Sent by clients, decided by the server alone.
@@ -628,7 +628,7 @@ struct DeleteOptions {
 
 impl DeleteOptions {
     /// The write's commit once the options' own `dryRun` is counted.
-    fn commit(&self, mut commit: Commit) -> Result<Commit, Failure> {
+    pub(crate) fn commit(&self, mut commit: Commit) -> Result<Commit, Failure> {
         for v in &self.dry_run {
             if dry_run_value(v)? == Commit::DryRun {
                 commit = Commit::DryRun;
@@ -656,11 +656,11 @@ impl DeleteOptions {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Preconditions {
+pub(crate) struct Preconditions {
     #[serde(default)]
-    uid: Option<String>,
+    pub(crate) uid: Option<String>,
     #[serde(default)]
-    resource_version: Option<String>,
+    pub(crate) resource_version: Option<String>,
 }
 
 /// DELETE of an object, or of a collection (deletecollection: every object

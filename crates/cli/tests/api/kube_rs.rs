@@ -19,7 +19,7 @@ use kube::api::{
 
 /// A kube client of replica `i` with `token`, from a kubeconfig as kubectl
 /// would read it.
-async fn client(c: &ProcCluster, i: usize, token: &str) -> kube::Client {
+pub(crate) async fn client(c: &ProcCluster, i: usize, token: &str) -> kube::Client {
     let m = &c.members[i];
     let text = m.kubeconfig(token);
     let kc = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig");

@@ -8,6 +8,7 @@ mod common;
 mod audit;
 mod config;
 mod connections;
+mod custom_resources;
 mod kube_rs;
 mod kubectl;
 mod node_session;
