@@ -262,13 +262,26 @@ pub fn validate(crd: &Value) -> Vec<String> {
                 &format!("{at}.schema.openAPIV3Schema"),
             )),
         }
-        let scale = v.pointer("/subresources/scale");
-        if let Some(s) = scale {
-            for f in ["specReplicasPath", "statusReplicasPath"] {
+        if let Some(s) = v.pointer("/subresources/scale") {
+            for (f, under) in [
+                ("specReplicasPath", ".spec."),
+                ("statusReplicasPath", ".status."),
+                ("labelSelectorPath", ".status."),
+            ] {
                 let path = s.get(f).and_then(Value::as_str).unwrap_or("");
-                if !path.starts_with('.') || path.len() < 2 {
+                if path.is_empty() && f == "labelSelectorPath" {
+                    continue;
+                }
+                let simple = |under: &str| {
+                    path.strip_prefix(under).is_some_and(|rest| {
+                        !rest.is_empty() && rest.split('.').all(|x| !x.is_empty())
+                    })
+                };
+                let ok = simple(under) || (f == "labelSelectorPath" && simple(".spec."));
+                if !ok {
                     p.push(format!(
-                        "{at}.subresources.scale.{f}: Invalid value: {path:?}: should be a json path under .spec or .status"
+                        "{at}.subresources.scale.{f}: Invalid value: {path:?}: should be a json path under {}",
+                        under.trim_end_matches('.')
                     ));
                 }
             }
@@ -422,6 +435,46 @@ pub fn status(crd: &Value, others: &[Definition], previous: Option<&Value>, now:
             "storedVersions": stored,
         }),
     }
+}
+
+/// The fields a CRD has, as a structural schema: what pruning and
+/// `fieldValidation` judge a CRD's body by (the versions' schemas,
+/// `conversion` and `status` are kept as they are).
+pub fn known_fields() -> Value {
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let scalar = json!({"type": "string"});
+    let keep = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    let object = |fields: &[&str]| {
+        let props: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|f| (f.to_string(), scalar.clone()))
+            .collect();
+        json!({"type": "object", "properties": props})
+    };
+    let mut names = object(&["plural", "singular", "kind", "listKind"]);
+    names["properties"]["shortNames"] = strings.clone();
+    names["properties"]["categories"] = strings;
+    let version = json!({"type": "object", "properties": {
+        "name": scalar, "served": scalar, "storage": scalar, "deprecated": scalar,
+        "deprecationWarning": scalar,
+        "schema": {"type": "object", "properties": {"openAPIV3Schema": keep}},
+        "subresources": {"type": "object", "properties": {
+            "status": keep,
+            "scale": object(&["specReplicasPath", "statusReplicasPath", "labelSelectorPath"]),
+        }},
+        "additionalPrinterColumns": {"type": "array", "items":
+            object(&["name", "type", "format", "description", "priority", "jsonPath"])},
+        "selectableFields": {"type": "array", "items": object(&["jsonPath"])},
+    }});
+    json!({"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {
+            "group": scalar, "scope": scalar, "preserveUnknownFields": scalar,
+            "names": names,
+            "conversion": keep,
+            "versions": {"type": "array", "items": version},
+        }},
+        "status": keep,
+    }})
 }
 
 fn parse_column(c: &Value) -> Column {
@@ -596,6 +649,11 @@ mod tests {
                 json!("Webhook"),
                 "spec.conversion.strategy: Unsupported value",
             ),
+            (
+                "/spec/versions/0/subresources",
+                json!({"scale": {"specReplicasPath": ".status.replicas", "statusReplicasPath": ".status.replicas"}}),
+                "specReplicasPath: Invalid value: \".status.replicas\": should be a json path under .spec",
+            ),
         ];
         for (path, value, want) in cases {
             let mut crd = crontab();
@@ -614,6 +672,20 @@ mod tests {
             validate_update(&crontab(), &crd),
             vec!["spec.group: Invalid value: \"other.example.com\": field is immutable"]
         );
+    }
+
+    #[test]
+    fn unknown_fields_of_a_crd_are_named() {
+        let mut crd = crontab();
+        crd["spec"]["versions"][0]["additionalPrinterColums"] = json!([]);
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] =
+            json!([{"rule": "true"}]);
+        let dropped = schema::prune(&mut crd, &known_fields());
+        assert_eq!(dropped, vec!["spec.versions[0].additionalPrinterColums"]);
+        assert!(crd
+            .pointer("/spec/versions/0/schema/openAPIV3Schema/x-kubernetes-validations")
+            .is_some());
+        assert_eq!(validate(&crd), Vec::<String>::new(), "the rest is intact");
     }
 
     #[test]

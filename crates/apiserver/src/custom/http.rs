@@ -167,6 +167,9 @@ pub async fn object(
     match target.subresource.as_deref() {
         None => {}
         Some("status") if res.status && target.name.is_some() => {}
+        Some("scale") if res.scale.is_some() && target.name.is_some() => {
+            return scale(http, who, method, headers, &res, &target, query, body).await;
+        }
         Some(_) => return Err(Failure::no_such_path()),
     }
     let started = Instant::now();
@@ -517,7 +520,7 @@ fn prune(
 ) -> Result<Vec<String>, Failure> {
     let dropped = match &res.schema {
         Some((s, _)) => schema::prune(v, s),
-        None => Vec::new(),
+        None => schema::prune(v, &definition::known_fields()),
     };
     field_validation(query, res, dropped)
 }
@@ -694,10 +697,59 @@ async fn replace(
     };
     match written.map_err(|e| Some(Failure::from(e)))? {
         Some(rev) => {
+            if gone && res.is_definitions() {
+                reaccept(http, &merged).await;
+            }
             store::set_resource_version(&mut merged, rev);
             Ok((merged, warnings))
         }
         None => Err(None),
+    }
+}
+
+/// Once a definition is gone, the others of its group refused for a
+/// names clash are looked at again: those whose names are now free are
+/// accepted (and established). Best effort: a failure is logged, and the
+/// next write of such a definition decides again.
+async fn reaccept(http: &Http, gone: &Value) {
+    let group = definition::parse(gone).group;
+    let registry = &http.api.registry;
+    let prefix = Resource::definitions().prefix("");
+    let page = match registry.list_json(&prefix, 0, "", false, &|_| true).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "list definitions to accept their names again");
+            return;
+        }
+    };
+    let mut accepted: Vec<definition::Definition> = page
+        .items
+        .iter()
+        .map(definition::parse)
+        .filter(|d| d.established)
+        .collect();
+    for crd in &page.items {
+        let d = definition::parse(crd);
+        if d.group != group || d.established || d.terminating {
+            continue;
+        }
+        let status = definition::status(crd, &accepted, crd.get("status"), &store::now());
+        let now_established = status["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        });
+        if !now_established {
+            continue;
+        }
+        let mut updated = crd.clone();
+        updated["status"] = status;
+        let rev: i64 = store::meta_str(crd, "resourceVersion").parse().unwrap_or(0);
+        let key = Resource::definitions().key("", &d.name);
+        match registry.swap_json(&key, rev, Some(&updated)).await {
+            Ok(Some(_)) => accepted.push(definition::parse(&updated)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(crd = %d.name, error = %e, "accept a definition's names"),
+        }
     }
 }
 
@@ -888,6 +940,9 @@ async fn delete_one(
             }
         };
         if written.is_some() {
+            if write.is_none() && res.is_definitions() {
+                reaccept(http, &cur.value).await;
+            }
             return Ok(served(out, res));
         }
     }
@@ -941,6 +996,173 @@ async fn delete(
         &json!({"kind": res.list_kind, "apiVersion": res.api_version(),
                 "metadata": {"resourceVersion": page.revision.to_string()}, "items": deleted}),
     ))
+}
+
+/// A value at a simple path (`.spec.replicas`).
+fn at_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.trim_start_matches('.')
+        .split('.')
+        .try_fold(v, |acc, f| acc.get(f))
+}
+
+/// Set a value at a simple path, making the objects on the way.
+fn set_path(v: &mut Value, path: &str, value: Value) -> Result<(), Failure> {
+    let fields: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+    let mut cur = v;
+    for (i, f) in fields.iter().enumerate() {
+        let obj = cur.as_object_mut().ok_or_else(|| {
+            Failure::bad_request(format!(
+                "{path}: {f:?} is inside a value that is not an object"
+            ))
+        })?;
+        if i + 1 == fields.len() {
+            obj.insert(f.to_string(), value);
+            return Ok(());
+        }
+        cur = obj.entry(f.to_string()).or_insert_with(|| json!({}));
+    }
+    Ok(())
+}
+
+/// The `autoscaling/v1 Scale` of a custom resource, from its
+/// `subresources.scale` paths.
+fn scale_of(res: &Resource, v: &Value, rev: i64) -> Value {
+    let Some(sc) = &res.scale else {
+        return Value::Null;
+    };
+    let int = |path: &str| at_path(v, path).and_then(Value::as_i64).unwrap_or(0);
+    let mut status = json!({"replicas": int(&sc.status_replicas_path)});
+    if !sc.label_selector_path.is_empty() {
+        if let Some(sel) = at_path(v, &sc.label_selector_path).and_then(Value::as_str) {
+            status["selector"] = json!(sel);
+        }
+    }
+    let mut meta = json!({
+        "name": store::meta_str(v, "name"),
+        "uid": store::meta_str(v, "uid"),
+        "resourceVersion": rev.to_string(),
+        "creationTimestamp": store::meta_str(v, "creationTimestamp"),
+    });
+    if res.namespaced {
+        meta["namespace"] = json!(store::meta_str(v, "namespace"));
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": meta,
+        "spec": {"replicas": int(&sc.spec_replicas_path)},
+        "status": status,
+    })
+}
+
+/// `.../scale`: GET the Scale; PUT or PATCH one, which sets the object's
+/// replicas (a compare-and-swap on the object read, retried unless the
+/// Scale names a resourceVersion).
+#[allow(clippy::too_many_arguments)]
+async fn scale(
+    http: &Http,
+    who: &Identity,
+    method: Method,
+    headers: &HeaderMap,
+    res: &Resource,
+    target: &Target,
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Result<Response, Failure> {
+    let Some(name) = target.name.clone() else {
+        return Err(Failure::no_such_path());
+    };
+    let Some(sc) = res.scale.clone() else {
+        return Err(Failure::no_such_path());
+    };
+    let registry = &http.api.registry;
+    let key = res.key(&target.namespace, &name);
+    let read_scale = || async {
+        let cur = registry
+            .read_json(&key, true)
+            .await?
+            .ok_or_else(|| not_found(res, &name))?;
+        let scale = scale_of(res, &cur.value, cur.mod_revision);
+        Ok::<_, Failure>((cur, scale))
+    };
+    let change: Box<dyn Fn(Value) -> Result<Value, Failure> + Send + Sync> = match method {
+        Method::GET => {
+            authorize(who, "get", res, &name)?;
+            let (_, scale) = read_scale().await?;
+            return Ok(json_response(StatusCode::OK, &scale));
+        }
+        Method::PUT => {
+            let v = body_value(headers, body)?;
+            Box::new(move |_| Ok(v.clone()))
+        }
+        Method::PATCH => {
+            let p = match Patch::parse(headers, body)? {
+                Patch::Strategic(s) => Patch::Merge(s),
+                p => p,
+            };
+            Box::new(move |mut scale| {
+                p.apply(&mut scale, "Scale")?;
+                Ok(scale)
+            })
+        }
+        m => {
+            return Err(Failure::new(
+                405,
+                "MethodNotAllowed",
+                format!("{m} is not allowed on the scale of {}", res.qualified()),
+            ))
+        }
+    };
+    authorize(who, "update", res, &name)?;
+    let commit = commit_of(query)?;
+    let replica_target = Target {
+        subresource: None,
+        ..target.clone()
+    };
+    for _ in 0..PATCH_ATTEMPTS_MAX {
+        let (cur, before) = read_scale().await?;
+        let mut unpinned = before.clone();
+        if let Some(m) = unpinned.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        let wanted = change(unpinned)?;
+        let own_rv = wanted
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if !own_rv.is_empty() && own_rv != cur.mod_revision.to_string() {
+            return Err(conflict(res, &name));
+        }
+        let replicas = wanted
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .filter(|r| *r >= 0 && i32::try_from(*r).is_ok())
+            .ok_or_else(|| {
+                invalid(
+                    res,
+                    &name,
+                    &[
+                        "spec.replicas: Invalid value: must be a non-negative 32-bit integer"
+                            .into(),
+                    ],
+                )
+            })?;
+        let mut new = served(cur.value.clone(), res);
+        set_path(&mut new, &sc.spec_replicas_path, json!(replicas))?;
+        match replace(http, res, &replica_target, &name, &cur, new, query, commit).await {
+            Ok((stored, _)) => {
+                let rev = store::meta_str(&stored, "resourceVersion")
+                    .parse()
+                    .unwrap_or(cur.mod_revision);
+                return Ok(json_response(StatusCode::OK, &scale_of(res, &stored, rev)));
+            }
+            Err(Some(f)) => return Err(f),
+            Err(None) if own_rv.is_empty() => continue,
+            Err(None) => return Err(conflict(res, &name)),
+        }
+    }
+    Err(conflict(res, &name))
 }
 
 /// The named groups custom kinds (and the CRDs) are served in, for
@@ -1088,6 +1310,13 @@ pub fn api_resource_list(
                 "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"],
             }));
         }
+        if r.scale.is_some() {
+            out.push(json!({
+                "name": format!("{}/scale", r.plural), "singularName": "",
+                "namespaced": r.namespaced, "group": "autoscaling", "version": "v1",
+                "kind": "Scale", "verbs": ["get", "patch", "update"],
+            }));
+        }
     }
     Some(json!({
         "kind": "APIResourceList", "apiVersion": "v1",
@@ -1120,9 +1349,18 @@ pub fn aggregated_items(catalog: &Catalog, registry: &crate::registry::Registry)
                             if !categories.is_empty() {
                                 e["categories"] = json!(categories);
                             }
+                            let mut subresources = Vec::new();
                             if r.status {
-                                e["subresources"] = json!([{"subresource": "status",
-                                    "responseKind": kind_ref, "verbs": ["get", "patch", "update"]}]);
+                                subresources.push(json!({"subresource": "status",
+                                    "responseKind": kind_ref, "verbs": ["get", "patch", "update"]}));
+                            }
+                            if r.scale.is_some() {
+                                subresources.push(json!({"subresource": "scale",
+                                    "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                                    "verbs": ["get", "patch", "update"]}));
+                            }
+                            if !subresources.is_empty() {
+                                e["subresources"] = Value::Array(subresources);
                             }
                             e
                         })

@@ -7,7 +7,7 @@
 //! serves its kind at `/apis/<group>/<version>/...` — create, get, list,
 //! watch, update, patch (JSON merge and JSON patches; strategic merge
 //! patches are refused as Kubernetes refuses them for custom resources),
-//! delete and deletecollection, the `status` subresource, tables with the
+//! delete and deletecollection, the `status` and `scale` subresources, tables with the
 //! CRD's printer columns — and lists it in discovery and OpenAPI v3. Each
 //! replica reads the definitions from its own state ([`Catalog`]), so a
 //! CRD is served wherever it has been applied, within the replication
@@ -16,7 +16,7 @@
 //! objects; a namespace's deletion removes the namespace's objects of
 //! every custom kind ([`remove_in_namespace`]).
 //!
-//! Not yet: the `scale` subresource, conversion between versions other
+//! Not yet: conversion between versions other
 //! than `None` (objects are served at every served version as stored,
 //! with that version's apiVersion), validation rules (CEL), and the typed
 //! gRPC API and SDK (custom resources are HTTP only).
@@ -59,6 +59,8 @@ pub struct Resource {
     pub namespaced: bool,
     /// Has a `status` subresource.
     pub status: bool,
+    /// Has a `scale` subresource (its paths).
+    pub scale: Option<definition::Scale>,
     pub columns: Vec<Column>,
     /// The version's schema and its validator (None for the CRDs).
     pub schema: Option<(Value, Arc<schema::Validator>)>,
@@ -80,6 +82,7 @@ impl Resource {
             list_kind: format!("{}List", definition::KIND),
             namespaced: false,
             status: true,
+            scale: None,
             columns: vec![Column {
                 name: "Created At".into(),
                 type_: "string".into(),
@@ -160,6 +163,7 @@ impl Entry {
             list_kind: d.names.list_kind.clone(),
             namespaced: d.namespaced,
             status: v.status,
+            scale: v.scale.clone(),
             columns: columns::effective(&v.columns),
             schema: Some((v.schema.clone(), validator)),
             deprecation_warning: v.deprecation_warning.clone(),

@@ -3,7 +3,7 @@
 //! of objects of its kind, on another replica than the one that took the
 //! CRD; tables with the CRD's printer columns; schema defaults, pruning
 //! (Strict field validation) and validation; the status subresource;
-//! generations; finalizers; watch and dynamic objects with kube-rs; a
+//! generations; the scale subresource; finalizers; watch and dynamic objects with kube-rs; a
 //! namespace's deletion and the CRD's deletion taking the objects along;
 //! a viewer refused writes.
 
@@ -40,10 +40,14 @@ fn crd() -> Value {
                                 "replicas": {"type": "integer", "minimum": 1, "maximum": 10, "default": 1}
                             }
                         },
-                        "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}
+                        "status": {"type": "object", "properties": {
+                            "ready": {"type": "boolean"}, "replicas": {"type": "integer"}}}
                     }
                 }},
-                "subresources": {"status": {}},
+                "subresources": {
+                    "status": {},
+                    "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
+                },
                 "additionalPrinterColumns": [
                     {"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"},
                     {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
@@ -247,6 +251,16 @@ async fn kubectl_applies_a_crd_and_its_objects() {
         3
     );
 
+    // The scale subresource: kubectl scale, within the schema's bounds.
+    k0.ok(&["scale", "ct", "nightly", "--replicas=5"]);
+    let o = get_json(&k0, &["get", "ct", "nightly"]);
+    assert_eq!(o["spec"]["replicas"], 5, "{o}");
+    let (ok, _, err) = k0.run(&["scale", "ct", "nightly", "--replicas=20"]);
+    assert!(!ok && err.contains("spec.replicas"), "{err}");
+    let scale = get_json(&k0, &["get", "ct", "nightly", "--subresource=scale"]);
+    assert_eq!(scale["kind"], "Scale", "{scale}");
+    assert_eq!(scale["spec"]["replicas"], 5, "{scale}");
+
     // Labels and selectors.
     k0.ok(&["label", "ct", "nightly", "tier=batch"]);
     let out = k0.ok(&["get", "ct", "-l", "tier=batch", "-o", "name"]);
@@ -297,14 +311,46 @@ async fn kubectl_applies_a_crd_and_its_objects() {
     let out = k0.ok(&["get", "ct", "-n", "team", "-o", "name"]);
     assert_eq!(out.trim(), "", "the old namespace's objects are gone");
 
-    // The CRD's deletion takes its objects along; a new CRD of the same
-    // name starts empty.
+    // A second CRD of the group with the same kind: its names are not
+    // accepted while the first holds them.
+    let mut twin = crd();
+    twin["metadata"]["name"] = json!("crontabz.stable.example.com");
+    twin["spec"]["names"] =
+        json!({"plural": "crontabz", "singular": "crontabz", "kind": "CronTab"});
+    let (code, out, err) = apply(&k0, "default", &twin);
+    assert_eq!(code, 0, "{out}{err}");
+    let established = |k: &Kubectl, name: &str| -> String {
+        let v = get_json(k, &["get", "crd", name]);
+        v["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "NamesAccepted").cloned())
+            .map(|c| format!("{} {}", c["status"], c["message"]))
+            .unwrap_or_default()
+    };
+    let twin_names = established(&k0, "crontabz.stable.example.com");
+    assert!(
+        twin_names.contains("False") && twin_names.contains("already in use"),
+        "{twin_names}"
+    );
+    let (ok, _, _) = k0.run(&["get", "crontabz.stable.example.com"]);
+    assert!(!ok, "not served");
+
+    // The CRD's deletion takes its objects along (and frees its names for
+    // the twin); a new CRD of the same name starts empty.
     k0.ok(&["delete", "crd", "crontabs.stable.example.com"]);
     eventually(Duration::from_secs(5), "crontabs are not served", || {
         let (ok, _, _) = k2.run(&["get", "crontabs.stable.example.com"]);
         async move { !ok }
     })
     .await;
+    let twin_names = established(&k0, "crontabz.stable.example.com");
+    assert!(twin_names.contains("True"), "{twin_names}");
+    eventually(Duration::from_secs(5), "crontabz are served", || {
+        let (ok, _, _) = k0.run(&["get", "crontabz.stable.example.com"]);
+        async move { ok }
+    })
+    .await;
+    k0.ok(&["delete", "crd", "crontabz.stable.example.com"]);
     let (code, out, err) = apply(&k0, "default", &crd());
     assert_eq!(code, 0, "{out}{err}");
     eventually(Duration::from_secs(5), "crontabs are served again", || {
