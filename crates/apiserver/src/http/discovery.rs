@@ -60,7 +60,7 @@ pub fn groups() -> Vec<(&'static str, &'static str)> {
 
 /// The review APIs ([`super::review`]): (group, version, resource, kind),
 /// cluster-scoped, `create` only.
-pub const REVIEWS: [(&str, &str, &str, &str); 2] = [
+pub const REVIEWS: [(&str, &str, &str, &str); 3] = [
     (
         "authentication.k8s.io",
         "v1",
@@ -72,6 +72,12 @@ pub const REVIEWS: [(&str, &str, &str, &str); 2] = [
         "v1",
         "selfsubjectaccessreviews",
         "SelfSubjectAccessReview",
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
     ),
 ];
 

@@ -118,6 +118,10 @@ pub fn routes(http: Http) -> Router {
             post(can_i),
         )
         .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+            post(rules_review),
+        )
+        .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/exec",
             any(pod_exec),
         )
@@ -453,6 +457,23 @@ async fn can_i(
     Ok(json_response(
         StatusCode::CREATED,
         &review::self_subject_access_review(&who, &value)?,
+    ))
+}
+
+async fn rules_review(
+    State(http): State<Http>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let who = authenticate(&http, &headers)?;
+    let value = write::body_value(&headers, &body)?;
+    let custom_groups: Vec<String> = custom::http::groups(&http.custom, &http.api.registry)
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect();
+    Ok(json_response(
+        StatusCode::CREATED,
+        &review::self_subject_rules_review(&who, &value, &custom_groups)?,
     ))
 }
 

@@ -6,7 +6,7 @@
 //! (and refusals of what is not served yet, changing nothing), tokens and
 //! roles; `apply` (create, unchanged, three-way strategic merges), `diff`,
 //! server dry runs, field validation, `set image`, `edit`, `rollout
-//! restart|history|undo`, `explain`, `auth whoami|can-i`, `describe`,
+//! restart|history|undo`, `explain`, `auth whoami|can-i [--list]`, `describe`,
 //! `drain`.
 
 use crate::common;
@@ -239,6 +239,29 @@ async fn kubectl_writes_watches_errors_tokens_and_roles() {
     assert_eq!(
         admin.ok(&["auth", "can-i", "delete", "nodes"]).trim(),
         "yes"
+    );
+    // can-i --list (SelfSubjectRulesReview): a viewer reads everything
+    // but Secrets; an admin does anything.
+    let rules = viewer.ok(&["auth", "can-i", "--list"]);
+    let rows = words(&rules);
+    assert!(
+        rows.iter()
+            .any(|r| r.first().is_some_and(|x| x == "pods")
+                && r.join(" ").contains("[get list watch]")),
+        "{rules}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.first().is_some_and(|x| x == "deployments.apps")),
+        "{rules}"
+    );
+    assert!(!rules.contains("secrets"), "{rules}");
+    let rules = admin.ok(&["auth", "can-i", "--list"]);
+    assert!(
+        words(&rules)
+            .iter()
+            .any(|r| r.first().is_some_and(|x| x == "*.*") && r.join(" ").contains("[*]")),
+        "{rules}"
     );
 
     // A token the cluster does not know.
