@@ -1,5 +1,5 @@
 //! The DaemonSet controller, after Kubernetes' `daemon_controller.go` and
-//! `update.go` (rolling update without surge).
+//! `update.go` (rolling update by maxUnavailable or by maxSurge).
 //!
 //! [`reconcile`] compares a DaemonSet with the nodes and its pods (those
 //! whose controller ownerReference carries its uid) and returns the
@@ -20,10 +20,13 @@
 //!   round); of two pods on one node the newer goes; a pod on a node that
 //!   no longer exists is deleted at once (grace 0: no kubelet will confirm
 //!   it).
-//! - **Rolling update** (maxSurge 0): an old pod that is not available is
-//!   replaced at once; available old pods are deleted while fewer than
+//! - **Rolling update** with maxSurge 0: an old pod that is not available
+//!   is replaced at once; available old pods are deleted while fewer than
 //!   `maxUnavailable` (of the desired count, a percentage rounded up) nodes
-//!   lack an available pod. `OnDelete` replaces a pod only when someone
+//!   lack an available pod. With a surge (then maxUnavailable is 0): a new
+//!   pod starts beside the old one (at once when the old one is not
+//!   available, else on at most `maxSurge` nodes at a time), and the old
+//!   one goes when the new one is available. `OnDelete` replaces a pod only when someone
 //!   deleted it.
 //! - **Status**: desired, current, misscheduled, ready, up to date,
 //!   available and unavailable counts, observedGeneration.
@@ -194,6 +197,21 @@ pub fn reconcile<P: Borrow<v1::Pod>, R: Borrow<v1::ControllerRevision>>(
             actions.extend(ps.iter().map(|p| delete(p, true)));
         }
     }
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
+    let rolling = strategy.r#type != "OnDelete";
+    let eligible = nodes
+        .iter()
+        .filter(|n| placement(template, n).should_run)
+        .count() as i64;
+    // A surge: a node holds its old pod and a new one until the new one
+    // is available (then the old one goes), at most `maxSurge` at once.
+    let max_surge = match (&strategy.rolling_update, rolling) {
+        (Some(r), true) => scaled(&r.max_surge, eligible),
+        _ => 0,
+    };
+    let is_new = |p: &v1::Pod| p.meta().labels.get(REVISION_LABEL) == Some(&hash);
+    // Per node with a pod of each revision under a surge: (node, old, new).
+    let mut pairs: Vec<(&str, &v1::Pod, Option<&v1::Pod>)> = Vec::new();
     let (mut desired, mut current, mut misscheduled) = (0usize, 0usize, 0usize);
     let (mut ready, mut updated, mut available) = (0usize, 0usize, 0usize);
     // Per node that should run the pod: its old pod, if it is the one
@@ -222,12 +240,31 @@ pub fn reconcile<P: Borrow<v1::Pod>, R: Borrow<v1::ControllerRevision>>(
             }
             continue;
         }
-        // The oldest stays; any other goes.
+        // The oldest stays; any other goes (under a surge, the oldest of
+        // each revision stays).
         live.sort_by(|a, b| {
             (&a.meta().creation_timestamp, &a.meta().name)
                 .cmp(&(&b.meta().creation_timestamp, &b.meta().name))
         });
-        if live.len() > 1 {
+        if max_surge > 0 {
+            let mut old_pod: Option<&v1::Pod> = None;
+            let mut new_pod: Option<&v1::Pod> = None;
+            for p in &live {
+                let slot = if is_new(p) {
+                    &mut new_pod
+                } else {
+                    &mut old_pod
+                };
+                match slot {
+                    None => *slot = Some(*p),
+                    Some(_) => actions.push(delete(p, false)),
+                }
+            }
+            if let Some(o) = old_pod {
+                pairs.push((name, o, new_pod));
+            }
+            live.retain(|p| Some(*p) == old_pod || Some(*p) == new_pod);
+        } else if live.len() > 1 {
             actions.extend(live[1..].iter().map(|p| delete(p, false)));
         }
         let Some(pod) = live.first().copied() else {
@@ -240,20 +277,45 @@ pub fn reconcile<P: Borrow<v1::Pod>, R: Borrow<v1::ControllerRevision>>(
             continue;
         };
         current += 1;
-        let is_new = pod.meta().labels.get(REVISION_LABEL) == Some(&hash);
+        // The status counts the node's oldest pod, as Kubernetes does.
+        let pod_is_new = is_new(pod);
         let avail = is_available(pod, min_ready, now);
         ready += usize::from(is_ready(pod));
-        updated += usize::from(is_new);
+        updated += usize::from(pod_is_new);
         available += usize::from(avail);
         if !avail {
             unavailable_nodes += 1;
         }
-        if !is_new {
+        if !pod_is_new && max_surge == 0 {
             old_on.push((pod, avail));
         }
     }
-    let strategy = spec.update_strategy.clone().unwrap_or_default();
-    if strategy.r#type != "OnDelete" {
+    if rolling && max_surge > 0 {
+        // Kubernetes' surge: an old pod that is not available gets its
+        // replacement at once; an available one is a candidate while
+        // fewer than maxSurge nodes wait for a new pod; a node whose new
+        // pod is available loses its old one.
+        let mut waiting = 0i64;
+        let mut now_nodes: Vec<&str> = Vec::new();
+        let mut candidates: Vec<&str> = Vec::new();
+        for (node, old_pod, new_pod) in &pairs {
+            match new_pod {
+                None if !is_available(old_pod, min_ready, now) => now_nodes.push(node),
+                None => candidates.push(node),
+                Some(n) if is_available(n, min_ready, now) => actions.push(delete(old_pod, false)),
+                Some(_) => waiting += 1,
+            }
+        }
+        let room = usize::try_from((max_surge - waiting).max(0)).unwrap_or(0);
+        for node in now_nodes
+            .into_iter()
+            .chain(candidates.into_iter().take(room))
+        {
+            actions.push(Action::CreatePod(Box::new(pod_for(
+                ds, template, &hash, node,
+            ))));
+        }
+    } else if rolling {
         let max_unavailable = strategy
             .rolling_update
             .as_ref()
@@ -581,6 +643,74 @@ mod tests {
             deletes(&reconcile(&on_delete, &nodes, &pods, NO_REVISIONS, at(10))),
             Vec::<(String, bool)>::new()
         );
+    }
+
+    #[test]
+    fn rolling_update_by_surge() {
+        let old = ds(json!({"updateStrategy": {"type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}));
+        let nodes: Vec<v1::Node> = ["a", "b", "c"]
+            .iter()
+            .map(|n| node(n, json!({}), json!([])))
+            .collect();
+        // New pods are created after the old ones.
+        let newer = |d: &v1::DaemonSet, name: &str, node: &str, ready_at: Option<u64>| {
+            let mut p = pod(d, name, node, ready_at);
+            p.meta_mut().creation_timestamp = format_rfc3339(at(5));
+            p
+        };
+        let pods: Vec<v1::Pod> = ["a", "b", "c"]
+            .iter()
+            .map(|n| pod(&old, &format!("old-{n}"), n, Some(0)))
+            .collect();
+        // Nothing to do while the template is the pods'.
+        let a = reconcile(&old, &nodes, &pods, NO_REVISIONS, at(10));
+        assert!(creates(&a).is_empty() && deletes(&a).is_empty(), "{a:?}");
+        let mut new = old.clone();
+        if let Some(t) = new.spec.as_mut().and_then(|s| s.template.as_mut()) {
+            if let Some(s) = t.spec.as_mut() {
+                s.containers[0].image = "agent:2".into();
+            }
+        }
+        // One new pod beside an old one; no old pod goes yet.
+        let a = reconcile(&new, &nodes, &pods, NO_REVISIONS, at(10));
+        assert_eq!(creates(&a), ["a"]);
+        assert!(deletes(&a).is_empty());
+        // While it is not available, no other node surges.
+        let mut mid = pods.clone();
+        mid.push(newer(&new, "new-a", "a", None));
+        let a = reconcile(&new, &nodes, &mid, NO_REVISIONS, at(20));
+        assert!(creates(&a).is_empty() && deletes(&a).is_empty(), "{a:?}");
+        let s = status(&a).expect("status");
+        assert_eq!((s.current_number_scheduled, s.number_available), (3, 3));
+        // Once available, the old one goes and the next node surges (in
+        // the same round, as Kubernetes).
+        mid.pop();
+        mid.push(newer(&new, "new-a", "a", Some(15)));
+        let a = reconcile(&new, &nodes, &mid, NO_REVISIONS, at(20));
+        assert_eq!(deletes(&a), [("old-a".to_string(), false)]);
+        assert_eq!(creates(&a), ["b"], "a no longer takes the surge");
+        let mut later: Vec<v1::Pod> = mid[1..3].to_vec();
+        later.push(newer(&new, "new-a", "a", Some(15)));
+        let a = reconcile(&new, &nodes, &later, NO_REVISIONS, at(30));
+        assert_eq!(creates(&a), ["b"]);
+        // An old pod that is not available gets its replacement at once,
+        // beyond the surge.
+        let sick = vec![
+            pod(&old, "old-a", "a", None),
+            pod(&old, "old-b", "b", Some(0)),
+            newer(&new, "new-c", "c", None),
+            pod(&old, "old-c", "c", Some(0)),
+        ];
+        let a = reconcile(&new, &nodes, &sick, NO_REVISIONS, at(30));
+        assert_eq!(creates(&a), ["a"]);
+        // A second new pod on a node goes.
+        let twice = vec![
+            newer(&new, "new-a", "a", Some(0)),
+            newer(&new, "new-a2", "a", Some(0)),
+        ];
+        let a = reconcile(&new, &nodes[..1], &twice, NO_REVISIONS, at(30));
+        assert_eq!(deletes(&a), [("new-a2".to_string(), false)]);
     }
 
     #[test]

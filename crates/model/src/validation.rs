@@ -1102,18 +1102,29 @@ fn check_daemon_set(e: &mut Errors, s: &v1::DaemonSetSpec) {
     let p = "spec.updateStrategy.rollingUpdate";
     let unavailable = check_int_or_percent(e, &format!("{p}.maxUnavailable"), &ru.max_unavailable);
     let surge = check_int_or_percent(e, &format!("{p}.maxSurge"), &ru.max_surge);
-    if surge.is_some_and(|(n, _)| n != 0) {
+    // Exactly one of the two is non-zero (Kubernetes' rule: a surge
+    // replaces pods with none unavailable).
+    let has_surge = surge.is_some_and(|(n, _)| n != 0);
+    let has_unavailable = unavailable.is_some_and(|(n, _)| n != 0);
+    if has_surge && has_unavailable {
         e.invalid(
             &format!("{p}.maxSurge"),
             &ru.max_surge,
-            "a surge is not supported (old pods are replaced in place): must be 0",
+            "may not be set when maxUnavailable is non-zero",
         );
     }
-    if unavailable.is_some_and(|(n, _)| n == 0) {
+    if !has_surge && unavailable.is_some_and(|(n, _)| n == 0) {
         e.invalid(
             &format!("{p}.maxUnavailable"),
             &ru.max_unavailable,
             "may not be 0 when `maxSurge` is 0",
+        );
+    }
+    if surge.is_some_and(|(n, pct)| pct && n > 100) {
+        e.invalid(
+            &format!("{p}.maxSurge"),
+            &ru.max_surge,
+            "must not be greater than 100%",
         );
     }
     if unavailable.is_some_and(|(n, pct)| pct && n > 100) {
@@ -2479,6 +2490,50 @@ mod tests {
                 ("spec.progressDeadlineSeconds: Invalid value 5: must be greater than minReadySeconds",
                     |v| v["spec"]["progressDeadlineSeconds"] = json!(5)),
             ],
+        );
+    }
+
+    #[test]
+    fn daemonset_rolling_updates_take_a_surge_or_unavailability() {
+        let ds = |ru: serde_json::Value| {
+            let mut v = deployment_json();
+            v["kind"] = json!("DaemonSet");
+            if let Some(spec) = v["spec"].as_object_mut() {
+                spec.remove("replicas");
+                spec.remove("strategy");
+                spec.remove("progressDeadlineSeconds");
+            }
+            v["spec"]["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": ru});
+            let mut o = crate::manifest::from_value(v).expect("a DaemonSet");
+            crate::defaults::apply(&mut o);
+            validate(&o)
+        };
+        assert_eq!(ds(json!({"maxSurge": 1, "maxUnavailable": 0})), Ok(()));
+        assert_eq!(ds(json!({"maxUnavailable": "25%"})), Ok(()));
+        let both = ds(json!({"maxSurge": 1, "maxUnavailable": 1}))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            both.iter().any(|p| p.contains("maxSurge")
+                && p.contains("may not be set when maxUnavailable is non-zero")),
+            "{both:?}"
+        );
+        let neither = ds(json!({"maxSurge": 0, "maxUnavailable": 0}))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            neither
+                .iter()
+                .any(|p| p.contains("may not be 0 when `maxSurge` is 0")),
+            "{neither:?}"
+        );
+        let big = ds(json!({"maxSurge": "150%", "maxUnavailable": 0}))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            big.iter()
+                .any(|p| p.contains("maxSurge") && p.contains("greater than 100%")),
+            "{big:?}"
         );
     }
 

@@ -1,8 +1,9 @@
 //! DaemonSets as `keelson server` runs their controller, over simulated
 //! nodes, driven by kubectl: a pod per node, a pod for a node that joins,
 //! none on a node with an untolerated NoExecute taint (and one again once
-//! it goes), a rolling update that kubectl's `rollout status` follows
-//! (and `rollout history` and `undo` over its ControllerRevisions), a
+//! it goes), rolling updates (by maxUnavailable and by maxSurge) that
+//! kubectl's `rollout status` follows (and `rollout history` and `undo`
+//! over its ControllerRevisions), a
 //! removed node's pod collected, and the DaemonSet's pods (and a
 //! ConfigMap and a Secret it owns) deleted with it.
 
@@ -156,6 +157,29 @@ async fn daemon_sets_follow_nodes_taints_and_roll_out() {
                 })
         },
     )
+    .await;
+
+    // A rolling update by surge: a new pod starts beside each old one,
+    // which goes once the new one is available.
+    k.ok(&[
+        "patch",
+        "daemonset",
+        "node-agent",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
+    ]);
+    k.ok(&[
+        "set",
+        "image",
+        "daemonset/node-agent",
+        "main=builtin/http-echo",
+    ]);
+    k.ok(&["rollout", "status", "daemonset/node-agent", "--timeout=60s"]);
+    eventually(Duration::from_secs(30), "one new pod per node", || async {
+        let by = pods_by_node(&pods).await;
+        by.len() == 2 && by.values().all(|i| i == &["builtin/http-echo"])
+    })
     .await;
 
     // Deleting the DaemonSet deletes its pods, and a ConfigMap and a
