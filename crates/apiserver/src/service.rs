@@ -982,10 +982,12 @@ impl Api {
                 Some(i64::MAX) => {
                     return Err(Error::BadRequest("resourceVersion is out of range".into()))
                 }
+                // The list is linearizable: as new as any revision asked.
+                _ if req.send_initial_events => None,
                 other => other,
             },
             bookmarks: req.allow_bookmarks,
-            mark_listed: false,
+            mark_listed: req.send_initial_events,
         };
         let (tx, rx) = mpsc::channel(WATCH_QUEUE_EVENTS_MAX);
         tokio::spawn(watch::run(

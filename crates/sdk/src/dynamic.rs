@@ -264,6 +264,7 @@ impl DynamicApi {
             field_selector: p.field_selector.clone(),
             resource_version: resource_version.to_string(),
             allow_bookmarks: true,
+            send_initial_events: false,
         };
         let target = self.client.stream_channel();
         let stream = match ResourcesClient::new(target.channel.clone())

@@ -342,14 +342,12 @@ async fn read(
             .map_err(|_| Failure::bad_request(format!("limit {l:?} is not a number")))?,
     };
     let selectors = Selectors::parse(query, None)?;
+    let prefix = res.prefix(&target.namespace);
+    let continue_token = crate::http::version_match(&prefix, query, q(query, "resourceVersion"))?;
     let page = registry
-        .list_json(
-            &res.prefix(&target.namespace),
-            limit,
-            q(query, "continue"),
-            false,
-            &|v| selectors.matches(v),
-        )
+        .list_json(&prefix, limit, &continue_token, false, &|v| {
+            selectors.matches(v)
+        })
         .await?;
     let mut meta = json!({"resourceVersion": page.revision.to_string()});
     if !page.continue_token.is_empty() {
@@ -381,7 +379,9 @@ fn watch_objects(
     let include = Include::parse(q(query, "includeObject"))
         .ok_or_else(|| Failure::bad_request("includeObject must be None, Metadata or Object"))?;
     let selectors = Selectors::parse(query, target.name.as_deref())?;
+    let initial_events = crate::http::watch::send_initial_events(query)?;
     let from = match q(query, "resourceVersion") {
+        _ if initial_events => None,
         "" | "0" => None,
         rv => Some(rv.parse::<i64>().ok().filter(|r| *r >= 0).ok_or_else(|| {
             Failure::bad_request(format!("resourceVersion {rv:?} is not a revision"))
@@ -393,11 +393,13 @@ fn watch_objects(
         selects: Box::new(move |v| selectors.matches(v)),
         from,
         bookmarks: q(query, "allowWatchBookmarks") == "true" && format == Format::Json,
+        mark_listed: initial_events,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(watch::QUEUE_EVENTS_MAX);
     tokio::spawn(watch::run(http.api.registry.clone(), spec, tx));
     let res = res.clone();
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut initial_pending = initial_events;
     let lines = ReceiverStream::new(rx)
         .take_until(tokio::time::sleep_until(deadline))
         .scan(false, move |ended, item| {
@@ -405,6 +407,14 @@ fn watch_objects(
                 return futures::future::ready(None);
             }
             let line = match item {
+                Ok(("BOOKMARK", None, rev)) if initial_pending => {
+                    initial_pending = false;
+                    Some(crate::http::watch::initial_events_end(
+                        &res.kind,
+                        &res.api_version(),
+                        &rev.to_string(),
+                    ))
+                }
                 Ok((typ, object, rev)) => {
                     let object = match (object, format) {
                         (None, _) => watch::bookmark(&res.kind, &res.api_version(), rev),

@@ -34,6 +34,9 @@ pub struct Spec {
     /// None: the current objects first.
     pub from: Option<i64>,
     pub bookmarks: bool,
+    /// With `from: None`: end the current objects with a BOOKMARK at their
+    /// revision (`sendInitialEvents`).
+    pub mark_listed: bool,
 }
 
 fn translate(spec: &Spec, ev: &mvccpb::Event, rev: i64) -> Result<Option<Event>, Error> {
@@ -104,6 +107,14 @@ async fn stream(
                     }
                 }
                 if page.continue_token.is_empty() {
+                    if spec.mark_listed
+                        && tx
+                            .send(Ok(("BOOKMARK", None, page.revision)))
+                            .await
+                            .is_err()
+                    {
+                        return Ok(());
+                    }
                     break page.revision + 1;
                 }
                 token = page.continue_token;

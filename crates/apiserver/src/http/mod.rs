@@ -12,16 +12,19 @@
 //!
 //! Served: `/version`, `/healthz`, `/livez`, `/readyz`, discovery (`/api`,
 //! `/apis`, `/api/v1`, `/apis/<group>/<version>`, subresources listed),
-//! OpenAPI v3 ([`openapi`]), and for the nine kinds at their Kubernetes
+//! OpenAPI v3 ([`openapi`]), and for the 21 built-in kinds at their Kubernetes
 //! paths: get and list (and get of `status`) as JSON or as server-side
-//! tables, with `labelSelector`, `fieldSelector`, `limit`, `continue` and
-//! `resourceVersion`; watch ([`watch`]); POST, PUT, PATCH (merge, JSON and
+//! tables, with `labelSelector`, `fieldSelector`, `limit`, `continue`,
+//! `resourceVersion` and `resourceVersionMatch` ([`version_match`]);
+//! watch ([`watch`]); POST, PUT, PATCH (merge, JSON and
 //! strategic merge patches) of objects, `status` and `scale`, and DELETE,
 //! each with `dryRun` and `fieldValidation`, and deletecollection
 //! ([`write`]); bodies as JSON,
 //! YAML or protobuf ([`protobuf`]); `pods/<name>/log`; `pods/<name>/exec`
 //! over WebSocket ([`exec`]); `pods/<name>/portforward` over SPDY tunnelled
-//! in a WebSocket ([`portforward`], [`spdy`]). Other methods answer
+//! in a WebSocket ([`portforward`], [`spdy`]); the reviews ([`review`]);
+//! CRDs and custom resources, for any group no built-in kind has
+//! ([`crate::custom`]). Other methods answer
 //! 405 MethodNotAllowed, other subresources 404, a
 //! protobuf-only `Accept` 406 (answers are JSON), server-side apply 415.
 //!
@@ -693,7 +696,8 @@ async fn read(
         if target.subresource.is_some() {
             return Err(Failure::no_such_path());
         }
-        let req = watch::request(
+        let initial_events = watch::send_initial_events(query)?;
+        let mut req = watch::request(
             kind,
             &target.namespace,
             target.name.as_deref(),
@@ -702,6 +706,7 @@ async fn read(
             &resource_version,
             q(query, "allowWatchBookmarks") == "true" && format == Format::Json,
         );
+        req.send_initial_events = initial_events;
         let timeout = watch::timeout_of(q(query, "timeoutSeconds"))?;
         let started = Instant::now();
         let r = http.api.watch_inner(who, &req);
@@ -711,7 +716,7 @@ async fn read(
             format,
             include,
         };
-        return Ok(watch::response(r?, enc, timeout));
+        return Ok(watch::response(r?, enc, timeout, initial_events));
     }
     let started = Instant::now();
     match (&target.name, target.subresource.as_deref()) {
@@ -749,21 +754,15 @@ async fn read(
                     .parse::<i64>()
                     .map_err(|_| Failure::bad_request(format!("limit {l:?} is not a number")))?,
             };
-            match q(query, "resourceVersionMatch") {
-                "" | "NotOlderThan" => {}
-                other => {
-                    return Err(Failure::bad_request(format!(
-                        "resourceVersionMatch {other:?} is not supported yet (only NotOlderThan)"
-                    )))
-                }
-            }
+            let continue_token =
+                version_match(&kind.prefix(&target.namespace), query, &resource_version)?;
             let req = ListRequest {
                 resource: kind.plural().into(),
                 namespace: target.namespace.clone(),
                 label_selector: q(query, "labelSelector").into(),
                 field_selector: q(query, "fieldSelector").into(),
                 limit,
-                continue_token: q(query, "continue").into(),
+                continue_token,
                 resource_version,
             };
             let r = http.api.list_inner(who, &req).await;
@@ -781,6 +780,42 @@ async fn read(
                 ),
             })
         }
+    }
+}
+
+/// The continue token a list starts from, by `resourceVersionMatch`:
+/// the client's (NotOlderThan, the default), or for `Exact` a first page
+/// read at exactly `resourceVersion` (a revision compacted since is 410
+/// Expired, one in the future 400), as a continue token at that revision
+/// starting before the first key under `prefix`.
+pub(crate) fn version_match(
+    prefix: &str,
+    query: &HashMap<String, String>,
+    resource_version: &str,
+) -> Result<String, Failure> {
+    let continue_token = q(query, "continue");
+    match q(query, "resourceVersionMatch") {
+        "" | "NotOlderThan" => Ok(continue_token.to_string()),
+        "Exact" => {
+            if !continue_token.is_empty() {
+                return Err(Failure::bad_request(
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            let rv = crate::registry::parse_revision(resource_version)?
+                .filter(|r| *r > 0)
+                .ok_or_else(|| {
+                    Failure::bad_request(format!(
+                        "resourceVersionMatch \"Exact\" needs a resourceVersion other than {resource_version:?}"
+                    ))
+                })?;
+            // Names are never empty, so every key under the prefix sorts
+            // after `<prefix>\0`, where a continue token starts.
+            Ok(format!("{rv}:{}", crate::registry::hex(prefix.as_bytes())))
+        }
+        other => Err(Failure::bad_request(format!(
+            "resourceVersionMatch {other:?} is not one of Exact, NotOlderThan"
+        ))),
     }
 }
 
@@ -921,6 +956,42 @@ mod tests {
             format_of(&accept("text/html")).err().map(|f| f.code),
             Some(406)
         );
+    }
+
+    #[test]
+    fn exact_lists_start_at_their_revision() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let prefix = "/registry/pods/default/";
+        assert_eq!(
+            version_match(prefix, &q(&[("continue", "7:ab")]), "").ok(),
+            Some("7:ab".into())
+        );
+        let exact = q(&[("resourceVersionMatch", "Exact")]);
+        assert_eq!(
+            version_match(prefix, &exact, "42").ok(),
+            Some(format!("42:{}", crate::registry::hex(prefix.as_bytes())))
+        );
+        for (query, rv) in [
+            (exact.clone(), "0"),
+            (exact.clone(), ""),
+            (exact.clone(), "x"),
+            (
+                q(&[("resourceVersionMatch", "Exact"), ("continue", "1:00")]),
+                "42",
+            ),
+            (q(&[("resourceVersionMatch", "Newest")]), "42"),
+        ] {
+            assert_eq!(
+                version_match(prefix, &query, rv).err().map(|f| f.code),
+                Some(400),
+                "{query:?} {rv}"
+            );
+        }
     }
 
     #[test]

@@ -185,6 +185,45 @@ pub fn request(
             resource_version.into()
         },
         allow_bookmarks: bookmarks,
+        send_initial_events: false,
+    }
+}
+
+/// The annotation of the BOOKMARK that ends a watch's initial events.
+pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+
+/// The BOOKMARK line that ends the initial events (`sendInitialEvents`).
+pub fn initial_events_end(kind: &str, api_version: &str, rv: &str) -> String {
+    let object = json!({
+        "kind": kind,
+        "apiVersion": api_version,
+        "metadata": {"resourceVersion": rv, "annotations": {INITIAL_EVENTS_END: "true"}},
+    });
+    format!("{}\n", json!({"type": "BOOKMARK", "object": object}))
+}
+
+/// `sendInitialEvents=true`: only with `resourceVersionMatch=NotOlderThan`
+/// and bookmarks allowed, as Kubernetes requires.
+pub fn send_initial_events(query: &HashMap<String, String>) -> Result<bool, Failure> {
+    let get = |k: &str| query.get(k).map_or("", String::as_str);
+    match get("sendInitialEvents") {
+        "" | "false" => Ok(false),
+        "true" => {
+            if get("resourceVersionMatch") != "NotOlderThan" {
+                return Err(Failure::bad_request(
+                    "sendInitialEvents needs resourceVersionMatch=NotOlderThan",
+                ));
+            }
+            if get("allowWatchBookmarks") != "true" {
+                return Err(Failure::bad_request(
+                    "sendInitialEvents needs allowWatchBookmarks=true",
+                ));
+            }
+            Ok(true)
+        }
+        other => Err(Failure::bad_request(format!(
+            "sendInitialEvents {other:?} is not true or false"
+        ))),
     }
 }
 
@@ -193,8 +232,12 @@ pub fn response(
     rx: tokio::sync::mpsc::Receiver<Result<WatchEvent, tonic::Status>>,
     enc: Encoding,
     timeout: Duration,
+    initial_events: bool,
 ) -> Response {
     let deadline = tokio::time::Instant::now() + timeout;
+    // With initial events, the first BOOKMARK is the one that ends them
+    // (periodic bookmarks come only after it).
+    let mut initial_pending = initial_events;
     let events = ReceiverStream::new(rx)
         .take_until(tokio::time::sleep_until(deadline))
         .scan(false, move |ended, item| {
@@ -202,6 +245,14 @@ pub fn response(
                 return futures::future::ready(None);
             }
             let line = match item {
+                Ok(e) if initial_pending && e.r#type == "BOOKMARK" => {
+                    initial_pending = false;
+                    Some(initial_events_end(
+                        enc.kind.name(),
+                        enc.kind.api_version(),
+                        &e.resource_version,
+                    ))
+                }
                 Ok(e) => match event_line(&e, enc, SystemTime::now()) {
                     Ok(l) => l,
                     Err(f) => {
@@ -240,6 +291,44 @@ pub fn timeout_of(s: &str) -> Result<Duration, Failure> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn initial_events_need_not_older_than_and_bookmarks() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(send_initial_events(&q(&[])).ok(), Some(false));
+        let ok = q(&[
+            ("sendInitialEvents", "true"),
+            ("resourceVersionMatch", "NotOlderThan"),
+            ("allowWatchBookmarks", "true"),
+        ]);
+        assert_eq!(send_initial_events(&ok).ok(), Some(true));
+        for bad in [
+            q(&[
+                ("sendInitialEvents", "true"),
+                ("allowWatchBookmarks", "true"),
+            ]),
+            q(&[
+                ("sendInitialEvents", "true"),
+                ("resourceVersionMatch", "NotOlderThan"),
+            ]),
+            q(&[("sendInitialEvents", "yes")]),
+        ] {
+            assert_eq!(send_initial_events(&bad).err().map(|f| f.code), Some(400));
+        }
+        let line: Value =
+            serde_json::from_str(initial_events_end("Pod", "v1", "42").trim()).expect("json");
+        assert_eq!(line["type"], "BOOKMARK");
+        assert_eq!(line["object"]["metadata"]["resourceVersion"], "42");
+        assert_eq!(
+            line["object"]["metadata"]["annotations"][INITIAL_EVENTS_END],
+            "true"
+        );
+    }
+
     use super::*;
     use keelson_model::Resource;
     use keelson_proto::v1;

@@ -426,6 +426,34 @@ async fn kube_rs_uses_custom_resources_as_dynamic_objects() {
     }
     let list = api.list(&Default::default()).await.expect("list");
     assert_eq!(list.items.len(), 1);
+    // A streaming list of the kind: "a", then the bookmark ending it.
+    let mut initial = api
+        .watch(&WatchParams::default().initial_events().timeout(10), "")
+        .await
+        .expect("streaming list")
+        .boxed();
+    let mut seen = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(ev) = initial.try_next().await.expect("event") {
+            match ev {
+                WatchEvent::Added(o) => seen.push(o.metadata.name.unwrap_or_default()),
+                WatchEvent::Bookmark(b) => return Some(b),
+                _ => {}
+            }
+        }
+        None
+    })
+    .await
+    .expect("the initial events in time")
+    .expect("a bookmark ends them");
+    assert_eq!(seen, ["a"]);
+    assert_eq!(
+        end.metadata
+            .annotations
+            .get("k8s.io/initial-events-end")
+            .map(String::as_str),
+        Some("true")
+    );
     api.delete("a", &Default::default()).await.expect("delete");
     let deleted = tokio::time::timeout(Duration::from_secs(10), async {
         while let Ok(Some(e)) = events.try_next().await {
@@ -442,4 +470,26 @@ async fn kube_rs_uses_custom_resources_as_dynamic_objects() {
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 404),
         other => panic!("{other:?}"),
     }
+    // A list at exactly the earlier resourceVersion still has "a".
+    let then = list.metadata.resource_version.clone().expect("list rv");
+    let exact = api
+        .list(
+            &kube::api::ListParams::default()
+                .at(&then)
+                .matching(kube::api::VersionMatch::Exact),
+        )
+        .await
+        .expect("exact list");
+    let names: Vec<String> = exact
+        .items
+        .iter()
+        .filter_map(|o| o.metadata.name.clone())
+        .collect();
+    assert_eq!(names, ["a"]);
+    assert!(api
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
 }

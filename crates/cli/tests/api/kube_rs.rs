@@ -1,6 +1,7 @@
 //! The Kubernetes HTTP API judged by kube-rs (the `kube` crate with
 //! k8s-openapi's types, a client written elsewhere): typed create, get,
-//! list with selectors, watch, merge / strategic / JSON patches, the scale
+//! list with selectors (and at an exact resourceVersion), watch (and
+//! streaming lists), merge / strategic / JSON patches, the scale
 //! subresource, a replace with a stale resourceVersion answered 409
 //! Conflict, dry runs, deletecollection, and errors as kube's `Status`.
 
@@ -186,6 +187,78 @@ async fn kube_rs_typed_clients_work_unchanged() {
     .await
     .expect("an event within 20 s");
     assert_eq!(seen.as_deref(), Some("d"));
+
+    // A list at exactly an earlier resourceVersion: the pods then.
+    let before = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list");
+    let before_rv = before.metadata.resource_version.clone().expect("list rv");
+    pods.create(&pp, &pod("e", "web")).await.expect("create e");
+    let exact = pods
+        .list(
+            &ListParams::default()
+                .labels("app=web")
+                .at(&before_rv)
+                .matching(kube::api::VersionMatch::Exact),
+        )
+        .await
+        .expect("exact list");
+    assert_eq!(exact.items.len(), before.items.len(), "e came later");
+    assert_eq!(
+        exact.metadata.resource_version.as_deref(),
+        Some(before_rv.as_str())
+    );
+    let now = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list");
+    assert_eq!(now.items.len(), before.items.len() + 1);
+    pods.delete("e", &Default::default())
+        .await
+        .expect("delete e");
+
+    // A streaming list (sendInitialEvents): the current pods as ADDED,
+    // then a bookmark marking their end.
+    let web_now = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list")
+        .items
+        .len();
+    let mut initial = pods
+        .watch(
+            &WatchParams::default()
+                .labels("app=web")
+                .initial_events()
+                .timeout(10),
+            "",
+        )
+        .await
+        .expect("streaming list")
+        .boxed();
+    let (added, end) = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut added = 0;
+        while let Some(ev) = initial.try_next().await.expect("event") {
+            match ev {
+                WatchEvent::Added(_) => added += 1,
+                WatchEvent::Bookmark(b) => return (added, Some(b)),
+                _ => {}
+            }
+        }
+        (added, None)
+    })
+    .await
+    .expect("the initial events in time");
+    assert_eq!(added, web_now);
+    let end = end.expect("a bookmark ends them");
+    assert_eq!(
+        end.metadata
+            .annotations
+            .get("k8s.io/initial-events-end")
+            .map(String::as_str),
+        Some("true")
+    );
 
     // Patches: merge (labels), strategic (a container added by name next
     // to the one there), JSON patch.
