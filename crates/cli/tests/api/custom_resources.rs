@@ -1,7 +1,7 @@
 //! CustomResourceDefinitions and custom resources over the Kubernetes HTTP
 //! API, judged by kubectl and kube-rs: `kubectl apply` of a CRD and then
 //! of objects of its kind, on another replica than the one that took the
-//! CRD; tables with the CRD's printer columns; schema defaults, pruning
+//! CRD; tables with the CRD's printer columns; `kubectl explain`; schema defaults, pruning
 //! (Strict field validation) and validation; the status subresource;
 //! generations; the scale subresource; finalizers; watch and dynamic objects with kube-rs; a
 //! namespace's deletion and the CRD's deletion taking the objects along;
@@ -169,6 +169,13 @@ async fn kubectl_applies_a_crd_and_its_objects() {
     );
     let wide = k0.ok(&["get", "crontabs", "-o", "wide"]);
     assert!(wide.contains("IMAGE") && wide.contains("busybox"), "{wide}");
+
+    // kubectl explain reads the kind's schema from OpenAPI v3.
+    let explained = k0.ok(&["explain", "crontabs.spec"]);
+    assert!(
+        explained.contains("cronSpec") && explained.contains("replicas"),
+        "{explained}"
+    );
 
     // Unknown fields: Strict (kubectl's default) refuses them.
     let (code, _, err) = apply(
