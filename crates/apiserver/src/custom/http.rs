@@ -16,7 +16,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::store::{self, DeleteStep, Part};
 use super::{columns, definition, schema, watch, Catalog, Resource};
 use crate::auth::{Identity, Role};
-use crate::http::status::Failure;
+use crate::http::discovery;
+use crate::http::status::{self, Failure};
 use crate::http::table::Include;
 use crate::http::write::{body_value, commit_of, warned, DeleteOptions, Patch, PATCH_ATTEMPTS_MAX};
 use crate::http::{format_of, json_response, q, Format, Http};
@@ -108,15 +109,7 @@ fn conflict(res: &Resource, name: &str) -> Failure {
 }
 
 fn invalid(res: &Resource, name: &str, problems: &[String]) -> Failure {
-    let causes: Vec<Value> = problems
-        .iter()
-        .map(|p| match p.split_once(": ") {
-            Some((field, msg)) if !field.contains(' ') => {
-                json!({"reason": "FieldValueInvalid", "message": msg, "field": field})
-            }
-            _ => json!({"reason": "FieldValueInvalid", "message": p}),
-        })
-        .collect();
+    let causes = status::causes(problems);
     Failure {
         code: 422,
         reason: "Invalid",
@@ -970,12 +963,7 @@ async fn delete(
     if target.subresource.is_some() {
         return Err(Failure::no_such_path());
     }
-    let opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
-        DeleteOptions::default()
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| Failure::bad_request(format!("DeleteOptions: {e}")))?
-    };
+    let opts = DeleteOptions::from_body(body)?;
     let commit = opts.commit(commit_of(query)?)?;
     if let Some(name) = &target.name {
         authorize(who, "delete", res, name)?;
@@ -1278,17 +1266,6 @@ fn short_names(
         .unwrap_or_default()
 }
 
-const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 /// `/apis/<group>/<version>` of a custom group.
 pub fn api_resource_list(
     catalog: &Catalog,
@@ -1305,7 +1282,7 @@ pub fn api_resource_list(
         let (short, categories) = short_names(catalog, registry, r);
         let mut entry = json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-            "kind": r.kind, "verbs": VERBS,
+            "kind": r.kind, "verbs": discovery::VERBS,
         });
         if !short.is_empty() {
             entry["shortNames"] = json!(short);
@@ -1351,7 +1328,7 @@ pub fn aggregated_items(catalog: &Catalog, registry: &crate::registry::Registry)
                             let mut e = json!({
                                 "resource": r.plural, "responseKind": kind_ref,
                                 "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-                                "singularResource": r.singular, "verbs": VERBS,
+                                "singularResource": r.singular, "verbs": discovery::VERBS,
                             });
                             if !short.is_empty() {
                                 e["shortNames"] = json!(short);

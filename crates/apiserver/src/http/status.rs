@@ -73,23 +73,26 @@ impl Failure {
     }
 }
 
+/// The `causes` of an Invalid status: each problem `field: message`
+/// split into its field and message.
+pub fn causes(problems: &[String]) -> Vec<Value> {
+    problems
+        .iter()
+        .map(|p| match p.split_once(": ") {
+            Some((field, msg)) if !field.contains(' ') => {
+                json!({"reason": "FieldValueInvalid", "message": msg, "field": field})
+            }
+            _ => json!({"reason": "FieldValueInvalid", "message": p}),
+        })
+        .collect()
+}
+
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let message = e.to_string();
         match e {
             Error::Invalid { what, problems } => {
-                let causes: Vec<Value> = problems
-                    .iter()
-                    .map(|p| {
-                        // "spec.replicas: must be ..." -> field and message.
-                        match p.split_once(": ") {
-                            Some((field, msg)) if !field.contains(' ') => json!({
-                                "reason": "FieldValueInvalid", "message": msg, "field": field
-                            }),
-                            _ => json!({"reason": "FieldValueInvalid", "message": p}),
-                        }
-                    })
-                    .collect();
+                let causes = causes(&problems);
                 // `what` is `Kind "name"`: kubectl prints the details'
                 // kind and name ("The Pod \"p\" is invalid: ...").
                 let (kind, name) = match what.split_once(' ') {

@@ -627,6 +627,15 @@ pub(crate) struct DeleteOptions {
 }
 
 impl DeleteOptions {
+    /// A DELETE's body (none: the defaults).
+    pub(crate) fn from_body(body: &[u8]) -> Result<DeleteOptions, Failure> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(DeleteOptions::default());
+        }
+        serde_json::from_slice(body)
+            .map_err(|e| Failure::bad_request(format!("DeleteOptions: {e}")))
+    }
+
     /// The write's commit once the options' own `dryRun` is counted.
     pub(crate) fn commit(&self, mut commit: Commit) -> Result<Commit, Failure> {
         for v in &self.dry_run {
@@ -676,12 +685,7 @@ pub async fn delete(
     if target.subresource.is_some() {
         return Err(Failure::no_such_path());
     }
-    let mut opts: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
-        DeleteOptions::default()
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| Failure::bad_request(format!("DeleteOptions: {e}")))?
-    };
+    let mut opts = DeleteOptions::from_body(body)?;
     let commit = opts.commit(commit_of(query)?)?;
     if opts.grace_period_seconds.is_none() {
         opts.grace_period_seconds = match q(query, "gracePeriodSeconds") {

@@ -1,11 +1,11 @@
 //! CustomResourceDefinitions and custom resources over the Kubernetes HTTP
-//! API, judged by kubectl and kube-rs: `kubectl apply` of a CRD and then
-//! of objects of its kind, on another replica than the one that took the
-//! CRD; tables with the CRD's printer columns; `kubectl explain`; schema defaults, pruning
-//! (Strict field validation) and validation; the status subresource;
-//! generations; the scale subresource; finalizers; watch and dynamic objects with kube-rs; a
-//! namespace's deletion and the CRD's deletion taking the objects along;
-//! a viewer refused writes.
+//! API, judged by kubectl and kube-rs: `kubectl apply` of a CRD and then of
+//! objects of its kind, on another replica than the one that took the CRD;
+//! tables with the CRD's printer columns; `kubectl explain`; schema
+//! defaults, pruning (Strict field validation) and validation; the status
+//! subresource; generations; the scale subresource; finalizers; watch and
+//! dynamic objects with kube-rs; a namespace's deletion and the CRD's
+//! deletion taking the objects along; a viewer refused writes.
 
 use crate::common;
 
